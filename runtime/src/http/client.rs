@@ -1,0 +1,344 @@
+//! The HTTP client under every generated client.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use base64::prelude::BASE64_STANDARD;
+use reqwest::header::{COOKIE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+
+use super::{HttpOperation, RequestParts};
+use crate::{RetryPolicy, TaskError};
+
+/// Options for one call, overriding the client's.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// The idempotency key to send with a non-idempotent operation. The durable runtime derives
+    /// it from the task id, so that it is the same on every attempt and every replay. Without
+    /// one, a call makes one key and sends it on each of its attempts.
+    pub idempotency_key: Option<String>,
+    /// The retry policy for this call.
+    pub retry_policy: Option<RetryPolicy>,
+}
+
+/// An HTTP client bound to one API: base URL, credentials, timeouts and retry policy.
+///
+/// Cloning is cheap; clones share connections.
+#[derive(Clone)]
+pub struct HttpClient {
+    base_url: String,
+    http: reqwest::Client,
+    headers: HeaderMap,
+    retry_policy: Option<RetryPolicy>,
+    idempotency_header: HeaderName,
+    timeout: Duration,
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Header values may be credentials: only their names are shown.
+        f.debug_struct("HttpClient")
+            .field("base_url", &self.base_url)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("retry_policy", &self.retry_policy)
+            .field("idempotency_header", &self.idempotency_header)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpClient {
+    /// A client for the API served at `base_url` (`https://api.example.com/v1`).
+    pub fn new(base_url: impl Into<String>) -> Self {
+        let mut base_url = base_url.into();
+        while base_url.ends_with('/') {
+            base_url.pop();
+        }
+        Self {
+            base_url,
+            http: reqwest::Client::new(),
+            headers: HeaderMap::new(),
+            retry_policy: None,
+            idempotency_header: HeaderName::from_static("idempotency-key"),
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The base URL every path is appended to.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Uses this retry policy for every call, instead of each operation's own.
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry_policy = Some(policy);
+        self
+    }
+
+    /// Gives up on an attempt that has not completed after `timeout` (30 s unless set).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Uses `client` for connections, with its own TLS, proxy and pool settings.
+    pub fn with_reqwest_client(mut self, client: reqwest::Client) -> Self {
+        self.http = client;
+        self
+    }
+
+    /// Sends this header on every request. A header marked `sensitive` (credentials) is never
+    /// shown by `Debug` or logged.
+    pub fn with_header(
+        mut self,
+        name: &str,
+        value: &str,
+        sensitive: bool,
+    ) -> Result<Self, TaskError> {
+        let name = HeaderName::try_from(name)
+            .map_err(|err| TaskError::permanent(format!("invalid header name `{name}`: {err}")))?;
+        let mut value = HeaderValue::try_from(value)
+            .map_err(|_| TaskError::permanent(format!("invalid value for header `{name}`")))?;
+        value.set_sensitive(sensitive);
+        self.headers.insert(name, value);
+        Ok(self)
+    }
+
+    /// Sends `Authorization: Bearer <token>` on every request.
+    pub fn with_bearer_token(self, token: &str) -> Result<Self, TaskError> {
+        self.with_header("authorization", &format!("Bearer {token}"), true)
+    }
+
+    /// Sends HTTP basic credentials on every request.
+    pub fn with_basic_auth(self, user: &str, password: &str) -> Result<Self, TaskError> {
+        let encoded = BASE64_STANDARD.encode(format!("{user}:{password}"));
+        self.with_header("authorization", &format!("Basic {encoded}"), true)
+    }
+
+    /// Sends idempotency keys in this header instead of the default `Idempotency-Key`.
+    pub fn with_idempotency_header(mut self, name: &str) -> Result<Self, TaskError> {
+        self.idempotency_header = HeaderName::try_from(name)
+            .map_err(|err| TaskError::permanent(format!("invalid header name `{name}`: {err}")))?;
+        Ok(self)
+    }
+
+    /// Runs `operation`, retrying transient failures by the operation's retry policy (or the
+    /// client's, when set).
+    pub async fn execute<T: HttpOperation>(&self, operation: &T) -> Result<T::Output, TaskError> {
+        self.execute_with(operation, &CallOptions::default()).await
+    }
+
+    /// Runs `operation` with per-call options.
+    pub async fn execute_with<T: HttpOperation>(
+        &self,
+        operation: &T,
+        options: &CallOptions,
+    ) -> Result<T::Output, TaskError> {
+        let policy = options
+            .retry_policy
+            .clone()
+            .or_else(|| self.retry_policy.clone())
+            .unwrap_or_else(T::retry_policy);
+        let key = options
+            .idempotency_key
+            .clone()
+            .or_else(|| (!T::IDEMPOTENT).then(|| uuid::Uuid::new_v4().to_string()));
+        let mut attempt = 1;
+        loop {
+            match self.attempt(operation, key.as_deref()).await {
+                Ok(output) => return Ok(output),
+                Err(error) => match policy.next_delay(attempt, &error) {
+                    Some(delay) => {
+                        tracing::debug!(
+                            service = T::SERVICE,
+                            operation = T::NAME,
+                            attempt,
+                            ?delay,
+                            %error,
+                            "retrying"
+                        );
+                        tokio::time::sleep(delay).await;
+                        attempt += 1;
+                    }
+                    None => return Err(error),
+                },
+            }
+        }
+    }
+
+    /// Makes one attempt, without retrying: for a caller that retries by itself, such as a
+    /// durable worker. A non-idempotent operation sends `idempotency_key` when given.
+    pub async fn attempt<T: HttpOperation>(
+        &self,
+        operation: &T,
+        idempotency_key: Option<&str>,
+    ) -> Result<T::Output, TaskError> {
+        let mut parts = RequestParts::default();
+        operation.build(&mut parts)?;
+        let request = self.request(T::METHOD, parts, idempotency_key.filter(|_| !T::IDEMPOTENT))?;
+        let response = self.http.execute(request).await.map_err(transport_error)?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let body = response.bytes().await.map_err(transport_error)?;
+        if status.is_success() {
+            return T::decode(body.clone())
+                .map_err(|err| err.with_response(status.as_u16(), String::from_utf8_lossy(&body)));
+        }
+        Err(status_error(status, retry_after, &body))
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        parts: RequestParts,
+        idempotency_key: Option<&str>,
+    ) -> Result<reqwest::Request, TaskError> {
+        let method = Method::from_bytes(method.as_bytes())
+            .map_err(|_| TaskError::permanent(format!("invalid HTTP method `{method}`")))?;
+        let url = format!("{}{}", self.base_url, parts.path);
+        let mut builder = self
+            .http
+            .request(method, &url)
+            .timeout(self.timeout)
+            .headers(self.headers.clone());
+        if !parts.query.is_empty() {
+            builder = builder.query(&parts.query);
+        }
+        for (name, value) in &parts.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        if !parts.cookies.is_empty() {
+            let cookies: Vec<String> = parts
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            builder = builder.header(COOKIE, cookies.join("; "));
+        }
+        if let Some(key) = idempotency_key {
+            builder = builder.header(self.idempotency_header.clone(), key);
+        }
+        if let Some(body) = parts.body {
+            builder = builder
+                .header(reqwest::header::CONTENT_TYPE, body.content_type)
+                .body(body.bytes);
+        }
+        builder.build().map_err(|err| {
+            TaskError::permanent(format!("cannot build the request to {url}: {err}"))
+        })
+    }
+}
+
+/// Connection failures and timeouts are retryable; a request that cannot be built is not.
+fn transport_error(err: reqwest::Error) -> TaskError {
+    let detail = error_chain(&err);
+    if err.is_builder() {
+        TaskError::permanent(format!("invalid request: {detail}"))
+    } else if err.is_timeout() {
+        TaskError::retryable(format!("timed out: {detail}"))
+    } else if err.is_connect() {
+        TaskError::retryable(format!("cannot connect: {detail}"))
+    } else {
+        TaskError::retryable(format!("transport error: {detail}"))
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// 408, 429 and 5xx are retryable; every other failure status is permanent.
+fn status_error(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) -> TaskError {
+    let retryable = status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error();
+    let message = status.to_string();
+    let error = if retryable {
+        TaskError::retryable(message)
+    } else {
+        TaskError::permanent(message)
+    };
+    let error = error.with_response(status.as_u16(), String::from_utf8_lossy(body));
+    match retry_after {
+        Some(delay) if retryable => error.with_retry_after(delay),
+        _ => error,
+    }
+}
+
+/// `Retry-After` as seconds or as an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified_by_http_semantics() {
+        for code in [408, 429, 500, 502, 503, 504] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert!(status_error(status, None, b"").is_retryable(), "{code}");
+        }
+        for code in [400, 401, 403, 404, 409, 422] {
+            let status = StatusCode::from_u16(code).unwrap();
+            let err = status_error(status, Some(Duration::from_secs(1)), b"nope");
+            assert!(!err.is_retryable(), "{code}");
+            assert_eq!(err.status(), Some(code));
+            assert_eq!(err.body(), Some("nope"));
+            assert_eq!(err.retry_after(), None);
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        let later = SystemTime::now() + Duration::from_secs(120);
+        headers.insert(RETRY_AFTER, httpdate::fmt_http_date(later).parse().unwrap());
+        let delay = retry_after(&headers).unwrap();
+        assert!(
+            delay > Duration::from_secs(100) && delay <= Duration::from_secs(120),
+            "{delay:?}"
+        );
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn basic_auth_is_base64_of_user_and_password() {
+        let client = HttpClient::new("http://localhost")
+            .with_basic_auth("Aladdin", "open sesame")
+            .unwrap();
+        let value = client.headers.get("authorization").unwrap();
+        assert_eq!(
+            value.to_str().unwrap(),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        assert!(value.is_sensitive());
+    }
+
+    #[test]
+    fn debug_never_shows_credentials() {
+        let client = HttpClient::new("http://localhost/")
+            .with_bearer_token("s3cret")
+            .unwrap();
+        let shown = format!("{client:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert_eq!(client.base_url(), "http://localhost");
+    }
+}
