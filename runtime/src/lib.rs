@@ -32,5 +32,7 @@ pub use task::Task;
 /// What generated code calls. Not a public API: it changes with the generator.
 #[doc(hidden)]
 pub mod __private {
+    pub use bytes::Bytes;
+
     pub use crate::http::{HttpOperation, RequestParts, decode};
 }

@@ -1,0 +1,68 @@
+//! From the IR to the files of the generated crate: askama templates, rustfmt, the file system.
+
+mod files;
+mod format;
+mod render;
+mod templates;
+
+use std::path::{Path, PathBuf};
+
+use crate::Result;
+use crate::ir::Api;
+use crate::spec::{self, ReadOptions};
+
+pub use files::{Drift, check, write};
+
+/// Where the generated crate takes `codegen-runtime` from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeDependency {
+    /// A version from the registry.
+    Version(String),
+    /// A path, relative to the generated crate.
+    Path(String),
+}
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The package name of the generated crate.
+    pub crate_name: String,
+    /// How the crate depends on the runtime.
+    pub runtime: RuntimeDependency,
+}
+
+/// One file of a generated crate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedFile {
+    /// The path relative to the crate root, with `/` separators.
+    pub path: PathBuf,
+    /// The contents.
+    pub contents: String,
+}
+
+/// The files of a generated crate, in a fixed order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generated {
+    /// The files.
+    pub files: Vec<GeneratedFile>,
+}
+
+/// Reads the spec at `spec_path` and renders the crate.
+pub fn generate(spec_path: &Path, options: &Options) -> Result<Generated> {
+    let read = ReadOptions {
+        crate_name: options.crate_name.clone(),
+    };
+    let api = spec::read(spec_path, &read)?;
+    let source = spec_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    render_api(&api, &source, options)
+}
+
+/// Renders the crate of an API already read.
+pub fn render_api(api: &Api, source: &str, options: &Options) -> Result<Generated> {
+    let rendered = templates::render(api, source, options)?;
+    let files = format::rustfmt_all(rendered)?;
+    Ok(Generated { files })
+}

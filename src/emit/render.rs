@@ -1,0 +1,286 @@
+//! Helpers the templates call: Rust types, doc comments and literals from IR items.
+
+use crate::ir::{
+    Api, Body, EnumVariant, Field, Operation, Param, Primitive, TypeDef, TypeRef, UnionVariant,
+};
+
+/// Rendering helpers bound to one API.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Render<'a> {
+    pub(crate) api: &'a Api,
+}
+
+impl Render<'_> {
+    /// The Rust type of `ty`; `qualified` for code outside the `types` module.
+    pub(crate) fn ty(&self, ty: &TypeRef, qualified: bool) -> String {
+        match ty {
+            TypeRef::Named(id) => {
+                let name = &self.api.types[id.0].name;
+                if qualified {
+                    format!("crate::types::{name}")
+                } else {
+                    name.clone()
+                }
+            }
+            TypeRef::Primitive(p) => primitive(*p).to_owned(),
+            TypeRef::Vec(inner) => format!("Vec<{}>", self.ty(inner, qualified)),
+            TypeRef::Map(inner) => format!(
+                "std::collections::BTreeMap<String, {}>",
+                self.ty(inner, qualified)
+            ),
+            TypeRef::Box(inner) => format!("Box<{}>", self.ty(inner, qualified)),
+            TypeRef::Any => "serde_json::Value".to_owned(),
+        }
+    }
+
+    /// The type of a field, `Option` included.
+    pub(crate) fn field_ty(&self, field: &Field) -> String {
+        let ty = self.ty(&field.ty, false);
+        if field.optional() {
+            format!("Option<{ty}>")
+        } else {
+            ty
+        }
+    }
+
+    /// The doc comment of a type.
+    pub(crate) fn type_doc(&self, t: &TypeDef) -> String {
+        let fallback = match t.origin.strip_prefix("#/components/schemas/") {
+            Some(name) => format!("The `{name}` schema."),
+            None => format!("The schema at `{}`.", t.origin),
+        };
+        doc(t.doc.as_deref(), &fallback)
+    }
+
+    /// The doc comment of a struct field.
+    pub(crate) fn field_doc(&self, f: &Field) -> String {
+        doc(
+            f.doc.as_deref(),
+            &format!("The `{}` property.", f.wire_name),
+        )
+    }
+
+    /// The doc comment of an enum value.
+    pub(crate) fn variant_doc(&self, v: &EnumVariant) -> String {
+        doc(None, &format!("`{}`", v.wire_name))
+    }
+
+    /// The doc comment of a union variant.
+    pub(crate) fn union_variant_doc(&self, v: &UnionVariant) -> String {
+        doc(None, &format!("A `{}`.", self.ty(&v.ty, false)))
+    }
+
+    /// The doc comment of a request struct: the operation's text, then method and path.
+    pub(crate) fn operation_doc(&self, op: &Operation) -> String {
+        let mut out = doc(
+            op.doc.as_deref(),
+            &format!("The `{}` operation.", op.wire_name),
+        );
+        out.push_str("\n///\n");
+        out.push_str(&doc(
+            None,
+            &format!("`{} {}`", op.http_method, op.path_template),
+        ));
+        out
+    }
+
+    /// The doc comment of a client method.
+    pub(crate) fn method_doc(&self, op: &Operation) -> String {
+        self.operation_doc(op)
+    }
+
+    /// The doc comment of a parameter field.
+    pub(crate) fn param_doc(&self, p: &Param) -> String {
+        doc(
+            p.doc.as_deref(),
+            &format!("The `{}` parameter.", p.wire_name),
+        )
+    }
+
+    /// The doc comment of a body field.
+    pub(crate) fn body_doc(&self, b: &Body) -> String {
+        doc(
+            b.doc.as_deref(),
+            &format!("The request body, sent as `{}`.", b.media_type),
+        )
+    }
+
+    /// The first lines of the crate documentation.
+    pub(crate) fn crate_doc(&self) -> String {
+        inner_doc(&format!(
+            "{} {}: durable tasks and an HTTP client.",
+            self.api.title, self.api.version
+        ))
+    }
+
+    /// The doc comment of the client struct.
+    pub(crate) fn client_doc(&self) -> String {
+        doc(None, &format!("A client for {}.", self.api.title))
+    }
+
+    /// The type of a parameter field, `Option` included.
+    pub(crate) fn param_ty(&self, p: &Param) -> String {
+        let ty = self.ty(&p.ty, true);
+        if p.required {
+            ty
+        } else {
+            format!("Option<{ty}>")
+        }
+    }
+
+    /// The type of a body field, `Option` included.
+    pub(crate) fn body_ty(&self, b: &Body) -> String {
+        let ty = self.ty(&b.ty, true);
+        if b.required {
+            ty
+        } else {
+            format!("Option<{ty}>")
+        }
+    }
+}
+
+fn primitive(p: Primitive) -> &'static str {
+    match p {
+        Primitive::String => "String",
+        Primitive::Bool => "bool",
+        Primitive::I32 => "i32",
+        Primitive::I64 => "i64",
+        Primitive::F32 => "f32",
+        Primitive::F64 => "f64",
+        Primitive::DateTime => "chrono::DateTime<chrono::Utc>",
+        Primitive::Date => "chrono::NaiveDate",
+        Primitive::Uuid => "uuid::Uuid",
+        Primitive::Bytes => "Vec<u8>",
+    }
+}
+
+/// `///` lines for spec text, or `fallback` when there is none.
+///
+/// Spec text cannot leave the comment: line breaks of every kind start a new `///` line, and
+/// characters that Rust refuses in comments (bare carriage returns, text-direction controls)
+/// are dropped.
+pub(crate) fn doc(text: Option<&str>, fallback: &str) -> String {
+    comment_lines(
+        text.filter(|t| !t.trim().is_empty()).unwrap_or(fallback),
+        "///",
+    )
+}
+
+/// `//!` lines, as [`doc`].
+pub(crate) fn inner_doc(text: &str) -> String {
+    comment_lines(text, "//!")
+}
+
+fn comment_lines(text: &str, marker: &str) -> String {
+    let clean: String = text
+        .replace("\r\n", "\n")
+        .chars()
+        .map(|c| {
+            if matches!(
+                c,
+                '\r' | '\u{2028}' | '\u{2029}' | '\u{85}' | '\u{b}' | '\u{c}'
+            ) {
+                '\n'
+            } else {
+                c
+            }
+        })
+        .filter(|c| *c == '\n' || *c == '\t' || !(c.is_control() || is_bidi_control(*c)))
+        .collect();
+    let mut out = String::new();
+    let mut fenced = false;
+    for line in clean.trim().lines() {
+        let line = line.trim_end();
+        // Code blocks in spec text are not Rust: fence them as text so rustdoc leaves them be.
+        let line = if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            if fenced && line.trim_start() == "```" {
+                line.replace("```", "```text")
+            } else {
+                line.to_owned()
+            }
+        } else {
+            line.to_owned()
+        };
+        out.push_str(marker);
+        if !line.is_empty() {
+            out.push(' ');
+            out.push_str(&line);
+        }
+        out.push('\n');
+    }
+    if fenced {
+        out.push_str(marker);
+        out.push_str(" ```\n");
+    }
+    out.pop();
+    out
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{61c}')
+}
+
+/// A Rust string literal with the value `s`.
+pub(crate) fn lit(s: &str) -> String {
+    format!("{s:?}")
+}
+
+/// A TOML basic string with the value `s`.
+pub(crate) fn toml_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Text for a one-line comment: control characters become spaces.
+pub(crate) fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() || is_bidi_control(c) {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doc_comments_cannot_be_escaped() {
+        let hostile = "line\r\nstill doc\rsplit */ fn main() {}\u{2028}x\u{202e}y";
+        let out = doc(Some(hostile), "");
+        for line in out.lines() {
+            assert!(line.starts_with("///"), "{line:?}");
+        }
+        assert!(!out.contains('\r') && !out.contains('\u{202e}'));
+    }
+
+    #[test]
+    fn bare_code_fences_become_text_and_are_closed() {
+        let out = doc(Some("Example:\n```\nGET /x\n"), "");
+        assert_eq!(out, "/// Example:\n/// ```text\n/// GET /x\n/// ```");
+        let out = doc(Some("```json\n{}\n```"), "");
+        assert_eq!(out, "/// ```json\n/// {}\n/// ```");
+    }
+
+    #[test]
+    fn toml_strings_escape_quotes_and_controls() {
+        assert_eq!(toml_str("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+    }
+}

@@ -1,0 +1,267 @@
+//! The intermediate representation: the one model every spec reader produces and every template
+//! reads.
+//!
+//! Every name in it is final: Rust names are sanitised, keywords escaped and collisions resolved
+//! (see [`names`]), and every item keeps the wire name the spec gave it. Items are in spec order,
+//! so rendering the same IR always gives the same bytes.
+
+pub mod names;
+mod recursion;
+
+pub use recursion::box_recursive_fields;
+
+/// A whole API: what one generated crate serves.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// The Rust package name of the generated crate (kebab-case).
+    pub crate_name: String,
+    /// The service name tasks are routed by (snake_case).
+    pub service: String,
+    /// `info.title`.
+    pub title: String,
+    /// `info.version`.
+    pub version: String,
+    /// `info.description`.
+    pub description: Option<String>,
+    /// The first server URL of the spec, if any.
+    pub default_base_url: Option<String>,
+    /// Every named type, indexed by [`TypeId`].
+    pub types: Vec<TypeDef>,
+    /// Every operation, in spec order.
+    pub operations: Vec<Operation>,
+}
+
+/// Index of a type in [`Api::types`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TypeId(pub usize);
+
+/// A named type of the `types` module.
+#[derive(Debug, Clone)]
+pub struct TypeDef {
+    /// The Rust name (PascalCase, unique among types).
+    pub name: String,
+    /// Where the type came from: a schema name or a JSON pointer into the spec.
+    pub origin: String,
+    /// The description of the schema.
+    pub doc: Option<String>,
+    /// What the type is.
+    pub kind: TypeKind,
+}
+
+/// The shape of a named type.
+#[derive(Debug, Clone)]
+pub enum TypeKind {
+    /// An object with known properties, and possibly more of one type.
+    Struct {
+        /// The properties, in spec order.
+        fields: Vec<Field>,
+        /// The type of properties not listed (`additionalProperties`), kept in a flattened map.
+        additional: Option<TypeRef>,
+    },
+    /// A string with a closed set of values.
+    Enum {
+        /// The values, in spec order.
+        variants: Vec<EnumVariant>,
+    },
+    /// A value of one of several shapes (`oneOf`, `anyOf`), tried in order.
+    Union {
+        /// The shapes, in spec order.
+        variants: Vec<UnionVariant>,
+    },
+    /// Another name for a type (`type Name = ...`).
+    Alias(TypeRef),
+    /// A wrapper struct around one type, serialized as that type. Used instead of an alias where
+    /// an alias would refer to itself (`type Tree = Vec<Tree>` is not valid Rust).
+    Newtype(TypeRef),
+}
+
+/// A property of a struct.
+#[derive(Debug, Clone)]
+pub struct Field {
+    /// The Rust name (snake_case, unique in its struct).
+    pub name: String,
+    /// The JSON property name.
+    pub wire_name: String,
+    /// The type, `Option` excluded.
+    pub ty: TypeRef,
+    /// Whether the property must be present.
+    pub required: bool,
+    /// Whether the value may be `null`.
+    pub nullable: bool,
+    /// The description.
+    pub doc: Option<String>,
+}
+
+impl Field {
+    /// Whether the Rust field is an `Option`.
+    pub fn optional(&self) -> bool {
+        !self.required || self.nullable
+    }
+}
+
+/// A value of a string enum.
+#[derive(Debug, Clone)]
+pub struct EnumVariant {
+    /// The Rust name (PascalCase, unique in its enum).
+    pub name: String,
+    /// The string on the wire.
+    pub wire_name: String,
+}
+
+/// One shape of a union.
+#[derive(Debug, Clone)]
+pub struct UnionVariant {
+    /// The Rust name (PascalCase, unique in its union).
+    pub name: String,
+    /// The type the variant holds.
+    pub ty: TypeRef,
+}
+
+/// A use of a type: in a field, a parameter, a body, a variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TypeRef {
+    /// A type of [`Api::types`].
+    Named(TypeId),
+    /// A built-in type.
+    Primitive(Primitive),
+    /// A JSON array.
+    Vec(Box<TypeRef>),
+    /// A JSON object with arbitrary keys.
+    Map(Box<TypeRef>),
+    /// An indirection that breaks a recursive type.
+    Box(Box<TypeRef>),
+    /// Any JSON value.
+    Any,
+}
+
+/// The built-in types a schema can map to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Primitive {
+    /// `string`
+    String,
+    /// `boolean`
+    Bool,
+    /// `integer` with format `int32`
+    I32,
+    /// `integer` with format `int64` or none
+    I64,
+    /// `number` with format `float`
+    F32,
+    /// `number` with format `double` or none
+    F64,
+    /// `string` with format `date-time`
+    DateTime,
+    /// `string` with format `date`
+    Date,
+    /// `string` with format `uuid`
+    Uuid,
+    /// `string` with format `binary`, as a whole body
+    Bytes,
+}
+
+/// One HTTP operation: one task type and one client method.
+#[derive(Debug, Clone)]
+pub struct Operation {
+    /// The struct name of the request (PascalCase, unique among operations).
+    pub type_name: String,
+    /// The client method name (snake_case).
+    pub method_name: String,
+    /// The task name recorded in histories: the operationId, or one made from method and path.
+    pub wire_name: String,
+    /// The HTTP method in upper case.
+    pub http_method: String,
+    /// The path template, split into literal text and parameters.
+    pub path: Vec<PathPart>,
+    /// The path template as the spec wrote it.
+    pub path_template: String,
+    /// The parameters, in spec order (path-level ones first).
+    pub params: Vec<Param>,
+    /// The request body.
+    pub body: Option<Body>,
+    /// What a successful response gives.
+    pub output: Output,
+    /// Summary and description.
+    pub doc: Option<String>,
+    /// Whether the operation is marked deprecated.
+    pub deprecated: bool,
+    /// Whether repeating the call is harmless by HTTP semantics (GET, HEAD, PUT, DELETE, OPTIONS).
+    pub idempotent: bool,
+}
+
+/// A piece of a path template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathPart {
+    /// Text sent as is.
+    Literal(String),
+    /// The value of the parameter at this index of [`Operation::params`], percent-encoded.
+    Param(usize),
+}
+
+/// Where a parameter goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamLocation {
+    /// In the path.
+    Path,
+    /// In the query string.
+    Query,
+    /// In a header.
+    Header,
+    /// In the `Cookie` header.
+    Cookie,
+}
+
+/// A path, query, header or cookie parameter.
+#[derive(Debug, Clone)]
+pub struct Param {
+    /// The Rust field name (snake_case, unique in its request struct).
+    pub name: String,
+    /// The name on the wire.
+    pub wire_name: String,
+    /// Where it goes.
+    pub location: ParamLocation,
+    /// The type, `Option` excluded.
+    pub ty: TypeRef,
+    /// Whether it must be given.
+    pub required: bool,
+    /// The description.
+    pub doc: Option<String>,
+}
+
+/// How a body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyEncoding {
+    /// JSON, for `application/json` and every `+json` type.
+    Json,
+    /// `application/x-www-form-urlencoded`.
+    Form,
+    /// Text sent as is.
+    Text,
+    /// Bytes sent as is.
+    Bytes,
+}
+
+/// A request body.
+#[derive(Debug, Clone)]
+pub struct Body {
+    /// The Rust field name in the request struct.
+    pub name: String,
+    /// The media type sent in `Content-Type`.
+    pub media_type: String,
+    /// The encoding.
+    pub encoding: BodyEncoding,
+    /// The type of the value.
+    pub ty: TypeRef,
+    /// Whether the body must be sent.
+    pub required: bool,
+    /// The description.
+    pub doc: Option<String>,
+}
+
+/// The result of a successful call.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// How the response body is decoded; `None` when there is no body to read.
+    pub encoding: Option<BodyEncoding>,
+    /// The type of the value; unused when `encoding` is `None`.
+    pub ty: TypeRef,
+}

@@ -1,0 +1,216 @@
+//! Parsing JSON and YAML, with errors that point at a line and column or a JSON pointer.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
+
+use crate::Result;
+use crate::error::{Error, pointer_token};
+
+/// The syntax of a spec file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// JSON.
+    Json,
+    /// YAML (of which JSON is a subset, but JSON is parsed faster as JSON).
+    Yaml,
+}
+
+impl Format {
+    /// JSON for `.json` files and for text that starts with `{`; YAML otherwise.
+    pub fn of(path: &Path, text: &str) -> Self {
+        let by_extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match by_extension.as_deref() {
+            Some("json") => Self::Json,
+            Some("yaml" | "yml") => Self::Yaml,
+            _ if text
+                .trim_start_matches('\u{feff}')
+                .trim_start()
+                .starts_with('{') =>
+            {
+                Self::Json
+            }
+            _ => Self::Yaml,
+        }
+    }
+}
+
+/// The OpenAPI version a document declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Version {
+    Swagger2(String),
+    OpenApi3_0,
+    OpenApi3_1(String),
+}
+
+#[derive(Deserialize)]
+struct Probe {
+    openapi: Option<serde_json::Value>,
+    swagger: Option<serde_json::Value>,
+    #[serde(flatten)]
+    _rest: IgnoredAny,
+}
+
+/// Reads the `openapi` or `swagger` field. Syntax errors of the whole file show up here.
+pub(crate) fn version(path: &Path, text: &str, format: Format) -> Result<Version> {
+    let probe: serde_json::Value = match format {
+        Format::Json => {
+            // Only the top-level fields are kept; the rest is checked for syntax and dropped.
+            let probe: Probe =
+                serde_json::from_str(text).map_err(|err| json_error(path, &err, None))?;
+            serde_json::json!({ "openapi": probe.openapi, "swagger": probe.swagger })
+        }
+        Format::Yaml => {
+            let value: serde_json::Value =
+                yaml_serde::from_str(text).map_err(|err| yaml_error(path, &err, None))?;
+            if !value.is_object() {
+                return Err(Error::NotOpenApi {
+                    path: path.to_owned(),
+                    reason: "the top level is not a mapping".into(),
+                });
+            }
+            value
+        }
+    };
+    let field = |name: &str| match probe.get(name) {
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    if let Some(v) = field("openapi") {
+        if v.starts_with("3.0") {
+            return Ok(Version::OpenApi3_0);
+        }
+        if v.starts_with("3.1") {
+            return Ok(Version::OpenApi3_1(v));
+        }
+        return Err(Error::NotOpenApi {
+            path: path.to_owned(),
+            reason: format!("unknown OpenAPI version `{v}` at /openapi (expected 3.0.x or 3.1.x)"),
+        });
+    }
+    if let Some(v) = field("swagger") {
+        return Ok(Version::Swagger2(v));
+    }
+    Err(Error::NotOpenApi {
+        path: path.to_owned(),
+        reason: "no `openapi` or `swagger` field at the top level".into(),
+    })
+}
+
+/// Deserializes the whole document; a mismatch names the JSON pointer where it is.
+pub(crate) fn document<T: DeserializeOwned>(path: &Path, text: &str, format: Format) -> Result<T> {
+    match format {
+        Format::Json => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(&mut de).map_err(|err| {
+                let pointer = pointer(err.path());
+                json_error(path, err.inner(), Some(pointer))
+            })
+        }
+        Format::Yaml => {
+            let de = yaml_serde::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(de).map_err(|err| {
+                let pointer = pointer(err.path());
+                yaml_error(path, err.inner(), Some(pointer))
+            })
+        }
+    }
+}
+
+fn json_error(path: &Path, err: &serde_json::Error, pointer: Option<String>) -> Error {
+    let message = readable(&err.to_string());
+    match pointer {
+        Some(pointer) if err.is_data() => Error::Invalid {
+            path: path.to_owned(),
+            location: format!(
+                "{} (line {}, column {})",
+                or_root(&pointer),
+                err.line(),
+                err.column()
+            ),
+            message: strip_position(&message),
+        },
+        _ => Error::Syntax {
+            path: path.to_owned(),
+            line: err.line(),
+            column: err.column(),
+            message: strip_position(&message),
+        },
+    }
+}
+
+fn yaml_error(path: &Path, err: &yaml_serde::Error, pointer: Option<String>) -> Error {
+    let message = strip_position(&readable(&err.to_string()));
+    match (pointer, err.location()) {
+        (Some(pointer), location) => Error::Invalid {
+            path: path.to_owned(),
+            location: match location {
+                Some(l) => format!(
+                    "{} (line {}, column {})",
+                    or_root(&pointer),
+                    l.line(),
+                    l.column()
+                ),
+                None => or_root(&pointer).to_owned(),
+            },
+            message,
+        },
+        (None, Some(l)) => Error::Syntax {
+            path: path.to_owned(),
+            line: l.line(),
+            column: l.column(),
+            message,
+        },
+        (None, None) => Error::NotOpenApi {
+            path: path.to_owned(),
+            reason: message,
+        },
+    }
+}
+
+fn or_root(pointer: &str) -> &str {
+    if pointer.is_empty() { "/" } else { pointer }
+}
+
+/// The JSON pointer of a serde path.
+fn pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("/{index}")),
+            Segment::Map { key } => {
+                out.push('/');
+                out.push_str(&pointer_token(key));
+            }
+            Segment::Enum { .. } | Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// Says in the user's terms what serde says in its own.
+fn readable(message: &str) -> String {
+    message
+        .replace(
+            "data did not match any variant of untagged enum ReferenceOr",
+            "expected either a `$ref` or a valid object here",
+        )
+        .replace(
+            "data did not match any variant of untagged enum",
+            "unexpected value for",
+        )
+}
+
+/// serde_json and yaml_serde append " at line L column C"; the error shows it once already.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
