@@ -77,7 +77,7 @@ impl CrateArgs {
         };
         validate_package_name(&crate_name)?;
         let runtime = match &self.runtime_path {
-            Some(path) => RuntimeDependency::Path(relative_path(dir, path)?),
+            Some(path) => RuntimeDependency::path_from(dir, path)?,
             None => RuntimeDependency::Version(self.runtime_version.clone()),
         };
         Ok(Options {
@@ -110,38 +110,6 @@ fn validate_package_name(name: &str) -> anyhow::Result<()> {
         "`{name}` is not a valid package name: use ASCII letters, digits, `-` and `_`, starting with a letter (pass --name)"
     );
     Ok(())
-}
-
-/// `target` as seen from `dir`, with `/` separators, for Cargo.toml.
-fn relative_path(dir: &Path, target: &Path) -> anyhow::Result<String> {
-    let dir = std::path::absolute(dir)?;
-    let target = std::path::absolute(target)?;
-    let dir: Vec<_> = normal(&dir);
-    let target: Vec<_> = normal(&target);
-    let common = dir.iter().zip(&target).take_while(|(a, b)| a == b).count();
-    let mut parts: Vec<String> = vec!["..".to_owned(); dir.len() - common];
-    parts.extend(target[common..].iter().cloned());
-    Ok(if parts.is_empty() {
-        ".".to_owned()
-    } else {
-        parts.join("/")
-    })
-}
-
-/// Path components with `.` and `..` resolved lexically.
-fn normal(path: &Path) -> Vec<String> {
-    use std::path::Component;
-    let mut out: Vec<String> = Vec::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(s) => out.push(s.to_string_lossy().into_owned()),
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
-        }
-    }
-    out
 }
 
 fn main() -> ExitCode {
@@ -212,17 +180,5 @@ mod tests {
         assert_eq!(package_name("Payments API"), "payments-api");
         assert_eq!(package_name("petstore"), "petstore");
         assert_eq!(package_name("__x__"), "x");
-    }
-
-    #[test]
-    fn runtime_paths_are_relative_to_the_crate() {
-        assert_eq!(
-            relative_path(Path::new("/a/b/c"), Path::new("/a/runtime")).unwrap(),
-            "../../runtime"
-        );
-        assert_eq!(
-            relative_path(Path::new("/a/gen/x/.."), Path::new("/a/runtime")).unwrap(),
-            "../runtime"
-        );
     }
 }

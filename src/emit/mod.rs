@@ -22,6 +22,39 @@ pub enum RuntimeDependency {
     Path(String),
 }
 
+impl RuntimeDependency {
+    /// A path dependency on the runtime at `runtime`, written relative to the crate at
+    /// `crate_dir` (both relative to the current directory or absolute).
+    pub fn path_from(crate_dir: &Path, runtime: &Path) -> std::io::Result<Self> {
+        let from = normal(&std::path::absolute(crate_dir)?);
+        let to = normal(&std::path::absolute(runtime)?);
+        let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+        let mut parts = vec!["..".to_owned(); from.len() - common];
+        parts.extend(to[common..].iter().cloned());
+        Ok(Self::Path(if parts.is_empty() {
+            ".".to_owned()
+        } else {
+            parts.join("/")
+        }))
+    }
+}
+
+/// Path components with `.` and `..` resolved lexically.
+fn normal(path: &Path) -> Vec<String> {
+    use std::path::Component;
+    let mut out: Vec<String> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(s) => out.push(s.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -65,4 +98,23 @@ pub fn render_api(api: &Api, source: &str, options: &Options) -> Result<Generate
     let rendered = templates::render(api, source, options)?;
     let files = format::rustfmt_all(rendered)?;
     Ok(Generated { files })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_paths_are_relative_to_the_crate() {
+        let path =
+            |a: &str, b: &str| RuntimeDependency::path_from(Path::new(a), Path::new(b)).unwrap();
+        assert_eq!(
+            path("/a/b/c", "/a/runtime"),
+            RuntimeDependency::Path("../../runtime".into())
+        );
+        assert_eq!(
+            path("/a/gen/x/..", "/a/runtime"),
+            RuntimeDependency::Path("../runtime".into())
+        );
+    }
 }

@@ -92,13 +92,16 @@ impl Scope {
         }
     }
 
-    /// `name` if free, otherwise `name2`, `name3`... (`name_2` for snake_case names).
+    /// `name` if free, otherwise `name2`, `name3`... (`name_2` for snake_case names and names
+    /// that end in a digit, so that `V1` becomes `V1_2`, not `V12`).
     pub fn claim(&mut self, name: String) -> String {
         if self.taken.insert(name.clone()) {
             return name;
         }
-        let bare = name.trim_start_matches("r#");
-        let separator = if bare.contains('_') || bare.starts_with(|c: char| c.is_ascii_lowercase())
+        let bare = name.trim_start_matches("r#").trim_end_matches('_');
+        let separator = if bare.contains('_')
+            || bare.starts_with(|c: char| c.is_ascii_lowercase())
+            || bare.ends_with(|c: char| c.is_ascii_digit())
         {
             "_"
         } else {
@@ -148,5 +151,10 @@ mod tests {
         assert_eq!(fields.claim("user_id".into()), "user_id_2");
         assert_eq!(fields.claim("r#type".into()), "r#type");
         assert_eq!(fields.claim("r#type".into()), "type_2");
+        assert_eq!(fields.claim("self_".into()), "self_");
+        assert_eq!(fields.claim("self_".into()), "self_2");
+        let mut variants = Scope::default();
+        assert_eq!(variants.claim("V1".into()), "V1");
+        assert_eq!(variants.claim("V1".into()), "V1_2");
     }
 }

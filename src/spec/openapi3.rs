@@ -850,7 +850,11 @@ fn string_enum(values: &[&str]) -> TypeKind {
         .iter()
         .filter(|v| seen.insert(**v))
         .map(|v| EnumVariant {
-            name: names.claim(pascal_ident(v, "Empty", "V")),
+            name: names.claim(pascal_ident(
+                v,
+                if v.is_empty() { "Empty" } else { "Value" },
+                "V",
+            )),
             wire_name: (*v).to_owned(),
         })
         .collect();

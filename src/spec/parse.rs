@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use openapiv3::{PathItem, Response};
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
@@ -104,6 +105,10 @@ pub(crate) fn version(path: &Path, text: &str, format: Format) -> Result<Version
 
 /// Deserializes the whole document; a mismatch names the JSON pointer where it is.
 pub(crate) fn document<T: DeserializeOwned>(path: &Path, text: &str, format: Format) -> Result<T> {
+    parse_document(path, text, format).map_err(|err| refine(path, text, format, err))
+}
+
+fn parse_document<T: DeserializeOwned>(path: &Path, text: &str, format: Format) -> Result<T> {
     match format {
         Format::Json => {
             let mut de = serde_json::Deserializer::from_str(text);
@@ -120,6 +125,57 @@ pub(crate) fn document<T: DeserializeOwned>(path: &Path, text: &str, format: For
             })
         }
     }
+}
+
+/// openapiv3 flattens the maps of paths and of responses, and serde loses the position of an
+/// error inside a flattened map. For such an error, each entry is checked on its own to find
+/// the pointer of the entry that is wrong.
+fn refine(path: &Path, text: &str, format: Format, err: Error) -> Error {
+    let Error::Invalid { location, .. } = &err else {
+        return err;
+    };
+    if !location.starts_with("/paths") {
+        return err;
+    }
+    let value: Option<serde_json::Value> = match format {
+        Format::Json => serde_json::from_str(text).ok(),
+        Format::Yaml => yaml_serde::from_str(text).ok(),
+    };
+    let Some(paths) = value
+        .as_ref()
+        .and_then(|v| v.get("paths"))
+        .and_then(|p| p.as_object())
+    else {
+        return err;
+    };
+    for (key, item) in paths.iter().filter(|(_, item)| item.get("$ref").is_none()) {
+        let base = format!("/paths/{}", pointer_token(key));
+        let Err(inner) = serde_path_to_error::deserialize::<_, PathItem>(item) else {
+            continue;
+        };
+        let mut at = format!("{base}{}", pointer(inner.path()));
+        let mut message = readable(&inner.inner().to_string());
+        // One level deeper for the responses of an operation, which are flattened too.
+        if let Some(responses) = at
+            .strip_suffix("/responses")
+            .and_then(|op| item.pointer(&format!("{}/responses", &op[base.len()..])))
+            && let Some(responses) = responses.as_object()
+        {
+            for (code, response) in responses.iter().filter(|(_, r)| r.get("$ref").is_none()) {
+                if let Err(inner) = serde_path_to_error::deserialize::<_, Response>(response) {
+                    at = format!("{at}/{}{}", pointer_token(code), pointer(inner.path()));
+                    message = readable(&inner.inner().to_string());
+                    break;
+                }
+            }
+        }
+        return Error::Invalid {
+            path: path.to_owned(),
+            location: at,
+            message,
+        };
+    }
+    err
 }
 
 fn json_error(path: &Path, err: &serde_json::Error, pointer: Option<String>) -> Error {

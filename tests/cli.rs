@@ -1,0 +1,201 @@
+//! The command line as a user meets it: help, exit statuses, and errors that say where.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn codegen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_codegen"))
+        .args(args)
+        .output()
+        .expect("codegen runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Runs `gen` on a spec with `contents` and returns the exit status and the message.
+fn gen_text(file_name: &str, contents: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join(file_name);
+    std::fs::write(&spec, contents).unwrap();
+    let out = dir.path().join("out");
+    let output = codegen(&["gen", spec.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(!out.exists(), "nothing is written for a bad spec");
+    let message = stderr(&output).replace(dir.path().to_str().unwrap(), "DIR");
+    (output.status.code().unwrap(), message)
+}
+
+#[test]
+fn help_explains_every_command_and_flag() {
+    insta::assert_snapshot!(
+        "help",
+        String::from_utf8(codegen(&["--help"]).stdout).unwrap()
+    );
+    insta::assert_snapshot!(
+        "help_gen",
+        String::from_utf8(codegen(&["gen", "--help"]).stdout).unwrap()
+    );
+    insta::assert_snapshot!(
+        "help_check",
+        String::from_utf8(codegen(&["check", "--help"]).stdout).unwrap()
+    );
+}
+
+#[test]
+fn a_wrong_flag_is_a_usage_error() {
+    let output = codegen(&["gen", "x.yaml", "--outptu", "y"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--outptu"), "{}", stderr(&output));
+}
+
+#[test]
+fn broken_yaml_names_the_file_line_and_column() {
+    let (code, message) = gen_text(
+        "api.yaml",
+        "openapi: 3.0.0\ninfo:\n  title: [unclosed\n  version: 1\n",
+    );
+    assert_eq!(code, 2, "{message}");
+    assert!(message.starts_with("error: DIR/api.yaml:"), "{message}");
+    let position = message.trim_start_matches("error: DIR/api.yaml:");
+    assert!(
+        position.chars().next().unwrap().is_ascii_digit(),
+        "line and column expected: {message}"
+    );
+}
+
+#[test]
+fn broken_json_names_the_file_line_and_column() {
+    let (code, message) = gen_text(
+        "api.json",
+        "{\n  \"openapi\": \"3.0.0\",\n  \"info\": {,\n}",
+    );
+    assert_eq!(code, 2);
+    assert!(
+        message.starts_with("error: DIR/api.json:3:12: "),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_document_that_is_not_openapi_says_so() {
+    let (code, message) = gen_text("data.json", "{\"hello\": \"world\"}");
+    assert_eq!(code, 2);
+    assert_eq!(
+        message.trim(),
+        "error: DIR/data.json: not an OpenAPI document: no `openapi` or `swagger` field at the top level"
+    );
+    let (code, message) = gen_text("list.yaml", "- a\n- b\n");
+    assert_eq!(code, 2);
+    assert!(message.contains("not an OpenAPI document"), "{message}");
+    let (code, message) = gen_text("binary.yaml", "\u{0}\u{ff}");
+    assert_eq!(code, 2, "{message}");
+}
+
+#[test]
+fn a_wrong_shape_names_the_json_pointer() {
+    let spec = "openapi: 3.0.0\ninfo:\n  title: t\n  version: '1'\npaths:\n  /pets:\n    get:\n      parameters: 7\n      responses: {}\n";
+    let (code, message) = gen_text("api.yaml", spec);
+    assert_eq!(code, 2);
+    assert_eq!(
+        message.trim(),
+        "error: DIR/api.yaml: /paths/~1pets/get/parameters: invalid type: integer `7`, expected a sequence"
+    );
+    let spec = "openapi: 3.0.0\ninfo: {title: t, version: '1'}\npaths:\n  /x:\n    get:\n      responses:\n        '200':\n          description: ok\n          content: 3\n";
+    let (code, message) = gen_text("api.yaml", spec);
+    assert_eq!(code, 2);
+    assert!(
+        message.contains("DIR/api.yaml: /paths/~1x/get/responses/200/content: invalid type"),
+        "{message}"
+    );
+    let spec =
+        "{\"openapi\": \"3.0.0\", \"info\": {\"title\": 5, \"version\": \"1\"}, \"paths\": {}}";
+    let (code, message) = gen_text("api.json", spec);
+    assert_eq!(code, 2);
+    assert!(
+        message
+            .contains("DIR/api.json: /info/title (line 1, column 40): invalid type: integer `5`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_unresolved_reference_names_where_it_was_written() {
+    let spec = "openapi: 3.0.0\ninfo: {title: t, version: '1'}\npaths: {}\ncomponents:\n  schemas:\n    Pet:\n      type: object\n      properties:\n        owner:\n          $ref: '#/components/schemas/Owner'\n";
+    let (code, message) = gen_text("api.yaml", spec);
+    assert_eq!(code, 2);
+    assert_eq!(
+        message.trim(),
+        "error: DIR/api.yaml: #/components/schemas/Pet/properties/owner/$ref: `#/components/schemas/Owner` does not resolve to anything in this document"
+    );
+}
+
+#[test]
+fn a_missing_file_is_an_input_error() {
+    let output = codegen(&["gen", "/nonexistent/api.yaml", "-o", "/tmp/never-written"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("/nonexistent/api.yaml: cannot read the file"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn check_passes_when_fresh_and_names_stale_files_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let crate_dir = dir.path().join("petstore");
+    let spec = support::root().join("fixtures/petstore.yaml");
+    let spec = spec.to_str().unwrap();
+    let out = crate_dir.to_str().unwrap();
+    assert!(codegen(&["gen", spec, "-o", out]).status.success());
+    let fresh = codegen(&["check", spec, out]);
+    assert_eq!(fresh.status.code(), Some(0), "{}", stderr(&fresh));
+
+    std::fs::write(crate_dir.join("src/lib.rs"), "// edited by hand\n").unwrap();
+    let stale = codegen(&["check", spec, out]);
+    assert_eq!(stale.status.code(), Some(1));
+    let message = stderr(&stale);
+    assert!(message.contains("src/lib.rs:1: differs"), "{message}");
+    assert!(
+        message.contains("1 of 6 generated files are stale"),
+        "{message}"
+    );
+    assert!(!message.contains("types.rs"), "{message}");
+}
+
+#[test]
+fn the_crate_is_named_after_its_folder_unless_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = support::root().join("fixtures/petstore.yaml");
+    let out = dir.path().join("My Pets");
+    assert!(
+        codegen(&["gen", spec.to_str().unwrap(), "-o", out.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let manifest = std::fs::read_to_string(out.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("name = \"my-pets\""), "{manifest}");
+    assert!(
+        manifest.contains("codegen-runtime = \"=0.1.0\""),
+        "{manifest}"
+    );
+
+    let bad = codegen(&[
+        "gen",
+        spec.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--name",
+        "9lives",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("`9lives` is not a valid package name"),
+        "{}",
+        stderr(&bad)
+    );
+    assert!(Path::new(&out).join("src/lib.rs").exists());
+}
