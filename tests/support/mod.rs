@@ -106,23 +106,19 @@ pub fn assert_clean(what: &str, output: &std::process::Output) {
     assert!(warnings.is_empty(), "{what} warned:\n{stderr}");
 }
 
-/// The OpenAPI version a corpus document declares, read from its first lines.
+/// The OpenAPI version a corpus document declares in its `openapi` or `swagger` field.
 pub fn declared_version(spec: &Path) -> Option<String> {
     let text = std::fs::read_to_string(spec).ok()?;
-    text.lines().take(50).find_map(|line| {
-        let line = line.trim().trim_start_matches('"');
-        let rest = line
-            .strip_prefix("openapi")
-            .or_else(|| line.strip_prefix("swagger"))?;
-        let value = rest
-            .trim_start_matches('"')
-            .trim_start()
-            .strip_prefix(':')?;
-        Some(
-            value
-                .trim()
-                .trim_matches(|c| c == '"' || c == '\'' || c == ',')
-                .to_owned(),
-        )
-    })
+    let value: serde_json::Value = if spec.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).ok()?
+    } else {
+        yaml_serde::from_str(&text).ok()?
+    };
+    let field = value.get("openapi").or_else(|| value.get("swagger"))?;
+    Some(
+        field
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| field.to_string()),
+    )
 }
