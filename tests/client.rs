@@ -141,7 +141,7 @@ async fn a_post_keeps_one_idempotency_key_across_attempts() {
             birthday: None,
         },
     };
-    assert!(!CreatePet::IDEMPOTENT);
+    const { assert!(!CreatePet::IDEMPOTENT) };
     client(&server).create_pet(&request).await.unwrap();
     let received = server.received();
     let keys: Vec<_> = received
