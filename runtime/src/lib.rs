@@ -24,6 +24,7 @@ mod error;
 pub mod http;
 mod retry;
 mod task;
+pub mod workflow;
 
 pub use error::{ErrorKind, TaskError};
 pub use retry::RetryPolicy;

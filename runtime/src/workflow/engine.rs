@@ -1,0 +1,251 @@
+//! Replaying a workflow function against its history: events in, commands out, no I/O.
+//!
+//! The function runs from the start with a fresh [`WorkflowContext`]. It is polled once after
+//! the start event and once after each event that resolves something (a task result, a timer, a
+//! signal, a child's end), delivered in history order; so a `select` sees what it saw the first
+//! time. Commands it issues are checked against the recorded ones by number; those beyond the
+//! history are the new commands the driver must carry out.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use serde_json::Value;
+
+use super::context::{Resolution, State, WorkflowContext};
+use super::history::{Event, HistoryEvent, NonDeterminism, WorkflowError};
+
+/// A workflow function with its input and output erased to JSON.
+pub type WorkflowFuture = Pin<Box<dyn Future<Output = Result<Value, WorkflowError>>>>;
+
+/// Starts a workflow function on a context and an input.
+pub trait WorkflowFn: Send + Sync {
+    /// Runs the function; the input is the JSON the instance was started with.
+    fn start(&self, ctx: WorkflowContext, input: Value) -> WorkflowFuture;
+}
+
+/// What an activation decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The workflow waits for more events.
+    Running,
+    /// The workflow returned (its last new event is `WorkflowCompleted` or `WorkflowFailed`).
+    Finished,
+    /// The instance was cancelled (its last new event is `WorkflowCancelled`); `children` are
+    /// the ids of the child instances still running, which must be cancelled too.
+    Cancelled {
+        /// Child instances to cancel.
+        children: Vec<String>,
+    },
+    /// The code cannot continue this history; nothing is recorded and the instance waits for
+    /// fixed code.
+    Parked(ParkReason),
+}
+
+/// Why an instance is parked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParkReason {
+    /// The code and the history disagree.
+    NonDeterminism(NonDeterminism),
+    /// The workflow function panicked.
+    Panic(String),
+    /// The history is malformed.
+    BadHistory(String),
+}
+
+impl std::fmt::Display for ParkReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NonDeterminism(n) => n.fmt(f),
+            Self::Panic(message) => write!(f, "the workflow panicked: {message}"),
+            Self::BadHistory(message) => write!(f, "the history cannot be replayed: {message}"),
+        }
+    }
+}
+
+/// The result of replaying a history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Activation {
+    /// Events to append to the history, commands first; empty when parked.
+    pub new_events: Vec<Event>,
+    /// What to do with the instance.
+    pub outcome: Outcome,
+}
+
+/// Replays `history` through `workflow` and says what comes next.
+pub fn activate(
+    workflow: &dyn WorkflowFn,
+    instance_id: &str,
+    history: &[HistoryEvent],
+) -> Activation {
+    let parked = |reason| Activation {
+        new_events: Vec::new(),
+        outcome: Outcome::Parked(reason),
+    };
+    let Some((first, rest)) = history.split_first() else {
+        return parked(ParkReason::BadHistory("it is empty".into()));
+    };
+    let Event::WorkflowStarted { input, .. } = &first.event else {
+        return parked(ParkReason::BadHistory(format!(
+            "it starts with {}",
+            first.event.describe()
+        )));
+    };
+    if history.iter().any(|e| is_terminal(&e.event)) {
+        return Activation {
+            new_events: Vec::new(),
+            outcome: Outcome::Finished,
+        };
+    }
+    let recorded: BTreeMap<u32, Event> = history
+        .iter()
+        .filter_map(|e| e.event.command_seq().map(|seq| (seq, e.event.clone())))
+        .collect();
+    let state = Rc::new(RefCell::new(State::new(instance_id, recorded, first.at)));
+    let ctx = WorkflowContext {
+        state: state.clone(),
+    };
+
+    let mut future = match catch_unwind(AssertUnwindSafe(|| workflow.start(ctx, input.clone()))) {
+        Ok(future) => future,
+        Err(panic) => return parked(ParkReason::Panic(panic_message(&panic))),
+    };
+    let mut result = match poll(&mut future) {
+        Ok(result) => result,
+        Err(message) => return parked(ParkReason::Panic(message)),
+    };
+    let mut cancel = false;
+    for event in rest {
+        if result.is_some() || cancel {
+            break;
+        }
+        {
+            let mut s = state.borrow_mut();
+            s.now = event.at;
+            match &event.event {
+                Event::TaskCompleted { seq, output } => {
+                    s.resolved
+                        .insert(*seq, Resolution::Task(Ok(output.clone())));
+                }
+                Event::TaskFailed { seq, error } => {
+                    s.resolved
+                        .insert(*seq, Resolution::Task(Err(error.clone())));
+                }
+                Event::TimerFired { seq } => {
+                    s.resolved.insert(*seq, Resolution::Timer);
+                }
+                Event::ChildCompleted { seq, result } => {
+                    s.resolved.insert(*seq, Resolution::Child(result.clone()));
+                }
+                Event::SignalReceived { name, payload } => {
+                    s.signals
+                        .entry(name.clone())
+                        .or_default()
+                        .push_back(payload.clone());
+                }
+                Event::CancelRequested { .. } => cancel = true,
+                // Commands were checked as the code issued them; nothing to deliver.
+                _ => continue,
+            }
+        }
+        if cancel {
+            break;
+        }
+        result = match poll(&mut future) {
+            Ok(result) => result,
+            Err(message) => return parked(ParkReason::Panic(message)),
+        };
+        if let Some(mismatch) = state.borrow_mut().mismatch.take() {
+            return parked(ParkReason::NonDeterminism(mismatch));
+        }
+    }
+
+    let mut state = state.borrow_mut();
+    if let Some(mismatch) = state.mismatch.take() {
+        return parked(ParkReason::NonDeterminism(mismatch));
+    }
+    // A recorded command the code no longer issues is a change it cannot follow either, unless
+    // the workflow is cancelled or has just returned.
+    if result.is_none() && !cancel {
+        let next_seq = state.next_seq;
+        if let Some((seq, missing)) = state.recorded.range(next_seq..).next() {
+            return parked(ParkReason::NonDeterminism(NonDeterminism {
+                position: *seq,
+                expected: missing.describe(),
+                found: "nothing".into(),
+            }));
+        }
+    }
+    if cancel {
+        let children = running_children(history);
+        return Activation {
+            new_events: vec![Event::WorkflowCancelled],
+            outcome: Outcome::Cancelled { children },
+        };
+    }
+    let mut new_events = std::mem::take(&mut state.new_commands);
+    let outcome = match result {
+        None => Outcome::Running,
+        Some(Ok(output)) => {
+            new_events.push(Event::WorkflowCompleted { output });
+            Outcome::Finished
+        }
+        Some(Err(error)) => {
+            new_events.push(Event::WorkflowFailed { error });
+            Outcome::Finished
+        }
+    };
+    Activation {
+        new_events,
+        outcome,
+    }
+}
+
+fn is_terminal(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::WorkflowCompleted { .. } | Event::WorkflowFailed { .. } | Event::WorkflowCancelled
+    )
+}
+
+/// Children started and not yet ended.
+fn running_children(history: &[HistoryEvent]) -> Vec<String> {
+    let ended: Vec<u32> = history
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::ChildCompleted { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    history
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::ChildStarted {
+                seq, workflow_id, ..
+            } if !ended.contains(seq) => Some(workflow_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Polls once; a panic becomes its message.
+fn poll(future: &mut WorkflowFuture) -> Result<Option<Result<Value, WorkflowError>>, String> {
+    let mut cx = Context::from_waker(Waker::noop());
+    match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
+        Ok(Poll::Ready(result)) => Ok(Some(result)),
+        Ok(Poll::Pending) => Ok(None),
+        Err(panic) => Err(panic_message(&panic)),
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}

@@ -1,0 +1,30 @@
+//! Durable workflows: plain async functions replayed from their history.
+//!
+//! ```
+//! use std::time::Duration;
+//! use codegen_runtime::workflow::{WorkflowContext, WorkflowError, Workflows};
+//!
+//! async fn reminder(ctx: WorkflowContext, days: u64) -> Result<String, WorkflowError> {
+//!     ctx.sleep(Duration::from_secs(days * 86_400)).await;
+//!     let done: bool = ctx.signal("done").await?;
+//!     Ok(if done { "done".into() } else { "not done".into() })
+//! }
+//!
+//! let mut workflows = Workflows::new();
+//! workflows.register("reminder", 1, reminder);
+//! ```
+
+mod context;
+pub mod engine;
+mod history;
+mod registry;
+pub mod replay;
+
+pub use context::{
+    ChildFuture, SignalFuture, TaskFuture, TimerFuture, WorkflowContext, join_all, select,
+};
+pub use history::{Event, HistoryEvent, NonDeterminism, WorkflowError};
+pub use registry::Workflows;
+
+#[cfg(test)]
+mod tests;
