@@ -20,12 +20,16 @@
 //! assert_eq!(policy.next_delay(3, &busy), None, "three attempts in all");
 //! ```
 
+pub mod backend;
+mod client;
 mod error;
 pub mod http;
 mod retry;
 mod task;
+pub mod worker;
 pub mod workflow;
 
+pub use client::{Client, ClientError};
 pub use error::{ErrorKind, TaskError};
 pub use retry::RetryPolicy;
 pub use task::Task;

@@ -167,6 +167,17 @@ impl HttpClient {
         }
     }
 
+    /// Makes one attempt, without retrying, with the options' idempotency key: for a caller that
+    /// retries by itself, such as a durable worker.
+    pub async fn attempt_with<T: HttpOperation>(
+        &self,
+        operation: &T,
+        options: &CallOptions,
+    ) -> Result<T::Output, TaskError> {
+        self.attempt(operation, options.idempotency_key.as_deref())
+            .await
+    }
+
     /// Makes one attempt, without retrying: for a caller that retries by itself, such as a
     /// durable worker. A non-idempotent operation sends `idempotency_key` when given.
     pub async fn attempt<T: HttpOperation>(

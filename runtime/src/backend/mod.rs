@@ -1,0 +1,327 @@
+//! The two traits every backend implements: workflow state, and messages.
+//!
+//! Everything above them (the workers, the client) is the same code for every backend. The
+//! embedded backend ([`sqlite`]) implements both on one SQLite file; the distributed one keeps
+//! state in PostgreSQL and messages in Apache Pulsar.
+//!
+//! State and the messages a change sends are committed together ([`StateStore::commit`]): a
+//! process killed between the two would otherwise lose a task or send one twice for one change.
+
+pub mod sqlite;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::RetryPolicy;
+use crate::workflow::{Event, HistoryEvent};
+
+/// A backend failure. The message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The store is busy or unreachable; the operation may succeed later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The stored data is damaged or from an incompatible version.
+    #[error("{0}")]
+    Corrupt(String),
+    /// Another writer changed the instance first; reload and try again.
+    #[error("instance `{0}` was changed by another worker")]
+    Conflict(String),
+    /// The request is wrong: unknown instance, conflicting start...
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The result type of backends.
+pub type BackendResult<T> = Result<T, BackendError>;
+
+/// Where a message goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Topic {
+    /// The workflow engine: starts and events of instances, handled one at a time per instance.
+    Workflows,
+    /// The tasks of one service.
+    Tasks(String),
+}
+
+impl Topic {
+    /// The topic's name in storage: `workflows` or `tasks/<service>`.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Workflows => "workflows".to_owned(),
+            Self::Tasks(service) => format!("tasks/{service}"),
+        }
+    }
+}
+
+/// A message: an instance to start, an event for an instance, or a task to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Deterministic id: a second message with the same id is a duplicate and is dropped.
+    pub id: String,
+    /// Where it goes.
+    pub topic: Topic,
+    /// The workflow instance it is about.
+    pub key: String,
+    /// Not delivered before this time (milliseconds since the Unix epoch): timers and retries.
+    pub deliver_at: i64,
+    /// What it says.
+    pub body: MessageBody,
+}
+
+/// The contents of a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MessageBody {
+    /// Start an instance of `name` (the newest version) unless it exists.
+    Start {
+        /// The workflow name.
+        name: String,
+        /// The input.
+        input: Value,
+        /// The parent instance and the command number that started this one.
+        parent: Option<(String, u32)>,
+    },
+    /// Append an event to the history of the instance.
+    Event {
+        /// The event.
+        event: Event,
+    },
+    /// Run a task.
+    Task(TaskMessage),
+    /// Replay the instance even if it is parked (after a fix was deployed).
+    Wake,
+}
+
+/// A task to run, with what it takes to retry it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskMessage {
+    /// `<instance id>:<command number>`: the idempotency key of the call.
+    pub task_id: String,
+    /// The instance that called it.
+    pub instance_id: String,
+    /// The command number in that instance.
+    pub seq: u32,
+    /// `Task::SERVICE`.
+    pub service: String,
+    /// `Task::NAME`.
+    pub name: String,
+    /// The task input.
+    pub input: Value,
+    /// The retry policy of the call.
+    pub retry_policy: RetryPolicy,
+    /// Attempts made before this one.
+    pub attempt: u32,
+    /// How many times an operator retried the task from the dead-letter list.
+    #[serde(default)]
+    pub redrive: u32,
+}
+
+/// A message handed to a worker, to acknowledge once handled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// What acknowledges it.
+    pub receipt: Receipt,
+    /// The message.
+    pub message: Message,
+}
+
+/// Identifies one delivery for [`MessageQueue::ack`] and the like.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Receipt(pub String);
+
+/// A message that could not be handled, kept for an operator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The message id.
+    pub id: String,
+    /// Its topic.
+    pub topic: Topic,
+    /// Its instance.
+    pub key: String,
+    /// The message body as stored (it may not decode: that can be why it is here).
+    pub body: String,
+    /// Why it is here.
+    pub reason: String,
+    /// When it got here, in milliseconds since the Unix epoch.
+    pub died_at: i64,
+}
+
+/// Where an instance is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Waiting for events or running.
+    Running,
+    /// Returned a value.
+    Completed,
+    /// Returned an error.
+    Failed,
+    /// Cancelled by a client.
+    Cancelled,
+    /// Stopped by a non-determinism or a panic until fixed code resumes it.
+    Parked,
+}
+
+impl Status {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Parked => "parked",
+        }
+    }
+
+    /// The status of a stored name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "running" => Self::Running,
+            "completed" => Self::Completed,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            "parked" => Self::Parked,
+            _ => return None,
+        })
+    }
+
+    /// Whether the instance has ended.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// What the store knows of an instance, without its history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    /// The instance id.
+    pub id: String,
+    /// The workflow name.
+    pub name: String,
+    /// The version it is pinned to.
+    pub version: u32,
+    /// Where it is.
+    pub status: Status,
+    /// The input.
+    pub input: Value,
+    /// The output, once completed.
+    pub output: Option<Value>,
+    /// The error, once failed; why it is parked, when parked.
+    pub error: Option<String>,
+    /// The parent instance and the command number that started this one.
+    pub parent: Option<(String, u32)>,
+    /// The number of events in its history.
+    pub events: u64,
+    /// When it started, in milliseconds since the Unix epoch.
+    pub created_at: i64,
+    /// When it last changed.
+    pub updated_at: i64,
+}
+
+/// One atomic change of one instance: new events, its new status, the messages the change
+/// sends, and the deliveries it consumed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Commit {
+    /// The instance; created by the commit when `create` is set.
+    pub instance: InstanceInfo,
+    /// Create the instance (its history must be empty before).
+    pub create: bool,
+    /// The number of events the writer read; another writer that got there first makes the
+    /// commit fail with [`BackendError::Conflict`].
+    pub expected_events: u64,
+    /// Events to append, each with its id (an id already in the history is skipped).
+    pub events: Vec<(String, HistoryEvent)>,
+    /// Messages to send.
+    pub messages: Vec<Message>,
+    /// Deliveries handled by this change, acknowledged with it.
+    pub acks: Vec<Receipt>,
+    /// Drop the history from this index on before appending (a workflow rewound to a retried
+    /// task); `expected_events` still guards the whole change.
+    pub truncate_to: Option<u64>,
+}
+
+/// Workflow state: instances and their histories.
+#[async_trait::async_trait]
+pub trait StateStore: Send + Sync + 'static {
+    /// Applies commits atomically (all or none), with their messages and acknowledgements.
+    async fn commit(&self, commits: Vec<Commit>) -> BackendResult<()>;
+
+    /// An instance, without its history.
+    async fn instance(&self, id: &str) -> BackendResult<Option<InstanceInfo>>;
+
+    /// The history of an instance, oldest first, with event ids.
+    async fn history(&self, id: &str) -> BackendResult<Vec<(String, HistoryEvent)>>;
+
+    /// Instances by workflow name and status, newest first, at most `limit`.
+    async fn list(
+        &self,
+        name: Option<&str>,
+        status: Option<Status>,
+        limit: usize,
+    ) -> BackendResult<Vec<InstanceInfo>>;
+
+    /// Resolves when instance `id` may have changed, or after `max_wait`.
+    async fn wait_for_change(&self, id: &str, max_wait: std::time::Duration);
+}
+
+/// Messages: at-least-once delivery, delays, leases, dead letters.
+#[async_trait::async_trait]
+pub trait MessageQueue: Send + Sync + 'static {
+    /// Sends messages; a message whose id was already sent and is still pending is dropped.
+    async fn send(&self, messages: Vec<Message>) -> BackendResult<()>;
+
+    /// Takes up to `max` due messages of `topic`, hidden from other receivers for `lease_ms`
+    /// (delivered again if not acknowledged by then). On [`Topic::Workflows`], all messages of
+    /// one instance go to one receiver at a time.
+    async fn receive(
+        &self,
+        topic: &Topic,
+        max: usize,
+        lease_ms: i64,
+    ) -> BackendResult<Vec<Delivery>>;
+
+    /// Acknowledges handled deliveries: they are not delivered again.
+    async fn ack(&self, receipts: Vec<Receipt>) -> BackendResult<()>;
+
+    /// Acknowledges `receipt` and sends `messages` in one step (a task's result, or its retry).
+    async fn ack_and_send(&self, receipt: Receipt, messages: Vec<Message>) -> BackendResult<()>;
+
+    /// Moves a delivery to the dead-letter list with the reason, sending `messages` with it.
+    async fn dead_letter(
+        &self,
+        receipt: Receipt,
+        reason: &str,
+        messages: Vec<Message>,
+    ) -> BackendResult<()>;
+
+    /// The dead letters, oldest first.
+    async fn dead_letters(&self) -> BackendResult<Vec<DeadLetter>>;
+
+    /// Sends a dead letter again (as `message`, when given, else as it was) and removes it from the list.
+    async fn redrive(&self, id: &str, message: Option<Message>) -> BackendResult<()>;
+
+    /// Resolves when `topic` may have new messages, or after `max_wait_ms`.
+    async fn wait(&self, topic: &Topic, max_wait_ms: i64);
+}
+
+/// The history id of an event the engine produced (commands and the end). Events that arrive
+/// as messages take the message id, which is deterministic too (`<instance>/result/<seq>`...).
+pub fn event_id(event: &Event) -> String {
+    match event {
+        Event::WorkflowStarted { .. } => "start".to_owned(),
+        Event::TaskScheduled { seq, .. }
+        | Event::TimerStarted { seq, .. }
+        | Event::ChildStarted { seq, .. }
+        | Event::MarkerRecorded { seq, .. } => format!("command/{seq}"),
+        Event::TaskCompleted { seq, .. } | Event::TaskFailed { seq, .. } => format!("result/{seq}"),
+        Event::TimerFired { seq } => format!("timer/{seq}"),
+        Event::ChildCompleted { seq, .. } => format!("child/{seq}"),
+        Event::SignalReceived { .. } => "signal".to_owned(),
+        Event::CancelRequested { .. } => "cancel".to_owned(),
+        Event::WorkflowCompleted { .. }
+        | Event::WorkflowFailed { .. }
+        | Event::WorkflowCancelled => "end".to_owned(),
+    }
+}

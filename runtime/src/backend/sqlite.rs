@@ -1,0 +1,653 @@
+//! The embedded backend: workflow state and messages in one SQLite file.
+//!
+//! Nothing to install or start. Several processes on one machine may share the file (WAL mode;
+//! writers take turns). Within a process, receivers learn of new messages at once; a receiver
+//! in another process learns of them when its wait runs out (`wait`'s bound).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use tokio::sync::Notify;
+
+use super::{
+    BackendError, BackendResult, Commit, DeadLetter, Delivery, InstanceInfo, Message, MessageBody,
+    MessageQueue, Receipt, StateStore, Status, Topic,
+};
+use crate::workflow::HistoryEvent;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS instances (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    input TEXT NOT NULL,
+    output TEXT,
+    error TEXT,
+    parent_id TEXT,
+    parent_seq INTEGER,
+    events INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS instances_by_name_status ON instances (name, status, created_at);
+CREATE INDEX IF NOT EXISTS instances_by_status ON instances (status, created_at);
+CREATE TABLE IF NOT EXISTS history (
+    instance_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    PRIMARY KEY (instance_id, idx),
+    UNIQUE (instance_id, event_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    topic TEXT NOT NULL,
+    key TEXT NOT NULL,
+    body TEXT NOT NULL,
+    deliver_at INTEGER NOT NULL,
+    leased_until INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS messages_due ON messages (topic, deliver_at);
+CREATE INDEX IF NOT EXISTS messages_by_key ON messages (topic, key);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id TEXT PRIMARY KEY,
+    topic TEXT NOT NULL,
+    key TEXT NOT NULL,
+    body TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    died_at INTEGER NOT NULL
+);
+";
+
+/// The embedded backend: a [`StateStore`] and a [`MessageQueue`] on one SQLite file.
+#[derive(Clone)]
+pub struct SqliteBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+    notify: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Fired after every commit of instance state.
+    changed: Notify,
+}
+
+impl std::fmt::Debug for SqliteBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteBackend")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl SqliteBackend {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: impl AsRef<Path>) -> BackendResult<Self> {
+        let path = path.as_ref().to_owned();
+        let conn = Connection::open(&path).map_err(|e| error(&path, e))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(|e| error(&path, e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| error(&path, e))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| error(&path, e))?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| error(&path, e))?;
+        if version > SCHEMA_VERSION {
+            return Err(BackendError::Corrupt(format!(
+                "{}: the database has schema version {version}, newer than this runtime's {SCHEMA_VERSION}: upgrade the runtime",
+                path.display()
+            )));
+        }
+        conn.execute_batch(SCHEMA).map_err(|e| error(&path, e))?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(|e| error(&path, e))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                conn: Mutex::new(conn),
+                notify: Mutex::new(HashMap::new()),
+                changed: Notify::new(),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn notifier(&self, topic: &str) -> Arc<Notify> {
+        let mut map = self.inner.notify.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(topic.to_owned()).or_default().clone()
+    }
+
+    fn wake(&self, messages: &[Message]) {
+        let mut topics: Vec<String> = messages.iter().map(|m| m.topic.name()).collect();
+        topics.sort();
+        topics.dedup();
+        for topic in topics {
+            self.notifier(&topic).notify_waiters();
+        }
+    }
+
+    /// Runs `f` with the connection on a blocking thread.
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection, &Path) -> BackendResult<T> + Send + 'static,
+    ) -> BackendResult<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn, &inner.path)
+        })
+        .await
+        .map_err(|e| BackendError::Unavailable(format!("the database thread failed: {e}")))?
+    }
+}
+
+/// Says what a SQLite error means for the user.
+fn error(path: &Path, err: rusqlite::Error) -> BackendError {
+    let file = path.display();
+    match err.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            BackendError::Unavailable(format!(
+                "{file} is locked by another process for more than 10 s: check that no other program holds it open in a transaction"
+            ))
+        }
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+            BackendError::Corrupt(format!(
+                "{file} is damaged or is not a codegen database ({err}): restore it from a backup, or move it away to start with an empty one"
+            ))
+        }
+        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => {
+            BackendError::Unavailable(format!(
+                "{file} cannot be opened for writing ({err}): check the path and its permissions"
+            ))
+        }
+        Some(ErrorCode::DiskFull) => BackendError::Unavailable(format!("{file}: the disk is full")),
+        _ => BackendError::Unavailable(format!("{file}: {err}")),
+    }
+}
+
+fn corrupt(path: &Path, what: &str, err: impl std::fmt::Display) -> BackendError {
+    BackendError::Corrupt(format!(
+        "{}: {what} does not decode ({err})",
+        path.display()
+    ))
+}
+
+fn insert_messages(
+    tx: &rusqlite::Transaction<'_>,
+    path: &Path,
+    messages: &[Message],
+) -> BackendResult<()> {
+    let mut stmt = tx
+        .prepare_cached("INSERT OR IGNORE INTO messages (id, topic, key, body, deliver_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .map_err(|e| error(path, e))?;
+    for m in messages {
+        let body =
+            serde_json::to_string(&m.body).map_err(|e| BackendError::Invalid(e.to_string()))?;
+        stmt.execute(params![m.id, m.topic.name(), m.key, body, m.deliver_at])
+            .map_err(|e| error(path, e))?;
+    }
+    Ok(())
+}
+
+fn delete_receipts(
+    tx: &rusqlite::Transaction<'_>,
+    path: &Path,
+    receipts: &[Receipt],
+) -> BackendResult<()> {
+    let mut stmt = tx
+        .prepare_cached("DELETE FROM messages WHERE seq = ?1 AND leased_until = ?2")
+        .map_err(|e| error(path, e))?;
+    for r in receipts {
+        let (seq, lease) = parse_receipt(&r.0)?;
+        stmt.execute(params![seq, lease])
+            .map_err(|e| error(path, e))?;
+    }
+    Ok(())
+}
+
+fn parse_receipt(receipt: &str) -> BackendResult<(i64, i64)> {
+    receipt
+        .split_once(':')
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+        .ok_or_else(|| {
+            BackendError::Invalid(format!("`{receipt}` is not a receipt of this backend"))
+        })
+}
+
+fn parse_topic(name: &str) -> Topic {
+    match name.strip_prefix("tasks/") {
+        Some(service) => Topic::Tasks(service.to_owned()),
+        None => Topic::Workflows,
+    }
+}
+
+fn read_instance(
+    row: &rusqlite::Row<'_>,
+    path: &Path,
+) -> rusqlite::Result<BackendResult<InstanceInfo>> {
+    let status: String = row.get("status")?;
+    let input: String = row.get("input")?;
+    let output: Option<String> = row.get("output")?;
+    let parent_id: Option<String> = row.get("parent_id")?;
+    let parent_seq: Option<u32> = row.get("parent_seq")?;
+    let id: String = row.get("id")?;
+    let decoded = (|| {
+        Ok(InstanceInfo {
+            status: Status::parse(&status)
+                .ok_or_else(|| corrupt(path, "an instance status", &status))?,
+            input: serde_json::from_str(&input)
+                .map_err(|e| corrupt(path, "an instance input", e))?,
+            output: output
+                .map(|o| serde_json::from_str(&o))
+                .transpose()
+                .map_err(|e| corrupt(path, "an instance output", e))?,
+            parent: parent_id.zip(parent_seq),
+            id: id.clone(),
+            name: row.get("name").map_err(|e| error(path, e))?,
+            version: row.get("version").map_err(|e| error(path, e))?,
+            error: row.get("error").map_err(|e| error(path, e))?,
+            events: u64::try_from(row.get::<_, i64>("events").map_err(|e| error(path, e))?)
+                .unwrap_or(0),
+            created_at: row.get("created_at").map_err(|e| error(path, e))?,
+            updated_at: row.get("updated_at").map_err(|e| error(path, e))?,
+        })
+    })();
+    Ok(decoded)
+}
+
+#[async_trait::async_trait]
+impl StateStore for SqliteBackend {
+    async fn commit(&self, commits: Vec<Commit>) -> BackendResult<()> {
+        let messages: Vec<Message> = commits
+            .iter()
+            .flat_map(|c| c.messages.iter().cloned())
+            .collect();
+        self.with_conn(move |conn, path| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| error(path, e))?;
+            let now = now_ms();
+            for c in &commits {
+                let i = &c.instance;
+                let current: Option<i64> = tx
+                    .query_row("SELECT events FROM instances WHERE id = ?1", [&i.id], |r| r.get(0))
+                    .optional()
+                    .map_err(|e| error(path, e))?;
+                match (c.create, current) {
+                    (true, None) => {
+                        tx.execute(
+                            "INSERT INTO instances (id, name, version, status, input, parent_id, parent_seq, events, created_at, updated_at)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8)",
+                            params![
+                                i.id,
+                                i.name,
+                                i.version,
+                                i.status.as_str(),
+                                i.input.to_string(),
+                                i.parent.as_ref().map(|p| &p.0),
+                                i.parent.as_ref().map(|p| p.1),
+                                now
+                            ],
+                        )
+                        .map_err(|e| error(path, e))?;
+                    }
+                    (false, Some(events)) if u64::try_from(events) == Ok(c.expected_events) => {}
+                    _ => return Err(BackendError::Conflict(i.id.clone())),
+                }
+                let mut idx = i64::try_from(c.expected_events).unwrap_or(i64::MAX);
+                if let Some(keep) = c.truncate_to {
+                    idx = i64::try_from(keep).unwrap_or(i64::MAX);
+                    tx.execute("DELETE FROM history WHERE instance_id = ?1 AND idx >= ?2", params![i.id, idx])
+                        .map_err(|e| error(path, e))?;
+                }
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO history (instance_id, idx, event_id, at, event) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .map_err(|e| error(path, e))?;
+                for (event_id, event) in &c.events {
+                    let json = serde_json::to_string(&event.event).map_err(|e| BackendError::Invalid(e.to_string()))?;
+                    let inserted = insert.execute(params![i.id, idx, event_id, event.at, json]).map_err(|e| error(path, e))?;
+                    idx += i64::try_from(inserted).unwrap_or(0);
+                }
+                drop(insert);
+                tx.execute(
+                    "UPDATE instances SET status = ?2, output = ?3, error = ?4, events = ?5, updated_at = ?6, version = ?7
+                     WHERE id = ?1",
+                    params![i.id, i.status.as_str(), i.output.as_ref().map(|o| o.to_string()), i.error, idx, now, i.version],
+                )
+                .map_err(|e| error(path, e))?;
+                insert_messages(&tx, path, &c.messages)?;
+                delete_receipts(&tx, path, &c.acks)?;
+            }
+            tx.commit().map_err(|e| error(path, e))
+        })
+        .await?;
+        self.wake(&messages);
+        self.inner.changed.notify_waiters();
+        Ok(())
+    }
+
+    async fn wait_for_change(&self, _id: &str, max_wait: Duration) {
+        let _ = tokio::time::timeout(max_wait, self.inner.changed.notified()).await;
+    }
+
+    async fn instance(&self, id: &str) -> BackendResult<Option<InstanceInfo>> {
+        let id = id.to_owned();
+        self.with_conn(move |conn, path| {
+            let found = conn
+                .query_row("SELECT * FROM instances WHERE id = ?1", [&id], |row| {
+                    read_instance(row, path)
+                })
+                .optional()
+                .map_err(|e| error(path, e))?;
+            found.transpose()
+        })
+        .await
+    }
+
+    async fn history(&self, id: &str) -> BackendResult<Vec<(String, HistoryEvent)>> {
+        let id = id.to_owned();
+        self.with_conn(move |conn, path| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT event_id, at, event FROM history WHERE instance_id = ?1 ORDER BY idx",
+                )
+                .map_err(|e| error(path, e))?;
+            let rows = stmt
+                .query_map([&id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .map_err(|e| error(path, e))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (event_id, at, json) = row.map_err(|e| error(path, e))?;
+                let event =
+                    serde_json::from_str(&json).map_err(|e| corrupt(path, "a history event", e))?;
+                out.push((event_id, HistoryEvent { at, event }));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        name: Option<&str>,
+        status: Option<Status>,
+        limit: usize,
+    ) -> BackendResult<Vec<InstanceInfo>> {
+        let name = name.map(str::to_owned);
+        self.with_conn(move |conn, path| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT * FROM instances WHERE (?1 IS NULL OR name = ?1) AND (?2 IS NULL OR status = ?2)
+                     ORDER BY created_at DESC, id LIMIT ?3",
+                )
+                .map_err(|e| error(path, e))?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt
+                .query_map(params![name, status.map(Status::as_str), limit], |row| read_instance(row, path))
+                .map_err(|e| error(path, e))?;
+            rows.map(|r| r.map_err(|e| error(path, e)).and_then(|r| r)).collect()
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl MessageQueue for SqliteBackend {
+    async fn send(&self, messages: Vec<Message>) -> BackendResult<()> {
+        let sent = messages.clone();
+        self.with_conn(move |conn, path| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| error(path, e))?;
+            insert_messages(&tx, path, &messages)?;
+            tx.commit().map_err(|e| error(path, e))
+        })
+        .await?;
+        self.wake(&sent);
+        Ok(())
+    }
+
+    async fn receive(
+        &self,
+        topic: &Topic,
+        max: usize,
+        lease_ms: i64,
+    ) -> BackendResult<Vec<Delivery>> {
+        let topic = topic.clone();
+        self.with_conn(move |conn, path| {
+            let now = now_ms();
+            let lease = now + lease_ms;
+            let max = i64::try_from(max).unwrap_or(i64::MAX);
+            let sql = match topic {
+                // Whole instances: every due message of up to `max` instances that no one holds.
+                Topic::Workflows => {
+                    "UPDATE messages SET leased_until = ?3 WHERE topic = ?1 AND deliver_at <= ?2 AND leased_until <= ?2
+                       AND key IN (SELECT key FROM messages m WHERE topic = ?1 AND deliver_at <= ?2 AND leased_until <= ?2
+                         AND NOT EXISTS (SELECT 1 FROM messages h WHERE h.topic = ?1 AND h.key = m.key AND h.leased_until > ?2)
+                         GROUP BY key ORDER BY MIN(seq) LIMIT ?4)
+                     RETURNING seq, id, key, body, deliver_at"
+                }
+                Topic::Tasks(_) => {
+                    "UPDATE messages SET leased_until = ?3 WHERE seq IN (SELECT seq FROM messages WHERE topic = ?1
+                       AND deliver_at <= ?2 AND leased_until <= ?2 ORDER BY deliver_at, seq LIMIT ?4)
+                     RETURNING seq, id, key, body, deliver_at"
+                }
+            };
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| error(path, e))?;
+            let mut rows: Vec<(i64, String, String, String, i64)> = {
+                let mut stmt = tx.prepare_cached(sql).map_err(|e| error(path, e))?;
+                let mapped = stmt
+                    .query_map(params![topic.name(), now, lease, max], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    })
+                    .map_err(|e| error(path, e))?;
+                mapped.collect::<Result<_, _>>().map_err(|e| error(path, e))?
+            };
+            rows.sort_by_key(|r| r.0);
+            let mut out = Vec::with_capacity(rows.len());
+            for (seq, id, key, body, deliver_at) in rows {
+                let receipt = Receipt(format!("{seq}:{lease}"));
+                match serde_json::from_str::<MessageBody>(&body) {
+                    Ok(body) => out.push(Delivery {
+                        receipt,
+                        message: Message { id, topic: topic.clone(), key, deliver_at, body },
+                    }),
+                    // A message that cannot be decoded never reaches a handler: it is set aside.
+                    Err(e) => {
+                        tx.execute(
+                            "INSERT OR REPLACE INTO dead_letters (id, topic, key, body, reason, died_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            params![id, topic.name(), key, body, format!("the message does not decode: {e}"), now],
+                        )
+                        .map_err(|e| error(path, e))?;
+                        tx.execute("DELETE FROM messages WHERE seq = ?1", [seq]).map_err(|e| error(path, e))?;
+                    }
+                }
+            }
+            tx.commit().map_err(|e| error(path, e))?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ack(&self, receipts: Vec<Receipt>) -> BackendResult<()> {
+        self.with_conn(move |conn, path| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| error(path, e))?;
+            delete_receipts(&tx, path, &receipts)?;
+            tx.commit().map_err(|e| error(path, e))
+        })
+        .await
+    }
+
+    async fn ack_and_send(&self, receipt: Receipt, messages: Vec<Message>) -> BackendResult<()> {
+        let sent = messages.clone();
+        self.with_conn(move |conn, path| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| error(path, e))?;
+            delete_receipts(&tx, path, std::slice::from_ref(&receipt))?;
+            insert_messages(&tx, path, &messages)?;
+            tx.commit().map_err(|e| error(path, e))
+        })
+        .await?;
+        self.wake(&sent);
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        receipt: Receipt,
+        reason: &str,
+        messages: Vec<Message>,
+    ) -> BackendResult<()> {
+        let reason = reason.to_owned();
+        let sent = messages.clone();
+        self.with_conn(move |conn, path| {
+            let (seq, lease) = parse_receipt(&receipt.0)?;
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| error(path, e))?;
+            let moved = tx
+                .execute(
+                    "INSERT OR REPLACE INTO dead_letters (id, topic, key, body, reason, died_at)
+                     SELECT id, topic, key, body, ?3, ?4 FROM messages WHERE seq = ?1 AND leased_until = ?2",
+                    params![seq, lease, reason, now_ms()],
+                )
+                .map_err(|e| error(path, e))?;
+            if moved > 0 {
+                delete_receipts(&tx, path, std::slice::from_ref(&receipt))?;
+                insert_messages(&tx, path, &messages)?;
+            }
+            tx.commit().map_err(|e| error(path, e))
+        })
+        .await?;
+        self.wake(&sent);
+        Ok(())
+    }
+
+    async fn dead_letters(&self) -> BackendResult<Vec<DeadLetter>> {
+        self.with_conn(move |conn, path| {
+            let mut stmt = conn
+                .prepare_cached("SELECT id, topic, key, body, reason, died_at FROM dead_letters ORDER BY died_at, id")
+                .map_err(|e| error(path, e))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(DeadLetter {
+                        id: r.get(0)?,
+                        topic: parse_topic(&r.get::<_, String>(1)?),
+                        key: r.get(2)?,
+                        body: r.get(3)?,
+                        reason: r.get(4)?,
+                        died_at: r.get(5)?,
+                    })
+                })
+                .map_err(|e| error(path, e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| error(path, e))
+        })
+        .await
+    }
+
+    async fn redrive(&self, id: &str, message: Option<Message>) -> BackendResult<()> {
+        let id = id.to_owned();
+        let woken = message.clone();
+        let topic = self
+            .with_conn(move |conn, path| {
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(|e| error(path, e))?;
+                let dead: Option<(String, String, String)> = tx
+                    .query_row("SELECT topic, key, body FROM dead_letters WHERE id = ?1", [&id], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .optional()
+                    .map_err(|e| error(path, e))?;
+                let Some((topic, key, body)) = dead else {
+                    return Err(BackendError::Invalid(format!(
+                        "no dead letter `{id}`: list them with `dead_letters` (it may have been retried already)"
+                    )));
+                };
+                tx.execute("DELETE FROM dead_letters WHERE id = ?1", [&id]).map_err(|e| error(path, e))?;
+                match &message {
+                    Some(m) => insert_messages(&tx, path, std::slice::from_ref(m))?,
+                    None => {
+                        tx.execute(
+                            "INSERT OR IGNORE INTO messages (id, topic, key, body, deliver_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                            params![id, topic, key, body, now_ms()],
+                        )
+                        .map_err(|e| error(path, e))?;
+                    }
+                }
+                tx.commit().map_err(|e| error(path, e))?;
+                Ok(topic)
+            })
+            .await?;
+        match woken {
+            Some(m) => self.wake(&[m]),
+            None => self.notifier(&topic).notify_waiters(),
+        }
+        Ok(())
+    }
+
+    async fn wait(&self, topic: &Topic, max_wait_ms: i64) {
+        let notify = self.notifier(&topic.name());
+        let notified = notify.notified();
+        let name = topic.name();
+        let next_due = self
+            .with_conn(move |conn, path| {
+                conn.query_row(
+                    "SELECT MIN(deliver_at) FROM messages WHERE topic = ?1 AND leased_until <= ?2",
+                    params![name, i64::MAX],
+                    |r| r.get::<_, Option<i64>>(0),
+                )
+                .map_err(|e| error(path, e))
+            })
+            .await
+            .ok()
+            .flatten();
+        let now = now_ms();
+        let wait = match next_due {
+            Some(due) if due <= now => return,
+            Some(due) => (due - now).min(max_wait_ms),
+            None => max_wait_ms,
+        };
+        let _ = tokio::time::timeout(
+            Duration::from_millis(u64::try_from(wait).unwrap_or(0)),
+            notified,
+        )
+        .await;
+    }
+}

@@ -1,0 +1,373 @@
+//! The client: start workflows, wait for results, signal, cancel, inspect, repair.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::backend::sqlite::now_ms;
+use crate::backend::{
+    BackendError, Commit, DeadLetter, InstanceInfo, Message, MessageBody, MessageQueue, StateStore,
+    Status, Topic,
+};
+use crate::worker::ids;
+use crate::workflow::Event;
+use crate::workflow::replay::RecordedHistory;
+
+/// What a client call can fail with. Each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No instance has this id.
+    #[error("no workflow instance `{0}`: check the id (list instances with `list`)")]
+    UnknownInstance(String),
+    /// An instance with this id exists with another workflow or input.
+    #[error(
+        "instance `{id}` already exists with {what}: starting again with the same id is only idempotent with the same workflow and input; choose another id"
+    )]
+    DuplicateStart {
+        /// The instance id.
+        id: String,
+        /// What differs.
+        what: String,
+    },
+    /// The instance has ended, so it cannot take this.
+    #[error("instance `{id}` has ended ({status:?}): it takes no more signals or cancellations")]
+    Ended {
+        /// The instance id.
+        id: String,
+        /// How it ended.
+        status: Status,
+    },
+    /// The workflow returned an error.
+    #[error("workflow `{id}` failed: {message}")]
+    Failed {
+        /// The instance id.
+        id: String,
+        /// Its error.
+        message: String,
+    },
+    /// The instance was cancelled.
+    #[error("workflow `{0}` was cancelled")]
+    Cancelled(String),
+    /// The instance is parked until fixed code is deployed.
+    #[error("workflow `{id}` is parked: {reason}; deploy fixed code, then `resume` it")]
+    Parked {
+        /// The instance id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The instance did not end in time.
+    #[error("workflow `{0}` did not end within the time given; it goes on running")]
+    Timeout(String),
+    /// The output does not decode into the type asked for.
+    #[error("the output of workflow `{id}` does not decode: {message}")]
+    Decode {
+        /// The instance id.
+        id: String,
+        /// The decoder's message.
+        message: String,
+    },
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// Starts and controls workflow instances. Cheap to clone.
+#[derive(Debug)]
+pub struct Client<B> {
+    backend: Arc<B>,
+}
+
+impl<B> Clone for Client<B> {
+    fn clone(&self) -> Self {
+        Self {
+            backend: self.backend.clone(),
+        }
+    }
+}
+
+impl<B: StateStore + MessageQueue> Client<B> {
+    /// A client of `backend`.
+    pub fn new(backend: Arc<B>) -> Self {
+        Self { backend }
+    }
+
+    /// Starts an instance of workflow `name` (its newest version) with `input`, and returns its
+    /// id: `id` if given, else a new UUID. Starting again with the same id, workflow and input
+    /// does nothing and returns the id; with another workflow or input it is an error.
+    pub async fn start<I: Serialize>(
+        &self,
+        name: &str,
+        id: Option<&str>,
+        input: &I,
+    ) -> Result<String, ClientError> {
+        let id = id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+        let input = serde_json::to_value(input)
+            .map_err(|e| BackendError::Invalid(format!("cannot encode the input: {e}")))?;
+        let now = now_ms();
+        let instance = InstanceInfo {
+            id: id.clone(),
+            name: name.to_owned(),
+            version: 0,
+            status: Status::Running,
+            input: input.clone(),
+            output: None,
+            error: None,
+            parent: None,
+            events: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        let commit = Commit {
+            instance,
+            create: true,
+            expected_events: 0,
+            events: Vec::new(),
+            messages: vec![Message {
+                id: ids::start_id(&id),
+                topic: Topic::Workflows,
+                key: id.clone(),
+                deliver_at: now,
+                body: MessageBody::Start {
+                    name: name.to_owned(),
+                    input: input.clone(),
+                    parent: None,
+                },
+            }],
+            acks: Vec::new(),
+            truncate_to: None,
+        };
+        match self.backend.commit(vec![commit]).await {
+            Ok(()) => Ok(id),
+            Err(BackendError::Conflict(_)) => {
+                let existing = self.status(&id).await?;
+                if existing.name != name {
+                    Err(ClientError::DuplicateStart {
+                        id,
+                        what: format!("workflow `{}`", existing.name),
+                    })
+                } else if existing.input != input {
+                    Err(ClientError::DuplicateStart {
+                        id,
+                        what: "another input".into(),
+                    })
+                } else {
+                    Ok(id)
+                }
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Waits until the instance ends and returns its output, or `timeout` passes.
+    pub async fn result<O: DeserializeOwned>(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<O, ClientError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let info = self.status(id).await?;
+            match info.status {
+                Status::Completed => {
+                    let output = info.output.unwrap_or(Value::Null);
+                    return serde_json::from_value(output).map_err(|e| ClientError::Decode {
+                        id: id.to_owned(),
+                        message: e.to_string(),
+                    });
+                }
+                Status::Failed => {
+                    return Err(ClientError::Failed {
+                        id: id.to_owned(),
+                        message: info.error.unwrap_or_default(),
+                    });
+                }
+                Status::Cancelled => return Err(ClientError::Cancelled(id.to_owned())),
+                Status::Parked => {
+                    return Err(ClientError::Parked {
+                        id: id.to_owned(),
+                        reason: info.error.unwrap_or_default(),
+                    });
+                }
+                Status::Running => {}
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout(id.to_owned()));
+            }
+            self.backend
+                .wait_for_change(id, left.min(Duration::from_millis(500)))
+                .await;
+        }
+    }
+
+    /// Sends signal `name` with `payload` to a running instance.
+    pub async fn signal<T: Serialize>(
+        &self,
+        id: &str,
+        name: &str,
+        payload: &T,
+    ) -> Result<(), ClientError> {
+        self.running(id).await?;
+        let payload = serde_json::to_value(payload)
+            .map_err(|e| BackendError::Invalid(format!("cannot encode the signal: {e}")))?;
+        let message = Message {
+            id: format!("{id}/signal/{}", uuid::Uuid::new_v4()),
+            topic: Topic::Workflows,
+            key: id.to_owned(),
+            deliver_at: now_ms(),
+            body: MessageBody::Event {
+                event: Event::SignalReceived {
+                    name: name.to_owned(),
+                    payload,
+                },
+            },
+        };
+        Ok(self.backend.send(vec![message]).await?)
+    }
+
+    /// Cancels a running instance, its children and its timers.
+    pub async fn cancel(&self, id: &str, reason: &str) -> Result<(), ClientError> {
+        self.running(id).await?;
+        let message = Message {
+            id: ids::cancel_id(id),
+            topic: Topic::Workflows,
+            key: id.to_owned(),
+            deliver_at: now_ms(),
+            body: MessageBody::Event {
+                event: Event::CancelRequested {
+                    reason: reason.to_owned(),
+                },
+            },
+        };
+        Ok(self.backend.send(vec![message]).await?)
+    }
+
+    /// Replays a parked instance again, after fixed code was deployed.
+    pub async fn resume(&self, id: &str) -> Result<(), ClientError> {
+        let info = self.status(id).await?;
+        if info.status.is_final() {
+            return Err(ClientError::Ended {
+                id: id.to_owned(),
+                status: info.status,
+            });
+        }
+        let wake = Message {
+            id: format!("{id}/wake/{}", uuid::Uuid::new_v4()),
+            topic: Topic::Workflows,
+            key: id.to_owned(),
+            deliver_at: now_ms(),
+            body: MessageBody::Wake,
+        };
+        self.reopen(info, vec![wake]).await
+    }
+
+    /// Marks an instance running again, sending `messages` with the change. If a worker changed
+    /// it meanwhile, the worker's change stands.
+    async fn reopen(&self, info: InstanceInfo, messages: Vec<Message>) -> Result<(), ClientError> {
+        let commit = Commit {
+            expected_events: info.events,
+            instance: InstanceInfo {
+                status: Status::Running,
+                error: None,
+                ..info
+            },
+            create: false,
+            events: Vec::new(),
+            messages,
+            acks: Vec::new(),
+            truncate_to: None,
+        };
+        match self.backend.commit(vec![commit]).await {
+            Ok(()) | Err(BackendError::Conflict(_)) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The instance's status, without its history.
+    pub async fn status(&self, id: &str) -> Result<InstanceInfo, ClientError> {
+        self.backend
+            .instance(id)
+            .await?
+            .ok_or_else(|| ClientError::UnknownInstance(id.to_owned()))
+    }
+
+    /// The instance's full history, ready to save for the replay harness.
+    pub async fn history(&self, id: &str) -> Result<RecordedHistory, ClientError> {
+        self.status(id).await?;
+        let events = self
+            .backend
+            .history(id)
+            .await?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+        Ok(RecordedHistory {
+            instance_id: id.to_owned(),
+            events,
+        })
+    }
+
+    /// Instances by workflow name and status, newest first.
+    pub async fn list(
+        &self,
+        name: Option<&str>,
+        status: Option<Status>,
+        limit: usize,
+    ) -> Result<Vec<InstanceInfo>, ClientError> {
+        Ok(self.backend.list(name, status, limit).await?)
+    }
+
+    /// The dead letters: tasks that failed for good, and messages that could not be read.
+    pub async fn dead_tasks(&self) -> Result<Vec<DeadLetter>, ClientError> {
+        Ok(self.backend.dead_letters().await?)
+    }
+
+    /// Runs a dead task again, with all its attempts. When it succeeds, a workflow that failed
+    /// because of it goes on from there, as if the task had succeeded the first time.
+    pub async fn retry_dead_task(&self, id: &str) -> Result<(), ClientError> {
+        let dead = self.backend.dead_letters().await?;
+        let letter = dead.into_iter().find(|d| d.id == id).ok_or_else(|| {
+            BackendError::Invalid(format!("no dead task `{id}`: list them with `dead_tasks` (it may have been retried already)"))
+        })?;
+        let message = match serde_json::from_str::<MessageBody>(&letter.body) {
+            Ok(MessageBody::Task(mut task)) => {
+                task.attempt = 0;
+                task.redrive += 1;
+                Some(Message {
+                    id: letter.id.clone(),
+                    topic: letter.topic.clone(),
+                    key: letter.key.clone(),
+                    deliver_at: now_ms(),
+                    body: MessageBody::Task(task),
+                })
+            }
+            _ => None,
+        };
+        let reopen = message.is_some();
+        self.backend.redrive(id, message).await?;
+        // A workflow that failed because of the task waits for its new result (the worker
+        // rewinds it when the result comes, whether or not this change is made first).
+        if reopen
+            && let Some(info) = self.backend.instance(&letter.key).await?
+            && info.status == Status::Failed
+        {
+            self.reopen(info, Vec::new()).await?;
+        }
+        Ok(())
+    }
+
+    async fn running(&self, id: &str) -> Result<InstanceInfo, ClientError> {
+        let info = self.status(id).await?;
+        if info.status.is_final() {
+            return Err(ClientError::Ended {
+                id: id.to_owned(),
+                status: info.status,
+            });
+        }
+        Ok(info)
+    }
+}

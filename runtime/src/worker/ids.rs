@@ -1,0 +1,32 @@
+//! Deterministic message ids: a message sent twice for one change has one id, so the second is
+//! dropped.
+
+/// The id of the task of command `seq`: also its idempotency key.
+pub(crate) fn task_id(instance: &str, seq: u32) -> String {
+    format!("{instance}/task/{seq}")
+}
+
+/// The message carrying the result of command `seq`.
+pub(crate) fn result_id(instance: &str, seq: u32) -> String {
+    format!("{instance}/result/{seq}")
+}
+
+/// The message that fires timer `seq`.
+pub(crate) fn timer_id(instance: &str, seq: u32) -> String {
+    format!("{instance}/timer/{seq}")
+}
+
+/// The message that reports the end of child `seq` to its parent.
+pub(crate) fn child_result_id(parent: &str, seq: u32) -> String {
+    format!("{parent}/child/{seq}")
+}
+
+/// The message that starts an instance.
+pub(crate) fn start_id(instance: &str) -> String {
+    format!("{instance}/start")
+}
+
+/// The message that cancels an instance.
+pub(crate) fn cancel_id(instance: &str) -> String {
+    format!("{instance}/cancel")
+}

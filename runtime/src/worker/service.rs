@@ -1,0 +1,311 @@
+//! The service worker: runs the tasks of one service with bounded concurrency.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{Semaphore, watch};
+
+use super::ids;
+use crate::backend::sqlite::now_ms;
+use crate::backend::{
+    BackendError, BackendResult, Delivery, Message, MessageBody, MessageQueue, TaskMessage, Topic,
+};
+use crate::http::{CallOptions, HttpClient, HttpOperation};
+use crate::workflow::Event;
+use crate::{Task, TaskError};
+
+/// What a handler knows of the task it runs.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    /// The task id; send it as the idempotency key of a non-idempotent call, so a retried or
+    /// repeated task has its effect once.
+    pub task_id: String,
+    /// The attempt, from 1.
+    pub attempt: u32,
+}
+
+type HandlerFuture = Pin<Box<dyn Future<Output = Result<Value, TaskError>> + Send>>;
+type Handler = Arc<dyn Fn(Value, TaskContext) -> HandlerFuture + Send + Sync>;
+
+/// The handlers of one service, by task name.
+#[derive(Clone, Default)]
+pub struct Handlers {
+    by_name: BTreeMap<String, Handler>,
+}
+
+impl std::fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handlers")
+            .field("tasks", &self.by_name.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Handlers {
+    /// No handlers yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs tasks of type `T` with `f`.
+    pub fn task<T, F, Fut>(&mut self, f: F) -> &mut Self
+    where
+        T: Task,
+        F: Fn(T, TaskContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::Output, TaskError>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        let handler: Handler = Arc::new(move |input, ctx| {
+            let f = f.clone();
+            Box::pin(async move {
+                let task: T = serde_json::from_value(input).map_err(|e| {
+                    TaskError::permanent(format!("the task input does not decode: {e}"))
+                })?;
+                let output = f(task, ctx).await?;
+                serde_json::to_value(output).map_err(|e| {
+                    TaskError::permanent(format!("cannot encode the task output: {e}"))
+                })
+            })
+        });
+        self.by_name.insert(T::NAME.to_owned(), handler);
+        self
+    }
+
+    /// Runs tasks of type `T` as one HTTP call through `client`, with the task id as the
+    /// idempotency key. Retries are the worker's (durable), not the client's.
+    pub fn http<T: HttpOperation>(&mut self, client: HttpClient) -> &mut Self {
+        self.task::<T, _, _>(move |task, ctx| {
+            let client = client.clone();
+            async move {
+                let options = CallOptions {
+                    idempotency_key: Some(ctx.task_id),
+                    retry_policy: None,
+                };
+                client.attempt_with(&task, &options).await
+            }
+        })
+    }
+
+    /// Whether a handler for `name` is registered.
+    pub fn contains(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+}
+
+/// Settings of a service worker.
+#[derive(Debug, Clone)]
+pub struct ServiceWorkerOptions {
+    /// Tasks run at once.
+    pub concurrency: usize,
+    /// How long a task stays claimed before another worker may take it.
+    pub lease: Duration,
+    /// The longest wait for news from other processes sharing the backend.
+    pub idle_wait: Duration,
+    /// How long shutdown waits for tasks under way; those still running after it are delivered
+    /// again when their lease runs out.
+    pub grace: Duration,
+}
+
+impl Default for ServiceWorkerOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 64,
+            lease: Duration::from_secs(60),
+            idle_wait: Duration::from_millis(200),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Runs the tasks of one service: each to its handler, with durable retries, dead letters for
+/// tasks that fail for good or cannot be read, and the result sent to the workflow.
+pub struct ServiceWorker<Q> {
+    queue: Arc<Q>,
+    service: String,
+    handlers: Handlers,
+    options: ServiceWorkerOptions,
+}
+
+impl<Q: MessageQueue> ServiceWorker<Q> {
+    /// A worker for `service` on `queue`.
+    pub fn new(
+        queue: Arc<Q>,
+        service: &str,
+        handlers: Handlers,
+        options: ServiceWorkerOptions,
+    ) -> Self {
+        Self {
+            queue,
+            service: service.to_owned(),
+            handlers,
+            options,
+        }
+    }
+
+    /// Runs until `shutdown` turns true, then waits up to the grace period for tasks under way.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> BackendResult<()> {
+        let topic = Topic::Tasks(self.service.clone());
+        let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
+        let lease = i64::try_from(self.options.lease.as_millis()).unwrap_or(i64::MAX);
+        let idle = i64::try_from(self.options.idle_wait.as_millis()).unwrap_or(i64::MAX);
+        let mut running = tokio::task::JoinSet::new();
+        while !*shutdown.borrow() {
+            while running.try_join_next().is_some() {}
+            let free = permits.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = running.join_next() => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let deliveries = match self.queue.receive(&topic, free, lease).await {
+                Ok(d) => d,
+                Err(BackendError::Unavailable(message)) => {
+                    tracing::warn!(%message, "backend unavailable; trying again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            if deliveries.is_empty() {
+                tokio::select! {
+                    () = self.queue.wait(&topic, idle) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            for delivery in deliveries {
+                let permit = permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
+                let queue = self.queue.clone();
+                let handlers = self.handlers.clone();
+                let service = self.service.clone();
+                running.spawn(async move {
+                    if let Err(err) = handle(queue.as_ref(), &service, &handlers, delivery).await {
+                        tracing::error!(%err, "cannot record a task's outcome; it will be delivered again");
+                    }
+                    drop(permit);
+                });
+            }
+        }
+        let drained = tokio::time::timeout(self.options.grace, async {
+            while running.join_next().await.is_some() {}
+        });
+        if drained.await.is_err() {
+            tracing::warn!(
+                "tasks still running after the grace period; they will be delivered again"
+            );
+            running.abort_all();
+        }
+        Ok(())
+    }
+}
+
+/// Runs one task and records its outcome.
+async fn handle<Q: MessageQueue>(
+    queue: &Q,
+    service: &str,
+    handlers: &Handlers,
+    delivery: Delivery,
+) -> BackendResult<()> {
+    let Delivery { receipt, message } = delivery;
+    let MessageBody::Task(task) = message.body else {
+        return queue
+            .dead_letter(receipt, "not a task message", Vec::new())
+            .await;
+    };
+    let Some(handler) = handlers.by_name.get(&task.name).cloned() else {
+        let error = TaskError::permanent(format!(
+            "service `{service}` has no handler for task `{}`: deploy a worker that has it, then retry the dead task",
+            task.name
+        ));
+        let failed = result_message(&task, Err(error.clone()));
+        return queue
+            .dead_letter(receipt, error.message(), vec![failed])
+            .await;
+    };
+    let ctx = TaskContext {
+        task_id: task.task_id.clone(),
+        attempt: task.attempt + 1,
+    };
+    // A panicking handler fails its task, never the worker.
+    let outcome = match tokio::spawn(handler(task.input.clone(), ctx)).await {
+        Ok(outcome) => outcome,
+        Err(join) => Err(TaskError::permanent(format!(
+            "the handler panicked: {}",
+            panic_message(join)
+        ))),
+    };
+    let attempt = task.attempt + 1;
+    match outcome {
+        Ok(output) => {
+            queue
+                .ack_and_send(receipt, vec![result_message(&task, Ok(output))])
+                .await
+        }
+        Err(error) => match task.retry_policy.next_delay(attempt, &error) {
+            Some(delay) => {
+                tracing::debug!(task = %task.task_id, attempt, ?delay, %error, "retrying");
+                let retry = Message {
+                    id: message.id,
+                    topic: message.topic,
+                    key: message.key,
+                    deliver_at: now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
+                    body: MessageBody::Task(TaskMessage { attempt, ..task }),
+                };
+                queue.ack_and_send(receipt, vec![retry]).await
+            }
+            None => {
+                let reason = format!("failed after {attempt} attempt(s): {error}");
+                tracing::warn!(task = %task.task_id, %reason, "task dead");
+                queue
+                    .dead_letter(receipt, &reason, vec![result_message(&task, Err(error))])
+                    .await
+            }
+        },
+    }
+}
+
+/// The message that gives a task's outcome to its workflow.
+fn result_message(task: &TaskMessage, outcome: Result<Value, TaskError>) -> Message {
+    let event = match outcome {
+        Ok(output) => Event::TaskCompleted {
+            seq: task.seq,
+            output,
+        },
+        Err(error) => Event::TaskFailed {
+            seq: task.seq,
+            error,
+        },
+    };
+    let id = match task.redrive {
+        0 => ids::result_id(&task.instance_id, task.seq),
+        n => format!("{}/retry/{n}", ids::result_id(&task.instance_id, task.seq)),
+    };
+    Message {
+        id,
+        topic: Topic::Workflows,
+        key: task.instance_id.clone(),
+        deliver_at: now_ms(),
+        body: MessageBody::Event { event },
+    }
+}
+
+fn panic_message(join: tokio::task::JoinError) -> String {
+    match join.try_into_panic() {
+        Ok(panic) => panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into()),
+        Err(join) => join.to_string(),
+    }
+}

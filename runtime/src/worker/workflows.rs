@@ -1,0 +1,480 @@
+//! The workflow worker: replays instances that have news and commits what they do next.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::ids;
+use crate::backend::sqlite::now_ms;
+use crate::backend::{
+    BackendError, BackendResult, Commit, Delivery, InstanceInfo, Message, MessageBody,
+    MessageQueue, StateStore, Status, TaskMessage, Topic, event_id,
+};
+use crate::workflow::engine::{Outcome, activate};
+use crate::workflow::{Event, HistoryEvent, WorkflowError, Workflows};
+
+/// Settings of a workflow worker.
+#[derive(Debug, Clone)]
+pub struct WorkflowWorkerOptions {
+    /// Instances handled per round; their changes are committed together.
+    pub batch: usize,
+    /// How long an instance stays claimed by this worker before another may take it.
+    pub lease: Duration,
+    /// The longest wait for news from other processes sharing the backend.
+    pub idle_wait: Duration,
+}
+
+impl Default for WorkflowWorkerOptions {
+    fn default() -> Self {
+        Self {
+            batch: 64,
+            lease: Duration::from_secs(30),
+            idle_wait: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Runs workflow instances: takes their news (starts, task results, timers, signals), replays
+/// them, and commits the new events, status and outgoing messages in one step.
+pub struct WorkflowWorker<B> {
+    backend: Arc<B>,
+    workflows: Workflows,
+    options: WorkflowWorkerOptions,
+}
+
+impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
+    /// A worker for `workflows` on `backend`.
+    pub fn new(backend: Arc<B>, workflows: Workflows, options: WorkflowWorkerOptions) -> Self {
+        Self {
+            backend,
+            workflows,
+            options,
+        }
+    }
+
+    /// Runs until `shutdown` turns true; the round under way is finished first.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> BackendResult<()> {
+        let lease = i64::try_from(self.options.lease.as_millis()).unwrap_or(i64::MAX);
+        let idle = i64::try_from(self.options.idle_wait.as_millis()).unwrap_or(i64::MAX);
+        while !*shutdown.borrow() {
+            let handled = match self.round(lease).await {
+                Ok(handled) => handled,
+                Err(BackendError::Unavailable(message)) => {
+                    tracing::warn!(%message, "backend unavailable; trying again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            if handled == 0 {
+                tokio::select! {
+                    () = self.backend.wait(&Topic::Workflows, idle) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles the instances that have news; returns how many.
+    pub async fn round(&self, lease_ms: i64) -> BackendResult<usize> {
+        let deliveries = self
+            .backend
+            .receive(&Topic::Workflows, self.options.batch, lease_ms)
+            .await?;
+        let mut by_instance: BTreeMap<String, Vec<Delivery>> = BTreeMap::new();
+        for d in deliveries {
+            by_instance
+                .entry(d.message.key.clone())
+                .or_default()
+                .push(d);
+        }
+        let count = by_instance.len();
+        let mut commits = Vec::with_capacity(count);
+        let mut stray = Vec::new();
+        for (id, deliveries) in by_instance {
+            let receipts: Vec<_> = deliveries.iter().map(|d| d.receipt.clone()).collect();
+            match self.handle(&id, deliveries).await? {
+                Some(commit) => commits.push(commit),
+                None => {
+                    tracing::warn!(instance = %id, "news for an instance that does not exist; dropped");
+                    stray.extend(receipts);
+                }
+            }
+        }
+        if !stray.is_empty() {
+            self.backend.ack(stray).await?;
+        }
+        match self.backend.commit(commits.clone()).await {
+            Ok(()) => {}
+            // Another process changed one of them (a lease ran out): commit the others alone;
+            // the news of the conflicting one is delivered again.
+            Err(BackendError::Conflict(_)) => {
+                for commit in commits {
+                    match self.backend.commit(vec![commit]).await {
+                        Ok(()) | Err(BackendError::Conflict(_)) => {}
+                        Err(err) => return Err(err),
+                    }
+                }
+            }
+            Err(err) => return Err(err),
+        }
+        Ok(count)
+    }
+
+    /// The change one instance's news makes; `None` for news of an instance that does not exist.
+    async fn handle(&self, id: &str, deliveries: Vec<Delivery>) -> BackendResult<Option<Commit>> {
+        let now = now_ms();
+        let info = self.backend.instance(id).await?;
+        let history = match &info {
+            Some(_) => self.backend.history(id).await?,
+            None => Vec::new(),
+        };
+        let acks = deliveries.iter().map(|d| d.receipt.clone()).collect();
+        let mut commit = Commit {
+            expected_events: info.as_ref().map_or(0, |i| i.events),
+            create: info.is_none(),
+            instance: info.clone().unwrap_or_else(|| placeholder(id, now)),
+            events: Vec::new(),
+            messages: Vec::new(),
+            acks,
+            truncate_to: None,
+        };
+        let mut events: Vec<(String, HistoryEvent)> = history;
+        let mut wake = false;
+        for d in deliveries {
+            match d.message.body {
+                MessageBody::Start {
+                    name,
+                    input,
+                    parent,
+                } => {
+                    if !events.is_empty() || !commit.events.is_empty() {
+                        continue; // already started: a duplicate start
+                    }
+                    let Some((version, _)) = self.workflows.newest(&name) else {
+                        commit.instance = InstanceInfo {
+                            name: name.clone(),
+                            status: Status::Failed,
+                            error: Some(format!(
+                                "no workflow named `{name}` is registered with this worker"
+                            )),
+                            input,
+                            parent: parent.clone(),
+                            ..commit.instance
+                        };
+                        if let Some((parent, seq)) = parent {
+                            commit.messages.push(child_result(
+                                &parent,
+                                seq,
+                                Err(WorkflowError::new(format!(
+                                    "no workflow named `{name}` is registered"
+                                ))),
+                            ));
+                        }
+                        continue;
+                    };
+                    commit.instance.name = name.clone();
+                    commit.instance.version = version;
+                    commit.instance.input = input.clone();
+                    commit.instance.parent = parent;
+                    commit.events.push((
+                        "start".to_owned(),
+                        HistoryEvent {
+                            at: now,
+                            event: Event::WorkflowStarted {
+                                name,
+                                version,
+                                input,
+                            },
+                        },
+                    ));
+                }
+                MessageBody::Event { event } => {
+                    let event_id = d.message.id.clone();
+                    let known = events
+                        .iter()
+                        .chain(&commit.events)
+                        .any(|(id, _)| *id == event_id);
+                    if known {
+                        continue;
+                    }
+                    match result_seq(&event).and_then(|seq| result_index(&events, seq)) {
+                        // The result of a task retried from the dead-letter list.
+                        Some(index)
+                            if is_retry(&event_id)
+                                && ended_in_failure(&events)
+                                && commit.truncate_to.is_none() =>
+                        {
+                            tracing::info!(
+                                instance = id,
+                                "a retried task succeeded; the workflow goes on from it"
+                            );
+                            let kept = rewind(&mut events, index);
+                            commit.truncate_to = Some(index as u64);
+                            commit.events.extend(kept);
+                            commit.instance.status = Status::Running;
+                            commit.instance.error = None;
+                            commit
+                                .events
+                                .push((event_id, HistoryEvent { at: now, event }));
+                        }
+                        Some(_) => {
+                            tracing::warn!(
+                                instance = id,
+                                "a second result for a task the workflow already handled; dropped"
+                            );
+                        }
+                        None => commit
+                            .events
+                            .push((event_id, HistoryEvent { at: now, event })),
+                    }
+                }
+                MessageBody::Wake => wake = true,
+                MessageBody::Task(_) => {
+                    tracing::warn!(
+                        instance = id,
+                        "a task message reached the workflow topic; dropped"
+                    );
+                }
+            }
+        }
+        if commit.create && commit.events.is_empty() && commit.instance.status != Status::Failed {
+            return Ok(None);
+        }
+        if commit.instance.status.is_final() || (commit.instance.status == Status::Parked && !wake)
+        {
+            return Ok(Some(commit));
+        }
+        events.extend(
+            commit
+                .events
+                .iter()
+                .filter(|(id, _)| !events_contain(&events, id))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        let Some(workflow) = self
+            .workflows
+            .get(&commit.instance.name, commit.instance.version)
+        else {
+            commit.instance.status = Status::Parked;
+            commit.instance.error = Some(format!(
+                "version {} of workflow `{}` is not registered with this worker: deploy it, then resume the instance",
+                commit.instance.version, commit.instance.name
+            ));
+            return Ok(Some(commit));
+        };
+        let replayed: Vec<HistoryEvent> = events.iter().map(|(_, e)| e.clone()).collect();
+        let activation = activate(workflow.as_ref(), id, &replayed);
+        commit.instance.status = Status::Running;
+        commit.instance.error = None;
+        for event in activation.new_events {
+            commit
+                .messages
+                .extend(self.messages_for(id, &commit.instance, &event, now));
+            if let Event::WorkflowCompleted { output } = &event {
+                commit.instance.output = Some(output.clone());
+            }
+            if let Event::WorkflowFailed { error } = &event {
+                commit.instance.error = Some(error.to_string());
+            }
+            commit
+                .events
+                .push((event_id(&event), HistoryEvent { at: now, event }));
+        }
+        match activation.outcome {
+            Outcome::Running => {}
+            Outcome::Finished => {
+                commit.instance.status = if commit.instance.output.is_some() {
+                    Status::Completed
+                } else {
+                    Status::Failed
+                };
+            }
+            Outcome::Cancelled { children } => {
+                commit.instance.status = Status::Cancelled;
+                for child in children {
+                    commit.messages.push(Message {
+                        id: ids::cancel_id(&child),
+                        topic: Topic::Workflows,
+                        key: child.clone(),
+                        deliver_at: now,
+                        body: MessageBody::Event {
+                            event: Event::CancelRequested {
+                                reason: format!("its parent `{id}` was cancelled"),
+                            },
+                        },
+                    });
+                }
+                if let Some((parent, seq)) = &commit.instance.parent {
+                    commit.messages.push(child_result(
+                        parent,
+                        *seq,
+                        Err(WorkflowError::new("cancelled")),
+                    ));
+                }
+            }
+            Outcome::Parked(reason) => {
+                tracing::error!(instance = id, %reason, "workflow parked");
+                commit.instance.status = Status::Parked;
+                commit.instance.error = Some(reason.to_string());
+            }
+        }
+        Ok(Some(commit))
+    }
+
+    /// What a new event of the engine sends.
+    fn messages_for(
+        &self,
+        id: &str,
+        instance: &InstanceInfo,
+        event: &Event,
+        now: i64,
+    ) -> Vec<Message> {
+        match event {
+            Event::TaskScheduled {
+                seq,
+                service,
+                name,
+                input,
+                retry_policy,
+            } => vec![Message {
+                id: ids::task_id(id, *seq),
+                topic: Topic::Tasks(service.clone()),
+                key: id.to_owned(),
+                deliver_at: now,
+                body: MessageBody::Task(TaskMessage {
+                    task_id: ids::task_id(id, *seq),
+                    instance_id: id.to_owned(),
+                    seq: *seq,
+                    service: service.clone(),
+                    name: name.clone(),
+                    input: input.clone(),
+                    retry_policy: retry_policy.clone(),
+                    attempt: 0,
+                    redrive: 0,
+                }),
+            }],
+            Event::TimerStarted { seq, fire_at } => vec![Message {
+                id: ids::timer_id(id, *seq),
+                topic: Topic::Workflows,
+                key: id.to_owned(),
+                deliver_at: *fire_at,
+                body: MessageBody::Event {
+                    event: Event::TimerFired { seq: *seq },
+                },
+            }],
+            Event::ChildStarted {
+                seq,
+                name,
+                workflow_id,
+                input,
+            } => vec![Message {
+                id: ids::start_id(workflow_id),
+                topic: Topic::Workflows,
+                key: workflow_id.clone(),
+                deliver_at: now,
+                body: MessageBody::Start {
+                    name: name.clone(),
+                    input: input.clone(),
+                    parent: Some((id.to_owned(), *seq)),
+                },
+            }],
+            Event::WorkflowCompleted { output } => match &instance.parent {
+                Some((parent, seq)) => vec![child_result(parent, *seq, Ok(output.clone()))],
+                None => Vec::new(),
+            },
+            Event::WorkflowFailed { error } => match &instance.parent {
+                Some((parent, seq)) => vec![child_result(parent, *seq, Err(error.clone()))],
+                None => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The command a result event answers.
+fn result_seq(event: &Event) -> Option<u32> {
+    match event {
+        Event::TaskCompleted { seq, .. } | Event::TaskFailed { seq, .. } => Some(*seq),
+        _ => None,
+    }
+}
+
+/// Where the history holds the result of task `seq`.
+fn result_index(events: &[(String, HistoryEvent)], seq: u32) -> Option<usize> {
+    events
+        .iter()
+        .position(|(_, e)| result_seq(&e.event) == Some(seq))
+}
+
+/// Whether a result message comes from a task an operator retried from the dead-letter list.
+fn is_retry(message_id: &str) -> bool {
+    message_id.contains("/retry/")
+}
+
+fn ended_in_failure(events: &[(String, HistoryEvent)]) -> bool {
+    events
+        .iter()
+        .any(|(_, e)| matches!(e.event, Event::WorkflowFailed { .. }))
+}
+
+fn events_contain(events: &[(String, HistoryEvent)], id: &str) -> bool {
+    events.iter().any(|(e, _)| e == id)
+}
+
+/// Cuts the history back to just before `index` (the failed result of a task an operator
+/// retried). What came from outside after it (signals, cancellation, results of commands issued
+/// before it) is kept and returned, to be appended again; what the workflow did in reaction to
+/// the failure is dropped, and replay does it again as the new result leads.
+fn rewind(events: &mut Vec<(String, HistoryEvent)>, index: usize) -> Vec<(String, HistoryEvent)> {
+    let after = events.split_off(index);
+    let issued_before: Vec<u32> = events
+        .iter()
+        .filter_map(|(_, e)| e.event.command_seq())
+        .collect();
+    after
+        .into_iter()
+        .skip(1)
+        .filter(|(_, e)| match &e.event {
+            Event::SignalReceived { .. } | Event::CancelRequested { .. } => true,
+            Event::TaskCompleted { seq, .. }
+            | Event::TaskFailed { seq, .. }
+            | Event::TimerFired { seq }
+            | Event::ChildCompleted { seq, .. } => issued_before.contains(seq),
+            _ => false,
+        })
+        .collect()
+}
+
+fn child_result(parent: &str, seq: u32, result: Result<Value, WorkflowError>) -> Message {
+    Message {
+        id: ids::child_result_id(parent, seq),
+        topic: Topic::Workflows,
+        key: parent.to_owned(),
+        deliver_at: now_ms(),
+        body: MessageBody::Event {
+            event: Event::ChildCompleted { seq, result },
+        },
+    }
+}
+
+fn placeholder(id: &str, now: i64) -> InstanceInfo {
+    InstanceInfo {
+        id: id.to_owned(),
+        name: String::new(),
+        version: 0,
+        status: Status::Running,
+        input: Value::Null,
+        output: None,
+        error: None,
+        parent: None,
+        events: 0,
+        created_at: now,
+        updated_at: now,
+    }
+}

@@ -1,0 +1,468 @@
+//! The runtime on the embedded backend, end to end: a client, a workflow worker and service
+//! workers in one process on a temporary SQLite file, with hand-written tasks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use codegen_runtime::backend::sqlite::SqliteBackend;
+use codegen_runtime::backend::{Message, MessageQueue, Status, Topic};
+use codegen_runtime::worker::{
+    Handlers, ServiceWorker, ServiceWorkerOptions, WorkflowWorker, WorkflowWorkerOptions,
+};
+use codegen_runtime::workflow::{Event, WorkflowContext, WorkflowError, Workflows};
+use codegen_runtime::{Client, ClientError, RetryPolicy, Task, TaskError};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Add {
+    a: i64,
+    b: i64,
+}
+
+impl Task for Add {
+    type Output = i64;
+    const SERVICE: &'static str = "math";
+    const NAME: &'static str = "add";
+    const IDEMPOTENT: bool = true;
+    fn retry_policy() -> RetryPolicy {
+        quick()
+    }
+}
+
+/// A task whose handler fails as the test says.
+#[derive(Debug, Serialize, Deserialize)]
+struct Flaky {
+    key: String,
+}
+
+impl Task for Flaky {
+    type Output = String;
+    const SERVICE: &'static str = "flaky";
+    const NAME: &'static str = "flaky";
+    const IDEMPOTENT: bool = false;
+    fn retry_policy() -> RetryPolicy {
+        quick()
+    }
+}
+
+fn quick() -> RetryPolicy {
+    RetryPolicy::default()
+        .with_initial_delay(Duration::from_millis(5))
+        .with_max_attempts(3)
+}
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Env {
+    _dir: tempfile::TempDir,
+    backend: Arc<SqliteBackend>,
+    client: Client<SqliteBackend>,
+    stop: watch::Sender<bool>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Env {
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        for w in self.workers {
+            w.await.unwrap();
+        }
+    }
+}
+
+/// Flaky behaviour, shared by a test and its handler.
+#[derive(Default)]
+struct Behaviour {
+    calls: AtomicU32,
+    fail_first: AtomicU32,
+    permanent: AtomicBool,
+    panic: AtomicBool,
+}
+
+fn env(workflows: Workflows, behaviour: Arc<Behaviour>) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(SqliteBackend::open(dir.path().join("state.db")).unwrap());
+    let (stop, rx) = watch::channel(false);
+    let mut math = Handlers::new();
+    math.task(|t: Add, _ctx| async move { Ok(t.a + t.b) });
+    let mut flaky = Handlers::new();
+    flaky.task(move |t: Flaky, ctx| {
+        let b = behaviour.clone();
+        async move {
+            let n = b.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            if b.panic.load(Ordering::SeqCst) {
+                panic!("handler bug");
+            }
+            if b.permanent.load(Ordering::SeqCst) {
+                return Err(
+                    TaskError::permanent("402 Payment Required").with_response(402, "declined")
+                );
+            }
+            if n <= b.fail_first.load(Ordering::SeqCst) {
+                return Err(TaskError::retryable("503 Service Unavailable"));
+            }
+            Ok(format!("{}:{}:{}", t.key, ctx.task_id, ctx.attempt))
+        }
+    });
+    let mut workers = Vec::new();
+    let options = ServiceWorkerOptions {
+        idle_wait: Duration::from_millis(50),
+        ..Default::default()
+    };
+    for (service, handlers) in [("math", math), ("flaky", flaky)] {
+        let worker = ServiceWorker::new(backend.clone(), service, handlers, options.clone());
+        let rx = rx.clone();
+        workers.push(tokio::spawn(async move { worker.run(rx).await.unwrap() }));
+    }
+    let options = WorkflowWorkerOptions {
+        idle_wait: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let worker = WorkflowWorker::new(backend.clone(), workflows, options);
+    workers.push(tokio::spawn(async move { worker.run(rx).await.unwrap() }));
+    Env {
+        _dir: dir,
+        client: Client::new(backend.clone()),
+        backend,
+        stop,
+        workers,
+    }
+}
+
+async fn three_steps(ctx: WorkflowContext, x: i64) -> Result<i64, WorkflowError> {
+    let a = ctx.call(&Add { a: x, b: 1 }).await?;
+    let b = ctx.call(&Add { a, b: 10 }).await?;
+    Ok(ctx.call(&Add { a: b, b: 100 }).await?)
+}
+
+async fn flaky_once(ctx: WorkflowContext, key: String) -> Result<String, WorkflowError> {
+    Ok(ctx.call(&Flaky { key }).await?)
+}
+
+fn workflows() -> Workflows {
+    let mut w = Workflows::new();
+    w.register("three_steps", 1, three_steps);
+    w.register("flaky_once", 1, flaky_once);
+    w.register(
+        "handles_decline",
+        1,
+        |ctx: WorkflowContext, key: String| async move {
+            match ctx.call(&Flaky { key }).await {
+                Ok(receipt) => Ok(receipt),
+                Err(e) if e.status() == Some(402) => {
+                    Ok(format!("declined: {}", e.body().unwrap_or_default()))
+                }
+                Err(e) => Err(e.into()),
+            }
+        },
+    );
+    w.register("wait_signal", 1, |ctx: WorkflowContext, _: ()| async move {
+        let first: String = ctx.signal("go").await?;
+        let second: String = ctx.signal("go").await?;
+        Ok::<_, WorkflowError>(format!("{first}+{second}"))
+    });
+    w.register("nap", 1, |ctx: WorkflowContext, ms: u64| async move {
+        ctx.sleep(Duration::from_millis(ms)).await;
+        Ok::<_, WorkflowError>(())
+    });
+    w.register("parent", 1, |ctx: WorkflowContext, x: i64| async move {
+        let child: i64 = ctx.child("three_steps", &x).await?;
+        Ok::<_, WorkflowError>(child * 2)
+    });
+    w.register(
+        "parent_of_sleeper",
+        1,
+        |ctx: WorkflowContext, _: ()| async move {
+            ctx.child::<_, ()>("wait_signal", &()).await?;
+            Ok::<_, WorkflowError>(())
+        },
+    );
+    w
+}
+
+#[tokio::test]
+async fn a_three_step_workflow_completes_with_its_result_and_history() {
+    let env = env(workflows(), Arc::default());
+    let id = env
+        .client
+        .start("three_steps", Some("calc-1"), &5)
+        .await
+        .unwrap();
+    assert_eq!(id, "calc-1");
+    assert_eq!(env.client.result::<i64>(&id, WAIT).await.unwrap(), 116);
+    let history = env.client.history(&id).await.unwrap();
+    let kinds: Vec<String> = history.events.iter().map(|e| e.event.describe()).collect();
+    assert_eq!(kinds.first().unwrap(), "start of three_steps v1");
+    assert_eq!(kinds.iter().filter(|k| *k == "task math/add").count(), 3);
+    assert_eq!(kinds.last().unwrap(), "completion");
+    let listed = env
+        .client
+        .list(Some("three_steps"), Some(Status::Completed), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        ["calc-1"]
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn starting_twice_is_idempotent_with_the_same_input_only() {
+    let env = env(workflows(), Arc::default());
+    env.client
+        .start("three_steps", Some("same"), &1)
+        .await
+        .unwrap();
+    assert_eq!(
+        env.client
+            .start("three_steps", Some("same"), &1)
+            .await
+            .unwrap(),
+        "same"
+    );
+    let err = env
+        .client
+        .start("three_steps", Some("same"), &2)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::DuplicateStart { .. }), "{err}");
+    assert!(err.to_string().contains("choose another id"), "{err}");
+    assert_eq!(env.client.result::<i64>("same", WAIT).await.unwrap(), 112);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_with_one_task_id() {
+    let behaviour = Arc::new(Behaviour::default());
+    behaviour.fail_first.store(2, Ordering::SeqCst);
+    let env = env(workflows(), behaviour.clone());
+    let id = env
+        .client
+        .start("flaky_once", Some("f-1"), &"k")
+        .await
+        .unwrap();
+    let receipt: String = env.client.result(&id, WAIT).await.unwrap();
+    assert_eq!(
+        receipt, "k:f-1/task/0:3",
+        "the third attempt succeeds, with the same task id"
+    );
+    assert_eq!(behaviour.calls.load(Ordering::SeqCst), 3);
+    assert!(env.client.dead_tasks().await.unwrap().is_empty());
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_permanent_failure_reaches_the_workflow_as_a_typed_error_and_the_dead_letter_list() {
+    let behaviour = Arc::new(Behaviour::default());
+    behaviour.permanent.store(true, Ordering::SeqCst);
+    let env = env(workflows(), behaviour.clone());
+    let id = env
+        .client
+        .start("handles_decline", None, &"k")
+        .await
+        .unwrap();
+    assert_eq!(
+        env.client.result::<String>(&id, WAIT).await.unwrap(),
+        "declined: declined"
+    );
+    assert_eq!(
+        behaviour.calls.load(Ordering::SeqCst),
+        1,
+        "a permanent error is not retried"
+    );
+    let dead = env.client.dead_tasks().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].key, id);
+    assert!(
+        dead[0].reason.contains("402 Payment Required"),
+        "{}",
+        dead[0].reason
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn an_operator_retry_of_a_dead_task_lets_the_failed_workflow_go_on() {
+    let behaviour = Arc::new(Behaviour::default());
+    behaviour.fail_first.store(u32::MAX, Ordering::SeqCst);
+    let env = env(workflows(), behaviour.clone());
+    let id = env
+        .client
+        .start("flaky_once", Some("r-1"), &"k")
+        .await
+        .unwrap();
+    let err = env.client.result::<String>(&id, WAIT).await.unwrap_err();
+    assert!(matches!(err, ClientError::Failed { .. }), "{err}");
+    assert_eq!(
+        behaviour.calls.load(Ordering::SeqCst),
+        3,
+        "every attempt of the policy"
+    );
+    let dead = env.client.dead_tasks().await.unwrap();
+    assert_eq!(dead.len(), 1);
+
+    // The service is fixed; the operator retries the dead task.
+    behaviour.fail_first.store(0, Ordering::SeqCst);
+    env.client.retry_dead_task(&dead[0].id).await.unwrap();
+    assert_eq!(
+        env.client.result::<String>(&id, WAIT).await.unwrap(),
+        "k:r-1/task/0:1"
+    );
+    assert!(env.client.dead_tasks().await.unwrap().is_empty());
+    let err = env.client.retry_dead_task(&dead[0].id).await.unwrap_err();
+    assert!(err.to_string().contains("no dead task"), "{err}");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_panicking_handler_fails_its_task_and_the_worker_goes_on() {
+    let behaviour = Arc::new(Behaviour::default());
+    behaviour.panic.store(true, Ordering::SeqCst);
+    let env = env(workflows(), behaviour.clone());
+    let id = env.client.start("flaky_once", None, &"k").await.unwrap();
+    let err = env.client.result::<String>(&id, WAIT).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the handler panicked: handler bug"),
+        "{err}"
+    );
+    let dead = env.client.dead_tasks().await.unwrap();
+    assert!(dead[0].reason.contains("handler bug"), "{}", dead[0].reason);
+    // The same worker still runs other tasks.
+    let other = env.client.start("three_steps", None, &0).await.unwrap();
+    assert_eq!(env.client.result::<i64>(&other, WAIT).await.unwrap(), 111);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn an_undecodable_message_goes_to_the_dead_letters_with_its_reason() {
+    let env = env(workflows(), Arc::default());
+    env.backend
+        .send(vec![Message {
+            id: "junk".into(),
+            topic: Topic::Tasks("math".into()),
+            key: "nobody".into(),
+            deliver_at: 0,
+            body: codegen_runtime::backend::MessageBody::Wake,
+        }])
+        .await
+        .unwrap();
+    let id = env.client.start("three_steps", None, &1).await.unwrap();
+    assert_eq!(env.client.result::<i64>(&id, WAIT).await.unwrap(), 112);
+    let dead = env.client.dead_tasks().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].id.as_str(), dead[0].reason.as_str()),
+        ("junk", "not a task message")
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn signals_are_delivered_in_order_and_unknown_instances_say_so() {
+    let env = env(workflows(), Arc::default());
+    let id = env.client.start("wait_signal", None, &()).await.unwrap();
+    env.client.signal(&id, "go", &"a").await.unwrap();
+    env.client.signal(&id, "go", &"b").await.unwrap();
+    assert_eq!(env.client.result::<String>(&id, WAIT).await.unwrap(), "a+b");
+    let err = env
+        .client
+        .signal("no-such-id", "go", &"x")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no workflow instance `no-such-id`: check the id (list instances with `list`)"
+    );
+    let err = env.client.signal(&id, "go", &"late").await.unwrap_err();
+    assert!(matches!(err, ClientError::Ended { .. }), "{err}");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_durable_timer_waits_its_time() {
+    let env = env(workflows(), Arc::default());
+    let started = Instant::now();
+    let id = env.client.start("nap", None, &300).await.unwrap();
+    env.client.result::<()>(&id, WAIT).await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_child_workflow_runs_and_its_result_returns_to_the_parent() {
+    let env = env(workflows(), Arc::default());
+    let id = env.client.start("parent", Some("p"), &5).await.unwrap();
+    assert_eq!(env.client.result::<i64>(&id, WAIT).await.unwrap(), 232);
+    let child = env.client.status("p/0").await.unwrap();
+    assert_eq!(
+        (child.name.as_str(), child.status, child.parent),
+        ("three_steps", Status::Completed, Some(("p".into(), 0)))
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn cancel_reaches_the_children() {
+    let env = env(workflows(), Arc::default());
+    let id = env
+        .client
+        .start("parent_of_sleeper", Some("c"), &())
+        .await
+        .unwrap();
+    // Wait until the child runs.
+    let deadline = Instant::now() + WAIT;
+    while env.client.status("c/0").await.is_err() {
+        assert!(Instant::now() < deadline, "the child never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    env.client.cancel(&id, "customer left").await.unwrap();
+    assert!(matches!(
+        env.client.result::<()>(&id, WAIT).await,
+        Err(ClientError::Cancelled(_))
+    ));
+    assert!(matches!(
+        env.client.result::<()>("c/0", WAIT).await,
+        Err(ClientError::Cancelled(_))
+    ));
+    env.stop().await;
+}
+
+static FIXED: AtomicBool = AtomicBool::new(false);
+
+#[tokio::test]
+async fn a_panicking_workflow_is_parked_and_resumes_after_a_fix() {
+    let mut w = workflows();
+    w.register("buggy", 1, |ctx: WorkflowContext, _: ()| async move {
+        let sum = ctx.call(&Add { a: 1, b: 1 }).await?;
+        assert!(FIXED.load(Ordering::SeqCst), "bug in step two");
+        Ok::<_, WorkflowError>(sum)
+    });
+    let env = env(w, Arc::default());
+    let id = env.client.start("buggy", None, &()).await.unwrap();
+    let err = env.client.result::<i64>(&id, WAIT).await.unwrap_err();
+    assert!(matches!(err, ClientError::Parked { .. }), "{err}");
+    assert!(err.to_string().contains("bug in step two"), "{err}");
+    // Other instances are not affected.
+    let other = env.client.start("three_steps", None, &0).await.unwrap();
+    assert_eq!(env.client.result::<i64>(&other, WAIT).await.unwrap(), 111);
+
+    FIXED.store(true, Ordering::SeqCst);
+    env.client.resume(&id).await.unwrap();
+    assert_eq!(env.client.result::<i64>(&id, WAIT).await.unwrap(), 2);
+    let history = env.client.history(&id).await.unwrap();
+    let tasks = history
+        .events
+        .iter()
+        .filter(|e| matches!(e.event, Event::TaskScheduled { .. }))
+        .count();
+    assert_eq!(tasks, 1, "the recorded step is not run again");
+    env.stop().await;
+}
