@@ -7,6 +7,9 @@
 //! it can be called directly. Responses are typed by [`types`]. Connection errors, timeouts, 408,
 //! 429 and 5xx responses are retried with exponential backoff (honouring `Retry-After`); other
 //! failures are permanent [`codegen_runtime::TaskError`]s that carry the status and body.
+//!
+//! The `{{ api.crate_name }}-worker` binary runs these tasks for durable workflows; see its
+//! `--help`.
 {%- if let Some(description) = api.description %}
 //!
 {{ self::inner_doc(description) }}
@@ -31,3 +34,6 @@ pub mod operations;
 pub mod types;
 
 pub use client::Client;
+
+/// The service this crate's tasks belong to: the `<name>-worker` binary runs them.
+pub const SERVICE: &str = {{ self::lit(&api.service) }};

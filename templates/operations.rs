@@ -51,3 +51,18 @@ impl codegen_runtime::__private::HttpOperation for {{ op.type_name }} {
     }
 }
 {%- endfor %}
+
+/// Registers a handler for every operation, each making one HTTP call through `client` (the
+/// worker retries durably, with the task id as the idempotency key).
+{%- if api.operations.is_empty() %}
+pub fn register_handlers(_handlers: &mut codegen_runtime::worker::Handlers, _client: &codegen_runtime::http::HttpClient) {}
+{%- else %}
+pub fn register_handlers(handlers: &mut codegen_runtime::worker::Handlers, client: &codegen_runtime::http::HttpClient) {
+{%- for op in api.operations %}
+{%- if op.deprecated %}
+    #[allow(deprecated)]
+{%- endif %}
+    handlers.http::<{{ op.type_name }}>(client.clone());
+{%- endfor %}
+}
+{%- endif %}

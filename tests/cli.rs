@@ -160,7 +160,7 @@ fn check_passes_when_fresh_and_names_stale_files_otherwise() {
     let message = stderr(&stale);
     assert!(message.contains("src/lib.rs:1: differs"), "{message}");
     assert!(
-        message.contains("1 of 6 generated files are stale"),
+        message.contains("1 of 7 generated files are stale"),
         "{message}"
     );
     assert!(!message.contains("types.rs"), "{message}");

@@ -113,6 +113,11 @@ impl Render<'_> {
         ))
     }
 
+    /// The crate's name as a Rust path (`petstore_api` for `petstore-api`).
+    pub(crate) fn crate_ident(&self) -> String {
+        self.api.crate_name.replace('-', "_")
+    }
+
     /// The doc comment of the client struct.
     pub(crate) fn client_doc(&self) -> String {
         doc(None, &format!("A client for {}.", self.api.title))

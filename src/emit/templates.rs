@@ -92,6 +92,14 @@ struct OperationsRs<'a> {
 }
 
 #[derive(Template)]
+#[template(path = "main.rs")]
+struct MainRs<'a> {
+    api: &'a Api,
+    source: &'a str,
+    r: Render<'a>,
+}
+
+#[derive(Template)]
 #[template(path = "client.rs")]
 struct ClientRs<'a> {
     api: &'a Api,
@@ -203,6 +211,7 @@ pub(super) fn render(api: &Api, source: &str, options: &Options) -> Result<Vec<G
             OperationsRs { api, source, r }.render(),
         ),
         ("src/client.rs", ClientRs { api, source, r }.render()),
+        ("src/main.rs", MainRs { api, source, r }.render()),
     ];
     files
         .into_iter()

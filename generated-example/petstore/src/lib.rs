@@ -8,6 +8,9 @@
 //! 429 and 5xx responses are retried with exponential backoff (honouring `Retry-After`); other
 //! failures are permanent [`codegen_runtime::TaskError`]s that carry the status and body.
 //!
+//! The `petstore-worker` binary runs these tasks for durable workflows; see its
+//! `--help`.
+//!
 //! A pet store: pets, owners and orders. The fixture behind `generated-example/petstore`, and
 //! the API the client tests call.
 
@@ -30,3 +33,6 @@ pub mod operations;
 pub mod types;
 
 pub use client::Client;
+
+/// The service this crate's tasks belong to: the `<name>-worker` binary runs them.
+pub const SERVICE: &str = "petstore";

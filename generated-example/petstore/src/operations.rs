@@ -232,3 +232,17 @@ impl codegen_runtime::__private::HttpOperation for GetOwnersOwnerIdPets {
         codegen_runtime::__private::decode::json(body)
     }
 }
+
+/// Registers a handler for every operation, each making one HTTP call through `client` (the
+/// worker retries durably, with the task id as the idempotency key).
+pub fn register_handlers(
+    handlers: &mut codegen_runtime::worker::Handlers,
+    client: &codegen_runtime::http::HttpClient,
+) {
+    handlers.http::<ListPets>(client.clone());
+    handlers.http::<CreatePet>(client.clone());
+    handlers.http::<ShowPetById>(client.clone());
+    handlers.http::<DeletePet>(client.clone());
+    handlers.http::<UploadPhoto>(client.clone());
+    handlers.http::<GetOwnersOwnerIdPets>(client.clone());
+}

@@ -1,0 +1,270 @@
+//! The `main` of every generated `<name>-worker` binary: flags and environment, the backend,
+//! the HTTP client, the service worker, and a graceful stop on SIGTERM or Ctrl-C.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Arg, ArgAction, Command};
+use tokio::sync::watch;
+
+use super::{Handlers, ServiceWorker, ServiceWorkerOptions};
+use crate::backend::sqlite::SqliteBackend;
+use crate::http::HttpClient;
+
+/// What a generated crate tells its worker binary.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceBinary {
+    /// The service name (`Task::SERVICE` of its operations).
+    pub service: &'static str,
+    /// The API title, for `--help`.
+    pub title: &'static str,
+    /// The first server URL of the API description, used when no base URL is given.
+    pub default_base_url: Option<&'static str>,
+    /// Registers a handler per operation, each calling the API through the client.
+    pub register: fn(&mut Handlers, &HttpClient),
+}
+
+/// Where the worker keeps state and takes messages from, from `--backend`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendUrl {
+    /// One SQLite file.
+    Sqlite(String),
+}
+
+impl BackendUrl {
+    /// Parses `sqlite://PATH` or a plain file path.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            return Ok(Self::Sqlite(path.to_owned()));
+        }
+        if let Some((scheme, _)) = url.split_once("://") {
+            return Err(format!(
+                "backend `{url}`: the `{scheme}` scheme is not supported by this build; use sqlite://PATH (the embedded backend)"
+            ));
+        }
+        Ok(Self::Sqlite(url.to_owned()))
+    }
+}
+
+fn command(binary: &ServiceBinary, prefix: &str) -> Command {
+    let env = |name: &str| format!("{prefix}_{name}");
+    let base_url = Arg::new("base_url")
+        .long("base-url")
+        .value_name("URL")
+        .env(env("BASE_URL"))
+        .help("The URL the API is served at");
+    let base_url = match binary.default_base_url {
+        Some(url) => base_url.default_value(url),
+        None => base_url.required(true),
+    };
+    Command::new(format!("{}-worker", binary.service.replace('_', "-")))
+        .about(format!(
+            "Runs the tasks of {} for durable workflows: takes them from the backend, calls the API, records the results",
+            binary.title
+        ))
+        .arg(
+            Arg::new("backend")
+                .long("backend")
+                .value_name("URL")
+                .env("CODEGEN_BACKEND")
+                .default_value("sqlite://codegen.db")
+                .help("Where workflow state and messages are: sqlite://PATH (shared with the workflow worker)"),
+        )
+        .arg(base_url)
+        .arg(
+            Arg::new("bearer_token")
+                .long("bearer-token")
+                .value_name("TOKEN")
+                .env(env("BEARER_TOKEN"))
+                .hide_env_values(true)
+                .help("Sends `Authorization: Bearer TOKEN`"),
+        )
+        .arg(
+            Arg::new("basic_user")
+                .long("basic-user")
+                .value_name("USER")
+                .env(env("BASIC_USER"))
+                .requires("basic_password")
+                .help("Sends HTTP basic credentials, with --basic-password"),
+        )
+        .arg(
+            Arg::new("basic_password")
+                .long("basic-password")
+                .value_name("PASSWORD")
+                .env(env("BASIC_PASSWORD"))
+                .hide_env_values(true)
+                .requires("basic_user")
+                .help("The password for --basic-user"),
+        )
+        .arg(
+            Arg::new("header")
+                .long("header")
+                .value_name("NAME:VALUE")
+                .action(ArgAction::Append)
+                .help("Sends this header on every request (repeat for more); e.g. an API key"),
+        )
+        .arg(
+            Arg::new("concurrency")
+                .long("concurrency")
+                .value_name("N")
+                .env(env("CONCURRENCY"))
+                .default_value("64")
+                .value_parser(clap::value_parser!(u16).range(1..))
+                .help("Tasks run at once"),
+        )
+        .arg(
+            Arg::new("timeout")
+                .long("timeout")
+                .value_name("SECONDS")
+                .env(env("TIMEOUT"))
+                .default_value("30")
+                .value_parser(clap::value_parser!(u64).range(1..))
+                .help("Gives up on an HTTP attempt after this long (the task is retried)"),
+        )
+        .arg(
+            Arg::new("grace")
+                .long("grace")
+                .value_name("SECONDS")
+                .default_value("30")
+                .value_parser(clap::value_parser!(u64))
+                .help("On SIGTERM, how long to let tasks under way finish; the rest run again elsewhere"),
+        )
+}
+
+/// Parses flags and environment, then runs the service worker until SIGTERM or Ctrl-C.
+pub fn run_service_worker(binary: ServiceBinary) -> ExitCode {
+    let prefix = binary.service.to_ascii_uppercase().replace('-', "_");
+    let matches = command(&binary, &prefix).get_matches();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    match run(&binary, &matches) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(binary: &ServiceBinary, matches: &clap::ArgMatches) -> Result<(), String> {
+    let text = |name: &str| matches.get_one::<String>(name).cloned();
+    let backend = BackendUrl::parse(&text("backend").unwrap_or_default())?;
+    let base_url = text("base_url").ok_or("--base-url is required")?;
+    let timeout = Duration::from_secs(*matches.get_one::<u64>("timeout").unwrap_or(&30));
+    let mut http = HttpClient::new(base_url.clone()).with_timeout(timeout);
+    if let Some(token) = text("bearer_token") {
+        http = http
+            .with_bearer_token(&token)
+            .map_err(|e| format!("--bearer-token: {}", e.message()))?;
+    }
+    if let (Some(user), Some(password)) = (text("basic_user"), text("basic_password")) {
+        http = http
+            .with_basic_auth(&user, &password)
+            .map_err(|e| format!("--basic-user: {}", e.message()))?;
+    }
+    for header in matches.get_many::<String>("header").into_iter().flatten() {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| format!("--header `{header}`: expected NAME:VALUE"))?;
+        http = http
+            .with_header(name.trim(), value.trim(), true)
+            .map_err(|e| format!("--header `{name}`: {}", e.message()))?;
+    }
+    let mut handlers = Handlers::new();
+    (binary.register)(&mut handlers, &http);
+    let options = ServiceWorkerOptions {
+        concurrency: usize::from(*matches.get_one::<u16>("concurrency").unwrap_or(&64)),
+        grace: Duration::from_secs(*matches.get_one::<u64>("grace").unwrap_or(&30)),
+        ..ServiceWorkerOptions::default()
+    };
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let BackendUrl::Sqlite(path) = backend;
+        let backend = Arc::new(SqliteBackend::open(&path).map_err(|e| e.to_string())?);
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("stopping: finishing the tasks under way");
+            let _ = stop.send(true);
+        });
+        tracing::info!(service = binary.service, %base_url, backend = %path, concurrency = options.concurrency, "worker started");
+        let worker = ServiceWorker::new(backend, binary.service, handlers, options);
+        worker.run(stopped).await.map_err(|e| e.to_string())?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// SIGTERM (from a process manager) or Ctrl-C.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(_: &mut Handlers, _: &HttpClient) {}
+
+    const BINARY: ServiceBinary = ServiceBinary {
+        service: "pet_store",
+        title: "Pet Store",
+        default_base_url: None,
+        register,
+    };
+
+    #[test]
+    fn flags_come_from_the_environment_named_after_the_service() {
+        let cmd = command(&BINARY, "PET_STORE");
+        let help = cmd.clone().render_long_help().to_string();
+        assert!(
+            help.contains("PET_STORE_BASE_URL") && help.contains("CODEGEN_BACKEND"),
+            "{help}"
+        );
+        let err = cmd
+            .clone()
+            .try_get_matches_from(["pet-store-worker"])
+            .unwrap_err();
+        assert!(err.to_string().contains("--base-url"), "{err}");
+        let m = cmd
+            .try_get_matches_from(["x", "--base-url", "http://a", "--concurrency", "8"])
+            .unwrap();
+        assert_eq!(m.get_one::<u16>("concurrency"), Some(&8));
+    }
+
+    #[test]
+    fn backend_urls_are_sqlite_paths_or_say_what_is_supported() {
+        assert_eq!(
+            BackendUrl::parse("sqlite:///var/lib/x.db"),
+            Ok(BackendUrl::Sqlite("/var/lib/x.db".into()))
+        );
+        assert_eq!(
+            BackendUrl::parse("state.db"),
+            Ok(BackendUrl::Sqlite("state.db".into()))
+        );
+        let err = BackendUrl::parse("pulsar://localhost:6650").unwrap_err();
+        assert!(err.contains("`pulsar` scheme is not supported"), "{err}");
+    }
+}
