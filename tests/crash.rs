@@ -282,17 +282,20 @@ async fn workflows_survive_a_worker_killed_at_random_moments() {
     worker.kill().unwrap();
     worker.wait().unwrap();
 
-    let ledger = ledger.lock().unwrap();
+    let (effects, requests) = {
+        let ledger = ledger.lock().unwrap();
+        (ledger.effects.clone(), ledger.requests)
+    };
     assert_eq!(
-        ledger.effects.len(),
+        effects.len(),
         WORKFLOWS,
         "one idempotency key per workflow: {:?}",
-        ledger.effects.keys()
+        effects.keys()
     );
-    assert!(ledger.effects.values().all(|n| *n == 1));
+    assert!(effects.values().all(|n| *n == 1));
     for n in 0..WORKFLOWS {
         assert!(
-            ledger.effects.contains_key(&format!("adopt-{n}/task/0")),
+            effects.contains_key(&format!("adopt-{n}/task/0")),
             "adopt-{n}"
         );
         let info = client.status(&format!("adopt-{n}")).await.unwrap();
@@ -302,8 +305,5 @@ async fn workflows_survive_a_worker_killed_at_random_moments() {
             "{output}"
         );
     }
-    println!(
-        "{} requests for {WORKFLOWS} workflows across {KILLS} kills",
-        ledger.requests
-    );
+    println!("{requests} requests for {WORKFLOWS} workflows across {KILLS} kills");
 }
