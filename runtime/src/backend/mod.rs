@@ -130,6 +130,17 @@ pub struct Delivery {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Receipt(pub String);
 
+/// The outcome of one delivery, for [`MessageQueue::settle`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settlement {
+    /// The delivery.
+    pub receipt: Receipt,
+    /// `Some(reason)` moves it to the dead-letter list; `None` acknowledges it.
+    pub dead: Option<String>,
+    /// Messages its outcome sends (a result, a retry).
+    pub messages: Vec<Message>,
+}
+
 /// A message that could not be handled, kept for an operator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter {
@@ -287,6 +298,10 @@ pub trait MessageQueue: Send + Sync + 'static {
 
     /// Acknowledges `receipt` and sends `messages` in one step (a task's result, or its retry).
     async fn ack_and_send(&self, receipt: Receipt, messages: Vec<Message>) -> BackendResult<()>;
+
+    /// Settles many deliveries in one step (one transaction where the backend has them): each is
+    /// acknowledged, or moved to the dead-letter list, with the messages its outcome sends.
+    async fn settle(&self, settlements: Vec<Settlement>) -> BackendResult<()>;
 
     /// Moves a delivery to the dead-letter list with the reason, sending `messages` with it.
     async fn dead_letter(

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use super::{
     BackendError, BackendResult, Commit, DeadLetter, Delivery, InstanceInfo, Message, MessageBody,
-    MessageQueue, Receipt, StateStore, Status, Topic,
+    MessageQueue, Receipt, Settlement, StateStore, Status, Topic,
 };
 use crate::workflow::HistoryEvent;
 
@@ -75,7 +75,10 @@ pub struct SqliteBackend {
 
 struct Inner {
     path: PathBuf,
+    /// Writes, and reads that must see them in the same transaction.
     conn: Mutex<Connection>,
+    /// Reads that need no transaction with writes; in WAL mode they do not wait for writers.
+    reader: Mutex<Connection>,
     notify: Mutex<HashMap<String, Arc<Notify>>>,
     /// Fired after every commit of instance state.
     changed: Notify,
@@ -120,10 +123,15 @@ impl SqliteBackend {
         conn.execute_batch(SCHEMA).map_err(|e| error(&path, e))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(|e| error(&path, e))?;
+        let reader = Connection::open(&path).map_err(|e| error(&path, e))?;
+        reader
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(|e| error(&path, e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
                 conn: Mutex::new(conn),
+                reader: Mutex::new(reader),
                 notify: Mutex::new(HashMap::new()),
                 changed: Notify::new(),
             }),
@@ -147,6 +155,20 @@ impl SqliteBackend {
         for topic in topics {
             self.notifier(&topic).notify_waiters();
         }
+    }
+
+    /// Runs `f` with the read connection on a blocking thread.
+    async fn with_reader<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection, &Path) -> BackendResult<T> + Send + 'static,
+    ) -> BackendResult<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.reader.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn, &inner.path)
+        })
+        .await
+        .map_err(|e| BackendError::Unavailable(format!("the database thread failed: {e}")))?
     }
 
     /// Runs `f` with the connection on a blocking thread.
@@ -278,6 +300,52 @@ fn read_instance(
     Ok(decoded)
 }
 
+/// Takes the due messages of a topic under a lease, in one transaction.
+fn receive_in(
+    conn: &mut Connection,
+    path: &Path,
+    topic: &Topic,
+    sql: &str,
+    now: i64,
+    lease: i64,
+    max: i64,
+) -> BackendResult<Vec<Delivery>> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| error(path, e))?;
+    let mut rows: Vec<(i64, String, String, String, i64)> = {
+        let mut stmt = tx.prepare_cached(sql).map_err(|e| error(path, e))?;
+        let mapped = stmt
+            .query_map(params![topic.name(), now, lease, max], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .map_err(|e| error(path, e))?;
+        mapped.collect::<Result<_, _>>().map_err(|e| error(path, e))?
+    };
+    rows.sort_by_key(|r| r.0);
+    let mut out = Vec::with_capacity(rows.len());
+    for (seq, id, key, body, deliver_at) in rows {
+        let receipt = Receipt(format!("{seq}:{lease}"));
+        match serde_json::from_str::<MessageBody>(&body) {
+            Ok(body) => out.push(Delivery {
+                receipt,
+                message: Message { id, topic: topic.clone(), key, deliver_at, body },
+            }),
+            // A message that cannot be decoded never reaches a handler: it is set aside.
+            Err(e) => {
+                tx.execute(
+                    "INSERT OR REPLACE INTO dead_letters (id, topic, key, body, reason, died_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![id, topic.name(), key, body, format!("the message does not decode: {e}"), now],
+                )
+                .map_err(|e| error(path, e))?;
+                tx.execute("DELETE FROM messages WHERE seq = ?1", [seq]).map_err(|e| error(path, e))?;
+            }
+        }
+    }
+    tx.commit().map_err(|e| error(path, e))?;
+    Ok(out)
+}
+
 #[async_trait::async_trait]
 impl StateStore for SqliteBackend {
     async fn commit(&self, commits: Vec<Commit>) -> BackendResult<()> {
@@ -357,7 +425,7 @@ impl StateStore for SqliteBackend {
 
     async fn instance(&self, id: &str) -> BackendResult<Option<InstanceInfo>> {
         let id = id.to_owned();
-        self.with_conn(move |conn, path| {
+        self.with_reader(move |conn, path| {
             let found = conn
                 .query_row("SELECT * FROM instances WHERE id = ?1", [&id], |row| {
                     read_instance(row, path)
@@ -371,7 +439,7 @@ impl StateStore for SqliteBackend {
 
     async fn history(&self, id: &str) -> BackendResult<Vec<(String, HistoryEvent)>> {
         let id = id.to_owned();
-        self.with_conn(move |conn, path| {
+        self.with_reader(move |conn, path| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT event_id, at, event FROM history WHERE instance_id = ?1 ORDER BY idx",
@@ -405,7 +473,7 @@ impl StateStore for SqliteBackend {
         limit: usize,
     ) -> BackendResult<Vec<InstanceInfo>> {
         let name = name.map(str::to_owned);
-        self.with_conn(move |conn, path| {
+        self.with_reader(move |conn, path| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT * FROM instances WHERE (?1 IS NULL OR name = ?1) AND (?2 IS NULL OR status = ?2)
@@ -464,40 +532,12 @@ impl MessageQueue for SqliteBackend {
                      RETURNING seq, id, key, body, deliver_at"
                 }
             };
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| error(path, e))?;
-            let mut rows: Vec<(i64, String, String, String, i64)> = {
-                let mut stmt = tx.prepare_cached(sql).map_err(|e| error(path, e))?;
-                let mapped = stmt
-                    .query_map(params![topic.name(), now, lease, max], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                    })
-                    .map_err(|e| error(path, e))?;
-                mapped.collect::<Result<_, _>>().map_err(|e| error(path, e))?
-            };
-            rows.sort_by_key(|r| r.0);
-            let mut out = Vec::with_capacity(rows.len());
-            for (seq, id, key, body, deliver_at) in rows {
-                let receipt = Receipt(format!("{seq}:{lease}"));
-                match serde_json::from_str::<MessageBody>(&body) {
-                    Ok(body) => out.push(Delivery {
-                        receipt,
-                        message: Message { id, topic: topic.clone(), key, deliver_at, body },
-                    }),
-                    // A message that cannot be decoded never reaches a handler: it is set aside.
-                    Err(e) => {
-                        tx.execute(
-                            "INSERT OR REPLACE INTO dead_letters (id, topic, key, body, reason, died_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                            params![id, topic.name(), key, body, format!("the message does not decode: {e}"), now],
-                        )
-                        .map_err(|e| error(path, e))?;
-                        tx.execute("DELETE FROM messages WHERE seq = ?1", [seq]).map_err(|e| error(path, e))?;
-                    }
-                }
-            }
-            tx.commit().map_err(|e| error(path, e))?;
-            Ok(out)
+            // A lease lost to a power cut only means a second delivery, which at-least-once
+            // delivery allows: taking one need not wait for the disk.
+            conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| error(path, e))?;
+            let result = receive_in(conn, path, &topic, sql, now, lease, max);
+            conn.pragma_update(None, "synchronous", "FULL").map_err(|e| error(path, e))?;
+            result
         })
         .await
     }
@@ -521,6 +561,33 @@ impl MessageQueue for SqliteBackend {
                 .map_err(|e| error(path, e))?;
             delete_receipts(&tx, path, std::slice::from_ref(&receipt))?;
             insert_messages(&tx, path, &messages)?;
+            tx.commit().map_err(|e| error(path, e))
+        })
+        .await?;
+        self.wake(&sent);
+        Ok(())
+    }
+
+    async fn settle(&self, settlements: Vec<Settlement>) -> BackendResult<()> {
+        let sent: Vec<Message> = settlements.iter().flat_map(|s| s.messages.iter().cloned()).collect();
+        self.with_conn(move |conn, path| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| error(path, e))?;
+            let now = now_ms();
+            for s in &settlements {
+                let (seq, lease) = parse_receipt(&s.receipt.0)?;
+                if let Some(reason) = &s.dead {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO dead_letters (id, topic, key, body, reason, died_at)
+                         SELECT id, topic, key, body, ?3, ?4 FROM messages WHERE seq = ?1 AND leased_until = ?2",
+                        params![seq, lease, reason, now],
+                    )
+                    .map_err(|e| error(path, e))?;
+                }
+                delete_receipts(&tx, path, std::slice::from_ref(&s.receipt))?;
+                insert_messages(&tx, path, &s.messages)?;
+            }
             tx.commit().map_err(|e| error(path, e))
         })
         .await?;
@@ -560,7 +627,7 @@ impl MessageQueue for SqliteBackend {
     }
 
     async fn dead_letters(&self) -> BackendResult<Vec<DeadLetter>> {
-        self.with_conn(move |conn, path| {
+        self.with_reader(move |conn, path| {
             let mut stmt = conn
                 .prepare_cached("SELECT id, topic, key, body, reason, died_at FROM dead_letters ORDER BY died_at, id")
                 .map_err(|e| error(path, e))?;
@@ -627,10 +694,12 @@ impl MessageQueue for SqliteBackend {
         let notified = notify.notified();
         let name = topic.name();
         let next_due = self
-            .with_conn(move |conn, path| {
+            .with_reader(move |conn, path| {
+                // A message is next available when it is due and its lease (if any) has run
+                // out: one being handled now wakes no one until its lease ends.
                 conn.query_row(
-                    "SELECT MIN(deliver_at) FROM messages WHERE topic = ?1 AND leased_until <= ?2",
-                    params![name, i64::MAX],
+                    "SELECT MIN(MAX(deliver_at, leased_until)) FROM messages WHERE topic = ?1",
+                    [name],
                     |r| r.get::<_, Option<i64>>(0),
                 )
                 .map_err(|e| error(path, e))

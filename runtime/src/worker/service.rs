@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::ids;
 use crate::backend::sqlite::now_ms;
 use crate::backend::{
-    BackendError, BackendResult, Delivery, Message, MessageBody, MessageQueue, TaskMessage, Topic,
+    BackendError, BackendResult, Delivery, Message, MessageBody, MessageQueue, Settlement, TaskMessage, Topic,
 };
 use crate::http::{CallOptions, HttpClient, HttpOperation};
 use crate::workflow::Event;
@@ -152,13 +152,17 @@ impl<Q: MessageQueue> ServiceWorker<Q> {
         let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
         let lease = i64::try_from(self.options.lease.as_millis()).unwrap_or(i64::MAX);
         let idle = i64::try_from(self.options.idle_wait.as_millis()).unwrap_or(i64::MAX);
+        // Outcomes are recorded by one committer, many per transaction (group commit); a task's
+        // concurrency permit is released once its outcome is recorded.
+        let (outcomes, inbox) = mpsc::unbounded_channel::<(Settlement, OwnedSemaphorePermit)>();
+        let committer = tokio::spawn(commit_outcomes(self.queue.clone(), inbox));
         let mut running = tokio::task::JoinSet::new();
         while !*shutdown.borrow() {
             while running.try_join_next().is_some() {}
             let free = permits.available_permits();
             if free == 0 {
                 tokio::select! {
-                    _ = running.join_next() => {}
+                    _ = permits.clone().acquire_owned() => {}
                     _ = shutdown.changed() => {}
                 }
                 continue;
@@ -180,47 +184,51 @@ impl<Q: MessageQueue> ServiceWorker<Q> {
                 continue;
             }
             for delivery in deliveries {
-                let permit = permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed");
-                let queue = self.queue.clone();
+                let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
                 let handlers = self.handlers.clone();
                 let service = self.service.clone();
+                let outcomes = outcomes.clone();
                 running.spawn(async move {
-                    if let Err(err) = handle(queue.as_ref(), &service, &handlers, delivery).await {
-                        tracing::error!(%err, "cannot record a task's outcome; it will be delivered again");
-                    }
-                    drop(permit);
+                    let settlement = handle(&service, &handlers, delivery).await;
+                    let _ = outcomes.send((settlement, permit));
                 });
             }
         }
-        let drained = tokio::time::timeout(self.options.grace, async {
-            while running.join_next().await.is_some() {}
-        });
+        let drained = tokio::time::timeout(self.options.grace, async { while running.join_next().await.is_some() {} });
         if drained.await.is_err() {
-            tracing::warn!(
-                "tasks still running after the grace period; they will be delivered again"
-            );
+            tracing::warn!("tasks still running after the grace period; they will be delivered again");
             running.abort_all();
         }
+        drop(outcomes);
+        committer.await.map_err(|e| BackendError::Unavailable(format!("the committer failed: {e}")))?;
         Ok(())
     }
 }
 
-/// Runs one task and records its outcome.
-async fn handle<Q: MessageQueue>(
-    queue: &Q,
-    service: &str,
-    handlers: &Handlers,
-    delivery: Delivery,
-) -> BackendResult<()> {
+/// Records outcomes as they come, all that are waiting in one step.
+async fn commit_outcomes<Q: MessageQueue>(queue: Arc<Q>, mut inbox: mpsc::UnboundedReceiver<(Settlement, OwnedSemaphorePermit)>) {
+    const MAX_BATCH: usize = 512;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while inbox.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (settlements, permits): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+        if let Err(err) = queue.settle(settlements).await {
+            // Not recorded: the tasks are delivered again when their leases run out.
+            tracing::error!(%err, "cannot record task outcomes; they will be delivered again");
+        }
+        drop(permits);
+    }
+}
+
+/// Runs one task; its outcome, to record.
+async fn handle(service: &str, handlers: &Handlers, delivery: Delivery) -> Settlement {
     let Delivery { receipt, message } = delivery;
+    let settle = |dead: Option<String>, messages: Vec<Message>| Settlement {
+        receipt: receipt.clone(),
+        dead,
+        messages,
+    };
     let MessageBody::Task(task) = message.body else {
-        return queue
-            .dead_letter(receipt, "not a task message", Vec::new())
-            .await;
+        return settle(Some("not a task message".into()), Vec::new());
     };
     let Some(handler) = handlers.by_name.get(&task.name).cloned() else {
         let error = TaskError::permanent(format!(
@@ -228,9 +236,7 @@ async fn handle<Q: MessageQueue>(
             task.name
         ));
         let failed = result_message(&task, Err(error.clone()));
-        return queue
-            .dead_letter(receipt, error.message(), vec![failed])
-            .await;
+        return settle(Some(error.message().to_owned()), vec![failed]);
     };
     let ctx = TaskContext {
         task_id: task.task_id.clone(),
@@ -239,18 +245,11 @@ async fn handle<Q: MessageQueue>(
     // A panicking handler fails its task, never the worker.
     let outcome = match tokio::spawn(handler(task.input.clone(), ctx)).await {
         Ok(outcome) => outcome,
-        Err(join) => Err(TaskError::permanent(format!(
-            "the handler panicked: {}",
-            panic_message(join)
-        ))),
+        Err(join) => Err(TaskError::permanent(format!("the handler panicked: {}", panic_message(join)))),
     };
     let attempt = task.attempt + 1;
     match outcome {
-        Ok(output) => {
-            queue
-                .ack_and_send(receipt, vec![result_message(&task, Ok(output))])
-                .await
-        }
+        Ok(output) => settle(None, vec![result_message(&task, Ok(output))]),
         Err(error) => match task.retry_policy.next_delay(attempt, &error) {
             Some(delay) => {
                 tracing::debug!(task = %task.task_id, attempt, ?delay, %error, "retrying");
@@ -261,14 +260,13 @@ async fn handle<Q: MessageQueue>(
                     deliver_at: now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
                     body: MessageBody::Task(TaskMessage { attempt, ..task }),
                 };
-                queue.ack_and_send(receipt, vec![retry]).await
+                settle(None, vec![retry])
             }
             None => {
                 let reason = format!("failed after {attempt} attempt(s): {error}");
                 tracing::warn!(task = %task.task_id, %reason, "task dead");
-                queue
-                    .dead_letter(receipt, &reason, vec![result_message(&task, Err(error))])
-                    .await
+                let failed = result_message(&task, Err(error));
+                settle(Some(reason), vec![failed])
             }
         },
     }

@@ -1,7 +1,7 @@
 //! The workflow worker: replays instances that have news and commits what they do next.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -43,7 +43,14 @@ pub struct WorkflowWorker<B> {
     backend: Arc<B>,
     workflows: Workflows,
     options: WorkflowWorkerOptions,
+    /// Histories this worker committed last, by instance: replaying an instance with news then
+    /// reads only the instance row, not its whole history. An entry is used only while the
+    /// stored event count matches it.
+    cache: Mutex<HashMap<String, (u64, Vec<(String, HistoryEvent)>)>>,
 }
+
+/// Histories kept in memory at most; past it the cache starts afresh.
+const CACHED_HISTORIES: usize = 10_000;
 
 impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
     /// A worker for `workflows` on `backend`.
@@ -52,6 +59,45 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
             backend,
             workflows,
             options,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cached(&self, id: &str, events: u64) -> Option<Vec<(String, HistoryEvent)>> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(id).filter(|(n, _)| *n == events).map(|(_, h)| h.clone())
+    }
+
+    /// Remembers the histories that `commits` leave behind.
+    fn remember(&self, commits: &[Commit], before: &HashMap<String, Vec<(String, HistoryEvent)>>) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() > CACHED_HISTORIES {
+            cache.clear();
+        }
+        for commit in commits {
+            let id = &commit.instance.id;
+            if commit.instance.status.is_final() {
+                cache.remove(id);
+                continue;
+            }
+            let Some(old) = before.get(id) else { continue };
+            let mut history = old.clone();
+            if let Some(keep) = commit.truncate_to {
+                history.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+            }
+            for (event_id, event) in &commit.events {
+                if !history.iter().any(|(e, _)| e == event_id) {
+                    history.push((event_id.clone(), event.clone()));
+                }
+            }
+            cache.insert(id.clone(), (history.len() as u64, history));
+        }
+    }
+
+    fn forget(&self, commits: &[Commit]) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        for commit in commits {
+            cache.remove(&commit.instance.id);
         }
     }
 
@@ -94,11 +140,15 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         }
         let count = by_instance.len();
         let mut commits = Vec::with_capacity(count);
+        let mut before = HashMap::with_capacity(count);
         let mut stray = Vec::new();
         for (id, deliveries) in by_instance {
             let receipts: Vec<_> = deliveries.iter().map(|d| d.receipt.clone()).collect();
             match self.handle(&id, deliveries).await? {
-                Some(commit) => commits.push(commit),
+                Some((commit, history)) => {
+                    before.insert(id, history);
+                    commits.push(commit);
+                }
                 None => {
                     tracing::warn!(instance = %id, "news for an instance that does not exist; dropped");
                     stray.extend(receipts);
@@ -109,10 +159,11 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
             self.backend.ack(stray).await?;
         }
         match self.backend.commit(commits.clone()).await {
-            Ok(()) => {}
+            Ok(()) => self.remember(&commits, &before),
             // Another process changed one of them (a lease ran out): commit the others alone;
             // the news of the conflicting one is delivered again.
             Err(BackendError::Conflict(_)) => {
+                self.forget(&commits);
                 for commit in commits {
                     match self.backend.commit(vec![commit]).await {
                         Ok(()) | Err(BackendError::Conflict(_)) => {}
@@ -120,19 +171,31 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                     }
                 }
             }
-            Err(err) => return Err(err),
+            Err(err) => {
+                self.forget(&commits);
+                return Err(err);
+            }
         }
         Ok(count)
     }
 
-    /// The change one instance's news makes; `None` for news of an instance that does not exist.
-    async fn handle(&self, id: &str, deliveries: Vec<Delivery>) -> BackendResult<Option<Commit>> {
+    /// The change one instance's news makes, with the history it read; `None` for news of an
+    /// instance that does not exist.
+    async fn handle(
+        &self,
+        id: &str,
+        deliveries: Vec<Delivery>,
+    ) -> BackendResult<Option<(Commit, Vec<(String, HistoryEvent)>)>> {
         let now = now_ms();
         let info = self.backend.instance(id).await?;
         let history = match &info {
-            Some(_) => self.backend.history(id).await?,
+            Some(info) => match self.cached(id, info.events) {
+                Some(history) => history,
+                None => self.backend.history(id).await?,
+            },
             None => Vec::new(),
         };
+        let read = history.clone();
         let acks = deliveries.iter().map(|d| d.receipt.clone()).collect();
         let mut commit = Commit {
             expected_events: info.as_ref().map_or(0, |i| i.events),
@@ -247,7 +310,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         }
         if commit.instance.status.is_final() || (commit.instance.status == Status::Parked && !wake)
         {
-            return Ok(Some(commit));
+            return Ok(Some((commit, read)));
         }
         events.extend(
             commit
@@ -266,7 +329,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                 "version {} of workflow `{}` is not registered with this worker: deploy it, then resume the instance",
                 commit.instance.version, commit.instance.name
             ));
-            return Ok(Some(commit));
+            return Ok(Some((commit, read)));
         };
         let replayed: Vec<HistoryEvent> = events.iter().map(|(_, e)| e.clone()).collect();
         let activation = activate(workflow.as_ref(), id, &replayed);
@@ -324,7 +387,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                 commit.instance.error = Some(reason.to_string());
             }
         }
-        Ok(Some(commit))
+        Ok(Some((commit, read)))
     }
 
     /// What a new event of the engine sends.

@@ -1,0 +1,175 @@
+//! The runtime's speed on the embedded backend, beside plain HTTP calls in the same run.
+//!
+//! ```text
+//! cargo bench -p codegen-runtime --bench runtime
+//! ```
+//!
+//! Against a local HTTP server (keep-alive, an instant JSON answer), it measures:
+//! - plain `reqwest` calls per second at concurrency 64: what the HTTP calls cost alone;
+//! - durable task executions per second: workflows fanning out tasks, each task scheduled,
+//!   executed, recorded and its workflow resumed, every state change committed to SQLite
+//!   (`synchronous = FULL`);
+//! - the latency of a workflow of three sequential tasks, from start to result (p50, p99).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use codegen_runtime::__private::{Bytes, HttpOperation, RequestParts, decode};
+use codegen_runtime::backend::sqlite::SqliteBackend;
+use codegen_runtime::http::HttpClient;
+use codegen_runtime::worker::{Handlers, ServiceWorker, ServiceWorkerOptions, WorkflowWorker, WorkflowWorkerOptions};
+use codegen_runtime::workflow::{WorkflowContext, WorkflowError, Workflows, join_all};
+use codegen_runtime::{Client, Task, TaskError};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// `GET /ping/{n}`, answered with `n`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Ping {
+    n: u64,
+}
+
+impl Task for Ping {
+    type Output = u64;
+    const SERVICE: &'static str = "bench";
+    const NAME: &'static str = "ping";
+    const IDEMPOTENT: bool = true;
+}
+
+impl HttpOperation for Ping {
+    const METHOD: &'static str = "GET";
+
+    fn build(&self, request: &mut RequestParts) -> Result<(), TaskError> {
+        request.path("/ping/");
+        request.path_param("n", &self.n)
+    }
+
+    fn decode(body: Bytes) -> Result<u64, TaskError> {
+        decode::json(body)
+    }
+}
+
+async fn serve(listener: TcpListener) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut read = BufReader::new(read);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if read.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let n = line.split_whitespace().nth(1).and_then(|t| t.rsplit('/').next()).unwrap_or("0").to_owned();
+                loop {
+                    let mut h = String::new();
+                    if read.read_line(&mut h).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if h.trim_end().is_empty() {
+                        break;
+                    }
+                }
+                let reply = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{n}", n.len());
+                if write.write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(serve(listener));
+
+    // 1. Plain HTTP calls, no runtime.
+    let http = HttpClient::new(url.clone());
+    let count = Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut loops = Vec::new();
+    for i in 0..64 {
+        let (http, count) = (http.clone(), count.clone());
+        loops.push(tokio::spawn(async move {
+            while Instant::now() < until {
+                http.attempt(&Ping { n: i }, None).await.unwrap();
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let started = Instant::now();
+    for l in loops {
+        l.await.unwrap();
+    }
+    let raw = count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+
+    // The runtime, in this process, on a SQLite file.
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(SqliteBackend::open(dir.path().join("bench.db")).unwrap());
+    let (stop, rx) = watch::channel(false);
+    let mut handlers = Handlers::new();
+    handlers.http::<Ping>(http.clone());
+    let service = ServiceWorker::new(backend.clone(), "bench", handlers, ServiceWorkerOptions::default());
+    let rx2 = rx.clone();
+    tokio::spawn(async move { service.run(rx2).await.unwrap() });
+    let mut workflows = Workflows::new();
+    workflows.register("fan_out", 1, |ctx: WorkflowContext, n: u64| async move {
+        let calls = (0..n).map(|i| ctx.call(&Ping { n: i })).collect();
+        let results = join_all(calls).await;
+        Ok::<_, WorkflowError>(results.into_iter().filter(Result::is_ok).count())
+    });
+    workflows.register("three_steps", 1, |ctx: WorkflowContext, n: u64| async move {
+        let a = ctx.call(&Ping { n }).await?;
+        let b = ctx.call(&Ping { n: a + 1 }).await?;
+        Ok::<_, WorkflowError>(ctx.call(&Ping { n: b + 1 }).await?)
+    });
+    let engine = WorkflowWorker::new(backend.clone(), workflows, WorkflowWorkerOptions::default());
+    tokio::spawn(async move { engine.run(rx).await.unwrap() });
+    let client = Client::new(backend.clone());
+
+    // 2. Durable task executions per second.
+    let (instances, fan_out) = (40u64, 250u64);
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..instances {
+        ids.push(client.start("fan_out", Some(&format!("fan-{i}")), &fan_out).await.unwrap());
+    }
+    for id in &ids {
+        let ok: u64 = client.result(id, Duration::from_secs(300)).await.unwrap();
+        assert_eq!(ok, fan_out);
+    }
+    let durable = (instances * fan_out) as f64 / started.elapsed().as_secs_f64();
+
+    // 3. Three sequential steps, one workflow at a time.
+    let mut latencies = Vec::new();
+    for i in 0..300u64 {
+        let started = Instant::now();
+        let id = client.start("three_steps", Some(&format!("seq-{i}")), &i).await.unwrap();
+        let out: u64 = client.result(&id, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(out, i + 2);
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    let _ = stop.send(true);
+
+    println!("runtime benchmark, embedded backend (SQLite, synchronous=FULL), 2 worker threads");
+    println!("{:<58} {:>10.0}/s", "plain reqwest calls, concurrency 64 (no runtime)", raw);
+    println!("{:<58} {:>10.0}/s", format!("durable task executions ({instances} workflows x {fan_out} tasks)"), durable);
+    println!(
+        "{:<58} p50 {:>6.2} ms   p99 {:>6.2} ms",
+        "three-step workflow, start to result (300 runs)",
+        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3
+    );
+}
