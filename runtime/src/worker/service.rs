@@ -183,6 +183,7 @@ impl<Q: MessageQueue> ServiceWorker<Q> {
                 }
                 continue;
             }
+            let took_all = deliveries.len() >= free;
             for delivery in deliveries {
                 let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
                 let handlers = self.handlers.clone();
@@ -192,6 +193,13 @@ impl<Q: MessageQueue> ServiceWorker<Q> {
                     let settlement = handle(&service, &handlers, delivery).await;
                     let _ = outcomes.send((settlement, permit));
                 });
+            }
+            // Fewer than asked for: none are left, so wait (it returns at once for new ones).
+            if !took_all {
+                tokio::select! {
+                    () = self.queue.wait(&topic, idle) => {}
+                    _ = shutdown.changed() => {}
+                }
             }
         }
         let drained = tokio::time::timeout(self.options.grace, async { while running.join_next().await.is_some() {} });

@@ -115,7 +115,9 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                 }
                 Err(err) => return Err(err),
             };
-            if handled == 0 {
+            // A full batch may leave more behind; otherwise `wait` returns at once if anything
+            // came meanwhile, without taking the write lock for an empty receive.
+            if handled < self.options.batch {
                 tokio::select! {
                     () = self.backend.wait(&Topic::Workflows, idle) => {}
                     _ = shutdown.changed() => {}

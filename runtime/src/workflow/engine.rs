@@ -1,9 +1,10 @@
 //! Replaying a workflow function against its history: events in, commands out, no I/O.
 //!
 //! The function runs from the start with a fresh [`WorkflowContext`]. It is polled once after
-//! the start event and once after each event that resolves something (a task result, a timer, a
-//! signal, a child's end), delivered in history order; so a `select` sees what it saw the first
-//! time. Commands it issues are checked against the recorded ones by number; those beyond the
+//! the start event and once after each group of events that resolve something (task results,
+//! timers, signals, children's ends), in history order, a group being the events recorded
+//! together; so a `select` sees what it saw the first time (of results that arrived together,
+//! the first in its list wins). Commands it issues are checked against the recorded ones by number; those beyond the
 //! history are the new commands the driver must carry out.
 
 use std::cell::RefCell;
@@ -119,41 +120,43 @@ pub fn activate(
         Err(message) => return parked(ParkReason::Panic(message)),
     };
     let mut cancel = false;
-    for event in rest {
-        if result.is_some() || cancel {
-            break;
-        }
+    // Events recorded together (one commit, one timestamp) are delivered together, then the
+    // workflow is polled once: the grouping is a function of the history alone, so every
+    // replay sees the same steps.
+    let mut next = 0;
+    while next < rest.len() && result.is_none() && !cancel {
+        let at = rest[next].at;
+        let mut delivered = false;
         {
             let mut s = state.borrow_mut();
-            s.now = event.at;
-            match &event.event {
-                Event::TaskCompleted { seq, output } => {
-                    s.resolved
-                        .insert(*seq, Resolution::Task(Ok(output.clone())));
+            s.now = at;
+            while let Some(event) = rest.get(next).filter(|e| e.at == at) {
+                next += 1;
+                match &event.event {
+                    Event::TaskCompleted { seq, output } => {
+                        s.resolved.insert(*seq, Resolution::Task(Ok(output.clone())));
+                    }
+                    Event::TaskFailed { seq, error } => {
+                        s.resolved.insert(*seq, Resolution::Task(Err(error.clone())));
+                    }
+                    Event::TimerFired { seq } => {
+                        s.resolved.insert(*seq, Resolution::Timer);
+                    }
+                    Event::ChildCompleted { seq, result } => {
+                        s.resolved.insert(*seq, Resolution::Child(result.clone()));
+                    }
+                    Event::SignalReceived { name, payload } => {
+                        s.signals.entry(name.clone()).or_default().push_back(payload.clone());
+                    }
+                    Event::CancelRequested { .. } => cancel = true,
+                    // Commands were checked as the code issued them; nothing to deliver.
+                    _ => continue,
                 }
-                Event::TaskFailed { seq, error } => {
-                    s.resolved
-                        .insert(*seq, Resolution::Task(Err(error.clone())));
-                }
-                Event::TimerFired { seq } => {
-                    s.resolved.insert(*seq, Resolution::Timer);
-                }
-                Event::ChildCompleted { seq, result } => {
-                    s.resolved.insert(*seq, Resolution::Child(result.clone()));
-                }
-                Event::SignalReceived { name, payload } => {
-                    s.signals
-                        .entry(name.clone())
-                        .or_default()
-                        .push_back(payload.clone());
-                }
-                Event::CancelRequested { .. } => cancel = true,
-                // Commands were checked as the code issued them; nothing to deliver.
-                _ => continue,
+                delivered = true;
             }
         }
-        if cancel {
-            break;
+        if cancel || !delivered {
+            continue;
         }
         result = match poll(&mut future) {
             Ok(result) => result,
