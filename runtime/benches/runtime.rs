@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use codegen_runtime::__private::{Bytes, HttpOperation, RequestParts, decode};
 use codegen_runtime::backend::sqlite::SqliteBackend;
 use codegen_runtime::http::HttpClient;
-use codegen_runtime::worker::{Handlers, ServiceWorker, ServiceWorkerOptions, WorkflowWorker, WorkflowWorkerOptions};
+use codegen_runtime::worker::{
+    Handlers, ServiceWorker, ServiceWorkerOptions, WorkflowWorker, WorkflowWorkerOptions,
+};
 use codegen_runtime::workflow::{WorkflowContext, WorkflowError, Workflows, join_all};
 use codegen_runtime::{Client, Task, TaskError};
 use serde::{Deserialize, Serialize};
@@ -64,7 +66,12 @@ async fn serve(listener: TcpListener) {
                 if read.read_line(&mut line).await.unwrap_or(0) == 0 {
                     return;
                 }
-                let n = line.split_whitespace().nth(1).and_then(|t| t.rsplit('/').next()).unwrap_or("0").to_owned();
+                let n = line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|t| t.rsplit('/').next())
+                    .unwrap_or("0")
+                    .to_owned();
                 loop {
                     let mut h = String::new();
                     if read.read_line(&mut h).await.unwrap_or(0) == 0 {
@@ -74,7 +81,10 @@ async fn serve(listener: TcpListener) {
                         break;
                     }
                 }
-                let reply = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{n}", n.len());
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{n}",
+                    n.len()
+                );
                 if write.write_all(reply.as_bytes()).await.is_err() {
                     return;
                 }
@@ -120,7 +130,12 @@ async fn main() {
     let (stop, rx) = watch::channel(false);
     let mut handlers = Handlers::new();
     handlers.http::<Ping>(http.clone());
-    let service = ServiceWorker::new(backend.clone(), "bench", handlers, ServiceWorkerOptions::default());
+    let service = ServiceWorker::new(
+        backend.clone(),
+        "bench",
+        handlers,
+        ServiceWorkerOptions::default(),
+    );
     let rx2 = rx.clone();
     tokio::spawn(async move { service.run(rx2).await.unwrap() });
     let mut workflows = Workflows::new();
@@ -129,11 +144,15 @@ async fn main() {
         let results = join_all(calls).await;
         Ok::<_, WorkflowError>(results.into_iter().filter(Result::is_ok).count())
     });
-    workflows.register("three_steps", 1, |ctx: WorkflowContext, n: u64| async move {
-        let a = ctx.call(&Ping { n }).await?;
-        let b = ctx.call(&Ping { n: a + 1 }).await?;
-        Ok::<_, WorkflowError>(ctx.call(&Ping { n: b + 1 }).await?)
-    });
+    workflows.register(
+        "three_steps",
+        1,
+        |ctx: WorkflowContext, n: u64| async move {
+            let a = ctx.call(&Ping { n }).await?;
+            let b = ctx.call(&Ping { n: a + 1 }).await?;
+            Ok::<_, WorkflowError>(ctx.call(&Ping { n: b + 1 }).await?)
+        },
+    );
     let engine = WorkflowWorker::new(backend.clone(), workflows, WorkflowWorkerOptions::default());
     tokio::spawn(async move { engine.run(rx).await.unwrap() });
     let client = Client::new(backend.clone());
@@ -143,7 +162,12 @@ async fn main() {
     let started = Instant::now();
     let mut ids = Vec::new();
     for i in 0..instances {
-        ids.push(client.start("fan_out", Some(&format!("fan-{i}")), &fan_out).await.unwrap());
+        ids.push(
+            client
+                .start("fan_out", Some(&format!("fan-{i}")), &fan_out)
+                .await
+                .unwrap(),
+        );
     }
     for id in &ids {
         let ok: u64 = client.result(id, Duration::from_secs(300)).await.unwrap();
@@ -155,7 +179,10 @@ async fn main() {
     let mut latencies = Vec::new();
     for i in 0..300u64 {
         let started = Instant::now();
-        let id = client.start("three_steps", Some(&format!("seq-{i}")), &i).await.unwrap();
+        let id = client
+            .start("three_steps", Some(&format!("seq-{i}")), &i)
+            .await
+            .unwrap();
         let out: u64 = client.result(&id, Duration::from_secs(30)).await.unwrap();
         assert_eq!(out, i + 2);
         latencies.push(started.elapsed());
@@ -164,8 +191,15 @@ async fn main() {
     let _ = stop.send(true);
 
     println!("runtime benchmark, embedded backend (SQLite, synchronous=FULL), 2 worker threads");
-    println!("{:<58} {:>10.0}/s", "plain reqwest calls, concurrency 64 (no runtime)", raw);
-    println!("{:<58} {:>10.0}/s", format!("durable task executions ({instances} workflows x {fan_out} tasks)"), durable);
+    println!(
+        "{:<58} {:>10.0}/s",
+        "plain reqwest calls, concurrency 64 (no runtime)", raw
+    );
+    println!(
+        "{:<58} {:>10.0}/s",
+        format!("durable task executions ({instances} workflows x {fan_out} tasks)"),
+        durable
+    );
     println!(
         "{:<58} p50 {:>6.2} ms   p99 {:>6.2} ms",
         "three-step workflow, start to result (300 runs)",

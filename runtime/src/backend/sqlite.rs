@@ -320,7 +320,9 @@ fn receive_in(
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })
             .map_err(|e| error(path, e))?;
-        mapped.collect::<Result<_, _>>().map_err(|e| error(path, e))?
+        mapped
+            .collect::<Result<_, _>>()
+            .map_err(|e| error(path, e))?
     };
     rows.sort_by_key(|r| r.0);
     let mut out = Vec::with_capacity(rows.len());
@@ -329,7 +331,13 @@ fn receive_in(
         match serde_json::from_str::<MessageBody>(&body) {
             Ok(body) => out.push(Delivery {
                 receipt,
-                message: Message { id, topic: topic.clone(), key, deliver_at, body },
+                message: Message {
+                    id,
+                    topic: topic.clone(),
+                    key,
+                    deliver_at,
+                    body,
+                },
             }),
             // A message that cannot be decoded never reaches a handler: it is set aside.
             Err(e) => {
@@ -338,7 +346,8 @@ fn receive_in(
                     params![id, topic.name(), key, body, format!("the message does not decode: {e}"), now],
                 )
                 .map_err(|e| error(path, e))?;
-                tx.execute("DELETE FROM messages WHERE seq = ?1", [seq]).map_err(|e| error(path, e))?;
+                tx.execute("DELETE FROM messages WHERE seq = ?1", [seq])
+                    .map_err(|e| error(path, e))?;
             }
         }
     }
@@ -569,7 +578,10 @@ impl MessageQueue for SqliteBackend {
     }
 
     async fn settle(&self, settlements: Vec<Settlement>) -> BackendResult<()> {
-        let sent: Vec<Message> = settlements.iter().flat_map(|s| s.messages.iter().cloned()).collect();
+        let sent: Vec<Message> = settlements
+            .iter()
+            .flat_map(|s| s.messages.iter().cloned())
+            .collect();
         self.with_conn(move |conn, path| {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)

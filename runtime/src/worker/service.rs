@@ -2,17 +2,20 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::ids;
 use crate::backend::sqlite::now_ms;
 use crate::backend::{
-    BackendError, BackendResult, Delivery, Message, MessageBody, MessageQueue, Settlement, TaskMessage, Topic,
+    BackendError, BackendResult, Delivery, Message, MessageBody, MessageQueue, Settlement,
+    TaskMessage, Topic,
 };
 use crate::http::{CallOptions, HttpClient, HttpOperation};
 use crate::workflow::Event;
@@ -185,7 +188,11 @@ impl<Q: MessageQueue> ServiceWorker<Q> {
             }
             let took_all = deliveries.len() >= free;
             for delivery in deliveries {
-                let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+                let permit = permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
                 let handlers = self.handlers.clone();
                 let service = self.service.clone();
                 let outcomes = outcomes.clone();
@@ -202,19 +209,28 @@ impl<Q: MessageQueue> ServiceWorker<Q> {
                 }
             }
         }
-        let drained = tokio::time::timeout(self.options.grace, async { while running.join_next().await.is_some() {} });
+        let drained = tokio::time::timeout(self.options.grace, async {
+            while running.join_next().await.is_some() {}
+        });
         if drained.await.is_err() {
-            tracing::warn!("tasks still running after the grace period; they will be delivered again");
+            tracing::warn!(
+                "tasks still running after the grace period; they will be delivered again"
+            );
             running.abort_all();
         }
         drop(outcomes);
-        committer.await.map_err(|e| BackendError::Unavailable(format!("the committer failed: {e}")))?;
+        committer
+            .await
+            .map_err(|e| BackendError::Unavailable(format!("the committer failed: {e}")))?;
         Ok(())
     }
 }
 
 /// Records outcomes as they come, all that are waiting in one step.
-async fn commit_outcomes<Q: MessageQueue>(queue: Arc<Q>, mut inbox: mpsc::UnboundedReceiver<(Settlement, OwnedSemaphorePermit)>) {
+async fn commit_outcomes<Q: MessageQueue>(
+    queue: Arc<Q>,
+    mut inbox: mpsc::UnboundedReceiver<(Settlement, OwnedSemaphorePermit)>,
+) {
     const MAX_BATCH: usize = 512;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while inbox.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -251,9 +267,15 @@ async fn handle(service: &str, handlers: &Handlers, delivery: Delivery) -> Settl
         attempt: task.attempt + 1,
     };
     // A panicking handler fails its task, never the worker.
-    let outcome = match tokio::spawn(handler(task.input.clone(), ctx)).await {
+    let outcome = match AssertUnwindSafe(handler(task.input.clone(), ctx))
+        .catch_unwind()
+        .await
+    {
         Ok(outcome) => outcome,
-        Err(join) => Err(TaskError::permanent(format!("the handler panicked: {}", panic_message(join)))),
+        Err(panic) => Err(TaskError::permanent(format!(
+            "the handler panicked: {}",
+            panic_message(&panic)
+        ))),
     };
     let attempt = task.attempt + 1;
     match outcome {
@@ -305,13 +327,10 @@ fn result_message(task: &TaskMessage, outcome: Result<Value, TaskError>) -> Mess
     }
 }
 
-fn panic_message(join: tokio::task::JoinError) -> String {
-    match join.try_into_panic() {
-        Ok(panic) => panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic without a message".into()),
-        Err(join) => join.to_string(),
-    }
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }

@@ -43,11 +43,15 @@ pub struct WorkflowWorker<B> {
     backend: Arc<B>,
     workflows: Workflows,
     options: WorkflowWorkerOptions,
-    /// Histories this worker committed last, by instance: replaying an instance with news then
-    /// reads only the instance row, not its whole history. An entry is used only while the
-    /// stored event count matches it.
-    cache: Mutex<HashMap<String, (u64, Vec<(String, HistoryEvent)>)>>,
+    /// Instances and histories this worker committed last: replaying an instance with news
+    /// then reads nothing. Should another writer have appended to it meanwhile (a lease that ran
+    /// out), the commit's event count check fails and the entry is dropped; finished instances,
+    /// whose status a client may change, are never kept.
+    cache: Mutex<HashMap<String, (InstanceInfo, History)>>,
 }
+
+/// A history with the id of each event.
+type History = Vec<(String, HistoryEvent)>;
 
 /// Histories kept in memory at most; past it the cache starts afresh.
 const CACHED_HISTORIES: usize = 10_000;
@@ -63,13 +67,13 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         }
     }
 
-    fn cached(&self, id: &str, events: u64) -> Option<Vec<(String, HistoryEvent)>> {
+    fn cached(&self, id: &str) -> Option<(InstanceInfo, History)> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.get(id).filter(|(n, _)| *n == events).map(|(_, h)| h.clone())
+        cache.get(id).cloned()
     }
 
     /// Remembers the histories that `commits` leave behind.
-    fn remember(&self, commits: &[Commit], before: &HashMap<String, Vec<(String, HistoryEvent)>>) {
+    fn remember(&self, commits: &[Commit], before: &HashMap<String, History>) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() > CACHED_HISTORIES {
             cache.clear();
@@ -90,7 +94,11 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                     history.push((event_id.clone(), event.clone()));
                 }
             }
-            cache.insert(id.clone(), (history.len() as u64, history));
+            let info = InstanceInfo {
+                events: history.len() as u64,
+                ..commit.instance.clone()
+            };
+            cache.insert(id.clone(), (info, history));
         }
     }
 
@@ -187,15 +195,18 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         &self,
         id: &str,
         deliveries: Vec<Delivery>,
-    ) -> BackendResult<Option<(Commit, Vec<(String, HistoryEvent)>)>> {
+    ) -> BackendResult<Option<(Commit, History)>> {
         let now = now_ms();
-        let info = self.backend.instance(id).await?;
-        let history = match &info {
-            Some(info) => match self.cached(id, info.events) {
-                Some(history) => history,
-                None => self.backend.history(id).await?,
-            },
-            None => Vec::new(),
+        let (info, history) = match self.cached(id) {
+            Some((info, history)) => (Some(info), history),
+            None => {
+                let info = self.backend.instance(id).await?;
+                let history = match &info {
+                    Some(_) => self.backend.history(id).await?,
+                    None => Vec::new(),
+                };
+                (info, history)
+            }
         };
         let read = history.clone();
         let acks = deliveries.iter().map(|d| d.receipt.clone()).collect();
@@ -208,7 +219,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
             acks,
             truncate_to: None,
         };
-        let mut events: Vec<(String, HistoryEvent)> = history;
+        let mut events: History = history;
         let mut wake = false;
         for d in deliveries {
             match d.message.body {
@@ -471,7 +482,7 @@ fn result_seq(event: &Event) -> Option<u32> {
 }
 
 /// Where the history holds the result of task `seq`.
-fn result_index(events: &[(String, HistoryEvent)], seq: u32) -> Option<usize> {
+fn result_index(events: &History, seq: u32) -> Option<usize> {
     events
         .iter()
         .position(|(_, e)| result_seq(&e.event) == Some(seq))
@@ -496,7 +507,7 @@ fn events_contain(events: &[(String, HistoryEvent)], id: &str) -> bool {
 /// retried). What came from outside after it (signals, cancellation, results of commands issued
 /// before it) is kept and returned, to be appended again; what the workflow did in reaction to
 /// the failure is dropped, and replay does it again as the new result leads.
-fn rewind(events: &mut Vec<(String, HistoryEvent)>, index: usize) -> Vec<(String, HistoryEvent)> {
+fn rewind(events: &mut History, index: usize) -> History {
     let after = events.split_off(index);
     let issued_before: Vec<u32> = events
         .iter()

@@ -134,10 +134,12 @@ pub fn activate(
                 next += 1;
                 match &event.event {
                     Event::TaskCompleted { seq, output } => {
-                        s.resolved.insert(*seq, Resolution::Task(Ok(output.clone())));
+                        s.resolved
+                            .insert(*seq, Resolution::Task(Ok(output.clone())));
                     }
                     Event::TaskFailed { seq, error } => {
-                        s.resolved.insert(*seq, Resolution::Task(Err(error.clone())));
+                        s.resolved
+                            .insert(*seq, Resolution::Task(Err(error.clone())));
                     }
                     Event::TimerFired { seq } => {
                         s.resolved.insert(*seq, Resolution::Timer);
@@ -146,7 +148,10 @@ pub fn activate(
                         s.resolved.insert(*seq, Resolution::Child(result.clone()));
                     }
                     Event::SignalReceived { name, payload } => {
-                        s.signals.entry(name.clone()).or_default().push_back(payload.clone());
+                        s.signals
+                            .entry(name.clone())
+                            .or_default()
+                            .push_back(payload.clone());
                     }
                     Event::CancelRequested { .. } => cancel = true,
                     // Commands were checked as the code issued them; nothing to deliver.
