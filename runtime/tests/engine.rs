@@ -466,3 +466,70 @@ async fn a_panicking_workflow_is_parked_and_resumes_after_a_fix() {
     assert_eq!(tasks, 1, "the recorded step is not run again");
     env.stop().await;
 }
+
+#[tokio::test]
+async fn a_running_instance_keeps_its_version_and_new_ones_take_the_newest() {
+    let mut v1 = Workflows::new();
+    v1.register("greet", 1, |ctx: WorkflowContext, _: ()| async move {
+        let name: String = ctx.signal("name").await?;
+        Ok::<_, WorkflowError>(format!("v1 hello {name}"))
+    });
+    let first = env(v1, Arc::default());
+    let old = first.client.start("greet", Some("old"), &()).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while first.client.status(&old).await.unwrap().version != 1 {
+        assert!(Instant::now() < deadline, "the instance never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let backend = first.backend.clone();
+    first.stop.send(true).unwrap();
+    for w in first.workers {
+        w.await.unwrap();
+    }
+
+    // Version 2 is deployed beside version 1.
+    let mut both = Workflows::new();
+    both.register("greet", 1, |ctx: WorkflowContext, _: ()| async move {
+        let name: String = ctx.signal("name").await?;
+        Ok::<_, WorkflowError>(format!("v1 hello {name}"))
+    });
+    both.register("greet", 2, |ctx: WorkflowContext, _: ()| async move {
+        let name: String = ctx.signal("name").await?;
+        Ok::<_, WorkflowError>(format!("v2 hi {name}"))
+    });
+    let (stop, rx) = watch::channel(false);
+    let worker = WorkflowWorker::new(backend.clone(), both, WorkflowWorkerOptions::default());
+    let running = tokio::spawn(async move { worker.run(rx).await.unwrap() });
+    let client = Client::new(backend);
+    let new = client.start("greet", Some("new"), &()).await.unwrap();
+    client.signal(&old, "name", &"Ada").await.unwrap();
+    client.signal(&new, "name", &"Bob").await.unwrap();
+    assert_eq!(
+        client.result::<String>(&old, WAIT).await.unwrap(),
+        "v1 hello Ada"
+    );
+    assert_eq!(
+        client.result::<String>(&new, WAIT).await.unwrap(),
+        "v2 hi Bob"
+    );
+    assert_eq!(client.status(&new).await.unwrap().version, 2);
+    stop.send(true).unwrap();
+    running.await.unwrap();
+}
+
+#[test]
+fn a_damaged_database_file_gets_an_error_that_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    std::fs::write(&path, vec![0x42; 8192]).unwrap();
+    let err = SqliteBackend::open(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("is damaged or is not a codegen database"),
+        "{err}"
+    );
+    assert!(err.contains("restore it from a backup"), "{err}");
+    let err = SqliteBackend::open(dir.path().join("missing/dir/state.db"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot be opened"), "{err}");
+}

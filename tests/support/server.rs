@@ -16,6 +16,7 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    pub delay: std::time::Duration,
 }
 
 impl Reply {
@@ -24,7 +25,14 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: body.to_owned(),
+            delay: std::time::Duration::ZERO,
         }
+    }
+
+    /// Answers only after `delay`: a slow service.
+    pub fn after(mut self, delay: std::time::Duration) -> Self {
+        self.delay = delay;
+        self
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {

@@ -1,0 +1,159 @@
+//! The generated `petstore-worker` binary, as a deployment runs it: configured by flags, it
+//! runs the tasks of the petstore service, and on SIGTERM it lets the call under way finish and
+//! records its result before it exits.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use codegen_runtime::backend::sqlite::SqliteBackend;
+use codegen_runtime::worker::{WorkflowWorker, WorkflowWorkerOptions};
+use codegen_runtime::workflow::{Event, WorkflowContext, WorkflowError, Workflows};
+use codegen_runtime::{Client, RetryPolicy};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use petstore::operations::{CreatePet, ShowPetById};
+use petstore::types::NewPet;
+use support::server::{Reply, Server};
+use tokio::sync::watch;
+
+const PET: &str = r#"{"id": 7, "name": "Rex", "createdAt": "2026-11-26T10:00:00Z"}"#;
+
+/// Builds the binary into the target directory the generated-crate tests share.
+fn worker_binary() -> PathBuf {
+    let root = support::root();
+    let target = root.join("target/generated-crates");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "petstore",
+            "--bin",
+            "petstore-worker",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .current_dir(&root)
+        .env_remove("RUSTFLAGS")
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cannot build petstore-worker");
+    target.join("debug/petstore-worker")
+}
+
+fn spawn(binary: &PathBuf, db: &str, url: &str) -> Child {
+    Command::new(binary)
+        .args([
+            "--backend",
+            &format!("sqlite://{db}"),
+            "--base-url",
+            url,
+            "--grace",
+            "10",
+            "--concurrency",
+            "4",
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("petstore-worker starts")
+}
+
+async fn adopt(ctx: WorkflowContext, name: String) -> Result<String, WorkflowError> {
+    let policy = RetryPolicy::default().with_initial_delay(Duration::from_millis(10));
+    let body = NewPet {
+        name,
+        tag: None,
+        status: None,
+        birthday: None,
+    };
+    let created = ctx.call_with(&CreatePet { body }, policy.clone()).await?;
+    let shown = ctx
+        .call_with(&ShowPetById { pet_id: created.id }, policy)
+        .await?;
+    Ok(format!("{} #{}", shown.name, shown.id))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_binary_runs_tasks_and_finishes_the_call_under_way_on_sigterm() {
+    let binary = tokio::task::spawn_blocking(worker_binary).await.unwrap();
+    let help = Command::new(&binary).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("PETSTORE_BASE_URL") && help.contains("--concurrency"),
+        "{help}"
+    );
+
+    // The POST takes 1.5 s: the worker is told to stop while it is under way.
+    let server = Server::start(vec![
+        Reply::new(201, PET).after(Duration::from_millis(1500)),
+        Reply::new(200, PET),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db").to_string_lossy().into_owned();
+    let backend = Arc::new(SqliteBackend::open(&db).unwrap());
+    let (stop, rx) = watch::channel(false);
+    let mut workflows = Workflows::new();
+    workflows.register("adopt", 1, adopt);
+    let engine = WorkflowWorker::new(backend.clone(), workflows, WorkflowWorkerOptions::default());
+    tokio::spawn(async move { engine.run(rx).await.unwrap() });
+    let client = Client::new(backend);
+    let id = client.start("adopt", Some("bin-1"), &"Rex").await.unwrap();
+
+    let worker = spawn(&binary, &db, &server.url());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.received().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never called the server"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    kill(Pid::from_raw(worker.id() as i32), Signal::SIGTERM).unwrap();
+    let output = tokio::task::spawn_blocking(move || worker.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}\n{log}", output.status);
+    assert!(log.contains("stopping") && log.contains("stopped"), "{log}");
+
+    // The call under way was finished and recorded; nothing was sent twice.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let history = client.history(&id).await.unwrap();
+        if history
+            .events
+            .iter()
+            .any(|e| matches!(e.event, Event::TaskCompleted { seq: 0, .. }))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the result of the call under way was not recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.received().len(), 1);
+
+    // A new worker takes up the next task.
+    let mut worker = spawn(&binary, &db, &server.url());
+    assert_eq!(
+        client
+            .result::<String>(&id, Duration::from_secs(30))
+            .await
+            .unwrap(),
+        "Rex #7"
+    );
+    kill(Pid::from_raw(worker.id() as i32), Signal::SIGTERM).unwrap();
+    assert!(worker.wait().unwrap().success());
+    stop.send(true).unwrap();
+}
