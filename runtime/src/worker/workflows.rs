@@ -287,11 +287,12 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                         {
                             tracing::info!(
                                 instance = id,
-                                "a retried task succeeded; the workflow goes on from it"
+                                "the result of a retried task arrived; the workflow goes on from it"
                             );
                             let kept = rewind(&mut events, index);
                             commit.truncate_to = Some(index as u64);
-                            commit.events.extend(kept);
+                            // What was kept is older than what this batch brought so far.
+                            commit.events.splice(0..0, kept);
                             commit.instance.status = Status::Running;
                             commit.instance.error = None;
                             commit
