@@ -198,8 +198,10 @@ impl<B: StateStore + MessageQueue> Client<B> {
             if left.is_zero() {
                 return Err(ClientError::Timeout(id.to_owned()));
             }
+            // Woken at once by a change made in this process; a change made by a worker in
+            // another process is seen on the next check.
             self.backend
-                .wait_for_change(id, left.min(Duration::from_millis(500)))
+                .wait_for_change(id, left.min(Duration::from_millis(100)))
                 .await;
         }
     }
