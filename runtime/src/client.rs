@@ -206,18 +206,32 @@ impl<B: StateStore + MessageQueue> Client<B> {
         }
     }
 
-    /// Sends signal `name` with `payload` to a running instance.
+    /// Sends signal `name` with `payload` to a running instance. Each call is a new signal; to
+    /// send one that a retry of the same call must not repeat, use [`Client::signal_with_id`].
     pub async fn signal<T: Serialize>(
         &self,
         id: &str,
         name: &str,
         payload: &T,
     ) -> Result<(), ClientError> {
+        self.signal_with_id(id, name, &uuid::Uuid::new_v4().to_string(), payload)
+            .await
+    }
+
+    /// Sends signal `name` with `payload`, identified by `signal_id`: sending it again with the
+    /// same id (a retried request, a redelivered event) delivers it once.
+    pub async fn signal_with_id<T: Serialize>(
+        &self,
+        id: &str,
+        name: &str,
+        signal_id: &str,
+        payload: &T,
+    ) -> Result<(), ClientError> {
         self.running(id).await?;
         let payload = serde_json::to_value(payload)
             .map_err(|e| BackendError::Invalid(format!("cannot encode the signal: {e}")))?;
         let message = Message {
-            id: format!("{id}/signal/{}", uuid::Uuid::new_v4()),
+            id: format!("{id}/signal/{signal_id}"),
             topic: Topic::Workflows,
             key: id.to_owned(),
             deliver_at: now_ms(),

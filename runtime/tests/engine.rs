@@ -533,3 +533,29 @@ fn a_damaged_database_file_gets_an_error_that_says_what_to_do() {
         .to_string();
     assert!(err.contains("cannot be opened"), "{err}");
 }
+
+#[tokio::test]
+async fn a_signal_sent_twice_with_one_id_is_delivered_once() {
+    let env = env(workflows(), Arc::default());
+    let id = env.client.start("wait_signal", None, &()).await.unwrap();
+    env.client
+        .signal_with_id(&id, "go", "req-1", &"a")
+        .await
+        .unwrap();
+    env.client
+        .signal_with_id(&id, "go", "req-1", &"a")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        env.client.status(&id).await.unwrap().status,
+        Status::Running,
+        "one `go` so far"
+    );
+    env.client
+        .signal_with_id(&id, "go", "req-2", &"b")
+        .await
+        .unwrap();
+    assert_eq!(env.client.result::<String>(&id, WAIT).await.unwrap(), "a+b");
+    env.stop().await;
+}
