@@ -38,6 +38,9 @@ impl codegen_runtime::Task for {{ op.type_name }} {
 {%- endif %}
 impl codegen_runtime::__private::HttpOperation for {{ op.type_name }} {
     const METHOD: &'static str = {{ self::lit(&op.http_method) }};
+{%- if let Some(header) = op.idempotency_header %}
+    const IDEMPOTENCY_HEADER: Option<&'static str> = Some({{ self::lit(header) }});
+{%- endif %}
 
     fn build(&self, request: &mut codegen_runtime::__private::RequestParts) -> Result<(), codegen_runtime::TaskError> {
 {%- for step in self.build_steps(op) %}

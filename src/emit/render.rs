@@ -81,6 +81,15 @@ impl Render<'_> {
             None,
             &format!("`{} {}`", op.http_method, op.path_template),
         ));
+        if let Some(header) = &op.idempotency_header {
+            out.push_str("\n///\n");
+            out.push_str(&doc(
+                None,
+                &format!(
+                    "The `{header}` header is sent by the runtime: the task id, the same on every attempt."
+                ),
+            ));
+        }
         out
     }
 

@@ -186,6 +186,9 @@ pub struct Operation {
     pub deprecated: bool,
     /// Whether repeating the call is harmless by HTTP semantics (GET, HEAD, PUT, DELETE, OPTIONS).
     pub idempotent: bool,
+    /// The header parameter the description names for idempotency keys (`Idempotency-Key`...):
+    /// the runtime fills it with the task id, so it is not a field of the request.
+    pub idempotency_header: Option<String>,
 }
 
 /// A piece of a path template.

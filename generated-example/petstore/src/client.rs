@@ -56,6 +56,8 @@ impl Client {
     /// Create a pet
     ///
     /// `POST /pets`
+    ///
+    /// The `Idempotency-Key` header is sent by the runtime: the task id, the same on every attempt.
     pub async fn create_pet(
         &self,
         request: &crate::operations::CreatePet,

@@ -49,6 +49,8 @@ impl codegen_runtime::__private::HttpOperation for ListPets {
 /// Create a pet
 ///
 /// `POST /pets`
+///
+/// The `Idempotency-Key` header is sent by the runtime: the task id, the same on every attempt.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CreatePet {
     /// The request body, sent as `application/json`.
@@ -64,6 +66,7 @@ impl codegen_runtime::Task for CreatePet {
 
 impl codegen_runtime::__private::HttpOperation for CreatePet {
     const METHOD: &'static str = "POST";
+    const IDEMPOTENCY_HEADER: Option<&'static str> = Some("Idempotency-Key");
 
     fn build(
         &self,

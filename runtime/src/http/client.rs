@@ -143,7 +143,7 @@ impl HttpClient {
         let key = options
             .idempotency_key
             .clone()
-            .or_else(|| (!T::IDEMPOTENT).then(|| uuid::Uuid::new_v4().to_string()));
+            .or_else(|| needs_key::<T>().then(|| uuid::Uuid::new_v4().to_string()));
         let mut attempt = 1;
         loop {
             match self.attempt(operation, key.as_deref()).await {
@@ -187,7 +187,14 @@ impl HttpClient {
     ) -> Result<T::Output, TaskError> {
         let mut parts = RequestParts::default();
         operation.build(&mut parts)?;
-        let request = self.request(T::METHOD, parts, idempotency_key.filter(|_| !T::IDEMPOTENT))?;
+        let key = idempotency_key.filter(|_| needs_key::<T>());
+        let header = match T::IDEMPOTENCY_HEADER {
+            Some(name) => HeaderName::try_from(name).map_err(|err| {
+                TaskError::permanent(format!("invalid header name `{name}`: {err}"))
+            })?,
+            None => self.idempotency_header.clone(),
+        };
+        let request = self.request(T::METHOD, parts, key.map(|k| (header, k)))?;
         let response = self.http.execute(request).await.map_err(transport_error)?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
@@ -203,7 +210,7 @@ impl HttpClient {
         &self,
         method: &str,
         parts: RequestParts,
-        idempotency_key: Option<&str>,
+        idempotency_key: Option<(HeaderName, &str)>,
     ) -> Result<reqwest::Request, TaskError> {
         let method = Method::from_bytes(method.as_bytes())
             .map_err(|_| TaskError::permanent(format!("invalid HTTP method `{method}`")))?;
@@ -227,8 +234,8 @@ impl HttpClient {
                 .collect();
             builder = builder.header(COOKIE, cookies.join("; "));
         }
-        if let Some(key) = idempotency_key {
-            builder = builder.header(self.idempotency_header.clone(), key);
+        if let Some((header, key)) = idempotency_key {
+            builder = builder.header(header, key);
         }
         if let Some(body) = parts.body {
             builder = builder
@@ -239,6 +246,12 @@ impl HttpClient {
             TaskError::permanent(format!("cannot build the request to {url}: {err}"))
         })
     }
+}
+
+/// Whether calls of `T` carry an idempotency key: non-idempotent methods, and operations whose
+/// description names a header for it.
+fn needs_key<T: HttpOperation>() -> bool {
+    !T::IDEMPOTENT || T::IDEMPOTENCY_HEADER.is_some()
 }
 
 /// Connection failures and timeouts are retryable; a request that cannot be built is not.

@@ -16,6 +16,11 @@ pub trait HttpOperation: Task {
     /// The HTTP method, upper case.
     const METHOD: &'static str;
 
+    /// The header the API description names for idempotency keys, if any. The key is then
+    /// sent in it on every call, idempotent method or not; otherwise non-idempotent calls send
+    /// it in the client's idempotency header.
+    const IDEMPOTENCY_HEADER: Option<&'static str> = None;
+
     /// Writes the path, query, headers and body of the request.
     fn build(&self, request: &mut RequestParts) -> Result<(), TaskError>;
 

@@ -45,7 +45,12 @@ impl<'a> Reader<'a> {
                     declared.push(p);
                 }
                 let resolved = self.parameters(&declared, &pointer)?;
+                let mut idempotency_header = None;
                 for (p, p_pointer) in resolved {
+                    if is_idempotency_header(p) {
+                        idempotency_header = Some(p.parameter_data_ref().name.clone());
+                        continue;
+                    }
                     params.push(self.param(p, &type_name, &p_pointer, &mut field_names)?);
                 }
                 let path = parse_template(template, &mut params, &mut field_names);
@@ -77,6 +82,7 @@ impl<'a> Reader<'a> {
                     output,
                     doc: join_doc(op.summary.as_deref(), op.description.as_deref()),
                     deprecated: op.deprecated,
+                    idempotency_header,
                 });
             }
         }
@@ -292,4 +298,19 @@ fn parse_template(template: &str, params: &mut Vec<Param>, names: &mut Scope) ->
         parts.push(PathPart::Literal(rest.to_owned()));
     }
     parts
+}
+
+/// A header parameter for idempotency keys: `Idempotency-Key`, `X-Idempotency-Key`,
+/// `idempotency_key`... in any case.
+fn is_idempotency_header(param: &Parameter) -> bool {
+    let Parameter::Header { parameter_data, .. } = param else {
+        return false;
+    };
+    let normal: String = parameter_data
+        .name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    normal == "idempotencykey" || normal == "xidempotencykey"
 }
