@@ -108,19 +108,7 @@ impl<B: StateStore + MessageQueue> Client<B> {
         let input = serde_json::to_value(input)
             .map_err(|e| BackendError::Invalid(format!("cannot encode the input: {e}")))?;
         let now = now_ms();
-        let instance = InstanceInfo {
-            id: id.clone(),
-            name: name.to_owned(),
-            version: 0,
-            status: Status::Running,
-            input: input.clone(),
-            output: None,
-            error: None,
-            parent: None,
-            events: 0,
-            created_at: now,
-            updated_at: now,
-        };
+        let instance = InstanceInfo::new(&id, name, input.clone(), now);
         let commit = Commit {
             instance,
             create: true,

@@ -231,6 +231,26 @@ pub struct InstanceInfo {
     pub updated_at: i64,
 }
 
+impl InstanceInfo {
+    /// A running instance of `name` that has no history yet (its version is chosen when it
+    /// starts).
+    pub fn new(id: &str, name: &str, input: Value, now: i64) -> Self {
+        Self {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            version: 0,
+            status: Status::Running,
+            input,
+            output: None,
+            error: None,
+            parent: None,
+            events: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 /// One atomic change of one instance: new events, its new status, the messages the change
 /// sends, and the deliveries it consumed.
 #[derive(Debug, Clone, PartialEq)]

@@ -162,23 +162,25 @@ impl SqliteBackend {
         &self,
         f: impl FnOnce(&mut Connection, &Path) -> BackendResult<T> + Send + 'static,
     ) -> BackendResult<T> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner.reader.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut conn, &inner.path)
-        })
-        .await
-        .map_err(|e| BackendError::Unavailable(format!("the database thread failed: {e}")))?
+        self.on_connection(|inner| &inner.reader, f).await
     }
 
-    /// Runs `f` with the connection on a blocking thread.
+    /// Runs `f` with the write connection on a blocking thread.
     async fn with_conn<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection, &Path) -> BackendResult<T> + Send + 'static,
     ) -> BackendResult<T> {
+        self.on_connection(|inner| &inner.conn, f).await
+    }
+
+    async fn on_connection<T: Send + 'static>(
+        &self,
+        which: fn(&Inner) -> &Mutex<Connection>,
+        f: impl FnOnce(&mut Connection, &Path) -> BackendResult<T> + Send + 'static,
+    ) -> BackendResult<T> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+            let mut conn = which(&inner).lock().unwrap_or_else(|p| p.into_inner());
             f(&mut conn, &inner.path)
         })
         .await

@@ -19,6 +19,7 @@ use crate::backend::{
 };
 use crate::http::{CallOptions, HttpClient, HttpOperation};
 use crate::workflow::Event;
+use crate::workflow::engine::panic_message;
 use crate::{Task, TaskError};
 
 /// What a handler knows of the task it runs.
@@ -325,12 +326,4 @@ fn result_message(task: &TaskMessage, outcome: Result<Value, TaskError>) -> Mess
         deliver_at: now_ms(),
         body: MessageBody::Event { event },
     }
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
 }

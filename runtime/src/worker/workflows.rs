@@ -213,7 +213,9 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         let mut commit = Commit {
             expected_events: info.as_ref().map_or(0, |i| i.events),
             create: info.is_none(),
-            instance: info.clone().unwrap_or_else(|| placeholder(id, now)),
+            instance: info
+                .clone()
+                .unwrap_or_else(|| InstanceInfo::new(id, "", Value::Null, now)),
             events: Vec::new(),
             messages: Vec::new(),
             acks,
@@ -537,21 +539,5 @@ fn child_result(parent: &str, seq: u32, result: Result<Value, WorkflowError>) ->
         body: MessageBody::Event {
             event: Event::ChildCompleted { seq, result },
         },
-    }
-}
-
-fn placeholder(id: &str, now: i64) -> InstanceInfo {
-    InstanceInfo {
-        id: id.to_owned(),
-        name: String::new(),
-        version: 0,
-        status: Status::Running,
-        input: Value::Null,
-        output: None,
-        error: None,
-        parent: None,
-        events: 0,
-        created_at: now,
-        updated_at: now,
     }
 }

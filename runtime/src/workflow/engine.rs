@@ -250,7 +250,8 @@ fn poll(future: &mut WorkflowFuture) -> Result<Option<Result<Value, WorkflowErro
     }
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

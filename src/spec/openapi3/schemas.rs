@@ -1,5 +1,6 @@
 //! Schemas into the types of the IR.
 
+use std::borrow::Borrow;
 use std::collections::BTreeSet;
 
 use indexmap::IndexMap;
@@ -16,28 +17,16 @@ use crate::ir::{EnumVariant, Field, Primitive, TypeId, TypeKind, TypeRef, UnionV
 use super::{Reader, SCHEMA_PREFIX, join_doc};
 
 impl Reader<'_> {
-    /// The type of a schema or reference. `hint` names a type created for it.
-    pub(super) fn schema_or_ref(
+    /// The type of a schema or reference (boxed or not). `hint` names a type created for it.
+    pub(super) fn schema_or_ref<S: Borrow<Schema>>(
         &mut self,
-        schema: &ReferenceOr<Schema>,
+        schema: &ReferenceOr<S>,
         hint: &str,
         pointer: &str,
     ) -> Result<TypeRef> {
         match schema {
             ReferenceOr::Reference { reference } => self.resolve(reference, pointer),
-            ReferenceOr::Item(schema) => self.schema(schema, hint, pointer, None),
-        }
-    }
-
-    pub(super) fn boxed_schema_or_ref(
-        &mut self,
-        schema: &ReferenceOr<Box<Schema>>,
-        hint: &str,
-        pointer: &str,
-    ) -> Result<TypeRef> {
-        match schema {
-            ReferenceOr::Reference { reference } => self.resolve(reference, pointer),
-            ReferenceOr::Item(schema) => self.schema(schema, hint, pointer, None),
+            ReferenceOr::Item(schema) => self.schema(schema.borrow(), hint, pointer, None),
         }
     }
 
@@ -89,7 +78,7 @@ impl Reader<'_> {
             SchemaKind::Type(Type::Boolean(_)) => TypeRef::Primitive(Primitive::Bool),
             SchemaKind::Type(Type::Array(a)) => match &a.items {
                 Some(items) => {
-                    let item = self.boxed_schema_or_ref(
+                    let item = self.schema_or_ref(
                         items,
                         &format!("{hint}Item"),
                         &format!("{pointer}/items"),
@@ -200,7 +189,7 @@ impl Reader<'_> {
         for (wire, schema) in properties {
             let field_pointer = format!("{pointer}/properties/{}", pointer_token(wire));
             let hint = format!("{type_name}{}", pascal_ident(wire, "Field", "Field"));
-            let ty = self.boxed_schema_or_ref(schema, &hint, &field_pointer)?;
+            let ty = self.schema_or_ref(schema, &hint, &field_pointer)?;
             let (nullable, doc) = match schema {
                 ReferenceOr::Item(s) => (s.schema_data.nullable, describe(s)),
                 ReferenceOr::Reference { reference } => (self.referenced_nullable(reference), None),
@@ -406,11 +395,8 @@ impl Reader<'_> {
             );
         }
         if let Some(items) = &any.items {
-            let item = self.boxed_schema_or_ref(
-                items,
-                &format!("{hint}Item"),
-                &format!("{pointer}/items"),
-            )?;
+            let item =
+                self.schema_or_ref(items, &format!("{hint}Item"), &format!("{pointer}/items"))?;
             return Ok(TypeRef::Vec(Box::new(item)));
         }
         let strings: Vec<&str> = any.enumeration.iter().filter_map(|v| v.as_str()).collect();
