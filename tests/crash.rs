@@ -73,6 +73,7 @@ fn crash_worker_process() {
             lease,
             idle_wait: Duration::from_millis(50),
             batch: 16,
+            ..Default::default()
         };
         let engine = WorkflowWorker::new(backend, workflows, options);
         engine.run(rx).await.unwrap();

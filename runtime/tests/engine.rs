@@ -559,3 +559,36 @@ async fn a_signal_sent_twice_with_one_id_is_delivered_once() {
     assert_eq!(env.client.result::<String>(&id, WAIT).await.unwrap(), "a+b");
     env.stop().await;
 }
+
+#[tokio::test]
+async fn with_a_scaled_clock_a_month_passes_in_about_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(SqliteBackend::open(dir.path().join("state.db")).unwrap());
+    let mut w = Workflows::new();
+    w.register("month", 1, |ctx: WorkflowContext, _: ()| async move {
+        let start = ctx.now();
+        ctx.sleep(Duration::from_secs(30 * 86_400)).await;
+        Ok::<_, WorkflowError>(ctx.now().duration_since(start).unwrap().as_secs() / 86_400)
+    });
+    // 30 days in 1.2 s.
+    let clock = codegen_runtime::workflow::Clock::scaled_from_now(30.0 * 86_400.0 / 1.2);
+    let options = WorkflowWorkerOptions {
+        clock,
+        ..Default::default()
+    };
+    let worker = WorkflowWorker::new(backend.clone(), w, options);
+    let (stop, rx) = watch::channel(false);
+    let running = tokio::spawn(async move { worker.run(rx).await.unwrap() });
+    let client = Client::new(backend);
+    let started = Instant::now();
+    let id = client.start("month", None, &()).await.unwrap();
+    let days: u64 = client.result(&id, WAIT).await.unwrap();
+    assert!(days >= 30, "{days} days passed");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1100) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    stop.send(true).unwrap();
+    running.await.unwrap();
+}

@@ -14,7 +14,7 @@ use crate::backend::{
     MessageQueue, StateStore, Status, TaskMessage, Topic, event_id,
 };
 use crate::workflow::engine::{Outcome, activate};
-use crate::workflow::{Event, HistoryEvent, WorkflowError, Workflows};
+use crate::workflow::{Clock, Event, HistoryEvent, WorkflowError, Workflows};
 
 /// Settings of a workflow worker.
 #[derive(Debug, Clone)]
@@ -25,6 +25,8 @@ pub struct WorkflowWorkerOptions {
     pub lease: Duration,
     /// The longest wait for news from other processes sharing the backend.
     pub idle_wait: Duration,
+    /// The clock of instances this worker starts (they keep it).
+    pub clock: Clock,
 }
 
 impl Default for WorkflowWorkerOptions {
@@ -33,6 +35,7 @@ impl Default for WorkflowWorkerOptions {
             batch: 64,
             lease: Duration::from_secs(30),
             idle_wait: Duration::from_millis(200),
+            clock: Clock::Real,
         }
     }
 }
@@ -267,6 +270,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                                 name,
                                 version,
                                 input,
+                                clock: self.options.clock,
                             },
                         },
                     ));
@@ -351,10 +355,14 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         let activation = activate(workflow.as_ref(), id, &replayed);
         commit.instance.status = Status::Running;
         commit.instance.error = None;
+        let clock = match events.first().map(|(_, e)| &e.event) {
+            Some(Event::WorkflowStarted { clock, .. }) => *clock,
+            _ => Clock::Real,
+        };
         for event in activation.new_events {
             commit
                 .messages
-                .extend(self.messages_for(id, &commit.instance, &event, now));
+                .extend(self.messages_for(id, &commit.instance, &event, now, clock));
             if let Event::WorkflowCompleted { output } = &event {
                 commit.instance.output = Some(output.clone());
             }
@@ -413,6 +421,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         instance: &InstanceInfo,
         event: &Event,
         now: i64,
+        clock: Clock,
     ) -> Vec<Message> {
         match event {
             Event::TaskScheduled {
@@ -442,7 +451,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                 id: ids::timer_id(id, *seq),
                 topic: Topic::Workflows,
                 key: id.to_owned(),
-                deliver_at: *fire_at,
+                deliver_at: clock.to_real(*fire_at),
                 body: MessageBody::Event {
                     event: Event::TimerFired { seq: *seq },
                 },

@@ -90,7 +90,7 @@ pub fn activate(
     let Some((first, rest)) = history.split_first() else {
         return parked(ParkReason::BadHistory("it is empty".into()));
     };
-    let Event::WorkflowStarted { input, .. } = &first.event else {
+    let Event::WorkflowStarted { input, clock, .. } = &first.event else {
         return parked(ParkReason::BadHistory(format!(
             "it starts with {}",
             first.event.describe()
@@ -106,7 +106,12 @@ pub fn activate(
         .iter()
         .filter_map(|e| e.event.command_seq().map(|seq| (seq, e.event.clone())))
         .collect();
-    let state = Rc::new(RefCell::new(State::new(instance_id, recorded, first.at)));
+    let clock = *clock;
+    let state = Rc::new(RefCell::new(State::new(
+        instance_id,
+        recorded,
+        clock.to_workflow(first.at),
+    )));
     let ctx = WorkflowContext {
         state: state.clone(),
     };
@@ -129,7 +134,7 @@ pub fn activate(
         let mut delivered = false;
         {
             let mut s = state.borrow_mut();
-            s.now = at;
+            s.now = clock.to_workflow(at);
             while let Some(event) = rest.get(next).filter(|e| e.at == at) {
                 next += 1;
                 match &event.event {

@@ -5,6 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::Clock;
 use crate::{RetryPolicy, TaskError};
 
 /// One entry of a history: what happened, and when (milliseconds since the Unix epoch).
@@ -36,6 +37,9 @@ pub enum Event {
         version: u32,
         /// The input.
         input: Value,
+        /// The clock the instance is pinned to.
+        #[serde(default, skip_serializing_if = "Clock::is_real")]
+        clock: Clock,
     },
     /// Command: a task was scheduled.
     TaskScheduled {

@@ -14,12 +14,14 @@
 //! workflows.register("reminder", 1, reminder);
 //! ```
 
+mod clock;
 mod context;
 pub mod engine;
 mod history;
 mod registry;
 pub mod replay;
 
+pub use clock::Clock;
 pub use context::{
     ChildFuture, SignalFuture, TaskFuture, TimerFuture, WorkflowContext, join_all, select,
 };

@@ -48,6 +48,7 @@ impl History {
                 name: "test".into(),
                 version: 1,
                 input,
+                clock: Clock::Real,
             },
         }])
     }
@@ -579,5 +580,43 @@ fn a_bad_input_fails_the_workflow_instead_of_panicking() {
             .message()
             .starts_with("the workflow input does not decode"),
         "{error}"
+    );
+}
+
+#[test]
+fn a_scaled_clock_speeds_up_now_and_timers_and_stays_with_the_history() {
+    async fn a_day(ctx: WorkflowContext, _: ()) -> Result<u64, WorkflowError> {
+        ctx.sleep(Duration::from_secs(86_400)).await;
+        Ok(ctx.now().duration_since(UNIX_EPOCH).unwrap().as_secs())
+    }
+    let clock = Clock::Scaled {
+        origin: T0,
+        factor: 86_400.0,
+    };
+    let mut history = History::start(Value::Null);
+    if let Event::WorkflowStarted { clock: c, .. } = &mut history.0[0].event {
+        *c = clock;
+    }
+    let first = run(a_day, &history);
+    assert_eq!(
+        first.new_events,
+        [Event::TimerStarted {
+            seq: 0,
+            fire_at: T0 + 86_400_000
+        }]
+    );
+    assert_eq!(
+        clock.to_real(T0 + 86_400_000),
+        T0 + 1000,
+        "a day passes in a second"
+    );
+    // The timer fires one real second later: the workflow sees the next day.
+    let history = history.record(&first).then(Event::TimerFired { seq: 0 });
+    let fired = clock.to_workflow(history.0.last().unwrap().at);
+    assert_eq!(
+        run(a_day, &history).new_events,
+        [Event::WorkflowCompleted {
+            output: json!(fired / 1000)
+        }]
     );
 }
