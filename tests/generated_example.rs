@@ -1,5 +1,5 @@
-//! `generated-example/petstore` is what `codegen gen fixtures/petstore.yaml` writes today, and
-//! `codegen check` notices when it is not.
+//! The crates under `generated-example/` are what `codegen gen` writes today from their fixtures,
+//! and `codegen check` notices when they are not.
 
 mod support;
 
@@ -13,17 +13,33 @@ fn petstore() -> codegen::Generated {
     codegen::generate(&support::root().join("fixtures/petstore.yaml"), &options).unwrap()
 }
 
+/// Every committed example crate and the fixture it comes from.
+const EXAMPLES: &[(&str, &str)] = &[
+    ("petstore", "fixtures/petstore.yaml"),
+    ("billing-consumption", "fixtures/billing/consumption.yaml"),
+    ("billing-payment", "fixtures/billing/payment.yaml"),
+    ("billing-invoice", "fixtures/billing/invoice.yaml"),
+    ("billing-email", "fixtures/billing/email.yaml"),
+];
+
 #[test]
-fn the_committed_example_is_fresh() {
-    let drift = codegen::check(
-        &petstore(),
-        &support::root().join("generated-example/petstore"),
-    )
-    .unwrap();
-    assert!(
-        drift.is_empty(),
-        "generated-example/petstore is stale: {drift:?}\nregenerate it with:\n  cargo run -- gen fixtures/petstore.yaml -o generated-example/petstore --runtime-path runtime"
-    );
+fn the_committed_examples_are_fresh() {
+    for (name, spec) in EXAMPLES {
+        let options = Options {
+            crate_name: (*name).into(),
+            runtime: RuntimeDependency::Path("../../runtime".into()),
+        };
+        let generated = codegen::generate(&support::root().join(spec), &options).unwrap();
+        let drift = codegen::check(
+            &generated,
+            &support::root().join("generated-example").join(name),
+        )
+        .unwrap();
+        assert!(
+            drift.is_empty(),
+            "generated-example/{name} is stale: {drift:?}\nregenerate it with:\n  cargo run -- gen {spec} -o generated-example/{name} --runtime-path runtime"
+        );
+    }
 }
 
 #[test]
