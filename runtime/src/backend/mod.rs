@@ -316,20 +316,9 @@ pub trait MessageQueue: Send + Sync + 'static {
     /// Acknowledges handled deliveries: they are not delivered again.
     async fn ack(&self, receipts: Vec<Receipt>) -> BackendResult<()>;
 
-    /// Acknowledges `receipt` and sends `messages` in one step (a task's result, or its retry).
-    async fn ack_and_send(&self, receipt: Receipt, messages: Vec<Message>) -> BackendResult<()>;
-
     /// Settles many deliveries in one step (one transaction where the backend has them): each is
     /// acknowledged, or moved to the dead-letter list, with the messages its outcome sends.
     async fn settle(&self, settlements: Vec<Settlement>) -> BackendResult<()>;
-
-    /// Moves a delivery to the dead-letter list with the reason, sending `messages` with it.
-    async fn dead_letter(
-        &self,
-        receipt: Receipt,
-        reason: &str,
-        messages: Vec<Message>,
-    ) -> BackendResult<()>;
 
     /// The dead letters, oldest first.
     async fn dead_letters(&self) -> BackendResult<Vec<DeadLetter>>;

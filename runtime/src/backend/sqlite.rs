@@ -564,21 +564,6 @@ impl MessageQueue for SqliteBackend {
         .await
     }
 
-    async fn ack_and_send(&self, receipt: Receipt, messages: Vec<Message>) -> BackendResult<()> {
-        let sent = messages.clone();
-        self.with_conn(move |conn, path| {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| error(path, e))?;
-            delete_receipts(&tx, path, std::slice::from_ref(&receipt))?;
-            insert_messages(&tx, path, &messages)?;
-            tx.commit().map_err(|e| error(path, e))
-        })
-        .await?;
-        self.wake(&sent);
-        Ok(())
-    }
-
     async fn settle(&self, settlements: Vec<Settlement>) -> BackendResult<()> {
         let sent: Vec<Message> = settlements
             .iter()
@@ -601,37 +586,6 @@ impl MessageQueue for SqliteBackend {
                 }
                 delete_receipts(&tx, path, std::slice::from_ref(&s.receipt))?;
                 insert_messages(&tx, path, &s.messages)?;
-            }
-            tx.commit().map_err(|e| error(path, e))
-        })
-        .await?;
-        self.wake(&sent);
-        Ok(())
-    }
-
-    async fn dead_letter(
-        &self,
-        receipt: Receipt,
-        reason: &str,
-        messages: Vec<Message>,
-    ) -> BackendResult<()> {
-        let reason = reason.to_owned();
-        let sent = messages.clone();
-        self.with_conn(move |conn, path| {
-            let (seq, lease) = parse_receipt(&receipt.0)?;
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| error(path, e))?;
-            let moved = tx
-                .execute(
-                    "INSERT OR REPLACE INTO dead_letters (id, topic, key, body, reason, died_at)
-                     SELECT id, topic, key, body, ?3, ?4 FROM messages WHERE seq = ?1 AND leased_until = ?2",
-                    params![seq, lease, reason, now_ms()],
-                )
-                .map_err(|e| error(path, e))?;
-            if moved > 0 {
-                delete_receipts(&tx, path, std::slice::from_ref(&receipt))?;
-                insert_messages(&tx, path, &messages)?;
             }
             tx.commit().map_err(|e| error(path, e))
         })

@@ -93,11 +93,6 @@ impl Handlers {
             }
         })
     }
-
-    /// Whether a handler for `name` is registered.
-    pub fn contains(&self, name: &str) -> bool {
-        self.by_name.contains_key(name)
-    }
 }
 
 /// Settings of a service worker.
