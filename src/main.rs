@@ -135,6 +135,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let options = crate_args.options(&output)?;
             let generated = codegen::generate(&spec, &options)?;
+            for note in &generated.notes {
+                eprintln!("note: {}: {note}", spec.display());
+            }
             codegen::write(&generated, &output)?;
             eprintln!(
                 "wrote crate `{}` ({} files) to {}",

@@ -13,7 +13,9 @@ pub struct {{ t.name }} {
 {%- if f.name.trim_start_matches("r#") != f.wire_name %}
 #[serde(rename = {{ self::lit(&f.wire_name) }})]
 {%- endif %}
-{%- if !f.required %}
+{%- if f.tri_state() %}
+#[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "codegen_runtime::schema::double_option")]
+{%- else if !f.required %}
 #[serde(default, skip_serializing_if = "Option::is_none")]
 {%- endif %}
 pub {{ f.name }}: {{ r.field_ty(f) }},
@@ -24,16 +26,19 @@ pub {{ f.name }}: {{ r.field_ty(f) }},
 pub additional_properties: std::collections::BTreeMap<String, {{ r.ty(value, false) }}>,
 {%- endif %}
 }
-{%- when TypeKind::Enum { variants } %}
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+{%- when TypeKind::Enum { variants, other } %}
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum {{ t.name }} {
 {%- for v in variants %}
 {{ r.variant_doc(v) }}
 #[serde(rename = {{ self::lit(&v.wire_name) }})]
 {{ v.name }},
 {%- endfor %}
+/// A value the API description does not list, as received.
+#[serde(untagged)]
+{{ other }}(String),
 }
-{%- when TypeKind::Union { variants } %}
+{%- when TypeKind::Union { variants, discriminator: None } %}
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum {{ t.name }} {
@@ -41,6 +46,31 @@ pub enum {{ t.name }} {
 {{ r.union_variant_doc(v) }}
 {{ v.name }}({{ r.ty(&v.ty, false) }}),
 {%- endfor %}
+}
+{%- when TypeKind::Union { variants, discriminator: Some(d) } %}
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum {{ t.name }} {
+{%- for v in variants %}
+{{ r.union_variant_doc(v) }}
+{{ v.name }}({{ r.ty(&v.ty, false) }}),
+{%- endfor %}
+/// An object whose `{{ self::one_line(&d.property) }}` names no variant above, as received.
+{{ d.other }}(serde_json::Value),
+}
+
+impl<'de> serde::Deserialize<'de> for {{ t.name }} {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (tag, value) = codegen_runtime::schema::tagged(deserializer, {{ self::lit(&d.property) }})?;
+        match tag.as_deref() {
+{%- for v in variants %}
+{%- if !v.tags.is_empty() %}
+            Some({{ self::tag_pattern(&v.tags) }}) => codegen_runtime::schema::variant(value).map(Self::{{ v.name }}),
+{%- endif %}
+{%- endfor %}
+            _ => Ok(Self::{{ d.other }}(value)),
+        }
+    }
 }
 {%- when TypeKind::Alias(ty) %}
 pub type {{ t.name }} = {{ r.ty(ty, false) }};

@@ -132,6 +132,74 @@ fn an_unresolved_reference_names_where_it_was_written() {
     );
 }
 
+/// Runs `gen` on `api.yaml` among `files` and returns the exit status and the message.
+fn gen_files(files: &[(&str, &str)]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, contents) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+    }
+    let out = dir.path().join("out");
+    let spec = dir.path().join("api.yaml");
+    let output = codegen(&["gen", spec.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let message = stderr(&output).replace(dir.path().to_str().unwrap(), "DIR");
+    (output.status.code().unwrap(), message)
+}
+
+const ROOT_WITH_REF: &str = "openapi: 3.0.0\ninfo: {title: t, version: '1'}\npaths: {}\ncomponents:\n  schemas:\n    Pet:\n      type: object\n      properties:\n        owner:\n          $ref: 'REF'\n";
+
+#[test]
+fn references_to_other_files_that_resolve_to_nothing_name_where_they_are_written() {
+    let root = |reference: &str| ROOT_WITH_REF.replace("REF", reference);
+    let (code, message) = gen_files(&[("api.yaml", &root("parts/missing.yaml#/Owner"))]);
+    assert_eq!(code, 2);
+    assert!(
+        message.starts_with("error: DIR/api.yaml: #/components/schemas/Pet/properties/owner/$ref: `parts/missing.yaml#/Owner` refers to DIR/parts/missing.yaml, which cannot be read"),
+        "{message}"
+    );
+
+    let part = "Owner:\n  type: object\n  properties:\n    pet:\n      $ref: '#/Nope'\n";
+    let (code, message) = gen_files(&[
+        ("api.yaml", &root("parts/people.yaml#/Owner")),
+        ("parts/people.yaml", part),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        message.trim_end().ends_with(
+            "people.yaml#/Owner/properties/pet/$ref: `#/Nope` does not resolve to anything"
+        ),
+        "{message}"
+    );
+
+    let (code, message) = gen_files(&[("api.yaml", &root("https://example.com/owner.yaml"))]);
+    assert_eq!(code, 2);
+    assert!(
+        message.contains("is a remote reference, which is not fetched: download the file"),
+        "{message}"
+    );
+}
+
+#[test]
+fn schemas_in_other_files_become_named_types_even_when_they_refer_back() {
+    let root = ROOT_WITH_REF.replace("REF", "people.yaml#/Owner");
+    let people = "Owner:\n  type: object\n  properties:\n    pets:\n      type: array\n      items:\n        $ref: 'api.yaml#/components/schemas/Pet'\n    best:\n      $ref: '#/Owner'\n";
+    let (code, message) = gen_files(&[("api.yaml", &root), ("people.yaml", people)]);
+    assert_eq!(code, 0, "{message}");
+}
+
+#[test]
+fn a_cycle_of_references_that_never_reaches_a_schema_is_an_error() {
+    let root = "openapi: 3.0.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    $ref: 'paths.yaml#/a'\n";
+    let paths = "a:\n  $ref: '#/b'\nb:\n  $ref: '#/a'\n";
+    let (code, message) = gen_files(&[("api.yaml", root), ("paths.yaml", paths)]);
+    assert_eq!(code, 2);
+    assert!(
+        message.contains("part of a cycle of references"),
+        "{message}"
+    );
+}
+
 #[test]
 fn a_missing_file_is_an_input_error() {
     let output = codegen(&["gen", "/nonexistent/api.yaml", "-o", "/tmp/never-written"]);

@@ -53,6 +53,7 @@ mod client;
 mod error;
 pub mod http;
 mod retry;
+pub mod schema;
 mod task;
 pub mod worker;
 pub mod workflow;

@@ -78,6 +78,8 @@ pub struct GeneratedFile {
 pub struct Generated {
     /// The files.
     pub files: Vec<GeneratedFile>,
+    /// What the reader left out or changed in the spec, for the user to know.
+    pub notes: Vec<String>,
 }
 
 /// Reads the spec at `spec_path` and renders the crate.
@@ -97,7 +99,10 @@ pub fn generate(spec_path: &Path, options: &Options) -> Result<Generated> {
 pub fn render_api(api: &Api, source: &str, options: &Options) -> Result<Generated> {
     let rendered = templates::render(api, source, options)?;
     let files = format::rustfmt_all(rendered)?;
-    Ok(Generated { files })
+    Ok(Generated {
+        files,
+        notes: api.notes.clone(),
+    })
 }
 
 #[cfg(test)]

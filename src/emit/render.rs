@@ -36,7 +36,9 @@ impl Render<'_> {
     /// The type of a field, `Option` included.
     pub(crate) fn field_ty(&self, field: &Field) -> String {
         let ty = self.ty(&field.ty, false);
-        if field.optional() {
+        if field.tri_state() {
+            format!("Option<Option<{ty}>>")
+        } else if field.optional() {
             format!("Option<{ty}>")
         } else {
             ty
@@ -157,14 +159,21 @@ fn primitive(p: Primitive) -> &'static str {
     match p {
         Primitive::String => "String",
         Primitive::Bool => "bool",
+        Primitive::I8 => "i8",
+        Primitive::I16 => "i16",
         Primitive::I32 => "i32",
         Primitive::I64 => "i64",
+        Primitive::U8 => "u8",
+        Primitive::U16 => "u16",
+        Primitive::U32 => "u32",
+        Primitive::U64 => "u64",
         Primitive::F32 => "f32",
         Primitive::F64 => "f64",
         Primitive::DateTime => "chrono::DateTime<chrono::Utc>",
         Primitive::Date => "chrono::NaiveDate",
         Primitive::Uuid => "uuid::Uuid",
         Primitive::Bytes => "Vec<u8>",
+        Primitive::Base64 => "codegen_runtime::schema::Base64",
     }
 }
 

@@ -28,7 +28,15 @@ impl Uses {
                     fields.iter().for_each(|f| visit(&f.ty));
                     additional.iter().for_each(&mut visit);
                 }
-                TypeKind::Union { variants } => variants.iter().for_each(|v| visit(&v.ty)),
+                TypeKind::Union {
+                    variants,
+                    discriminator,
+                } => {
+                    variants.iter().for_each(|v| visit(&v.ty));
+                    if discriminator.is_some() {
+                        visit(&TypeRef::Any);
+                    }
+                }
                 TypeKind::Alias(ty) | TypeKind::Newtype(ty) => visit(ty),
                 TypeKind::Enum { .. } => {}
             }
@@ -229,4 +237,9 @@ pub(super) fn render(api: &Api, source: &str, options: &Options) -> Result<Vec<G
             })
         })
         .collect()
+}
+
+/// A match pattern of string literals: `"a" | "b"`.
+fn tag_pattern(tags: &[String]) -> String {
+    tags.iter().map(|t| lit(t)).collect::<Vec<_>>().join(" | ")
 }

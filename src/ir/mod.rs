@@ -29,6 +29,8 @@ pub struct Api {
     pub types: Vec<TypeDef>,
     /// Every operation, in spec order.
     pub operations: Vec<Operation>,
+    /// What the reader left out or changed, for the user to know (printed by the CLI).
+    pub notes: Vec<String>,
 }
 
 /// Index of a type in [`Api::types`].
@@ -58,15 +60,23 @@ pub enum TypeKind {
         /// The type of properties not listed (`additionalProperties`), kept in a flattened map.
         additional: Option<TypeRef>,
     },
-    /// A string with a closed set of values.
+    /// A string with a known set of values. The set stays open: a value the spec does not
+    /// list is kept in the variant named `other`, so a new value on the server does not fail a
+    /// whole response.
     Enum {
         /// The values, in spec order.
         variants: Vec<EnumVariant>,
+        /// The name of the variant that holds any other string (unique in the enum).
+        other: String,
     },
-    /// A value of one of several shapes (`oneOf`, `anyOf`), tried in order.
+    /// A value of one of several shapes (`oneOf`, `anyOf`).
     Union {
-        /// The shapes, in spec order.
+        /// The shapes: in the order they are tried, most specific first, when there is no
+        /// discriminator; in spec order when there is one.
         variants: Vec<UnionVariant>,
+        /// The property whose value says which variant an object is, and the name of the
+        /// variant that keeps objects with a value no variant has.
+        discriminator: Option<Discriminator>,
     },
     /// Another name for a type (`type Name = ...`).
     Alias(TypeRef),
@@ -97,6 +107,12 @@ impl Field {
     pub fn optional(&self) -> bool {
         !self.required || self.nullable
     }
+
+    /// Whether absent, `null` and a value are three different things: an optional field that
+    /// may be null, an `Option<Option<T>>`.
+    pub fn tri_state(&self) -> bool {
+        !self.required && self.nullable
+    }
 }
 
 /// A value of a string enum.
@@ -115,6 +131,17 @@ pub struct UnionVariant {
     pub name: String,
     /// The type the variant holds.
     pub ty: TypeRef,
+    /// The discriminator values that select this variant (empty without a discriminator).
+    pub tags: Vec<String>,
+}
+
+/// How a union tells its variants apart by a property (`discriminator`).
+#[derive(Debug, Clone)]
+pub struct Discriminator {
+    /// The JSON property name.
+    pub property: String,
+    /// The name of the variant that keeps an object whose value no variant has, as JSON.
+    pub other: String,
 }
 
 /// A use of a type: in a field, a parameter, a body, a variant.
@@ -141,10 +168,22 @@ pub enum Primitive {
     String,
     /// `boolean`
     Bool,
+    /// `integer` with format `int8`
+    I8,
+    /// `integer` with format `int16`
+    I16,
     /// `integer` with format `int32`
     I32,
-    /// `integer` with format `int64` or none
+    /// `integer` with format `int64`, or an unknown one, or none
     I64,
+    /// `integer` with format `uint8`
+    U8,
+    /// `integer` with format `uint16`
+    U16,
+    /// `integer` with format `uint32`
+    U32,
+    /// `integer` with format `uint64`
+    U64,
     /// `number` with format `float`
     F32,
     /// `number` with format `double` or none
@@ -157,6 +196,8 @@ pub enum Primitive {
     Uuid,
     /// `string` with format `binary`, as a whole body
     Bytes,
+    /// `string` with format `byte`: bytes sent as base64 text
+    Base64,
 }
 
 /// One HTTP operation: one task type and one client method.

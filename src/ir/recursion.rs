@@ -21,7 +21,7 @@ pub fn box_recursive_fields(api: &mut Api) {
                     field.ty = TypeRef::Box(Box::new(field.ty.clone()));
                 }
             }
-            TypeKind::Union { variants } => {
+            TypeKind::Union { variants, .. } => {
                 for variant in variants.iter_mut().filter(|v| leads_back(&v.ty)) {
                     variant.ty = TypeRef::Box(Box::new(variant.ty.clone()));
                 }
@@ -67,7 +67,7 @@ fn direct_children(kind: &TypeKind) -> BTreeSet<TypeId> {
     };
     match kind {
         TypeKind::Struct { fields, .. } => fields.iter().filter_map(|f| inline(&f.ty)).collect(),
-        TypeKind::Union { variants } => variants.iter().filter_map(|v| inline(&v.ty)).collect(),
+        TypeKind::Union { variants, .. } => variants.iter().filter_map(|v| inline(&v.ty)).collect(),
         TypeKind::Alias(ty) | TypeKind::Newtype(ty) => inline(ty).into_iter().collect(),
         TypeKind::Enum { .. } => BTreeSet::new(),
     }

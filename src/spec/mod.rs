@@ -1,7 +1,15 @@
 //! Spec readers: from a file to the IR.
+//!
+//! Every version is read through one path: the file is parsed into a JSON value, references
+//! to other files and to places the reader does not name are bundled ([`bundle`]), Swagger 2.0
+//! and OpenAPI 3.1 are converted to the shape of OpenAPI 3.0 ([`swagger2`], [`openapi31`]),
+//! and the result is read by the OpenAPI 3.0 reader ([`openapi3`]).
 
+mod bundle;
 mod openapi3;
+mod openapi31;
 mod parse;
+mod swagger2;
 
 use std::path::Path;
 
@@ -32,21 +40,42 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<Api> {
         ),
     })?;
     let format = Format::of(path, &text);
-    let version = parse::version(path, &text, format)?;
-    match version {
-        parse::Version::OpenApi3_0 => {
-            let doc = parse::document::<openapiv3::OpenAPI>(path, &text, format)?;
-            openapi3::read(path, &doc, options)
+    let mut value = parse::value(path, &text, format)?;
+    let version = parse::version(path, &value)?;
+    let schemas_at = match version {
+        parse::Version::Swagger2(_) => "/definitions",
+        _ => "/components/schemas",
+    };
+    let bundled = bundle::bundle(path, &mut value, schemas_at)?;
+    let mut notes = Vec::new();
+    let converted = match &version {
+        parse::Version::OpenApi3_0 => None,
+        parse::Version::OpenApi3_1(_) => {
+            notes = openapi31::downgrade(&mut value);
+            Some("OpenAPI 3.1")
         }
-        parse::Version::OpenApi3_1(v) => Err(Error::Unsupported {
-            path: path.to_owned(),
-            location: "/openapi".into(),
-            message: format!("OpenAPI {v} is not read yet; this version reads OpenAPI 3.0.x"),
-        }),
-        parse::Version::Swagger2(v) => Err(Error::Unsupported {
-            path: path.to_owned(),
-            location: "/swagger".into(),
-            message: format!("Swagger {v} is not read yet; this version reads OpenAPI 3.0.x"),
-        }),
-    }
+        parse::Version::Swagger2(_) => {
+            swagger2::upgrade(&mut value);
+            openapi31::normalize_schemas(&mut value);
+            Some("Swagger 2.0")
+        }
+    };
+    let doc: openapiv3::OpenAPI = match parse::from_value(path, &value, converted) {
+        Ok(doc) => doc,
+        // The file as written is what failed: its text gives the line and column.
+        Err(_) if converted.is_none() && !bundled.changed => {
+            return Err(parse::document::<openapiv3::OpenAPI>(path, &text, format)
+                .err()
+                .unwrap_or_else(|| Error::Invalid {
+                    path: path.to_owned(),
+                    location: "/".into(),
+                    message: "the document does not match the OpenAPI schema".into(),
+                }));
+        }
+        Err(err) => return Err(err),
+    };
+    drop(value);
+    let mut api = openapi3::read(path, &doc, options)?;
+    api.notes = notes;
+    Ok(api)
 }

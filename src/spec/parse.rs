@@ -3,8 +3,7 @@
 use std::path::Path;
 
 use openapiv3::{PathItem, Response};
-use serde::Deserialize;
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::de::DeserializeOwned;
 
 use crate::Result;
 use crate::error::{Error, pointer_token};
@@ -48,35 +47,23 @@ pub(crate) enum Version {
     OpenApi3_1(String),
 }
 
-#[derive(Deserialize)]
-struct Probe {
-    openapi: Option<serde_json::Value>,
-    swagger: Option<serde_json::Value>,
-    #[serde(flatten)]
-    _rest: IgnoredAny,
+/// Parses a file into a JSON value; syntax errors name the line and column.
+pub(crate) fn value(path: &Path, text: &str, format: Format) -> Result<serde_json::Value> {
+    let value: serde_json::Value = match format {
+        Format::Json => serde_json::from_str(text).map_err(|err| json_error(path, &err, None))?,
+        Format::Yaml => yaml_serde::from_str(text).map_err(|err| yaml_error(path, &err, None))?,
+    };
+    Ok(value)
 }
 
-/// Reads the `openapi` or `swagger` field. Syntax errors of the whole file show up here.
-pub(crate) fn version(path: &Path, text: &str, format: Format) -> Result<Version> {
-    let probe: serde_json::Value = match format {
-        Format::Json => {
-            // Only the top-level fields are kept; the rest is checked for syntax and dropped.
-            let probe: Probe =
-                serde_json::from_str(text).map_err(|err| json_error(path, &err, None))?;
-            serde_json::json!({ "openapi": probe.openapi, "swagger": probe.swagger })
-        }
-        Format::Yaml => {
-            let value: serde_json::Value =
-                yaml_serde::from_str(text).map_err(|err| yaml_error(path, &err, None))?;
-            if !value.is_object() {
-                return Err(Error::NotOpenApi {
-                    path: path.to_owned(),
-                    reason: "the top level is not a mapping".into(),
-                });
-            }
-            value
-        }
-    };
+/// Reads the `openapi` or `swagger` field of a parsed document.
+pub(crate) fn version(path: &Path, probe: &serde_json::Value) -> Result<Version> {
+    if !probe.is_object() {
+        return Err(Error::NotOpenApi {
+            path: path.to_owned(),
+            reason: "the top level is not a mapping".into(),
+        });
+    }
     let field = |name: &str| match probe.get(name) {
         Some(serde_json::Value::String(s)) => Some(s.clone()),
         Some(serde_json::Value::Number(n)) => Some(n.to_string()),
@@ -91,15 +78,46 @@ pub(crate) fn version(path: &Path, text: &str, format: Format) -> Result<Version
         }
         return Err(Error::NotOpenApi {
             path: path.to_owned(),
-            reason: format!("unknown OpenAPI version `{v}` at /openapi (expected 3.0.x or 3.1.x)"),
+            reason: format!(
+                "unknown OpenAPI version `{v}` at /openapi (expected 2.0, 3.0.x or 3.1.x)"
+            ),
         });
     }
     if let Some(v) = field("swagger") {
-        return Ok(Version::Swagger2(v));
+        if v == "2.0" || v == "2" {
+            return Ok(Version::Swagger2(v));
+        }
+        return Err(Error::NotOpenApi {
+            path: path.to_owned(),
+            reason: format!("unknown Swagger version `{v}` at /swagger (expected 2.0)"),
+        });
     }
     Err(Error::NotOpenApi {
         path: path.to_owned(),
         reason: "no `openapi` or `swagger` field at the top level".into(),
+    })
+}
+
+/// Deserializes a document from its value; a mismatch names the JSON pointer where it is.
+/// `converted` says the value is not the file as written, but what it was converted to.
+pub(crate) fn from_value<T: DeserializeOwned>(
+    path: &Path,
+    value: &serde_json::Value,
+    converted: Option<&str>,
+) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let location = or_root(&pointer(err.path())).to_owned();
+        let message = readable(&err.inner().to_string());
+        Error::Invalid {
+            path: path.to_owned(),
+            location: match converted {
+                Some(from) => {
+                    format!("{location} (of the OpenAPI 3.0 form of this {from} document)")
+                }
+                None => location,
+            },
+            message,
+        }
     })
 }
 

@@ -31,7 +31,7 @@ pub struct Consumption {
 
 /// The `Subscription/properties/plan` schema.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 pub enum SubscriptionPlan {
     /// `basic`
@@ -40,4 +40,7 @@ pub enum SubscriptionPlan {
     /// `pro`
     #[serde(rename = "pro")]
     Pro,
+    /// A value the API description does not list, as received.
+    #[serde(untagged)]
+    Other(String),
 }

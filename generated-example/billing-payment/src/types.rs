@@ -27,7 +27,7 @@ pub struct Payment {
 
 /// The `Payment/properties/status` schema.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 pub enum PaymentStatus {
     /// `accepted`
@@ -36,4 +36,7 @@ pub enum PaymentStatus {
     /// `declined`
     #[serde(rename = "declined")]
     Declined,
+    /// A value the API description does not list, as received.
+    #[serde(untagged)]
+    Other(String),
 }

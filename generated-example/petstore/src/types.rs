@@ -4,7 +4,7 @@
 
 /// Where the pet is in the store's process.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 pub enum PetStatus {
     /// `available`
@@ -16,6 +16,9 @@ pub enum PetStatus {
     /// `sold`
     #[serde(rename = "sold")]
     Sold,
+    /// A value the API description does not list, as received.
+    #[serde(untagged)]
+    Other(String),
 }
 
 /// The `NewPet` schema.
@@ -58,8 +61,12 @@ pub struct Pet {
     pub owner: Option<Owner>,
     /// The `weightKg` property.
     #[serde(rename = "weightKg")]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weight_kg: Option<f32>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "codegen_runtime::schema::double_option"
+    )]
+    pub weight_kg: Option<Option<f32>>,
 }
 
 /// The `Pets` schema.

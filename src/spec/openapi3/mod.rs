@@ -35,6 +35,7 @@ pub(super) fn read(path: &Path, doc: &OpenAPI, options: &ReadOptions) -> Result<
     reader.declare_components();
     reader.define_components()?;
     let operations = reader.operations()?;
+    reader.order_unions();
     let mut api = Api {
         crate_name: options.crate_name.clone(),
         service: snake_ident(&options.crate_name, "service")
@@ -50,6 +51,7 @@ pub(super) fn read(path: &Path, doc: &OpenAPI, options: &ReadOptions) -> Result<
             .map(|t| t.expect("every declared type is defined"))
             .collect(),
         operations,
+        notes: Vec::new(),
     };
     box_recursive_fields(&mut api);
     Ok(api)

@@ -12,7 +12,9 @@ use openapiv3::{
 use crate::Result;
 use crate::error::pointer_token;
 use crate::ir::names::{Scope, pascal_ident, snake_ident};
-use crate::ir::{EnumVariant, Field, Primitive, TypeId, TypeKind, TypeRef, UnionVariant};
+use crate::ir::{
+    Discriminator, EnumVariant, Field, Primitive, TypeDef, TypeId, TypeKind, TypeRef, UnionVariant,
+};
 
 use super::{Reader, SCHEMA_PREFIX, join_doc};
 
@@ -69,6 +71,7 @@ impl Reader<'_> {
             }
             SchemaKind::Type(Type::Integer(i)) => TypeRef::Primitive(match &i.format {
                 VariantOrUnknownOrEmpty::Item(openapiv3::IntegerFormat::Int32) => Primitive::I32,
+                VariantOrUnknownOrEmpty::Unknown(f) => integer_format(f),
                 _ => Primitive::I64,
             }),
             SchemaKind::Type(Type::Number(n)) => TypeRef::Primitive(match &n.format {
@@ -104,13 +107,24 @@ impl Reader<'_> {
                 } else {
                     "anyOf"
                 };
-                return self.union(variants, hint, &format!("{pointer}/{key}"), slot, doc);
+                let discriminator = schema.schema_data.discriminator.as_ref();
+                return self.union(
+                    variants,
+                    discriminator,
+                    hint,
+                    &format!("{pointer}/{key}"),
+                    slot,
+                    doc,
+                );
             }
             SchemaKind::AllOf { all_of } => {
                 return self.all_of(all_of, &[], &IndexMap::new(), hint, pointer, slot, doc);
             }
             SchemaKind::Not { .. } => TypeRef::Any,
-            SchemaKind::Any(any) => return self.any_schema(any, hint, pointer, slot, doc),
+            SchemaKind::Any(any) => {
+                let discriminator = schema.schema_data.discriminator.as_ref();
+                return self.any_schema(any, discriminator, hint, pointer, slot, doc);
+            }
         })
     }
 
@@ -211,15 +225,17 @@ impl Reader<'_> {
         matches!(self.schemas().and_then(|s| s.get(name)), Some(ReferenceOr::Item(s)) if s.schema_data.nullable)
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn union(
         &mut self,
         variants: &[ReferenceOr<Schema>],
+        discriminator: Option<&openapiv3::Discriminator>,
         hint: &str,
         pointer: &str,
         slot: Option<TypeId>,
         doc: Option<String>,
     ) -> Result<TypeRef> {
-        if let [only] = variants {
+        if let ([only], None) = (variants, discriminator) {
             return self.schema_or_ref(only, hint, &format!("{pointer}/0"));
         }
         if variants.is_empty() {
@@ -239,15 +255,144 @@ impl Reader<'_> {
             let variant_hint = format!("{type_name}Variant{index}");
             let ty = self.schema_or_ref(variant, &variant_hint, &format!("{pointer}/{index}"))?;
             let name = names.claim(self.variant_name(&ty, index));
-            out.push(UnionVariant { name, ty });
+            let tags = discriminator
+                .map(|d| self.tags(variant, d))
+                .unwrap_or_default();
+            out.push(UnionVariant { name, ty, tags });
         }
+        let discriminator = match discriminator {
+            Some(d) if out.iter().any(|v| !v.tags.is_empty()) => Some(Discriminator {
+                property: d.property_name.clone(),
+                other: names.claim("Other".to_owned()),
+            }),
+            // Untagged: ordered once every type is known (`order_unions`).
+            _ => None,
+        };
         Ok(self.named(
             Some(id),
             hint,
             pointer,
             doc,
-            TypeKind::Union { variants: out },
+            TypeKind::Union {
+                variants: out,
+                discriminator,
+            },
         ))
+    }
+
+    /// The discriminator values of a variant: the mapping entries that point at it, else its
+    /// schema name, or the single value its schema allows for the property.
+    fn tags(&self, variant: &ReferenceOr<Schema>, d: &openapiv3::Discriminator) -> Vec<String> {
+        match variant {
+            ReferenceOr::Reference { reference } => {
+                let name = reference.rsplit('/').next().unwrap_or(reference);
+                let mapped: Vec<String> = d
+                    .mapping
+                    .iter()
+                    .filter(|(_, target)| *target == reference || *target == name)
+                    .map(|(tag, _)| tag.clone())
+                    .collect();
+                if mapped.is_empty() {
+                    vec![name.replace("~1", "/").replace("~0", "~")]
+                } else {
+                    mapped
+                }
+            }
+            ReferenceOr::Item(schema) => {
+                let property = match &schema.schema_kind {
+                    SchemaKind::Type(Type::Object(o)) => o.properties.get(&d.property_name),
+                    SchemaKind::Any(any) => any.properties.get(&d.property_name),
+                    _ => None,
+                };
+                match property {
+                    Some(ReferenceOr::Item(p)) => match &p.schema_kind {
+                        SchemaKind::Type(Type::String(s)) => {
+                            s.enumeration.iter().flatten().cloned().collect()
+                        }
+                        SchemaKind::Any(any) => any
+                            .enumeration
+                            .iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect(),
+                        _ => Vec::new(),
+                    },
+                    _ => Vec::new(),
+                }
+            }
+        }
+    }
+
+    /// Orders the variants of untagged unions: serde takes the first variant that reads a
+    /// value, so the variants that accept the least go first (a stable sort: spec order
+    /// otherwise).
+    pub(super) fn order_unions(&mut self) {
+        for index in 0..self.types.len() {
+            let Some(TypeDef {
+                kind:
+                    TypeKind::Union {
+                        variants,
+                        discriminator: None,
+                    },
+                ..
+            }) = &self.types[index]
+            else {
+                continue;
+            };
+            let mut keyed: Vec<_> = variants
+                .iter()
+                .map(|v| (self.leniency(&v.ty, 0), v.clone()))
+                .collect();
+            keyed.sort_by_key(|(key, _)| *key);
+            if let Some(TypeDef {
+                kind: TypeKind::Union { variants, .. },
+                ..
+            }) = &mut self.types[index]
+            {
+                *variants = keyed.into_iter().map(|(_, v)| v).collect();
+            }
+        }
+    }
+
+    /// How much a type accepts, for the order of untagged variants: objects with many required
+    /// properties first, then other objects and lists, then scalars from the narrowest, and
+    /// any string or any value last.
+    fn leniency(&self, ty: &TypeRef, depth: usize) -> (u8, std::cmp::Reverse<usize>) {
+        let rank = |r: u8| (r, std::cmp::Reverse(0));
+        match ty {
+            TypeRef::Named(id) => match self.types[id.0].as_ref().map(|t| &t.kind) {
+                Some(TypeKind::Struct { fields, additional }) => {
+                    let required = fields.iter().filter(|f| f.required).count();
+                    let open = additional.is_some() || required == 0;
+                    (if open { 1 } else { 0 }, std::cmp::Reverse(required))
+                }
+                Some(TypeKind::Union { .. }) => rank(1),
+                Some(TypeKind::Enum { .. }) => rank(8),
+                // Aliases can refer to themselves through a box.
+                Some(TypeKind::Alias(inner) | TypeKind::Newtype(inner)) if depth < 8 => {
+                    self.leniency(inner, depth + 1)
+                }
+                _ => rank(1),
+            },
+            TypeRef::Box(inner) => self.leniency(inner, depth),
+            TypeRef::Map(_) => rank(2),
+            TypeRef::Vec(_) => rank(2),
+            TypeRef::Primitive(p) => rank(match p {
+                Primitive::Bool => 3,
+                Primitive::I8
+                | Primitive::I16
+                | Primitive::I32
+                | Primitive::I64
+                | Primitive::U8
+                | Primitive::U16
+                | Primitive::U32
+                | Primitive::U64 => 4,
+                Primitive::F32 | Primitive::F64 => 5,
+                Primitive::DateTime | Primitive::Date | Primitive::Uuid => 6,
+                Primitive::Base64 | Primitive::Bytes => 7,
+                Primitive::String => 9,
+            }),
+            TypeRef::Any => rank(10),
+        }
     }
 
     /// A variant is named after the type it holds.
@@ -357,6 +502,7 @@ impl Reader<'_> {
     pub(super) fn any_schema(
         &mut self,
         any: &openapiv3::AnySchema,
+        discriminator: Option<&openapiv3::Discriminator>,
         hint: &str,
         pointer: &str,
         slot: Option<TypeId>,
@@ -374,10 +520,12 @@ impl Reader<'_> {
             );
         }
         if !any.one_of.is_empty() && any.properties.is_empty() {
-            return self.union(&any.one_of, hint, &format!("{pointer}/oneOf"), slot, doc);
+            let at = format!("{pointer}/oneOf");
+            return self.union(&any.one_of, discriminator, hint, &at, slot, doc);
         }
         if !any.any_of.is_empty() && any.properties.is_empty() {
-            return self.union(&any.any_of, hint, &format!("{pointer}/anyOf"), slot, doc);
+            let at = format!("{pointer}/anyOf");
+            return self.union(&any.any_of, discriminator, hint, &at, slot, doc);
         }
         let typ = any.typ.as_deref();
         if typ == Some("object")
@@ -410,8 +558,7 @@ impl Reader<'_> {
             Some("string") => TypeRef::Primitive(string_format(&VariantOrUnknownOrEmpty::Unknown(
                 format.to_owned(),
             ))),
-            Some("integer") if format == "int32" => TypeRef::Primitive(Primitive::I32),
-            Some("integer") => TypeRef::Primitive(Primitive::I64),
+            Some("integer") => TypeRef::Primitive(integer_format(format)),
             Some("number") if format == "float" => TypeRef::Primitive(Primitive::F32),
             Some("number") => TypeRef::Primitive(Primitive::F64),
             Some("boolean") => TypeRef::Primitive(Primitive::Bool),
@@ -452,13 +599,31 @@ fn string_enum(values: &[&str]) -> TypeKind {
             wire_name: (*v).to_owned(),
         })
         .collect();
-    TypeKind::Enum { variants }
+    TypeKind::Enum {
+        variants,
+        other: names.claim("Other".to_owned()),
+    }
+}
+
+fn integer_format(format: &str) -> Primitive {
+    match format {
+        "int8" => Primitive::I8,
+        "int16" => Primitive::I16,
+        "int32" => Primitive::I32,
+        "uint8" => Primitive::U8,
+        "uint16" => Primitive::U16,
+        "uint32" => Primitive::U32,
+        "uint64" => Primitive::U64,
+        _ => Primitive::I64,
+    }
 }
 
 fn string_format(format: &VariantOrUnknownOrEmpty<StringFormat>) -> Primitive {
     match format {
         VariantOrUnknownOrEmpty::Item(StringFormat::DateTime) => Primitive::DateTime,
         VariantOrUnknownOrEmpty::Item(StringFormat::Date) => Primitive::Date,
+        VariantOrUnknownOrEmpty::Item(StringFormat::Byte) => Primitive::Base64,
+        VariantOrUnknownOrEmpty::Unknown(f) if f == "byte" => Primitive::Base64,
         VariantOrUnknownOrEmpty::Unknown(f) if f == "date-time" => Primitive::DateTime,
         VariantOrUnknownOrEmpty::Unknown(f) if f == "date" => Primitive::Date,
         VariantOrUnknownOrEmpty::Unknown(f) if f == "uuid" => Primitive::Uuid,

@@ -1,0 +1,121 @@
+//! Serde helpers that generated types use for what JSON Schema says and serde does not.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+/// Bytes sent as base64 text (`format: byte`).
+///
+/// Standard base64 with padding is written; standard and URL-safe alphabets, with or without
+/// padding, are read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Base64(pub Vec<u8>);
+
+impl From<Vec<u8>> for Base64 {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+}
+
+impl AsRef<[u8]> for Base64 {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Serialize for Base64 {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Base64 {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let trimmed = text.trim_end_matches('=');
+        let url_safe = trimmed.contains(['-', '_']);
+        let decoded = if url_safe {
+            URL_SAFE_NO_PAD.decode(trimmed)
+        } else {
+            base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed)
+        };
+        decoded
+            .map(Self)
+            .map_err(|err| D::Error::custom(format!("invalid base64: {err}")))
+    }
+}
+
+/// Reads a field that may be absent, `null` or a value into `Option<Option<T>>`: serde
+/// leaves an absent field to `#[serde(default)]` (`None`), and this gives `Some(None)` for
+/// `null` and `Some(Some(value))` for a value. Written back, `Some(None)` is `null` again.
+pub fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Reads a value and its discriminator: the string value of `property`, if it has one. The
+/// value keeps the property, so the variant it selects reads it too.
+pub fn tagged<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    property: &str,
+) -> Result<(Option<String>, Value), D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    let tag = value
+        .get(property)
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok((tag, value))
+}
+
+/// Reads the variant a discriminator selected.
+pub fn variant<T: DeserializeOwned, E: serde::de::Error>(value: Value) -> Result<T, E> {
+    serde_json::from_value(value).map_err(E::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_reads_every_alphabet_and_writes_the_standard_one() {
+        let bytes = Base64(vec![0xfb, 0xff, 0x01]);
+        assert_eq!(serde_json::to_string(&bytes).unwrap(), "\"+/8B\"");
+        for text in ["\"+/8B\"", "\"-_8B\""] {
+            assert_eq!(serde_json::from_str::<Base64>(text).unwrap(), bytes);
+        }
+        assert_eq!(
+            serde_json::from_str::<Base64>("\"AQ==\"").unwrap(),
+            Base64(vec![1])
+        );
+        let err = serde_json::from_str::<Base64>("\"%%\"").unwrap_err();
+        assert!(err.to_string().contains("invalid base64"), "{err}");
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Patch {
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "double_option"
+        )]
+        note: Option<Option<String>>,
+    }
+
+    #[test]
+    fn absent_null_and_value_stay_apart() {
+        for (json, value) in [
+            ("{}", None),
+            ("{\"note\":null}", Some(None)),
+            ("{\"note\":\"x\"}", Some(Some("x".to_owned()))),
+        ] {
+            let patch: Patch = serde_json::from_str(json).unwrap();
+            assert_eq!(patch, Patch { note: value });
+            assert_eq!(serde_json::to_string(&patch).unwrap(), json);
+        }
+    }
+}
