@@ -201,6 +201,26 @@ fn a_cycle_of_references_that_never_reaches_a_schema_is_an_error() {
 }
 
 #[test]
+fn what_is_skipped_is_said() {
+    let out = tempfile::tempdir().unwrap();
+    let spec = support::root().join("fixtures/openapi31.yaml");
+    let output = codegen(&[
+        "gen",
+        spec.to_str().unwrap(),
+        "-o",
+        out.path().join("events").to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(
+            "openapi31.yaml: skipped 1 webhook (eventCreated): webhooks are requests the API sends, so they get no task"
+        ),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn a_missing_file_is_an_input_error() {
     let output = codegen(&["gen", "/nonexistent/api.yaml", "-o", "/tmp/never-written"]);
     assert_eq!(output.status.code(), Some(2));

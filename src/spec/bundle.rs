@@ -103,8 +103,16 @@ pub(super) fn bundle(path: &Path, root: &mut Value, schemas_at: &str) -> Result<
     Ok(Bundled { changed: true })
 }
 
-/// A reference the reader does not take as it is: anything but `#/<section>/<name>`.
+/// A reference the reader does not take as it is: anything but `#/<section>/<name>`, and any
+/// reference to a path item.
 fn needs_bundling(root: &Value, schemas_at: &str) -> bool {
+    let path_item_ref = root
+        .get("paths")
+        .and_then(Value::as_object)
+        .is_some_and(|paths| paths.values().any(|item| item.get("$ref").is_some()));
+    if path_item_ref {
+        return true;
+    }
     fn visit(value: &Value, schemas_at: &str) -> bool {
         match value {
             Value::Object(map) => {
@@ -252,7 +260,10 @@ impl Bundler {
         at: &str,
     ) -> Result<Option<Replacement>> {
         let in_root = file == self.root_path;
-        if in_root && is_plain_component(reference, &self.schemas_at) {
+        // Path items are always copied in place: the reader takes no reference there
+        // (OpenAPI 3.1 has `components/pathItems`).
+        let path_item = keys.len() == 2 && keys[0] == "paths";
+        if in_root && !path_item && is_plain_component(reference, &self.schemas_at) {
             return Ok(None);
         }
         let target = self.resolve(reference, file, at)?;
@@ -266,7 +277,8 @@ impl Bundler {
             ))));
         }
         // A component of the root document stays a reference; the reader follows those.
-        if target.file == self.root_path
+        if !path_item
+            && target.file == self.root_path
             && is_plain_component(&format!("#{}", target.pointer), &self.schemas_at)
         {
             return Ok(Some(Replacement::Ref(format!("#{}", target.pointer))));

@@ -37,6 +37,7 @@ pub(super) fn downgrade(doc: &mut Value) -> Vec<String> {
         ));
     }
     if let Some(Value::Object(components)) = root.get_mut("components") {
+        // Path items referenced from `paths` were copied there by the bundler.
         components.remove("pathItems");
         if let Some(Value::Object(schemes)) = components.get_mut("securitySchemes") {
             let mutual: Vec<String> = schemes

@@ -15,6 +15,7 @@ impl<'a> Reader<'a> {
     pub(super) fn operations(&mut self) -> Result<Vec<Operation>> {
         let mut type_names = Scope::with_reserved(RESERVED_TYPES);
         let mut method_names = Scope::with_reserved(CLIENT_METHODS);
+        let mut wire_names = std::collections::BTreeSet::new();
         let mut out = Vec::new();
         for (template, item) in &self.doc.paths.paths {
             let path_pointer = format!("#/paths/{}", pointer_token(template));
@@ -30,11 +31,20 @@ impl<'a> Reader<'a> {
             };
             for (method, op) in item.iter() {
                 let pointer = format!("{path_pointer}/{method}");
-                let wire_name = op
+                let wanted = op
                     .operation_id
                     .clone()
                     .filter(|id| !id.trim().is_empty())
                     .unwrap_or_else(|| format!("{method} {template}"));
+                // Task names route tasks to handlers, so they are unique too: a repeated
+                // operationId gets a number, in spec order.
+                let wire_name = (1..)
+                    .map(|n| match n {
+                        1 => wanted.clone(),
+                        n => format!("{wanted}_{n}"),
+                    })
+                    .find(|name| wire_names.insert(name.clone()))
+                    .expect("a free name exists");
                 let type_name = type_names.claim(pascal_ident(&wire_name, "Operation", "Op"));
                 let method_name = method_names.claim(snake_ident(&wire_name, "operation"));
                 let mut params = Vec::new();
