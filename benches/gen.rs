@@ -52,6 +52,7 @@ fn main() {
     let read = measure(runs, || {
         let options = codegen::ReadOptions {
             crate_name: "bench".into(),
+            includes: Vec::new(),
         };
         std::hint::black_box(codegen::spec::read(&spec, &options).expect("the spec reads"));
     });

@@ -7,6 +7,7 @@
 pub mod emit;
 mod error;
 pub mod ir;
+pub mod proto;
 pub mod spec;
 
 pub use emit::{Generated, check, generate, write};

@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use codegen::emit::{Options, RuntimeDependency};
 
-/// Generates Rust crates of durable tasks, HTTP clients and service workers from OpenAPI
-/// descriptions.
+/// Generates Rust crates of durable tasks, HTTP and gRPC clients and service workers from
+/// OpenAPI descriptions and protobuf services.
 #[derive(Debug, Parser)]
 #[command(name = "codegen", version, propagate_version = true)]
 struct Cli {
@@ -22,7 +22,8 @@ enum Command {
     ///
     /// Writes Cargo.toml, rustfmt.toml and src/ under DIR; other files there are left alone.
     Gen {
-        /// The OpenAPI 3.0 document (YAML or JSON).
+        /// The API description: an OpenAPI 3.x or Swagger 2.0 document (YAML or JSON), or a
+        /// `.proto` file.
         spec: PathBuf,
         /// The folder of the crate to write.
         #[arg(short, long = "output", value_name = "DIR")]
@@ -35,7 +36,8 @@ enum Command {
     /// Exits with status 1 and names each file that differs or is missing; use it in CI to
     /// catch a crate that was not regenerated after its spec changed.
     Check {
-        /// The OpenAPI 3.0 document (YAML or JSON).
+        /// The API description: an OpenAPI 3.x or Swagger 2.0 document (YAML or JSON), or a
+        /// `.proto` file.
         spec: PathBuf,
         /// The folder of the generated crate.
         dir: PathBuf,
@@ -57,6 +59,10 @@ struct CrateArgs {
     /// The version requirement of codegen-runtime to depend on.
     #[arg(long, value_name = "VERSION", default_value = concat!("=", env!("CARGO_PKG_VERSION")))]
     runtime_version: String,
+    /// A folder where the imports of a `.proto` file are looked up (repeat for more) [default:
+    /// the file's folder]. The google/protobuf and google/api files need none.
+    #[arg(short = 'I', long = "include", value_name = "DIR")]
+    includes: Vec<PathBuf>,
 }
 
 impl CrateArgs {
@@ -83,6 +89,7 @@ impl CrateArgs {
         Ok(Options {
             crate_name,
             runtime,
+            includes: self.includes.clone(),
         })
     }
 }

@@ -13,6 +13,9 @@ use codegen_runtime::http::{CallOptions, HttpClient};
 #[derive(Debug, Clone)]
 pub struct Client {
     http: HttpClient,
+{%- if self.grpc %}
+    grpc: codegen_runtime::grpc::GrpcClient,
+{%- endif %}
 }
 
 #[allow(clippy::wrong_self_convention, clippy::should_implement_trait)]
@@ -27,10 +30,24 @@ impl Client {
         Self::from_http(HttpClient::new(base_url))
     }
 
+{%- if self.grpc %}
+    /// A client that sends HTTP requests through `http`, and gRPC calls to the same address.
+    pub fn from_http(http: HttpClient) -> Self {
+        let grpc = codegen_runtime::grpc::GrpcClient::new(http.base_url(), crate::DESCRIPTOR);
+        Self { http, grpc }
+    }
+
+    /// Makes the gRPC calls through `grpc` (another address, a timeout, metadata).
+    pub fn with_grpc(mut self, grpc: codegen_runtime::grpc::GrpcClient) -> Self {
+        self.grpc = grpc;
+        self
+    }
+{%- else %}
     /// A client that sends requests through `http`.
     pub fn from_http(http: HttpClient) -> Self {
         Self { http }
     }
+{%- endif %}
 
     /// The HTTP client requests go through.
     pub fn http(&self) -> &HttpClient {
@@ -49,7 +66,11 @@ impl Client {
 #[allow(deprecated)]
 {%- endif %}
     pub async fn {{ op.method_name }}(&self, request: &crate::operations::{{ op.type_name }}) -> Result<{{ self.output_ty(op) }}, TaskError> {
+{%- if op.grpc.is_some() %}
+        self.grpc.execute(request).await
+{%- else %}
         self.http.execute(request).await
+{%- endif %}
     }
 {%- endfor %}
 }

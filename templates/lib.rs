@@ -37,3 +37,10 @@ pub use client::Client;
 
 /// The service this crate's tasks belong to: the `<name>-worker` binary runs them.
 pub const SERVICE: &str = {{ self::lit(&api.service) }};
+{%- if let Some(descriptor) = api.grpc_descriptor %}
+
+/// The protobuf descriptors of the messages the gRPC operations send and receive (an encoded
+/// `FileDescriptorSet`), by which requests and answers are converted from and to JSON.
+#[rustfmt::skip]
+pub const DESCRIPTOR: &[u8] = {{ self::byte_string(descriptor) }};
+{%- endif %}

@@ -18,5 +18,13 @@ fn main() -> std::process::ExitCode {
         default_base_url: None,
 {%- endmatch %}
         register: {{ r.crate_ident() }}::operations::register_handlers,
+{%- if api.grpc_descriptor.is_some() %}
+        register_grpc: Some(|handlers, endpoint| {
+            let client = codegen_runtime::grpc::GrpcClient::new(endpoint, {{ r.crate_ident() }}::DESCRIPTOR);
+            {{ r.crate_ident() }}::operations::register_grpc_handlers(handlers, &client);
+        }),
+{%- else %}
+        register_grpc: None,
+{%- endif %}
     })
 }

@@ -33,6 +33,22 @@ impl codegen_runtime::Task for {{ op.type_name }} {
     const NAME: &'static str = {{ self::lit(&op.wire_name) }};
     const IDEMPOTENT: bool = {{ op.idempotent }};
 }
+{% if let Some(grpc) = op.grpc %}
+{%- if op.deprecated %}
+#[allow(deprecated)]
+{%- endif %}
+impl codegen_runtime::grpc::GrpcOperation for {{ op.type_name }} {
+    const PATH: &'static str = {{ self::lit(&grpc.path) }};
+    const INPUT: &'static str = {{ self::lit(&grpc.input) }};
+    const OUTPUT: &'static str = {{ self::lit(&grpc.output) }};
+
+    fn message(&self) -> Result<serde_json::Value, codegen_runtime::TaskError> {
+        serde_json::to_value(&self.request).map_err(|err| {
+            codegen_runtime::TaskError::permanent(format!("cannot encode the request: {err}"))
+        })
+    }
+}
+{%- else %}
 {% if op.deprecated %}
 #[allow(deprecated)]
 {%- endif %}
@@ -53,19 +69,37 @@ impl codegen_runtime::__private::HttpOperation for {{ op.type_name }} {
         codegen_runtime::__private::decode::{{ self.decoder(op) }}(body)
     }
 }
+{%- endif %}
 {%- endfor %}
 
-/// Registers a handler for every operation, each making one HTTP call through `client` (the
+/// Registers a handler for every {% if self.grpc %}HTTP {% endif %}operation, each making one HTTP call through `client` (the
 /// worker retries durably, with the task id as the idempotency key).
-{%- if api.operations.is_empty() %}
+{%- if self.http_count() == 0 %}
 pub fn register_handlers(_handlers: &mut codegen_runtime::worker::Handlers, _client: &codegen_runtime::http::HttpClient) {}
 {%- else %}
 pub fn register_handlers(handlers: &mut codegen_runtime::worker::Handlers, client: &codegen_runtime::http::HttpClient) {
 {%- for op in api.operations %}
+{%- if op.grpc.is_none() %}
 {%- if op.deprecated %}
     #[allow(deprecated)]
 {%- endif %}
     handlers.http::<{{ op.type_name }}>(client.clone());
+{%- endif %}
+{%- endfor %}
+}
+{%- endif %}
+{%- if self.grpc %}
+
+/// Registers a handler for every gRPC operation, each making one call through `client` (the
+/// worker retries durably).
+pub fn register_grpc_handlers(handlers: &mut codegen_runtime::worker::Handlers, client: &codegen_runtime::grpc::GrpcClient) {
+{%- for op in api.operations %}
+{%- if op.grpc.is_some() %}
+{%- if op.deprecated %}
+    #[allow(deprecated)]
+{%- endif %}
+    handlers.grpc::<{{ op.type_name }}>(client.clone());
+{%- endif %}
 {%- endfor %}
 }
 {%- endif %}

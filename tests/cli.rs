@@ -221,6 +221,28 @@ fn what_is_skipped_is_said() {
 }
 
 #[test]
+fn a_malformed_proto_file_names_the_file_line_and_column() {
+    let (code, message) = gen_text(
+        "service.proto",
+        "syntax = \"proto3\";\npackage p;\n\nmessage A {\n  string name = 1\n}\n",
+    );
+    assert_eq!(code, 2, "{message}");
+    assert!(
+        message.starts_with("error: DIR/service.proto:6:1: expected ';'"),
+        "{message}"
+    );
+    let (code, message) = gen_text(
+        "service.proto",
+        "syntax = \"proto3\";\nimport \"missing/thing.proto\";\n",
+    );
+    assert_eq!(code, 2, "{message}");
+    assert!(
+        message.contains("service.proto:2:1: import 'missing/thing.proto' not found in DIR: pass the folder that holds it with -I DIR"),
+        "{message}"
+    );
+}
+
+#[test]
 fn a_missing_file_is_an_input_error() {
     let output = codegen(&["gen", "/nonexistent/api.yaml", "-o", "/tmp/never-written"]);
     assert_eq!(output.status.code(), Some(2));

@@ -79,3 +79,59 @@ fn every_openapi_document_of_the_corpus_generates_a_crate_that_checks_without_wa
         ),
     );
 }
+
+#[test]
+fn every_protobuf_service_of_the_corpus_generates_a_crate_that_checks_without_warnings() {
+    let root = support::corpus().join("proto");
+    let mut services = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "proto")
+                && std::fs::read_to_string(&path)
+                    .unwrap()
+                    .lines()
+                    .any(|l| l.trim_start().starts_with("service "))
+            {
+                services.push(path);
+            }
+        }
+    }
+    services.sort();
+    assert!(services.len() >= 4, "service files found: {services:?}");
+    let dir = support::root().join("target/test-crates/proto");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut members = Vec::new();
+    for spec in &services {
+        let out = dir.join(support::crate_name(spec));
+        let mut options = support::options(&support::crate_name(spec), &out);
+        options.includes = vec![root.clone()];
+        let generated = codegen::generate(spec, &options)
+            .unwrap_or_else(|err| panic!("{} does not generate: {err}", spec.display()));
+        codegen::write(&generated, &out).unwrap();
+        members.push(options.crate_name);
+    }
+    support::make_workspace(&dir, &members);
+    support::assert_clean(
+        "cargo clippy on the protobuf crates",
+        &support::cargo(
+            &dir,
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--quiet",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+    );
+    support::assert_clean(
+        "cargo fmt --check on the protobuf crates",
+        &support::cargo(&dir, &["fmt", "--all", "--check"]),
+    );
+}

@@ -9,6 +9,7 @@ fn petstore() -> codegen::Generated {
     let options = Options {
         crate_name: "petstore".into(),
         runtime: RuntimeDependency::Path("../../runtime".into()),
+        includes: Vec::new(),
     };
     codegen::generate(&support::root().join("fixtures/petstore.yaml"), &options).unwrap()
 }
@@ -21,6 +22,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("billing-invoice", "fixtures/billing/invoice.yaml"),
     ("billing-email", "fixtures/billing/email.yaml"),
     ("schemas", "fixtures/schemas.yaml"),
+    ("greeter", "fixtures/proto/greeter.proto"),
 ];
 
 #[test]
@@ -29,6 +31,7 @@ fn the_committed_examples_are_fresh() {
         let options = Options {
             crate_name: (*name).into(),
             runtime: RuntimeDependency::Path("../../runtime".into()),
+            includes: Vec::new(),
         };
         let generated = codegen::generate(&support::root().join(spec), &options).unwrap();
         let drift = codegen::check(

@@ -13,6 +13,7 @@ fn generated_code_matches_the_snapshots() {
         let options = Options {
             crate_name: name.clone(),
             runtime: RuntimeDependency::Path("../runtime".into()),
+            includes: Vec::new(),
         };
         let generated = codegen::generate(&spec, &options).unwrap();
         for file in &generated.files {

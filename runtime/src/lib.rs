@@ -51,6 +51,8 @@
 pub mod backend;
 mod client;
 mod error;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 pub mod http;
 mod retry;
 pub mod schema;

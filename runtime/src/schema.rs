@@ -47,6 +47,51 @@ impl<'de> Deserialize<'de> for Base64 {
     }
 }
 
+/// A protobuf 64-bit integer, a string in JSON (`"-12"`) as the proto3 JSON mapping writes it;
+/// a JSON number is read too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Int64(pub i64);
+
+/// A protobuf 64-bit unsigned integer, a string in JSON; a JSON number is read too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UInt64(pub u64);
+
+macro_rules! integer_text {
+    ($name:ident, $int:ty) => {
+        impl From<$int> for $name {
+            fn from(value: $int) -> Self {
+                Self(value)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                #[derive(Deserialize)]
+                #[serde(untagged)]
+                enum Either {
+                    Number($int),
+                    Text(String),
+                }
+                match Either::deserialize(deserializer)? {
+                    Either::Number(n) => Ok(Self(n)),
+                    Either::Text(text) => text.trim().parse().map(Self).map_err(|err| {
+                        D::Error::custom(format!("`{text}` is not a {}: {err}", stringify!($int)))
+                    }),
+                }
+            }
+        }
+    };
+}
+
+integer_text!(Int64, i64);
+integer_text!(UInt64, u64);
+
 /// Reads a field that may be absent, `null` or a value into `Option<Option<T>>`: serde
 /// leaves an absent field to `#[serde(default)]` (`None`), and this gives `Some(None)` for
 /// `null` and `Some(Some(value))` for a value. Written back, `Some(None)` is `null` again.
@@ -94,6 +139,22 @@ mod tests {
         );
         let err = serde_json::from_str::<Base64>("\"%%\"").unwrap_err();
         assert!(err.to_string().contains("invalid base64"), "{err}");
+    }
+
+    #[test]
+    fn sixty_four_bit_integers_are_strings_and_read_numbers_too() {
+        assert_eq!(serde_json::to_string(&Int64(-12)).unwrap(), "\"-12\"");
+        assert_eq!(
+            serde_json::from_str::<Int64>("\"-12\"").unwrap(),
+            Int64(-12)
+        );
+        assert_eq!(serde_json::from_str::<Int64>("7").unwrap(), Int64(7));
+        assert_eq!(
+            serde_json::from_str::<UInt64>("\"18446744073709551615\"").unwrap(),
+            UInt64(u64::MAX)
+        );
+        let err = serde_json::from_str::<UInt64>("\"-1\"").unwrap_err();
+        assert!(err.to_string().contains("is not a u64"), "{err}");
     }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]

@@ -62,6 +62,8 @@ pub struct Options {
     pub crate_name: String,
     /// How the crate depends on the runtime.
     pub runtime: RuntimeDependency,
+    /// Where the imports of a `.proto` file are looked up (its own folder when empty).
+    pub includes: Vec<PathBuf>,
 }
 
 /// One file of a generated crate.
@@ -86,6 +88,7 @@ pub struct Generated {
 pub fn generate(spec_path: &Path, options: &Options) -> Result<Generated> {
     let read = ReadOptions {
         crate_name: options.crate_name.clone(),
+        includes: options.includes.clone(),
     };
     let api = spec::read(spec_path, &read)?;
     let source = spec_path

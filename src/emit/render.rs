@@ -167,6 +167,8 @@ fn primitive(p: Primitive) -> &'static str {
         Primitive::U16 => "u16",
         Primitive::U32 => "u32",
         Primitive::U64 => "u64",
+        Primitive::Int64Text => "codegen_runtime::schema::Int64",
+        Primitive::Uint64Text => "codegen_runtime::schema::UInt64",
         Primitive::F32 => "f32",
         Primitive::F64 => "f64",
         Primitive::DateTime => "chrono::DateTime<chrono::Utc>",

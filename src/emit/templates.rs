@@ -42,6 +42,10 @@ impl Uses {
             }
         }
         for op in &api.operations {
+            if op.grpc.is_some() {
+                // The request is turned into JSON for the descriptors.
+                visit(&TypeRef::Any);
+            }
             op.params.iter().for_each(|p| visit(&p.ty));
             op.body.iter().for_each(|b| visit(&b.ty));
             if op.output.encoding.is_some() {
@@ -97,6 +101,7 @@ struct OperationsRs<'a> {
     api: &'a Api,
     source: &'a str,
     r: Render<'a>,
+    grpc: bool,
 }
 
 #[derive(Template)]
@@ -113,9 +118,18 @@ struct ClientRs<'a> {
     api: &'a Api,
     source: &'a str,
     r: Render<'a>,
+    grpc: bool,
 }
 
 impl OperationsRs<'_> {
+    fn http_count(&self) -> usize {
+        self.api
+            .operations
+            .iter()
+            .filter(|op| op.grpc.is_none())
+            .count()
+    }
+
     /// The statements that fill in the request of `op`.
     fn build_steps(&self, op: &Operation) -> Vec<String> {
         let mut steps = Vec::new();
@@ -126,6 +140,14 @@ impl OperationsRs<'_> {
                     let p = &op.params[*index];
                     steps.push(format!(
                         "request.path_param({}, &self.{})?;",
+                        lit(&p.wire_name),
+                        p.name
+                    ));
+                }
+                PathPart::Segments(index) => {
+                    let p = &op.params[*index];
+                    steps.push(format!(
+                        "request.path_segments({}, &self.{})?;",
                         lit(&p.wire_name),
                         p.name
                     ));
@@ -187,6 +209,27 @@ impl OperationsRs<'_> {
     }
 }
 
+/// Whether any operation of the API is a gRPC call.
+fn has_grpc(api: &Api) -> bool {
+    api.operations.iter().any(|op| op.grpc.is_some())
+}
+
+/// The bytes as a Rust byte string literal: printable ASCII as is, the rest escaped.
+fn byte_string(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2 + 3);
+    out.push_str("b\"");
+    for &b in bytes {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push('"');
+    out
+}
+
 impl ClientRs<'_> {
     fn output_ty(&self, op: &Operation) -> String {
         match op.output.encoding {
@@ -216,9 +259,24 @@ pub(super) fn render(api: &Api, source: &str, options: &Options) -> Result<Vec<G
         ("src/types.rs", TypesRs { api, source, r }.render()),
         (
             "src/operations.rs",
-            OperationsRs { api, source, r }.render(),
+            OperationsRs {
+                api,
+                source,
+                r,
+                grpc: has_grpc(api),
+            }
+            .render(),
         ),
-        ("src/client.rs", ClientRs { api, source, r }.render()),
+        (
+            "src/client.rs",
+            ClientRs {
+                api,
+                source,
+                r,
+                grpc: has_grpc(api),
+            }
+            .render(),
+        ),
         ("src/main.rs", MainRs { api, source, r }.render()),
     ];
     files

@@ -31,6 +31,9 @@ pub struct Api {
     pub operations: Vec<Operation>,
     /// What the reader left out or changed, for the user to know (printed by the CLI).
     pub notes: Vec<String>,
+    /// The encoded `FileDescriptorSet` that gRPC calls read messages by, when the API has
+    /// gRPC operations.
+    pub grpc_descriptor: Option<Vec<u8>>,
 }
 
 /// Index of a type in [`Api::types`].
@@ -184,6 +187,10 @@ pub enum Primitive {
     U32,
     /// `integer` with format `uint64`
     U64,
+    /// A protobuf 64-bit signed integer: a string in JSON
+    Int64Text,
+    /// A protobuf 64-bit unsigned integer: a string in JSON
+    Uint64Text,
     /// `number` with format `float`
     F32,
     /// `number` with format `double` or none
@@ -230,6 +237,19 @@ pub struct Operation {
     /// The header parameter the description names for idempotency keys (`Idempotency-Key`...):
     /// the runtime fills it with the task id, so it is not a field of the request.
     pub idempotency_header: Option<String>,
+    /// Set for a unary gRPC method: the call is made over gRPC, with the body as the message.
+    pub grpc: Option<GrpcMethod>,
+}
+
+/// A unary gRPC method.
+#[derive(Debug, Clone)]
+pub struct GrpcMethod {
+    /// `/<package>.<Service>/<Method>`.
+    pub path: String,
+    /// The full name of the request message.
+    pub input: String,
+    /// The full name of the response message.
+    pub output: String,
 }
 
 /// A piece of a path template.
@@ -239,6 +259,9 @@ pub enum PathPart {
     Literal(String),
     /// The value of the parameter at this index of [`Operation::params`], percent-encoded.
     Param(usize),
+    /// The value of the parameter at this index, percent-encoded but for `/`: a variable that
+    /// spans path segments (`{name=shelves/*}`).
+    Segments(usize),
 }
 
 /// Where a parameter goes.

@@ -17,6 +17,7 @@ use crate::Result;
 use crate::error::Error;
 use crate::ir::Api;
 
+pub(crate) use openapi3::CLIENT_METHODS;
 pub use parse::Format;
 
 /// What the generator needs to know besides the spec.
@@ -24,10 +25,15 @@ pub use parse::Format;
 pub struct ReadOptions {
     /// The package name of the generated crate (kebab-case).
     pub crate_name: String,
+    /// Where the imports of a `.proto` file are looked up (its own folder when empty).
+    pub includes: Vec<std::path::PathBuf>,
 }
 
 /// Reads the spec at `path` into the IR.
 pub fn read(path: &Path, options: &ReadOptions) -> Result<Api> {
+    if path.extension().is_some_and(|e| e == "proto") {
+        return crate::proto::read(path, &options.includes, options);
+    }
     let text = std::fs::read(path).map_err(|source| Error::Read {
         path: path.to_owned(),
         source,

@@ -57,6 +57,7 @@ pub fn options(name: &str, dir: &Path) -> Options {
     Options {
         crate_name: name.to_owned(),
         runtime: RuntimeDependency::path_from(dir, &root().join("runtime")).expect("paths resolve"),
+        includes: Vec::new(),
     }
 }
 

@@ -23,7 +23,6 @@ impl Client {
     pub fn new(base_url: impl Into<String>) -> Self {
         Self::from_http(HttpClient::new(base_url))
     }
-
     /// A client that sends requests through `http`.
     pub fn from_http(http: HttpClient) -> Self {
         Self { http }

@@ -13,5 +13,6 @@ fn main() -> std::process::ExitCode {
         title: "Consumption",
         default_base_url: Some("http://127.0.0.1:8080/consumption"),
         register: billing_consumption::operations::register_handlers,
+        register_grpc: None,
     })
 }

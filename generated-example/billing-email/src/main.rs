@@ -13,5 +13,6 @@ fn main() -> std::process::ExitCode {
         title: "Email",
         default_base_url: Some("http://127.0.0.1:8080/email"),
         register: billing_email::operations::register_handlers,
+        register_grpc: None,
     })
 }

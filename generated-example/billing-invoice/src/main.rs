@@ -13,5 +13,6 @@ fn main() -> std::process::ExitCode {
         title: "Invoice",
         default_base_url: Some("http://127.0.0.1:8080/invoice"),
         register: billing_invoice::operations::register_handlers,
+        register_grpc: None,
     })
 }

@@ -13,5 +13,6 @@ fn main() -> std::process::ExitCode {
         title: "Payment",
         default_base_url: Some("http://127.0.0.1:8080/payment"),
         register: billing_payment::operations::register_handlers,
+        register_grpc: None,
     })
 }

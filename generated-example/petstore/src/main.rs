@@ -13,5 +13,6 @@ fn main() -> std::process::ExitCode {
         title: "Petstore",
         default_base_url: Some("http://petstore.example.com/v1"),
         register: petstore::operations::register_handlers,
+        register_grpc: None,
     })
 }

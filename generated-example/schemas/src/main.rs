@@ -13,5 +13,6 @@ fn main() -> std::process::ExitCode {
         title: "Schema constructs",
         default_base_url: None,
         register: schemas::operations::register_handlers,
+        register_grpc: None,
     })
 }

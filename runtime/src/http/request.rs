@@ -13,6 +13,9 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// Characters left as they are in a variable that spans path segments: unreserved and `/`.
+const SEGMENTS: &AsciiSet = &SEGMENT.remove(b'/');
+
 /// A request being built: path, query, headers and body, before any I/O.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RequestParts {
@@ -50,6 +53,24 @@ impl RequestParts {
         }
         let joined = values.join(",");
         self.path.extend(utf8_percent_encode(&joined, SEGMENT));
+        Ok(())
+    }
+
+    /// Appends a path parameter that spans segments (`{name=shelves/*}` in a protobuf HTTP
+    /// rule): percent-encoded, but for the `/` between segments.
+    pub fn path_segments<T: Serialize + ?Sized>(
+        &mut self,
+        name: &str,
+        value: &T,
+    ) -> Result<(), TaskError> {
+        let values = flatten(name, value)?;
+        if values.is_empty() {
+            return Err(TaskError::permanent(format!(
+                "path parameter `{name}` has no value"
+            )));
+        }
+        self.path
+            .extend(utf8_percent_encode(&values.join(","), SEGMENTS));
         Ok(())
     }
 

@@ -23,6 +23,9 @@ pub struct ServiceBinary {
     pub default_base_url: Option<&'static str>,
     /// Registers a handler per operation, each calling the API through the client.
     pub register: fn(&mut Handlers, &HttpClient),
+    /// Registers a handler per gRPC operation, each calling the server at the endpoint given;
+    /// `None` for an API without gRPC operations.
+    pub register_grpc: Option<fn(&mut Handlers, &str)>,
 }
 
 /// Where the worker keeps state and takes messages from, from `--backend`.
@@ -58,7 +61,18 @@ fn command(binary: &ServiceBinary, prefix: &str) -> Command {
         Some(url) => base_url.default_value(url),
         None => base_url.required(true),
     };
-    Command::new(format!("{}-worker", binary.service.replace('_', "-")))
+    let command = Command::new(format!("{}-worker", binary.service.replace('_', "-")));
+    let command = match binary.register_grpc {
+        Some(_) => command.arg(
+            Arg::new("grpc_endpoint")
+                .long("grpc-endpoint")
+                .value_name("URL")
+                .env(env("GRPC_ENDPOINT"))
+                .help("Where the gRPC methods are served (http://HOST:PORT); the base URL unless given"),
+        ),
+        None => command,
+    };
+    command
         .about(format!(
             "Runs the tasks of {} for durable workflows: takes them from the backend, calls the API, records the results",
             binary.title
@@ -178,6 +192,10 @@ fn run(binary: &ServiceBinary, matches: &clap::ArgMatches) -> Result<(), String>
     }
     let mut handlers = Handlers::new();
     (binary.register)(&mut handlers, &http);
+    if let Some(register_grpc) = binary.register_grpc {
+        let endpoint = text("grpc_endpoint").unwrap_or_else(|| base_url.clone());
+        register_grpc(&mut handlers, &endpoint);
+    }
     let options = ServiceWorkerOptions {
         concurrency: usize::from(*matches.get_one::<u16>("concurrency").unwrap_or(&64)),
         grace: Duration::from_secs(*matches.get_one::<u64>("grace").unwrap_or(&30)),
@@ -233,6 +251,7 @@ mod tests {
         title: "Pet Store",
         default_base_url: None,
         register,
+        register_grpc: None,
     };
 
     #[test]

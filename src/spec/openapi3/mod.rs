@@ -21,7 +21,7 @@ use schemas::describe;
 const SCHEMA_PREFIX: &str = "#/components/schemas/";
 
 /// Names the generated client has for itself, which operations must not take.
-const CLIENT_METHODS: &[&str] = &["new", "from_http", "http", "call", "clone", "fmt"];
+pub(crate) const CLIENT_METHODS: &[&str] = &["new", "from_http", "http", "call", "clone", "fmt"];
 
 /// Reads an OpenAPI 3.0 document.
 pub(super) fn read(path: &Path, doc: &OpenAPI, options: &ReadOptions) -> Result<Api> {
@@ -52,6 +52,7 @@ pub(super) fn read(path: &Path, doc: &OpenAPI, options: &ReadOptions) -> Result<
             .collect(),
         operations,
         notes: Vec::new(),
+        grpc_descriptor: None,
     };
     box_recursive_fields(&mut api);
     Ok(api)

@@ -93,6 +93,7 @@ impl<'a> Reader<'a> {
                     doc: join_doc(op.summary.as_deref(), op.description.as_deref()),
                     deprecated: op.deprecated,
                     idempotency_header,
+                    grpc: None,
                 });
             }
         }

@@ -385,7 +385,9 @@ impl Reader<'_> {
                 | Primitive::U8
                 | Primitive::U16
                 | Primitive::U32
-                | Primitive::U64 => 4,
+                | Primitive::U64
+                | Primitive::Int64Text
+                | Primitive::Uint64Text => 4,
                 Primitive::F32 | Primitive::F64 => 5,
                 Primitive::DateTime | Primitive::Date | Primitive::Uuid => 6,
                 Primitive::Base64 | Primitive::Bytes => 7,
