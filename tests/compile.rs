@@ -1,6 +1,6 @@
-//! Generated crates compile: every fixture with clippy and rustfmt clean, and every document of
-//! the shared corpus (Swagger 2.0, OpenAPI 3.0 and 3.1) with `cargo clippy -D warnings` (which
-//! includes `cargo check`).
+//! Generated crates compile: every fixture with clippy and rustfmt clean, every document of the
+//! shared corpus (Swagger 2.0, OpenAPI 3.0 and 3.1) with `cargo clippy -D warnings` (which
+//! includes `cargo check`), and every protobuf service file of the corpus and the fixtures.
 //!
 //! All crates of a test share one workspace and one target directory, so dependencies are built
 //! once.
@@ -80,11 +80,10 @@ fn every_openapi_document_of_the_corpus_generates_a_crate_that_checks_without_wa
     );
 }
 
-#[test]
-fn every_protobuf_service_of_the_corpus_generates_a_crate_that_checks_without_warnings() {
-    let root = support::corpus().join("proto");
+/// The `.proto` files under `dir` that define a service.
+fn service_files(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut services = Vec::new();
-    let mut stack = vec![root.clone()];
+    let mut stack = vec![dir.to_owned()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
@@ -101,15 +100,34 @@ fn every_protobuf_service_of_the_corpus_generates_a_crate_that_checks_without_wa
         }
     }
     services.sort();
-    assert!(services.len() >= 4, "service files found: {services:?}");
+    services
+}
+
+#[test]
+fn every_protobuf_service_generates_a_crate_that_is_clippy_and_rustfmt_clean() {
+    let corpus = support::corpus().join("proto");
+    let fixtures = support::root().join("fixtures/proto");
+    let corpus_services = service_files(&corpus);
+    assert!(
+        corpus_services.len() >= 4,
+        "corpus service files found: {corpus_services:?}"
+    );
+    let all = corpus_services
+        .into_iter()
+        .map(|s| (s, corpus.clone()))
+        .chain(
+            service_files(&fixtures)
+                .into_iter()
+                .map(|s| (s, fixtures.clone())),
+        );
     let dir = support::root().join("target/test-crates/proto");
     std::fs::create_dir_all(&dir).unwrap();
     let mut members = Vec::new();
-    for spec in &services {
-        let out = dir.join(support::crate_name(spec));
-        let mut options = support::options(&support::crate_name(spec), &out);
-        options.includes = vec![root.clone()];
-        let generated = codegen::generate(spec, &options)
+    for (spec, include) in all {
+        let out = dir.join(support::crate_name(&spec));
+        let mut options = support::options(&support::crate_name(&spec), &out);
+        options.includes = vec![include];
+        let generated = codegen::generate(&spec, &options)
             .unwrap_or_else(|err| panic!("{} does not generate: {err}", spec.display()));
         codegen::write(&generated, &out).unwrap();
         members.push(options.crate_name);

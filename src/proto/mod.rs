@@ -12,6 +12,7 @@
 //! becomes an HTTP/JSON operation; a method without one a unary gRPC call; a streaming method
 //! is skipped with a note.
 
+mod editions;
 mod http_rule;
 mod types;
 
@@ -21,9 +22,7 @@ use std::path::{Path, PathBuf};
 use miette::Diagnostic;
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, FileDescriptor, MethodDescriptor};
-use protox::file::{
-    ChainFileResolver, File, FileResolver, GoogleFileResolver, IncludeFileResolver,
-};
+use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 
 use crate::Result;
 use crate::error::Error;
@@ -83,9 +82,11 @@ pub fn read(path: &Path, includes: &[PathBuf], options: &ReadOptions) -> Result<
     // folders are often newer than the syntax any compiler but protoc's latest reads, and the
     // types are the same.
     resolver.add(GoogleFileResolver::new());
-    for include in &includes {
-        resolver.add(IncludeFileResolver::new(include.clone()));
-    }
+    let editions = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    resolver.add(editions::AsProto3 {
+        includes: includes.clone(),
+        read: editions.clone(),
+    });
     resolver.add(Bundled);
     let mut compiler = protox::Compiler::with_file_resolver(resolver);
     compiler.include_imports(true);
@@ -104,7 +105,17 @@ pub fn read(path: &Path, includes: &[PathBuf], options: &ReadOptions) -> Result<
             path: path.to_owned(),
             reason: "the file compiled, but its descriptor is missing".into(),
         })?;
-    Reader::new(path, &pool, &file).read(options)
+    let mut api = Reader::new(path, &pool, &file).read(options)?;
+    let rewritten = editions.lock().map(|e| e.clone()).unwrap_or_default();
+    for (name, edition) in rewritten {
+        api.notes.insert(
+            0,
+            format!(
+                "{name} is edition {edition}, read as proto3 (features are dropped: presence, closed enums and defaults follow proto3; the JSON mapping is the same)"
+            ),
+        );
+    }
+    Ok(api)
 }
 
 /// A protox error as the generator's: file, line and column when it has them.

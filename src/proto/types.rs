@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use heck::ToUpperCamelCase;
-use prost_reflect::{EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor};
+use prost_reflect::{Cardinality, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor};
 
 use crate::ir::names::{RESERVED_TYPES, Scope, pascal_ident, snake_ident};
 use crate::ir::{EnumVariant, Field, Primitive, TypeDef, TypeId, TypeKind, TypeRef};
@@ -70,7 +70,9 @@ impl Types {
                 name: field_names.claim(snake_ident(field.name(), "field")),
                 wire_name: field.json_name().to_owned(),
                 ty,
-                required: false,
+                // proto2 `required` (and editions' LEGACY_REQUIRED); everything else may be
+                // left out, as proto3 leaves out default values.
+                required: field.cardinality() == Cardinality::Required,
                 nullable: false,
                 doc: Some(match oneof {
                     Some(group) => format!(
