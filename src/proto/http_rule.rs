@@ -84,11 +84,20 @@ pub(super) fn operation(
         .get_field_by_number(34)
         .and_then(|v| v.as_enum_number())
         .is_some_and(|level| level == 1 || level == 2);
-    let doc = Some(format!(
-        "The `{}` method of `{}`.",
-        method.name(),
-        service.full_name()
-    ));
+    let doc = Some(
+        match super::types::comment(method.parent_file().file_descriptor_proto(), method.path()) {
+            Some(text) => format!(
+                "{text}\n\n`{}` of `{}`.",
+                method.name(),
+                service.full_name()
+            ),
+            None => format!(
+                "The `{}` method of `{}`.",
+                method.name(),
+                service.full_name()
+            ),
+        },
+    );
     let Some(rule) = rule(pool, method) else {
         return Operation {
             type_name,

@@ -58,6 +58,9 @@ impl Types {
         }
         let hint = Self::hint(message.full_name(), message.package_name());
         let id = self.declare(&hint, message.full_name());
+        if let Some(doc) = comment(message.parent_file_descriptor_proto(), message.path()) {
+            self.defs[id.0].doc = Some(doc);
+        }
         let mut field_names = Scope::default();
         let mut fields = Vec::new();
         for field in message.fields() {
@@ -74,13 +77,20 @@ impl Types {
                 // left out, as proto3 leaves out default values.
                 required: field.cardinality() == Cardinality::Required,
                 nullable: false,
-                doc: Some(match oneof {
-                    Some(group) => format!(
-                        "Field `{}` ({}), one of `{group}`: set at most one field of the group.",
-                        field.name(),
-                        field.number()
-                    ),
-                    None => format!("Field `{}` ({}).", field.name(), field.number()),
+                doc: Some({
+                    let own = comment(message.parent_file_descriptor_proto(), field.path());
+                    let what = match oneof {
+                        Some(group) => format!(
+                            "Field `{}` ({}), one of `{group}`: set at most one field of the group.",
+                            field.name(),
+                            field.number()
+                        ),
+                        None => format!("Field `{}` ({}).", field.name(), field.number()),
+                    };
+                    match own {
+                        Some(text) => format!("{text}\n\n{what}"),
+                        None => what,
+                    }
                 }),
             });
         }
@@ -107,6 +117,9 @@ impl Types {
         }
         let hint = Self::hint(en.full_name(), en.package_name());
         let id = self.declare(&hint, en.full_name());
+        if let Some(doc) = comment(en.parent_file_descriptor_proto(), en.path()) {
+            self.defs[id.0].doc = Some(doc);
+        }
         let mut names = Scope::default();
         let variants = en
             .values()
@@ -167,6 +180,23 @@ impl Types {
             Kind::Enum(en) => return self.enumeration(en),
         })
     }
+}
+
+/// The comment written before (or else after) the element at `path` of a file, if any.
+pub(super) fn comment(file: &prost_types::FileDescriptorProto, path: &[i32]) -> Option<String> {
+    let location = file
+        .source_code_info
+        .as_ref()?
+        .location
+        .iter()
+        .find(|l| l.path == path)?;
+    let text = location
+        .leading_comments
+        .as_deref()
+        .or(location.trailing_comments.as_deref())?;
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let joined = lines.join("\n").trim().to_owned();
+    (!joined.is_empty()).then_some(joined)
 }
 
 /// The JSON form of the well-known types.

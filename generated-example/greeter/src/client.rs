@@ -48,7 +48,9 @@ impl Client {
         self.http.execute_with(request, options).await
     }
 
-    /// The `SayHello` method of `greeter.v1.Greeter`.
+    /// Plain gRPC: a task calls it over gRPC.
+    ///
+    /// `SayHello` of `greeter.v1.Greeter`.
     ///
     /// `POST /greeter.v1.Greeter/SayHello`
     pub async fn say_hello(
@@ -58,7 +60,9 @@ impl Client {
         self.grpc.execute(request).await
     }
 
-    /// The `GetGreeting` method of `greeter.v1.Greeter`.
+    /// HTTP/JSON: a path variable that spans segments, and a query parameter.
+    ///
+    /// `GetGreeting` of `greeter.v1.Greeter`.
     ///
     /// `GET /v1/{name=greetings/*}`
     pub async fn get_greeting(
@@ -68,7 +72,9 @@ impl Client {
         self.http.execute(request).await
     }
 
-    /// The `CreateGreeting` method of `greeter.v1.Greeter`.
+    /// HTTP/JSON: one field is the body.
+    ///
+    /// `CreateGreeting` of `greeter.v1.Greeter`.
     ///
     /// `POST /v1/greetings`
     pub async fn create_greeting(

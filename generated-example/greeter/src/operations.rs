@@ -2,7 +2,9 @@
 
 //! The operations of the API: one request struct each, a durable task.
 
-/// The `SayHello` method of `greeter.v1.Greeter`.
+/// Plain gRPC: a task calls it over gRPC.
+///
+/// `SayHello` of `greeter.v1.Greeter`.
 ///
 /// `POST /greeter.v1.Greeter/SayHello`
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -30,7 +32,9 @@ impl codegen_runtime::grpc::GrpcOperation for SayHello {
     }
 }
 
-/// The `GetGreeting` method of `greeter.v1.Greeter`.
+/// HTTP/JSON: a path variable that spans segments, and a query parameter.
+///
+/// `GetGreeting` of `greeter.v1.Greeter`.
 ///
 /// `GET /v1/{name=greetings/*}`
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -69,7 +73,9 @@ impl codegen_runtime::__private::HttpOperation for GetGreeting {
     }
 }
 
-/// The `CreateGreeting` method of `greeter.v1.Greeter`.
+/// HTTP/JSON: one field is the body.
+///
+/// `CreateGreeting` of `greeter.v1.Greeter`.
 ///
 /// `POST /v1/greetings`
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
