@@ -37,3 +37,10 @@ pub use client::Client;
 
 /// The service this crate's tasks belong to: the `<name>-worker` binary runs them.
 pub const SERVICE: &str = {{ self::lit(&api.service) }};
+
+{{ r.schemes_doc() }}
+pub const SECURITY_SCHEMES: &[codegen_runtime::http::SecurityScheme] = &[
+{%- for s in self.schemes() %}
+    {{ s }},
+{%- endfor %}
+];

@@ -20,6 +20,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("billing-payment", "fixtures/billing/payment.yaml"),
     ("billing-invoice", "fixtures/billing/invoice.yaml"),
     ("billing-email", "fixtures/billing/email.yaml"),
+    ("wire", "fixtures/wire.yaml"),
 ];
 
 #[test]

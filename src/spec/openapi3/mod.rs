@@ -15,13 +15,22 @@ use super::ReadOptions;
 
 mod operations;
 mod schemas;
+mod security;
 
 use schemas::describe;
 
 const SCHEMA_PREFIX: &str = "#/components/schemas/";
 
 /// Names the generated client has for itself, which operations must not take.
-const CLIENT_METHODS: &[&str] = &["new", "from_http", "http", "call", "clone", "fmt"];
+const CLIENT_METHODS: &[&str] = &[
+    "new",
+    "from_env",
+    "from_http",
+    "http",
+    "call",
+    "clone",
+    "fmt",
+];
 
 /// Reads an OpenAPI 3.0 document.
 pub(super) fn read(path: &Path, doc: &OpenAPI, options: &ReadOptions) -> Result<Api> {
@@ -35,6 +44,7 @@ pub(super) fn read(path: &Path, doc: &OpenAPI, options: &ReadOptions) -> Result<
     reader.declare_components();
     reader.define_components()?;
     let operations = reader.operations()?;
+    let security_schemes = reader.security_schemes()?;
     let mut api = Api {
         crate_name: options.crate_name.clone(),
         service: snake_ident(&options.crate_name, "service")
@@ -50,6 +60,7 @@ pub(super) fn read(path: &Path, doc: &OpenAPI, options: &ReadOptions) -> Result<
             .map(|t| t.expect("every declared type is defined"))
             .collect(),
         operations,
+        security_schemes,
     };
     box_recursive_fields(&mut api);
     Ok(api)
