@@ -276,6 +276,7 @@ impl TokenCache {
     pub(crate) async fn token(
         &self,
         http: &reqwest::Client,
+        timeout: Duration,
         scheme: &str,
         credential: &Credential,
         stale: Option<&Secret>,
@@ -298,8 +299,16 @@ impl TokenCache {
                 "security scheme `{scheme}` has no client credentials"
             )));
         };
-        let fetched =
-            fetch_token(http, scheme, token_url, client_id, client_secret, scopes).await?;
+        let fetched = fetch_token(
+            http,
+            timeout,
+            scheme,
+            token_url,
+            client_id,
+            client_secret,
+            scopes,
+        )
+        .await?;
         *current = Some(fetched.clone());
         Ok(fetched.token)
     }
@@ -308,6 +317,7 @@ impl TokenCache {
 /// The client credentials grant (RFC 6749 §4.4), the client authenticated with HTTP basic.
 async fn fetch_token(
     http: &reqwest::Client,
+    timeout: Duration,
     scheme: &str,
     token_url: &str,
     client_id: &str,
@@ -335,6 +345,7 @@ async fn fetch_token(
     let requested = Instant::now();
     let response = http
         .post(token_url)
+        .timeout(timeout)
         .header(reqwest::header::AUTHORIZATION, authorization)
         .header(
             reqwest::header::CONTENT_TYPE,
@@ -348,6 +359,8 @@ async fn fetch_token(
             let err = err.without_url();
             if err.is_builder() {
                 TaskError::permanent(format!("{what}: {err}"))
+            } else if err.is_timeout() {
+                TaskError::retryable(format!("{what} timed out"))
             } else {
                 TaskError::retryable(format!("{what} failed: {err}"))
             }

@@ -360,7 +360,13 @@ impl HttpClient {
                         ))
                     })?;
                     let token = cache
-                        .token(&self.http, applied.scheme, credential, refused)
+                        .token(
+                            &self.http,
+                            self.timeout,
+                            applied.scheme,
+                            credential,
+                            refused,
+                        )
                         .await?;
                     parts.secret_headers.push((
                         "authorization".into(),
@@ -397,15 +403,6 @@ impl HttpClient {
         for (name, value) in &parts.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
-        for (name, secret) in &parts.secret_headers {
-            let mut value = HeaderValue::try_from(secret.expose()).map_err(|_| {
-                TaskError::permanent(format!(
-                    "the credential for header `{name}` is not a valid header value"
-                ))
-            })?;
-            value.set_sensitive(true);
-            builder = builder.header(name.as_str(), value);
-        }
         if !parts.cookies.is_empty() {
             builder = builder.header(COOKIE, parts.cookies.join("; "));
         }
@@ -417,12 +414,26 @@ impl HttpClient {
                 .header(reqwest::header::CONTENT_TYPE, body.content_type)
                 .body(body.bytes);
         }
-        builder.build().map_err(|err| {
+        let mut request = builder.build().map_err(|err| {
             TaskError::permanent(format!(
                 "cannot build the request to {url}: {}",
                 error_chain(&err.without_url())
             ))
-        })
+        })?;
+        // A scheme's credentials replace a header of the same name set on the client.
+        for (name, secret) in &parts.secret_headers {
+            let name = HeaderName::try_from(name.as_str()).map_err(|_| {
+                TaskError::permanent(format!("invalid credential header name `{name}`"))
+            })?;
+            let mut value = HeaderValue::try_from(secret.expose()).map_err(|_| {
+                TaskError::permanent(format!(
+                    "the credential for header `{name}` is not a valid header value"
+                ))
+            })?;
+            value.set_sensitive(true);
+            request.headers_mut().insert(name, value);
+        }
+        Ok(request)
     }
 }
 

@@ -211,7 +211,7 @@ impl<'a> Reader<'a> {
                 BodyEncoding::Json | BodyEncoding::Form | BodyEncoding::Multipart
             ) && matches!(encoding, BodyEncoding::Json | BodyEncoding::Form);
             if same_schema && encodable {
-                alternatives.push((other.clone(), other_encoding));
+                alternatives.push((concrete(other, other_encoding), other_encoding));
             } else {
                 skipped.push(other.clone());
             }
@@ -225,7 +225,7 @@ impl<'a> Reader<'a> {
         }
         Ok(Some(Body {
             name,
-            media_type,
+            media_type: concrete(&media_type, encoding),
             encoding,
             ty,
             required: body.required,
@@ -556,6 +556,22 @@ fn classify(media_type: &str) -> (u8, BodyEncoding) {
     } else {
         (5, BodyEncoding::Bytes)
     }
+}
+
+/// The `Content-Type` to send for a media type of the description: wildcards (`*/*`,
+/// `text/*`) become the plain type of their encoding.
+fn concrete(media_type: &str, encoding: BodyEncoding) -> String {
+    if !media_type.contains('*') {
+        return media_type.to_owned();
+    }
+    match encoding {
+        BodyEncoding::Json => "application/json",
+        BodyEncoding::Form => "application/x-www-form-urlencoded",
+        BodyEncoding::Multipart => "multipart/form-data",
+        BodyEncoding::Text => "text/plain",
+        BodyEncoding::Bytes => "application/octet-stream",
+    }
+    .to_owned()
 }
 
 /// The media type a body is sent or read in by default: the first of the best rank.
