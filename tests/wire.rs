@@ -9,7 +9,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use codegen_runtime::http::{Credential, HttpClient, Secret, SecurityScheme};
+use codegen_runtime::http::{Credential, File, HttpClient, Secret, SecurityScheme};
 use codegen_runtime::{RetryPolicy, TaskError};
 use support::server::{Received, Reply, Server};
 use wire::operations::*;
@@ -193,8 +193,11 @@ async fn multipart_bodies_send_bytes_as_files() {
         .upload(&Upload {
             body: UploadBody {
                 title: "Cat \"Tom\"".into(),
-                file: b"\x89PNG\r\n".to_vec(),
-                thumbnails: Some(vec![b"t1".to_vec(), b"t2".to_vec()]),
+                file: File::new("tom.png", b"\x89PNG\r\n".to_vec()),
+                thumbnails: Some(vec![
+                    File::new("t1.jpg", b"t1".to_vec()).with_content_type("image/jpeg"),
+                    File::new("t2.bin", b"t2".to_vec()),
+                ]),
                 labels: Some(vec!["a".into(), "b".into()]),
                 meta: Some(Address {
                     line1: None,
@@ -211,9 +214,9 @@ async fn multipart_bodies_send_bytes_as_files() {
         .unwrap_or_else(|| panic!("{content_type}"));
     let expected = format!(
         "--{b}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nCat \"Tom\"\r\n\
-         --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"file\"\r\nContent-Type: image/png\r\n\r\n\u{89}PNG\r\n\r\n\
-         --{b}\r\nContent-Disposition: form-data; name=\"thumbnails\"; filename=\"thumbnails\"\r\nContent-Type: application/octet-stream\r\n\r\nt1\r\n\
-         --{b}\r\nContent-Disposition: form-data; name=\"thumbnails\"; filename=\"thumbnails\"\r\nContent-Type: application/octet-stream\r\n\r\nt2\r\n\
+         --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"tom.png\"\r\nContent-Type: image/png\r\n\r\n\u{89}PNG\r\n\r\n\
+         --{b}\r\nContent-Disposition: form-data; name=\"thumbnails\"; filename=\"t1.jpg\"\r\nContent-Type: image/jpeg\r\n\r\nt1\r\n\
+         --{b}\r\nContent-Disposition: form-data; name=\"thumbnails\"; filename=\"t2.bin\"\r\nContent-Type: application/octet-stream\r\n\r\nt2\r\n\
          --{b}\r\nContent-Disposition: form-data; name=\"labels\"\r\n\r\na\r\n\
          --{b}\r\nContent-Disposition: form-data; name=\"labels\"\r\n\r\nb\r\n\
          --{b}\r\nContent-Disposition: form-data; name=\"meta\"\r\nContent-Type: application/json\r\n\r\n{{\"city\":\"Oslo\"}}\r\n\

@@ -310,6 +310,7 @@ fn primitive(p: Primitive) -> &'static str {
         Primitive::Date => "chrono::NaiveDate",
         Primitive::Uuid => "uuid::Uuid",
         Primitive::Bytes => "Vec<u8>",
+        Primitive::File => "codegen_runtime::http::File",
     }
 }
 

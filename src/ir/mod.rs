@@ -192,6 +192,8 @@ pub enum Primitive {
     Uuid,
     /// `string` with format `binary`, as a whole body
     Bytes,
+    /// `string` with format `binary`, as a property of a multipart body: bytes and a file name
+    File,
 }
 
 /// One HTTP operation: one task type and one client method.

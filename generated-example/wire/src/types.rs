@@ -99,10 +99,10 @@ pub struct UploadBody {
     /// The `title` property.
     pub title: String,
     /// The `file` property.
-    pub file: Vec<u8>,
+    pub file: codegen_runtime::http::File,
     /// The `thumbnails` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub thumbnails: Option<Vec<Vec<u8>>>,
+    pub thumbnails: Option<Vec<codegen_runtime::http::File>>,
     /// The `labels` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,

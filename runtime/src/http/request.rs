@@ -601,41 +601,122 @@ impl Multipart {
         Ok(())
     }
 
-    /// Adds the binary property `name` as file parts, named after the property, with
-    /// `content_type` (`application/octet-stream` unless the description says otherwise): one
-    /// part for bytes, one per element for a list of them, none for `None`.
+    /// Adds the binary property `name` as file parts: one part for a file, one per element
+    /// for a list of them, none for `None`. A part's file name and media type are the
+    /// [`File`]'s; bare bytes are named after the property. `content_type` is the type of
+    /// parts that do not give one (`application/octet-stream` unless the description says
+    /// otherwise).
     pub fn file<F: FileParts + ?Sized>(&mut self, name: &str, files: &F, content_type: &str) {
-        files.each(&mut |bytes| {
+        files.each(&mut |file| {
             self.parts.push(Part {
                 name: name.to_owned(),
-                filename: Some(name.to_owned()),
-                content_type: Some(content_type.to_owned()),
-                bytes: bytes.to_vec(),
+                filename: Some(file.name.unwrap_or(name).to_owned()),
+                content_type: Some(file.content_type.unwrap_or(content_type).to_owned()),
+                bytes: file.bytes.to_vec(),
             });
         });
     }
 }
 
-/// Binary values a multipart body sends as files: bytes, lists of bytes, optional ones.
+/// A file for a multipart body: its bytes, the file name sent with them (some APIs read the
+/// format from its extension) and, optionally, its media type.
+///
+/// In a task input the bytes are stored as base64.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct File {
+    /// The file name sent in the part's `Content-Disposition`.
+    pub name: String,
+    /// The media type of the part; the description's (or `application/octet-stream`) when
+    /// `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// The contents.
+    #[serde(with = "base64_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+impl File {
+    /// A file named `name` holding `bytes`.
+    pub fn new(name: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Self {
+        Self {
+            name: name.into(),
+            content_type: None,
+            bytes: bytes.into(),
+        }
+    }
+
+    /// Sends the file with this media type.
+    pub fn with_content_type(mut self, content_type: impl Into<String>) -> Self {
+        self.content_type = Some(content_type.into());
+        self
+    }
+}
+
+mod base64_bytes {
+    use base64::Engine;
+    use base64::prelude::BASE64_STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&BASE64_STANDARD.encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        BASE64_STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// One file as [`FileParts`] hands it over.
+#[derive(Debug, Clone, Copy)]
+pub struct FileRef<'a> {
+    name: Option<&'a str>,
+    content_type: Option<&'a str>,
+    bytes: &'a [u8],
+}
+
+/// Binary values a multipart body sends as files: [`File`]s, bytes, lists and options of them.
 pub trait FileParts {
-    /// Calls `f` with each file's bytes.
-    fn each(&self, f: &mut dyn FnMut(&[u8]));
+    /// Calls `f` with each file.
+    fn each(&self, f: &mut dyn FnMut(FileRef<'_>));
+}
+
+impl FileParts for File {
+    fn each(&self, f: &mut dyn FnMut(FileRef<'_>)) {
+        f(FileRef {
+            name: Some(&self.name),
+            content_type: self.content_type.as_deref(),
+            bytes: &self.bytes,
+        });
+    }
 }
 
 impl FileParts for Vec<u8> {
-    fn each(&self, f: &mut dyn FnMut(&[u8])) {
-        f(self);
+    fn each(&self, f: &mut dyn FnMut(FileRef<'_>)) {
+        f(FileRef {
+            name: None,
+            content_type: None,
+            bytes: self,
+        });
+    }
+}
+
+impl FileParts for Vec<File> {
+    fn each(&self, f: &mut dyn FnMut(FileRef<'_>)) {
+        self.iter().for_each(|file| file.each(f));
     }
 }
 
 impl FileParts for Vec<Vec<u8>> {
-    fn each(&self, f: &mut dyn FnMut(&[u8])) {
-        self.iter().for_each(|b| f(b));
+    fn each(&self, f: &mut dyn FnMut(FileRef<'_>)) {
+        self.iter().for_each(|bytes| bytes.each(f));
     }
 }
 
 impl<T: FileParts> FileParts for Option<T> {
-    fn each(&self, f: &mut dyn FnMut(&[u8])) {
+    fn each(&self, f: &mut dyn FnMut(FileRef<'_>)) {
         if let Some(inner) = self {
             inner.each(f);
         }
@@ -790,6 +871,32 @@ mod tests {
             .form("application/x-www-form-urlencoded", &[1, 2], &[])
             .unwrap_err();
         assert!(err.message().contains("not an object"), "{err}");
+    }
+
+    #[test]
+    fn files_keep_their_names_and_store_their_bytes_as_base64() {
+        let file = File::new("a.mp3", vec![0, 255]).with_content_type("audio/mpeg");
+        let json = serde_json::to_string(&file).unwrap();
+        assert_eq!(
+            json,
+            r#"{"name":"a.mp3","content_type":"audio/mpeg","bytes":"AP8="}"#
+        );
+        assert_eq!(serde_json::from_str::<File>(&json).unwrap(), file);
+        let mut form = Multipart::default();
+        form.file("audio", &file, "application/octet-stream");
+        form.file("raw", &vec![1u8], "application/octet-stream");
+        let names: Vec<_> = form
+            .parts
+            .iter()
+            .map(|p| (p.filename.clone().unwrap(), p.content_type.clone().unwrap()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("a.mp3".to_owned(), "audio/mpeg".to_owned()),
+                ("raw".to_owned(), "application/octet-stream".to_owned())
+            ]
+        );
     }
 
     #[test]

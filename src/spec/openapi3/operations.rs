@@ -293,7 +293,7 @@ impl<'a> Reader<'a> {
         None
     }
 
-    /// The struct of a multipart body with its binary fields as bytes: the body's own type
+    /// The struct of a multipart body with its binary fields as files: the body's own type
     /// when it was made for it, a copy of a shared component otherwise.
     fn with_file_fields(
         &mut self,
@@ -318,8 +318,8 @@ impl<'a> Reader<'a> {
         for field in &mut fields {
             if files.iter().any(|(name, _)| *name == field.wire_name) {
                 field.ty = match field.ty {
-                    TypeRef::Vec(_) => TypeRef::Vec(Box::new(TypeRef::Primitive(Primitive::Bytes))),
-                    _ => TypeRef::Primitive(Primitive::Bytes),
+                    TypeRef::Vec(_) => TypeRef::Vec(Box::new(TypeRef::Primitive(Primitive::File))),
+                    _ => TypeRef::Primitive(Primitive::File),
                 };
             }
         }
