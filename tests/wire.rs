@@ -84,13 +84,18 @@ async fn query_styles() {
                 }),
             }),
             extra: Some(BTreeMap::from([("k".to_owned(), "v".to_owned())])),
+            r#where: Some(Range {
+                gte: Some(1),
+                lt: Some(5),
+            }),
         })
         .await
         .unwrap();
     assert_eq!(
         only(&server).target,
         "/query?q=rock%20%26%20roll&tag=a&tag=b&ids=1,2,3&words=big%20red&flags=x%7Cy%7Cz\
-         &filter[created][gte]=10&filter[status]=open&k=v"
+         &filter[created][gte]=10&filter[status]=open&k=v\
+         &where=%7B%22gte%22%3A1%2C%22lt%22%3A5%7D"
     );
 }
 
@@ -106,6 +111,7 @@ async fn absent_optional_parameters_are_left_out() {
             flags: None,
             filter: None,
             extra: None,
+            r#where: None,
         })
         .await
         .unwrap();

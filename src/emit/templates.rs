@@ -326,6 +326,13 @@ impl OperationsRs<'_> {
 /// A parameter statement: the short method for the location's default style, the `_styled`
 /// one otherwise.
 fn param_step(method: &str, p: &crate::ir::Param, default: (ParamStyle, bool)) -> String {
+    if p.json {
+        return format!(
+            "request.{method}({}, &codegen_runtime::http::json_text(&self.{})?)?;",
+            lit(&p.wire_name),
+            p.name
+        );
+    }
     if (p.style, p.explode) == default {
         format!(
             "request.{method}({}, &self.{})?;",

@@ -270,6 +270,8 @@ pub struct Param {
     pub style: ParamStyle,
     /// Whether arrays and objects are exploded into several values (`explode`).
     pub explode: bool,
+    /// Whether the value is sent as JSON text (a parameter with `content: application/json`).
+    pub json: bool,
     /// The description.
     pub doc: Option<String>,
 }

@@ -109,6 +109,9 @@ pub struct QueryStyles {
     /// The `extra` parameter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra: Option<std::collections::BTreeMap<String, String>>,
+    /// The `where` parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#where: Option<crate::types::Range>,
 }
 
 impl codegen_runtime::Task for QueryStyles {
@@ -148,6 +151,7 @@ impl codegen_runtime::__private::HttpOperation for QueryStyles {
             true,
         )?;
         request.query("extra", &self.extra)?;
+        request.query("where", &codegen_runtime::http::json_text(&self.r#where)?)?;
         Ok(())
     }
 

@@ -8,7 +8,7 @@ mod request;
 
 pub use auth::{Credential, KeyLocation, SchemeKind, Secret, SecurityScheme, env_name};
 pub use client::{CallOptions, HttpClient};
-pub use request::{File, FileParts, FileRef, Multipart, RequestParts, Style};
+pub use request::{File, FileParts, FileRef, Multipart, RequestParts, Style, json_text};
 
 use crate::{Task, TaskError};
 

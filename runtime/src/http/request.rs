@@ -503,6 +503,14 @@ impl RequestParts {
     }
 }
 
+/// A parameter whose description gives `content: application/json`: its value as JSON text, or
+/// `None` for null (the parameter is then left out).
+pub fn json_text<T: Serialize + ?Sized>(value: &T) -> Result<Option<String>, TaskError> {
+    let value = serde_json::to_value(value)
+        .map_err(|err| TaskError::permanent(format!("cannot encode a parameter as JSON: {err}")))?;
+    Ok((!value.is_null()).then(|| value.to_string()))
+}
+
 /// `name[key]=value` pieces for a query parameter in `deepObject` style.
 fn deep(out: &mut Vec<String>, prefix: &str, value: &Value) {
     match value {

@@ -146,12 +146,25 @@ impl<'a> Reader<'a> {
     ) -> Result<Param> {
         let data = param.parameter_data_ref();
         let hint = format!("{type_name}{}", pascal_ident(&data.name, "Param", "Param"));
+        let mut json = false;
         let ty = match &data.format {
             openapiv3::ParameterSchemaOrContent::Schema(schema) => {
                 self.schema_or_ref(schema, &hint, &format!("{pointer}/schema"))?
             }
-            openapiv3::ParameterSchemaOrContent::Content(_) => {
-                TypeRef::Primitive(Primitive::String)
+            openapiv3::ParameterSchemaOrContent::Content(content) => {
+                match pick_media_type(content.keys()) {
+                    Some((media_type, BodyEncoding::Json)) => {
+                        json = true;
+                        self.content_type(
+                            content[media_type.as_str()].schema.as_ref(),
+                            BodyEncoding::Json,
+                            &media_type,
+                            &hint,
+                            pointer,
+                        )?
+                    }
+                    _ => TypeRef::Primitive(Primitive::String),
+                }
             }
         };
         let location = location(param);
@@ -179,6 +192,7 @@ impl<'a> Reader<'a> {
             required: data.required || location == ParamLocation::Path,
             style,
             explode,
+            json,
             doc: data.description.clone(),
         })
     }
@@ -609,6 +623,7 @@ fn parse_template(template: &str, params: &mut Vec<Param>, names: &mut Scope) ->
                     required: true,
                     style: ParamStyle::Simple,
                     explode: false,
+                    json: false,
                     doc: None,
                 });
                 params.len() - 1
