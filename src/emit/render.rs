@@ -151,7 +151,11 @@ impl Render<'_> {
         } else {
             ", without a body"
         };
-        doc(None, &format!("{status}{body}."))
+        let summary = format!("{status}{body}.");
+        match v.doc.as_deref() {
+            Some(text) => doc(None, &format!("{summary}\n\n{text}")),
+            None => doc(None, &summary),
+        }
     }
 
     /// The doc comment of `SECURITY_SCHEMES`: each scheme and its environment variables.

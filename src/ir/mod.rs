@@ -381,6 +381,8 @@ pub struct StatusVariant {
     pub encoding: Option<BodyEncoding>,
     /// The type of the body.
     pub ty: TypeRef,
+    /// The response's description.
+    pub doc: Option<String>,
 }
 
 /// Which statuses a response of the description stands for.

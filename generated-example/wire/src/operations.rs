@@ -482,10 +482,16 @@ pub struct GetOutcome {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum GetOutcomeOutput {
     /// Status 200.
+    ///
+    /// Ready
     Ok(crate::types::Item),
     /// Status 202.
+    ///
+    /// Still being made
     Accepted(crate::types::Progress),
     /// Status 204, without a body.
+    ///
+    /// Gone quietly
     NoContent,
 }
 

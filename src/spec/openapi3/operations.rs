@@ -407,7 +407,8 @@ impl<'a> Reader<'a> {
                 failure.push(("default".into(), default));
             }
         }
-        let mut outcomes: Vec<(StatusMatch, Option<BodyEncoding>, TypeRef)> = Vec::new();
+        let mut outcomes: Vec<(StatusMatch, Option<BodyEncoding>, TypeRef, Option<String>)> =
+            Vec::new();
         for (_, status, key, response) in success {
             let r_pointer = format!("{pointer}/{key}");
             let response = self.component(response, "responses", |c| &c.responses, &r_pointer)?;
@@ -421,7 +422,7 @@ impl<'a> Reader<'a> {
                     };
                     let schema = response.content[media_type.as_str()].schema.as_ref();
                     // The first typed response keeps the plain name, as before.
-                    let hint = if outcomes.iter().all(|(_, e, _)| e.is_none()) {
+                    let hint = if outcomes.iter().all(|(_, e, _, _)| e.is_none()) {
                         format!("{type_name}Response")
                     } else {
                         format!("{type_name}Response{key}")
@@ -430,7 +431,8 @@ impl<'a> Reader<'a> {
                     (Some(encoding), ty)
                 }
             };
-            outcomes.push((status, encoding, ty));
+            let doc = Some(response.description.trim().to_owned()).filter(|d| !d.is_empty());
+            outcomes.push((status, encoding, ty, doc));
         }
         let mut errors = Vec::new();
         for (key, response) in failure {
@@ -450,11 +452,11 @@ impl<'a> Reader<'a> {
         }
         let first = outcomes
             .iter()
-            .find(|(_, e, _)| e.is_some())
-            .map(|(_, e, t)| (*e, t.clone()));
+            .find(|(_, e, _, _)| e.is_some())
+            .map(|(_, e, t, _)| (*e, t.clone()));
         let agree = outcomes
             .iter()
-            .all(|(_, e, t)| first.as_ref().is_some_and(|(fe, ft)| fe == e && ft == t));
+            .all(|(_, e, t, _)| first.as_ref().is_some_and(|(fe, ft)| fe == e && ft == t));
         let single = |encoding, ty| Output {
             encoding,
             ty,
@@ -469,11 +471,12 @@ impl<'a> Reader<'a> {
                 let mut names = Scope::default();
                 let variants = outcomes
                     .into_iter()
-                    .map(|(status, encoding, ty)| StatusVariant {
+                    .map(|(status, encoding, ty, doc)| StatusVariant {
                         name: names.claim(variant_name(status)),
                         status,
                         encoding,
                         ty,
+                        doc,
                     })
                     .collect();
                 Output {
