@@ -365,6 +365,24 @@ async fn api_keys_basic_and_bearer_go_where_their_schemes_say() {
 }
 
 #[tokio::test]
+async fn optional_credentials_are_sent_when_configured() {
+    let server = Server::start(vec![Reply::new(204, ""); 2]).await;
+    client(&server)
+        .secure_optional(&SecureOptional {})
+        .await
+        .unwrap();
+    let bearer =
+        http(&server).with_credential(scheme("bearer"), Credential::Bearer(Secret::new("b")));
+    wire::Client::from_http(bearer)
+        .secure_optional(&SecureOptional {})
+        .await
+        .unwrap();
+    let r = server.received();
+    assert_eq!(r[0].header("Authorization"), None);
+    assert_eq!(r[1].header("Authorization"), Some("Bearer b"));
+}
+
+#[tokio::test]
 async fn the_first_complete_alternative_of_the_requirements_is_sent() {
     let server = Server::start(vec![Reply::new(204, ""); 3]).await;
     let keys = http(&server)

@@ -233,4 +233,16 @@ impl Client {
     ) -> Result<(), TaskError> {
         self.http.execute(request).await
     }
+
+    /// The `secureOptional` operation.
+    ///
+    /// `GET /secure/optional`
+    ///
+    /// Credentials: `bearer` (see `crate::SECURITY_SCHEMES`).
+    pub async fn secure_optional(
+        &self,
+        request: &crate::operations::SecureOptional,
+    ) -> Result<(), TaskError> {
+        self.http.execute(request).await
+    }
 }

@@ -772,6 +772,41 @@ impl codegen_runtime::__private::HttpOperation for SecureEither {
     }
 }
 
+/// The `secureOptional` operation.
+///
+/// `GET /secure/optional`
+///
+/// Credentials: `bearer` (see `crate::SECURITY_SCHEMES`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SecureOptional {}
+
+impl codegen_runtime::Task for SecureOptional {
+    type Output = ();
+    const SERVICE: &'static str = "wire";
+    const NAME: &'static str = "secureOptional";
+    const IDEMPOTENT: bool = true;
+}
+
+impl codegen_runtime::__private::HttpOperation for SecureOptional {
+    const METHOD: &'static str = "GET";
+    const SECURITY: &'static [&'static [&'static str]] = &[&["bearer"]];
+
+    fn build(
+        &self,
+        request: &mut codegen_runtime::__private::RequestParts,
+    ) -> Result<(), codegen_runtime::TaskError> {
+        request.path("/secure/optional");
+        Ok(())
+    }
+
+    fn decode(
+        _status: u16,
+        body: codegen_runtime::__private::Bytes,
+    ) -> Result<Self::Output, codegen_runtime::TaskError> {
+        codegen_runtime::__private::decode::empty(body)
+    }
+}
+
 /// Registers a handler for every operation, each making one HTTP call through `client` (the
 /// worker retries durably, with the task id as the idempotency key).
 pub fn register_handlers(
@@ -795,4 +830,5 @@ pub fn register_handlers(
     handlers.http::<SecureBearer>(client.clone());
     handlers.http::<SecureOauth>(client.clone());
     handlers.http::<SecureEither>(client.clone());
+    handlers.http::<SecureOptional>(client.clone());
 }

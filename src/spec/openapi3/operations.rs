@@ -366,9 +366,10 @@ impl<'a> Reader<'a> {
         };
         let mut out: Vec<Vec<String>> = Vec::new();
         for requirement in requirements {
-            // `{}` among the alternatives means credentials are optional: stop there.
+            // `{}` among the alternatives means credentials are optional: the configured ones
+            // are still sent (for higher limits, say), and none is needed.
             if requirement.is_empty() {
-                break;
+                continue;
             }
             if requirement.keys().all(known) {
                 out.push(requirement.keys().cloned().collect());
