@@ -444,10 +444,12 @@ impl<'a> Reader<'a> {
             {
                 // Only named schemas: a type per inline error body would cost build time for
                 // what `TaskError::body` already gives as text.
-                if let ReferenceOr::Reference { reference } = schema {
-                    let pointer =
-                        format!("{r_pointer}/content/{}/schema", pointer_token(&media_type));
-                    errors.push((key, self.resolve(reference, &pointer)?));
+                // They are documentation: a reference that does not resolve is left out here
+                // (it is reported where it matters, in a type that uses it).
+                if let ReferenceOr::Reference { reference } = schema
+                    && let Ok(ty) = self.resolve(reference, &r_pointer)
+                {
+                    errors.push((key, ty));
                 }
             }
         }
