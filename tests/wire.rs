@@ -9,7 +9,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use codegen_runtime::http::{Credential, File, HttpClient, Secret, SecurityScheme};
+use codegen_runtime::http::{CallOptions, Credential, File, HttpClient, Secret, SecurityScheme};
 use codegen_runtime::{RetryPolicy, TaskError};
 use support::server::{Received, Reply, Server};
 use wire::operations::*;
@@ -267,7 +267,7 @@ async fn octet_stream_and_text_bodies_go_as_they_are() {
 
 #[tokio::test]
 async fn json_is_the_default_and_the_client_may_prefer_another_offered_type() {
-    let server = Server::start(vec![Reply::new(204, ""), Reply::new(204, "")]).await;
+    let server = Server::start(vec![Reply::new(204, ""); 3]).await;
     let request = SendEither {
         body: Address {
             line1: Some("1 Main St".into()),
@@ -279,7 +279,14 @@ async fn json_is_the_default_and_the_client_may_prefer_another_offered_type() {
         http(&server).with_media_types(["application/x-www-form-urlencoded"]),
     );
     forms.send_either(&request).await.unwrap();
+    // A call may choose for itself.
+    let options = CallOptions {
+        media_types: vec!["application/json".into()],
+        ..CallOptions::default()
+    };
+    forms.call(&request, &options).await.unwrap();
     let received = server.received();
+    assert_eq!(received[2].header("Content-Type"), Some("application/json"));
     assert_eq!(received[0].header("Content-Type"), Some("application/json"));
     assert_eq!(
         text(&received[0].body),

@@ -24,6 +24,10 @@ pub struct CallOptions {
     pub idempotency_key: Option<String>,
     /// The retry policy for this call.
     pub retry_policy: Option<RetryPolicy>,
+    /// The media types to send the body in, most preferred first, where the operation offers
+    /// several; empty for the client's preference
+    /// ([`HttpClient::with_media_types`]).
+    pub media_types: Vec<String>,
 }
 
 /// An HTTP client bound to one API: base URL, credentials, timeouts and retry policy.
@@ -215,7 +219,10 @@ impl HttpClient {
             .or_else(|| needs_key::<T>().then(|| uuid::Uuid::new_v4().to_string()));
         let mut attempt = 1;
         loop {
-            match self.attempt(operation, key.as_deref()).await {
+            match self
+                .attempt_inner(operation, key.as_deref(), &options.media_types)
+                .await
+            {
                 Ok(output) => return Ok(output),
                 Err(error) => match policy.next_delay(attempt, &error) {
                     Some(delay) => {
@@ -243,8 +250,12 @@ impl HttpClient {
         operation: &T,
         options: &CallOptions,
     ) -> Result<T::Output, TaskError> {
-        self.attempt(operation, options.idempotency_key.as_deref())
-            .await
+        self.attempt_inner(
+            operation,
+            options.idempotency_key.as_deref(),
+            &options.media_types,
+        )
+        .await
     }
 
     /// Makes one attempt, without retrying: for a caller that retries by itself, such as a
@@ -254,8 +265,23 @@ impl HttpClient {
         operation: &T,
         idempotency_key: Option<&str>,
     ) -> Result<T::Output, TaskError> {
+        self.attempt_inner(operation, idempotency_key, &[]).await
+    }
+
+    /// One attempt, with `media_types` preferred to the client's when not empty.
+    async fn attempt_inner<T: HttpOperation>(
+        &self,
+        operation: &T,
+        idempotency_key: Option<&str>,
+        media_types: &[String],
+    ) -> Result<T::Output, TaskError> {
+        let preferred = if media_types.is_empty() {
+            &self.media_types
+        } else {
+            media_types
+        };
         let mut parts = RequestParts {
-            preferred: self.media_types.clone(),
+            preferred: preferred.to_vec(),
             ..RequestParts::default()
         };
         operation.build(&mut parts)?;
