@@ -45,7 +45,8 @@ impl Client {
         &self.http
     }
 
-    /// Runs any operation of this API with per-call options (idempotency key, retry policy).
+    /// Runs any operation of this API with per-call options (idempotency key, retry policy, body
+    /// media types).
     pub async fn call<T: codegen_runtime::__private::HttpOperation>(
         &self,
         request: &T,
