@@ -8,8 +8,9 @@ use codegen_runtime::http::{CallOptions, HttpClient};
 {{ r.client_doc() }}
 ///
 /// Each method sends its request and retries transient failures by the operation's retry
-/// policy; configure credentials, timeouts and the policy on the [`HttpClient`] given to
-/// [`Client::from_http`].
+/// policy; configure credentials ([`HttpClient::with_credential`], or [`Client::from_env`]),
+/// timeouts, the media types to prefer for bodies ([`HttpClient::with_media_types`]) and the
+/// policy on the [`HttpClient`] given to [`Client::from_http`].
 #[derive(Debug, Clone)]
 pub struct Client {
     http: HttpClient,
@@ -28,6 +29,15 @@ impl Client {
     /// A client for the API served at `base_url`.
     pub fn new(base_url: impl Into<String>) -> Self {
         Self::from_http(HttpClient::new(base_url))
+    }
+
+    /// A client for the API served at `base_url`, with the credentials of every security scheme
+    /// whose environment variables are set (`crate::SECURITY_SCHEMES` names them; see
+    /// [`codegen_runtime::http::SecurityScheme::env_vars`]). The error names a variable that is
+    /// missing, never a value.
+    pub fn from_env(base_url: impl Into<String>) -> Result<Self, String> {
+        let http = HttpClient::new(base_url).with_credentials_from_env(crate::SERVICE, crate::SECURITY_SCHEMES)?;
+        Ok(Self::from_http(http))
     }
 
 {%- if self.grpc %}
@@ -54,7 +64,8 @@ impl Client {
         &self.http
     }
 
-    /// Runs any operation of this API with per-call options (idempotency key, retry policy).
+    /// Runs any operation of this API with per-call options (idempotency key, retry policy, body
+    /// media types).
     pub async fn call<T: codegen_runtime::__private::HttpOperation>(&self, request: &T, options: &CallOptions) -> Result<T::Output, TaskError> {
         self.http.execute_with(request, options).await
     }

@@ -44,3 +44,10 @@ pub const SERVICE: &str = {{ self::lit(&api.service) }};
 #[rustfmt::skip]
 pub const DESCRIPTOR: &[u8] = {{ self::byte_string(descriptor) }};
 {%- endif %}
+
+{{ r.schemes_doc() }}
+pub const SECURITY_SCHEMES: &[codegen_runtime::http::SecurityScheme] = &[
+{%- for s in self.schemes() %}
+    {{ s }},
+{%- endfor %}
+];

@@ -17,6 +17,7 @@ fn main() -> std::process::ExitCode {
 {%- when None %}
         default_base_url: None,
 {%- endmatch %}
+        security: {{ r.crate_ident() }}::SECURITY_SCHEMES,
         register: {{ r.crate_ident() }}::operations::register_handlers,
 {%- if api.grpc_descriptor.is_some() %}
         register_grpc: Some(|handlers, endpoint| {

@@ -24,6 +24,21 @@ pub {{ p.name }}: {{ r.param_ty(p) }},
 pub {{ body.name }}: {{ r.body_ty(body) }},
 {%- endif %}
 }
+{%- if let Some(outputs) = op.output.by_status %}
+
+{{ r.outputs_doc(op) }}
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum {{ outputs.type_name }} {
+{%- for v in outputs.variants %}
+{{ r.status_variant_doc(v) }}
+{%- if let Some(ty) = self.variant_ty(v) %}
+{{ v.name }}({{ ty }}),
+{%- else %}
+{{ v.name }},
+{%- endif %}
+{%- endfor %}
+}
+{%- endif %}
 {% if op.deprecated %}
 #[allow(deprecated)]
 {%- endif %}
@@ -57,6 +72,9 @@ impl codegen_runtime::__private::HttpOperation for {{ op.type_name }} {
 {%- if let Some(header) = op.idempotency_header %}
     const IDEMPOTENCY_HEADER: Option<&'static str> = Some({{ self::lit(header) }});
 {%- endif %}
+{%- if let Some(security) = self.security(op) %}
+    const SECURITY: &'static [&'static [&'static str]] = {{ security }};
+{%- endif %}
 
     fn build(&self, request: &mut codegen_runtime::__private::RequestParts) -> Result<(), codegen_runtime::TaskError> {
 {%- for step in self.build_steps(op) %}
@@ -65,8 +83,9 @@ impl codegen_runtime::__private::HttpOperation for {{ op.type_name }} {
         Ok(())
     }
 
-    fn decode(body: codegen_runtime::__private::Bytes) -> Result<Self::Output, codegen_runtime::TaskError> {
-        codegen_runtime::__private::decode::{{ self.decoder(op) }}(body)
+    fn decode(
+{%- if self.reads_status(op) %}status{% else %}_status{% endif %}: u16, body: codegen_runtime::__private::Bytes) -> Result<Self::Output, codegen_runtime::TaskError> {
+        {{ self.decode_body(op) }}
     }
 }
 {%- endif %}

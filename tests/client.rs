@@ -161,7 +161,7 @@ async fn a_post_keeps_one_idempotency_key_across_attempts() {
     let server = Server::start(vec![Reply::new(201, PET)]).await;
     let options = CallOptions {
         idempotency_key: Some("task-42".into()),
-        retry_policy: None,
+        ..CallOptions::default()
     };
     client(&server).call(&request, &options).await.unwrap();
     assert_eq!(

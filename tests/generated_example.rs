@@ -23,6 +23,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("billing-email", "fixtures/billing/email.yaml"),
     ("schemas", "fixtures/schemas.yaml"),
     ("greeter", "fixtures/proto/greeter.proto"),
+    ("wire", "fixtures/wire.yaml"),
 ];
 
 #[test]

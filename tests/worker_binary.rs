@@ -1,6 +1,7 @@
 //! The generated `petstore-worker` binary, as a deployment runs it: configured by flags, it
 //! runs the tasks of the petstore service, and on SIGTERM it lets the call under way finish and
-//! records its result before it exits.
+//! records its result before it exits. The `wire-worker` binary takes the credentials of its
+//! security schemes from the environment and never logs them.
 
 mod support;
 
@@ -24,6 +25,11 @@ const PET: &str = r#"{"id": 7, "name": "Rex", "createdAt": "2026-11-26T10:00:00Z
 
 /// Builds the binary into the target directory the generated-crate tests share.
 fn worker_binary() -> PathBuf {
+    build_worker("petstore")
+}
+
+/// Builds `<package>-worker` into the target directory the generated-crate tests share.
+fn build_worker(package: &str) -> PathBuf {
     let root = support::root();
     let target = root.join("target/generated-crates");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -32,9 +38,9 @@ fn worker_binary() -> PathBuf {
             "build",
             "--quiet",
             "-p",
-            "petstore",
+            package,
             "--bin",
-            "petstore-worker",
+            &format!("{package}-worker"),
             "--target-dir",
         ])
         .arg(&target)
@@ -42,8 +48,8 @@ fn worker_binary() -> PathBuf {
         .env_remove("RUSTFLAGS")
         .status()
         .expect("cargo runs");
-    assert!(status.success(), "cannot build petstore-worker");
-    target.join("debug/petstore-worker")
+    assert!(status.success(), "cannot build {package}-worker");
+    target.join(format!("debug/{package}-worker"))
 }
 
 fn spawn(binary: &PathBuf, db: &str, url: &str) -> Child {
@@ -155,5 +161,111 @@ async fn the_worker_binary_runs_tasks_and_finishes_the_call_under_way_on_sigterm
     );
     kill(Pid::from_raw(worker.id() as i32), Signal::SIGTERM).unwrap();
     assert!(worker.wait().unwrap().success());
+    stop.send(true).unwrap();
+}
+
+async fn secured(ctx: WorkflowContext, _input: ()) -> Result<(), WorkflowError> {
+    let policy = RetryPolicy::default().with_initial_delay(Duration::from_millis(10));
+    ctx.call_with(&wire::operations::SecureHeader {}, policy.clone())
+        .await?;
+    ctx.call_with(&wire::operations::SecureOauth {}, policy)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_binary_takes_credentials_from_the_environment_and_never_logs_them() {
+    let binary = tokio::task::spawn_blocking(|| build_worker("wire"))
+        .await
+        .unwrap();
+    let help = Command::new(&binary).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for var in [
+        "WIRE_HEADERKEY_KEY",
+        "WIRE_BASIC_USER",
+        "WIRE_BASIC_PASSWORD",
+        "WIRE_BEARER_TOKEN",
+        "WIRE_OAUTH_CLIENT_ID",
+        "WIRE_OAUTH_CLIENT_SECRET",
+    ] {
+        assert!(help.contains(var), "{var} is not in --help:\n{help}");
+    }
+
+    // Half a credential is refused at start, naming the variable and not the value.
+    let half = Command::new(&binary)
+        .args([
+            "--backend",
+            "sqlite:///nonexistent/dir/x.db",
+            "--base-url",
+            "http://127.0.0.1:1",
+        ])
+        .env("WIRE_OAUTH_CLIENT_ID", "client-HALF")
+        .env_remove("WIRE_OAUTH_CLIENT_SECRET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&half.stderr);
+    assert_eq!(half.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("WIRE_OAUTH_CLIENT_SECRET"), "{stderr}");
+    assert!(!stderr.contains("client-HALF"), "{stderr}");
+
+    let tokens = Server::start(vec![Reply::new(
+        200,
+        r#"{"access_token":"TOKEN-SECRET","expires_in":3600}"#,
+    )])
+    .await;
+    let api = Server::start(vec![Reply::new(204, ""), Reply::new(204, "")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db").to_string_lossy().into_owned();
+    let backend = Arc::new(SqliteBackend::open(&db).unwrap());
+    let (stop, rx) = watch::channel(false);
+    let mut workflows = Workflows::new();
+    workflows.register("secured", 1, secured);
+    let engine = WorkflowWorker::new(backend.clone(), workflows, WorkflowWorkerOptions::default());
+    tokio::spawn(async move { engine.run(rx).await.unwrap() });
+    let client = Client::new(backend);
+    let id = client.start("secured", Some("sec-1"), &()).await.unwrap();
+
+    let worker = Command::new(&binary)
+        .args([
+            "--backend",
+            &format!("sqlite://{db}"),
+            "--base-url",
+            &api.url(),
+        ])
+        .env("RUST_LOG", "trace")
+        .env("WIRE_HEADERKEY_KEY", "KEY-SECRET")
+        .env("WIRE_OAUTH_CLIENT_ID", "wire-app")
+        .env("WIRE_OAUTH_CLIENT_SECRET", "CLIENT-SECRET")
+        .env("WIRE_OAUTH_TOKEN_URL", format!("{}/token", tokens.url()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wire-worker starts");
+    let finished = client.result::<()>(&id, Duration::from_secs(30)).await;
+    kill(Pid::from_raw(worker.id() as i32), Signal::SIGTERM).unwrap();
+    let output = tokio::task::spawn_blocking(move || worker.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    finished.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    let calls = api.received();
+    assert_eq!(calls[0].header("X-API-Key"), Some("KEY-SECRET"));
+    assert_eq!(
+        calls[1].header("Authorization"),
+        Some("Bearer TOKEN-SECRET")
+    );
+    assert_eq!(tokens.received().len(), 1);
+    assert!(log.contains("headerKey") && log.contains("oauth"), "{log}");
+    for secret in ["KEY-SECRET", "CLIENT-SECRET", "TOKEN-SECRET"] {
+        assert!(
+            !log.contains(secret),
+            "`{secret}` in the worker's log:\n{log}"
+        );
+    }
     stop.send(true).unwrap();
 }

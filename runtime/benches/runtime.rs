@@ -49,7 +49,7 @@ impl HttpOperation for Ping {
         request.path_param("n", &self.n)
     }
 
-    fn decode(body: Bytes) -> Result<u64, TaskError> {
+    fn decode(_status: u16, body: Bytes) -> Result<u64, TaskError> {
         decode::json(body)
     }
 }

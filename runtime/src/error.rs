@@ -90,6 +90,13 @@ impl TaskError {
         self.body.as_deref()
     }
 
+    /// The body of the response read as the JSON type `T`: the error type the description gives
+    /// for the status (see the operation's documentation). `None` without a body or when it
+    /// does not match.
+    pub fn body_as<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_str(self.body.as_deref()?).ok()
+    }
+
     /// The delay the server asked for before the next attempt.
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after

@@ -1,7 +1,8 @@
 //! Helpers the templates call: Rust types, doc comments and literals from IR items.
 
 use crate::ir::{
-    Api, Body, EnumVariant, Field, Operation, Param, Primitive, TypeDef, TypeRef, UnionVariant,
+    Api, Body, EnumVariant, Field, Operation, Param, ParamLocation, Primitive, SchemeKind,
+    StatusMatch, StatusVariant, TypeDef, TypeRef, UnionVariant,
 };
 
 /// Rendering helpers bound to one API.
@@ -92,7 +93,107 @@ impl Render<'_> {
                 ),
             ));
         }
+        if !op.security.is_empty() {
+            let alternatives: Vec<String> = op
+                .security
+                .iter()
+                .map(|alt| {
+                    let names: Vec<String> = alt.iter().map(|n| format!("`{n}`")).collect();
+                    names.join(" and ")
+                })
+                .collect();
+            out.push_str("\n///\n");
+            out.push_str(&doc(
+                None,
+                &format!(
+                    "Credentials: {} (see `crate::SECURITY_SCHEMES`).",
+                    alternatives.join(", or ")
+                ),
+            ));
+        }
+        if !op.output.errors.is_empty() {
+            let errors: Vec<String> = op
+                .output
+                .errors
+                .iter()
+                .map(|(status, ty)| format!("`{status}`: [`{}`]", self.ty(ty, true)))
+                .collect();
+            out.push_str("\n///\n");
+            out.push_str(&doc(
+                None,
+                &format!(
+                    "Error bodies, read with `TaskError::body_as`: {}.",
+                    errors.join(", ")
+                ),
+            ));
+        }
         out
+    }
+
+    /// The doc comment of an output enum.
+    pub(crate) fn outputs_doc(&self, op: &Operation) -> String {
+        doc(
+            None,
+            &format!(
+                "What `{}` answers: one variant per success status of the description.",
+                op.wire_name
+            ),
+        )
+    }
+
+    /// The doc comment of an output enum variant.
+    pub(crate) fn status_variant_doc(&self, v: &StatusVariant) -> String {
+        let status = match v.status {
+            StatusMatch::Code(code) => format!("Status {code}"),
+            StatusMatch::Range(class) => format!("Any {class}xx status not listed"),
+            StatusMatch::Default => "Any other success status".to_owned(),
+        };
+        let body = if v.encoding.is_some() {
+            ""
+        } else {
+            ", without a body"
+        };
+        let summary = format!("{status}{body}.");
+        match v.doc.as_deref() {
+            Some(text) => doc(None, &format!("{summary}\n\n{text}")),
+            None => doc(None, &summary),
+        }
+    }
+
+    /// The doc comment of `SECURITY_SCHEMES`: each scheme and its environment variables.
+    pub(crate) fn schemes_doc(&self) -> String {
+        let mut text = String::from(
+            "The security schemes of the API description. Credentials are read from environment \
+             variables by `Client::from_env` and the worker binary; none is ever logged.",
+        );
+        for s in &self.api.security_schemes {
+            let service = &self.api.service;
+            let var = |part: &str| format!("`{}`", env_name(service, &s.name, part));
+            let what = match &s.kind {
+                SchemeKind::ApiKey { location, name } => {
+                    let place = match location {
+                        ParamLocation::Query => "query parameter",
+                        ParamLocation::Cookie => "cookie",
+                        ParamLocation::Header | ParamLocation::Path => "header",
+                    };
+                    format!("an API key in the {place} `{name}`: {}", var("KEY"))
+                }
+                SchemeKind::Basic => {
+                    format!("HTTP basic: {} and {}", var("USER"), var("PASSWORD"))
+                }
+                SchemeKind::Bearer => format!("a bearer token: {}", var("TOKEN")),
+                SchemeKind::OAuth2ClientCredentials { token_url } => format!(
+                    "OAuth 2 client credentials from `{token_url}`: {} and {} (optional: {}, {}, or a ready token in {})",
+                    var("CLIENT_ID"),
+                    var("CLIENT_SECRET"),
+                    var("SCOPES"),
+                    var("TOKEN_URL"),
+                    var("TOKEN")
+                ),
+            };
+            text.push_str(&format!("\n- `{}`: {what}", s.name));
+        }
+        doc(None, &text)
     }
 
     /// The doc comment of a client method.
@@ -110,10 +211,38 @@ impl Render<'_> {
 
     /// The doc comment of a body field.
     pub(crate) fn body_doc(&self, b: &Body) -> String {
-        doc(
+        let mut out = doc(
             b.doc.as_deref(),
             &format!("The request body, sent as `{}`.", b.media_type),
-        )
+        );
+        if !b.alternatives.is_empty() || !b.skipped.is_empty() {
+            let list = |items: Vec<&String>| {
+                items
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut text = format!("Sent as `{}` unless the client prefers", b.media_type);
+            if b.alternatives.is_empty() {
+                text = format!("Sent as `{}`", b.media_type);
+            } else {
+                text.push_str(&format!(
+                    " one of {} (`HttpClient::with_media_types`)",
+                    list(b.alternatives.iter().map(|(m, _)| m).collect())
+                ));
+            }
+            if !b.skipped.is_empty() {
+                text.push_str(&format!(
+                    "; also offered with another schema, not generated: {}",
+                    list(b.skipped.iter().collect())
+                ));
+            }
+            text.push('.');
+            out.push_str("\n///\n");
+            out.push_str(&doc(None, &text));
+        }
+        out
     }
 
     /// The first lines of the crate documentation.
@@ -155,6 +284,26 @@ impl Render<'_> {
     }
 }
 
+/// `<SERVICE>_<SCHEME>_<PART>`, as the runtime names it (`codegen_runtime::http::env_name`).
+pub(crate) fn env_name(service: &str, scheme: &str, part: &str) -> String {
+    let mut out = String::new();
+    for word in [service, scheme, part] {
+        let mut pending = !out.is_empty();
+        for c in word.chars() {
+            if c.is_ascii_alphanumeric() {
+                if pending {
+                    out.push('_');
+                    pending = false;
+                }
+                out.push(c.to_ascii_uppercase());
+            } else if !out.is_empty() {
+                pending = true;
+            }
+        }
+    }
+    out
+}
+
 fn primitive(p: Primitive) -> &'static str {
     match p {
         Primitive::String => "String",
@@ -176,6 +325,7 @@ fn primitive(p: Primitive) -> &'static str {
         Primitive::Uuid => "uuid::Uuid",
         Primitive::Bytes => "Vec<u8>",
         Primitive::Base64 => "codegen_runtime::schema::Base64",
+        Primitive::File => "codegen_runtime::http::File",
     }
 }
 

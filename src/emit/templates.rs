@@ -7,7 +7,8 @@ use super::{GeneratedFile, Options, RuntimeDependency};
 use crate::Result;
 use crate::error::Error;
 use crate::ir::{
-    Api, BodyEncoding, Operation, ParamLocation, PathPart, Primitive, TypeKind, TypeRef,
+    Api, Body, BodyEncoding, Operation, ParamLocation, ParamStyle, PathPart, Primitive, SchemeKind,
+    StatusMatch, StatusVariant, TypeKind, TypeRef,
 };
 
 /// What the generated crate uses, deciding its dependencies.
@@ -50,6 +51,11 @@ impl Uses {
             op.body.iter().for_each(|b| visit(&b.ty));
             if op.output.encoding.is_some() {
                 visit(&op.output.ty);
+            }
+            for v in op.output.by_status.iter().flat_map(|o| &o.variants) {
+                if v.encoding.is_some() {
+                    visit(&v.ty);
+                }
             }
         }
         uses
@@ -138,11 +144,7 @@ impl OperationsRs<'_> {
                 PathPart::Literal(text) => steps.push(format!("request.path({});", lit(text))),
                 PathPart::Param(index) => {
                     let p = &op.params[*index];
-                    steps.push(format!(
-                        "request.path_param({}, &self.{})?;",
-                        lit(&p.wire_name),
-                        p.name
-                    ));
+                    steps.push(param_step("path_param", p, (ParamStyle::Simple, false)));
                 }
                 PathPart::Segments(index) => {
                     let p = &op.params[*index];
@@ -161,51 +163,252 @@ impl OperationsRs<'_> {
                 ParamLocation::Header => "header",
                 ParamLocation::Cookie => "cookie",
             };
-            steps.push(format!(
-                "request.{method}({}, &self.{})?;",
-                lit(&p.wire_name),
-                p.name
-            ));
+            steps.push(param_step(method, p, ParamStyle::default_for(p.location)));
         }
         if let Some(body) = &op.body {
-            let media = lit(&body.media_type);
-            let value = if body.required {
-                format!("&self.{}", body.name)
-            } else {
-                "body".to_owned()
-            };
-            let call = match body.encoding {
-                BodyEncoding::Json => format!("request.json({media}, {value})?;"),
-                BodyEncoding::Form => format!("request.form({media}, {value})?;"),
-                BodyEncoding::Text => format!("request.text({media}, {value});"),
-                BodyEncoding::Bytes => format!("request.bytes({media}, {value});"),
-            };
-            if body.required {
-                steps.push(call);
-            } else {
-                steps.push(format!(
-                    "if let Some(body) = &self.{} {{ {call} }}",
-                    body.name
-                ));
+            let multipart_fields =
+                body.encoding == BodyEncoding::Multipart && !body.files.is_empty();
+            let simple = body.alternatives.is_empty() && !multipart_fields;
+            if body.required && simple {
+                // One statement: the field is used as it is.
+                let place = format!("self.{}", body.name);
+                steps.extend(self.body_steps(body, &body.media_type, body.encoding, &place));
+                return steps;
             }
+            let (binding, close) = if body.required {
+                (format!("let body = &self.{};", body.name), None)
+            } else {
+                (
+                    format!("if let Some(body) = &self.{} {{", body.name),
+                    Some("}"),
+                )
+            };
+            steps.push(binding);
+            if body.alternatives.is_empty() {
+                steps.extend(self.body_steps(body, &body.media_type, body.encoding, "*body"));
+            } else {
+                let mut offered = vec![lit(&body.media_type)];
+                offered.extend(body.alternatives.iter().map(|(m, _)| lit(m)));
+                steps.push(format!(
+                    "match request.choose_media_type(&[{}]) {{",
+                    offered.join(", ")
+                ));
+                for (index, (media, encoding)) in body.alternatives.iter().enumerate() {
+                    steps.push(format!("{} => {{", index + 1));
+                    steps.extend(self.body_steps(body, media, *encoding, "*body"));
+                    steps.push("}".into());
+                }
+                steps.push("_ => {".into());
+                steps.extend(self.body_steps(body, &body.media_type, body.encoding, "*body"));
+                steps.push("}".into());
+                steps.push("}".into());
+            }
+            steps.extend(close.map(str::to_owned));
         }
         steps
     }
 
-    fn output_ty(&self, op: &Operation) -> String {
-        match op.output.encoding {
-            None => "()".to_owned(),
-            Some(_) => self.r.ty(&op.output.ty, true),
+    /// The statements that encode `body` (bound to `body`) as `media`.
+    ///
+    /// `place` is the body value as a place expression (`self.body`, `*body`).
+    fn body_steps(
+        &self,
+        body: &Body,
+        media: &str,
+        encoding: BodyEncoding,
+        place: &str,
+    ) -> Vec<String> {
+        let media = lit(media);
+        let value = match place.strip_prefix('*') {
+            Some(binding) => binding.to_owned(),
+            None => format!("&{place}"),
+        };
+        let field = |name: &str| match place.strip_prefix('*') {
+            Some(binding) => format!("&{binding}.{name}"),
+            None => format!("&{place}.{name}"),
+        };
+        match encoding {
+            BodyEncoding::Json => vec![format!("request.json({media}, {value})?;")],
+            BodyEncoding::Form => {
+                let styles: Vec<String> = body
+                    .form_styles
+                    .iter()
+                    .map(|(name, style, explode)| {
+                        format!("({}, {}, {explode})", lit(name), style_path(*style))
+                    })
+                    .collect();
+                vec![format!(
+                    "request.form({media}, {value}, &[{}])?;",
+                    styles.join(", ")
+                )]
+            }
+            BodyEncoding::Text => vec![format!("request.text({media}, {value});")],
+            BodyEncoding::Bytes => vec![format!("request.bytes({media}, {value});")],
+            BodyEncoding::Multipart => {
+                let fields = match &body.ty {
+                    TypeRef::Named(id) => match &self.api.types[id.0].kind {
+                        TypeKind::Struct {
+                            fields,
+                            additional: None,
+                        } => Some(fields),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let Some(fields) = fields.filter(|_| !body.files.is_empty()) else {
+                    return vec![format!("request.multipart_value({media}, {value})?;")];
+                };
+                let mut steps =
+                    vec!["let mut form = codegen_runtime::http::Multipart::default();".to_owned()];
+                for f in fields {
+                    match body.files.iter().find(|(name, _)| *name == f.wire_name) {
+                        Some((_, content_type)) => steps.push(format!(
+                            "form.file({}, {}, {});",
+                            lit(&f.wire_name),
+                            field(&f.name),
+                            lit(content_type)
+                        )),
+                        None => steps.push(format!(
+                            "form.part({}, {})?;",
+                            lit(&f.wire_name),
+                            field(&f.name)
+                        )),
+                    }
+                }
+                steps.push(format!("request.multipart({media}, form);"));
+                steps
+            }
         }
     }
 
-    fn decoder(&self, op: &Operation) -> &'static str {
-        match op.output.encoding {
-            None => "empty",
-            Some(BodyEncoding::Json | BodyEncoding::Form) => "json",
-            Some(BodyEncoding::Text) => "text",
-            Some(BodyEncoding::Bytes) => "bytes",
+    /// The `SECURITY` constant's value, when the operation asks for credentials.
+    fn security(&self, op: &Operation) -> Option<String> {
+        if op.security.is_empty() {
+            return None;
         }
+        let alternatives: Vec<String> = op
+            .security
+            .iter()
+            .map(|alt| {
+                let names: Vec<String> = alt.iter().map(|n| lit(n)).collect();
+                format!("&[{}]", names.join(", "))
+            })
+            .collect();
+        Some(format!("&[{}]", alternatives.join(", ")))
+    }
+
+    fn output_ty(&self, op: &Operation) -> String {
+        output_ty(&self.r, op)
+    }
+
+    /// The body of `decode`, reading `status` and `body`.
+    fn decode_body(&self, op: &Operation) -> String {
+        let Some(outputs) = &op.output.by_status else {
+            return format!(
+                "codegen_runtime::__private::decode::{}(body)",
+                decoder(op.output.encoding)
+            );
+        };
+        let mut arms = Vec::new();
+        let mut fallback = false;
+        for v in &outputs.variants {
+            let pattern = match v.status {
+                StatusMatch::Code(code) => code.to_string(),
+                StatusMatch::Range(class) => {
+                    fallback = true;
+                    format!("{}..={}", class * 100, class * 100 + 99)
+                }
+                StatusMatch::Default => {
+                    fallback = true;
+                    "_".to_owned()
+                }
+            };
+            let value = match v.encoding {
+                None => format!("Ok({}::{})", outputs.type_name, v.name),
+                Some(encoding) => format!(
+                    "codegen_runtime::__private::decode::{}(body).map({}::{})",
+                    decoder(Some(encoding)),
+                    outputs.type_name,
+                    v.name
+                ),
+            };
+            arms.push(format!("{pattern} => {value},"));
+        }
+        if !fallback {
+            arms.push(
+                "other => codegen_runtime::__private::decode::unexpected_status(other),".into(),
+            );
+        }
+        format!("match status {{ {} }}", arms.join(" "))
+    }
+
+    /// Whether `decode` reads the status.
+    fn reads_status(&self, op: &Operation) -> bool {
+        op.output.by_status.is_some()
+    }
+
+    /// The type of a variant's value, `None` for an empty one.
+    fn variant_ty(&self, v: &StatusVariant) -> Option<String> {
+        v.encoding.map(|_| self.r.ty(&v.ty, true))
+    }
+}
+
+/// A parameter statement: the short method for the location's default style, the `_styled`
+/// one otherwise.
+fn param_step(method: &str, p: &crate::ir::Param, default: (ParamStyle, bool)) -> String {
+    if p.json {
+        return format!(
+            "request.{method}({}, &codegen_runtime::http::json_text(&self.{})?)?;",
+            lit(&p.wire_name),
+            p.name
+        );
+    }
+    if (p.style, p.explode) == default {
+        format!(
+            "request.{method}({}, &self.{})?;",
+            lit(&p.wire_name),
+            p.name
+        )
+    } else {
+        format!(
+            "request.{method}_styled({}, &self.{}, {}, {})?;",
+            lit(&p.wire_name),
+            p.name,
+            style_path(p.style),
+            p.explode
+        )
+    }
+}
+
+fn style_path(style: ParamStyle) -> String {
+    let name = match style {
+        ParamStyle::Form => "Form",
+        ParamStyle::Simple => "Simple",
+        ParamStyle::Label => "Label",
+        ParamStyle::Matrix => "Matrix",
+        ParamStyle::SpaceDelimited => "SpaceDelimited",
+        ParamStyle::PipeDelimited => "PipeDelimited",
+        ParamStyle::DeepObject => "DeepObject",
+    };
+    format!("codegen_runtime::http::Style::{name}")
+}
+
+fn decoder(encoding: Option<BodyEncoding>) -> &'static str {
+    match encoding {
+        None => "empty",
+        Some(BodyEncoding::Json | BodyEncoding::Form) => "json",
+        Some(BodyEncoding::Text) => "text",
+        Some(BodyEncoding::Bytes | BodyEncoding::Multipart) => "bytes",
+    }
+}
+
+fn output_ty(r: &Render<'_>, op: &Operation) -> String {
+    if let Some(outputs) = &op.output.by_status {
+        return format!("crate::operations::{}", outputs.type_name);
+    }
+    match op.output.encoding {
+        None => "()".to_owned(),
+        Some(_) => r.ty(&op.output.ty, true),
     }
 }
 
@@ -232,10 +435,42 @@ fn byte_string(bytes: &[u8]) -> String {
 
 impl ClientRs<'_> {
     fn output_ty(&self, op: &Operation) -> String {
-        match op.output.encoding {
-            None => "()".to_owned(),
-            Some(_) => self.r.ty(&op.output.ty, true),
-        }
+        output_ty(&self.r, op)
+    }
+}
+
+impl LibRs<'_> {
+    /// The entries of `SECURITY_SCHEMES`.
+    fn schemes(&self) -> Vec<String> {
+        self.api
+            .security_schemes
+            .iter()
+            .map(|s| {
+                let kind = match &s.kind {
+                    SchemeKind::ApiKey { location, name } => {
+                        let location = match location {
+                            ParamLocation::Query => "Query",
+                            ParamLocation::Cookie => "Cookie",
+                            ParamLocation::Header | ParamLocation::Path => "Header",
+                        };
+                        format!(
+                            "codegen_runtime::http::SchemeKind::ApiKey {{ location: codegen_runtime::http::KeyLocation::{location}, name: {} }}",
+                            lit(name)
+                        )
+                    }
+                    SchemeKind::Basic => "codegen_runtime::http::SchemeKind::Basic".to_owned(),
+                    SchemeKind::Bearer => "codegen_runtime::http::SchemeKind::Bearer".to_owned(),
+                    SchemeKind::OAuth2ClientCredentials { token_url } => format!(
+                        "codegen_runtime::http::SchemeKind::OAuth2ClientCredentials {{ token_url: {} }}",
+                        lit(token_url)
+                    ),
+                };
+                format!(
+                    "codegen_runtime::http::SecurityScheme {{ name: {}, kind: {kind} }}",
+                    lit(&s.name)
+                )
+            })
+            .collect()
     }
 }
 

@@ -34,6 +34,41 @@ pub struct Api {
     /// The encoded `FileDescriptorSet` that gRPC calls read messages by, when the API has
     /// gRPC operations.
     pub grpc_descriptor: Option<Vec<u8>>,
+    /// The security schemes of `components.securitySchemes`, in spec order.
+    pub security_schemes: Vec<SecurityScheme>,
+}
+
+/// A security scheme: how credentials are sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityScheme {
+    /// The scheme's name in the description; credentials are configured under it.
+    pub name: String,
+    /// What is sent.
+    pub kind: SchemeKind,
+    /// The description.
+    pub doc: Option<String>,
+}
+
+/// The kinds of credentials the runtime sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemeKind {
+    /// An API key in the header, query parameter or cookie `name`.
+    ApiKey {
+        /// Where it goes.
+        location: ParamLocation,
+        /// The header, parameter or cookie name.
+        name: String,
+    },
+    /// HTTP basic.
+    Basic,
+    /// A bearer token the user provides: HTTP bearer (and other HTTP schemes), OpenID Connect,
+    /// OAuth 2 flows other than client credentials.
+    Bearer,
+    /// OAuth 2 client credentials: the runtime fetches the token from `token_url`.
+    OAuth2ClientCredentials {
+        /// The token endpoint.
+        token_url: String,
+    },
 }
 
 /// Index of a type in [`Api::types`].
@@ -205,6 +240,8 @@ pub enum Primitive {
     Bytes,
     /// `string` with format `byte`: bytes sent as base64 text
     Base64,
+    /// `string` with format `binary`, as a property of a multipart body: bytes and a file name
+    File,
 }
 
 /// One HTTP operation: one task type and one client method.
@@ -237,6 +274,9 @@ pub struct Operation {
     /// The header parameter the description names for idempotency keys (`Idempotency-Key`...):
     /// the runtime fills it with the task id, so it is not a field of the request.
     pub idempotency_header: Option<String>,
+    /// The security requirements: alternatives, each the names of the schemes sent together.
+    /// Empty when the operation needs no credentials.
+    pub security: Vec<Vec<String>>,
     /// Set for a unary gRPC method: the call is made over gRPC, with the body as the message.
     pub grpc: Option<GrpcMethod>,
 }
@@ -290,8 +330,43 @@ pub struct Param {
     pub ty: TypeRef,
     /// Whether it must be given.
     pub required: bool,
+    /// How the value is written (`style`).
+    pub style: ParamStyle,
+    /// Whether arrays and objects are exploded into several values (`explode`).
+    pub explode: bool,
+    /// Whether the value is sent as JSON text (a parameter with `content: application/json`).
+    pub json: bool,
     /// The description.
     pub doc: Option<String>,
+}
+
+/// OpenAPI's parameter styles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamStyle {
+    /// `form` (query and cookie default).
+    Form,
+    /// `simple` (path and header default).
+    Simple,
+    /// `label`: `.a.b`.
+    Label,
+    /// `matrix`: `;name=a`.
+    Matrix,
+    /// `spaceDelimited`.
+    SpaceDelimited,
+    /// `pipeDelimited`.
+    PipeDelimited,
+    /// `deepObject`: `name[key]=value`.
+    DeepObject,
+}
+
+impl ParamStyle {
+    /// The style and explode a parameter has when the description gives none.
+    pub fn default_for(location: ParamLocation) -> (Self, bool) {
+        match location {
+            ParamLocation::Query | ParamLocation::Cookie => (Self::Form, true),
+            ParamLocation::Path | ParamLocation::Header => (Self::Simple, false),
+        }
+    }
 }
 
 /// How a body is encoded.
@@ -301,6 +376,8 @@ pub enum BodyEncoding {
     Json,
     /// `application/x-www-form-urlencoded`.
     Form,
+    /// `multipart/form-data` (and other `multipart/*` types).
+    Multipart,
     /// Text sent as is.
     Text,
     /// Bytes sent as is.
@@ -320,6 +397,16 @@ pub struct Body {
     pub ty: TypeRef,
     /// Whether the body must be sent.
     pub required: bool,
+    /// Other media types the operation offers for the same schema, which the client may prefer
+    /// to the default (JSON, form or multipart encodings only).
+    pub alternatives: Vec<(String, BodyEncoding)>,
+    /// Form bodies: the properties whose `encoding` gives a style, with it and explode.
+    pub form_styles: Vec<(String, ParamStyle, bool)>,
+    /// Multipart bodies of a struct: its binary properties (wire names, sent as files) with
+    /// their part's media type. Other properties are sent as text or JSON parts.
+    pub files: Vec<(String, String)>,
+    /// Media types offered that are not generated (their schema differs from the default's).
+    pub skipped: Vec<String>,
     /// The description.
     pub doc: Option<String>,
 }
@@ -331,4 +418,44 @@ pub struct Output {
     pub encoding: Option<BodyEncoding>,
     /// The type of the value; unused when `encoding` is `None`.
     pub ty: TypeRef,
+    /// When success statuses give different types: an enum with a variant per status, which
+    /// replaces `encoding` and `ty`.
+    pub by_status: Option<StatusOutputs>,
+    /// The error responses the description gives a JSON body type for, in spec order.
+    pub errors: Vec<(String, TypeRef)>,
+}
+
+/// An output enum: one variant per success status.
+#[derive(Debug, Clone)]
+pub struct StatusOutputs {
+    /// The enum's name (PascalCase, unique among the operations module's types).
+    pub type_name: String,
+    /// The variants, in status order.
+    pub variants: Vec<StatusVariant>,
+}
+
+/// The variant of one success status.
+#[derive(Debug, Clone)]
+pub struct StatusVariant {
+    /// The Rust name (`Ok`, `Created`, `NoContent`, `Status299`...).
+    pub name: String,
+    /// The status it stands for.
+    pub status: StatusMatch,
+    /// How its body is decoded; `None` for no body.
+    pub encoding: Option<BodyEncoding>,
+    /// The type of the body.
+    pub ty: TypeRef,
+    /// The response's description.
+    pub doc: Option<String>,
+}
+
+/// Which statuses a response of the description stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusMatch {
+    /// One status.
+    Code(u16),
+    /// `2XX`: any status of the class.
+    Range(u16),
+    /// `default`: any status not listed.
+    Default,
 }

@@ -8,8 +8,8 @@ use prost_reflect::{
 use super::types::Types;
 use crate::ir::names::{Scope, pascal_ident, snake_ident};
 use crate::ir::{
-    Body, BodyEncoding, GrpcMethod, Operation, Output, Param, ParamLocation, PathPart, TypeDef,
-    TypeKind, TypeRef,
+    Body, BodyEncoding, GrpcMethod, Operation, Output, Param, ParamLocation, ParamStyle, PathPart,
+    TypeDef, TypeKind, TypeRef,
 };
 
 /// The HTTP rule of a method, as far as the generator uses it.
@@ -113,11 +113,17 @@ pub(super) fn operation(
                 encoding: BodyEncoding::Json,
                 ty: input,
                 required: true,
+                alternatives: Vec::new(),
+                form_styles: Vec::new(),
+                files: Vec::new(),
+                skipped: Vec::new(),
                 doc: Some("The request message.".to_owned()),
             }),
             output: Output {
                 encoding: Some(BodyEncoding::Json),
                 ty: output,
+                by_status: None,
+                errors: Vec::new(),
             },
             doc,
             deprecated: method
@@ -126,6 +132,7 @@ pub(super) fn operation(
                 .is_some_and(|v| v.as_bool() == Some(true)),
             idempotent,
             idempotency_header: None,
+            security: Vec::new(),
             grpc: Some(GrpcMethod {
                 path: grpc_path,
                 input: method.input().full_name().to_owned(),
@@ -160,6 +167,9 @@ pub(super) fn operation(
                     location: ParamLocation::Path,
                     ty,
                     required: true,
+                    style: ParamStyle::Simple,
+                    explode: false,
+                    json: false,
                     doc: Some(format!("`{field}`, in the path.")),
                 });
                 let index = params.len() - 1;
@@ -218,6 +228,10 @@ pub(super) fn operation(
                 encoding: BodyEncoding::Json,
                 ty,
                 required: true,
+                alternatives: Vec::new(),
+                form_styles: Vec::new(),
+                files: Vec::new(),
+                skipped: Vec::new(),
                 doc: Some("The request body.".to_owned()),
             })
         }
@@ -227,6 +241,10 @@ pub(super) fn operation(
             encoding: BodyEncoding::Json,
             ty: types.field(&f),
             required: true,
+            alternatives: Vec::new(),
+            form_styles: Vec::new(),
+            files: Vec::new(),
+            skipped: Vec::new(),
             doc: Some(format!("Field `{field}`, the request body.")),
         }),
     };
@@ -247,6 +265,10 @@ pub(super) fn operation(
                 location: ParamLocation::Query,
                 ty,
                 required: false,
+                // Repeated fields repeat the parameter, as gRPC transcoding reads them.
+                style: ParamStyle::Form,
+                explode: true,
+                json: false,
                 doc: Some(format!(
                     "Field `{}` ({}), in the query.",
                     f.name(),
@@ -281,10 +303,13 @@ pub(super) fn operation(
         output: Output {
             encoding: Some(BodyEncoding::Json),
             ty: output_ty,
+            by_status: None,
+            errors: Vec::new(),
         },
         doc,
         deprecated: false,
         idempotency_header: None,
+        security: Vec::new(),
         grpc: None,
     }
 }

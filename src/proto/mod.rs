@@ -243,6 +243,7 @@ impl<'a> Reader<'a> {
             operations,
             notes: self.notes,
             grpc_descriptor: descriptor,
+            security_schemes: Vec::new(),
         };
         let _ = self.path;
         box_recursive_fields(&mut api);

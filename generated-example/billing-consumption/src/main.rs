@@ -12,6 +12,7 @@ fn main() -> std::process::ExitCode {
         service: billing_consumption::SERVICE,
         title: "Consumption",
         default_base_url: Some("http://127.0.0.1:8080/consumption"),
+        security: billing_consumption::SECURITY_SCHEMES,
         register: billing_consumption::operations::register_handlers,
         register_grpc: None,
     })

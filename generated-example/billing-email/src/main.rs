@@ -12,6 +12,7 @@ fn main() -> std::process::ExitCode {
         service: billing_email::SERVICE,
         title: "Email",
         default_base_url: Some("http://127.0.0.1:8080/email"),
+        security: billing_email::SECURITY_SCHEMES,
         register: billing_email::operations::register_handlers,
         register_grpc: None,
     })

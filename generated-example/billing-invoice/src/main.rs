@@ -12,6 +12,7 @@ fn main() -> std::process::ExitCode {
         service: billing_invoice::SERVICE,
         title: "Invoice",
         default_base_url: Some("http://127.0.0.1:8080/invoice"),
+        security: billing_invoice::SECURITY_SCHEMES,
         register: billing_invoice::operations::register_handlers,
         register_grpc: None,
     })

@@ -31,6 +31,7 @@ impl codegen_runtime::__private::HttpOperation for CreateInvoice {
     }
 
     fn decode(
+        _status: u16,
         body: codegen_runtime::__private::Bytes,
     ) -> Result<Self::Output, codegen_runtime::TaskError> {
         codegen_runtime::__private::decode::json(body)

@@ -12,6 +12,7 @@ fn main() -> std::process::ExitCode {
         service: billing_payment::SERVICE,
         title: "Payment",
         default_base_url: Some("http://127.0.0.1:8080/payment"),
+        security: billing_payment::SECURITY_SCHEMES,
         register: billing_payment::operations::register_handlers,
         register_grpc: None,
     })

@@ -12,6 +12,7 @@ fn main() -> std::process::ExitCode {
         service: greeter::SERVICE,
         title: "greeter.v1.Greeter",
         default_base_url: None,
+        security: greeter::SECURITY_SCHEMES,
         register: greeter::operations::register_handlers,
         register_grpc: Some(|handlers, endpoint| {
             let client = codegen_runtime::grpc::GrpcClient::new(endpoint, greeter::DESCRIPTOR);

@@ -67,6 +67,7 @@ impl codegen_runtime::__private::HttpOperation for GetGreeting {
     }
 
     fn decode(
+        _status: u16,
         body: codegen_runtime::__private::Bytes,
     ) -> Result<Self::Output, codegen_runtime::TaskError> {
         codegen_runtime::__private::decode::json(body)
@@ -108,6 +109,7 @@ impl codegen_runtime::__private::HttpOperation for CreateGreeting {
     }
 
     fn decode(
+        _status: u16,
         body: codegen_runtime::__private::Bytes,
     ) -> Result<Self::Output, codegen_runtime::TaskError> {
         codegen_runtime::__private::decode::json(body)

@@ -12,6 +12,7 @@ fn main() -> std::process::ExitCode {
         service: petstore::SERVICE,
         title: "Petstore",
         default_base_url: Some("http://petstore.example.com/v1"),
+        security: petstore::SECURITY_SCHEMES,
         register: petstore::operations::register_handlers,
         register_grpc: None,
     })

@@ -5,6 +5,8 @@
 /// List all pets
 ///
 /// `GET /pets`
+///
+/// Error bodies, read with `TaskError::body_as`: `default`: [`crate::types::Error`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ListPets {
     /// How many items to return at one time (max 100)
@@ -40,6 +42,7 @@ impl codegen_runtime::__private::HttpOperation for ListPets {
     }
 
     fn decode(
+        _status: u16,
         body: codegen_runtime::__private::Bytes,
     ) -> Result<Self::Output, codegen_runtime::TaskError> {
         codegen_runtime::__private::decode::json(body)
@@ -78,6 +81,7 @@ impl codegen_runtime::__private::HttpOperation for CreatePet {
     }
 
     fn decode(
+        _status: u16,
         body: codegen_runtime::__private::Bytes,
     ) -> Result<Self::Output, codegen_runtime::TaskError> {
         codegen_runtime::__private::decode::json(body)
@@ -113,6 +117,7 @@ impl codegen_runtime::__private::HttpOperation for ShowPetById {
     }
 
     fn decode(
+        _status: u16,
         body: codegen_runtime::__private::Bytes,
     ) -> Result<Self::Output, codegen_runtime::TaskError> {
         codegen_runtime::__private::decode::json(body)
@@ -148,6 +153,7 @@ impl codegen_runtime::__private::HttpOperation for DeletePet {
     }
 
     fn decode(
+        _status: u16,
         body: codegen_runtime::__private::Bytes,
     ) -> Result<Self::Output, codegen_runtime::TaskError> {
         codegen_runtime::__private::decode::empty(body)
@@ -190,6 +196,7 @@ impl codegen_runtime::__private::HttpOperation for UploadPhoto {
     }
 
     fn decode(
+        _status: u16,
         body: codegen_runtime::__private::Bytes,
     ) -> Result<Self::Output, codegen_runtime::TaskError> {
         codegen_runtime::__private::decode::text(body)
@@ -230,6 +237,7 @@ impl codegen_runtime::__private::HttpOperation for GetOwnersOwnerIdPets {
     }
 
     fn decode(
+        _status: u16,
         body: codegen_runtime::__private::Bytes,
     ) -> Result<Self::Output, codegen_runtime::TaskError> {
         codegen_runtime::__private::decode::json(body)

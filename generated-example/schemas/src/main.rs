@@ -12,6 +12,7 @@ fn main() -> std::process::ExitCode {
         service: schemas::SERVICE,
         title: "Schema constructs",
         default_base_url: None,
+        security: schemas::SECURITY_SCHEMES,
         register: schemas::operations::register_handlers,
         register_grpc: None,
     })

@@ -39,6 +39,7 @@ impl codegen_runtime::__private::HttpOperation for GetDocument {
     }
 
     fn decode(
+        _status: u16,
         body: codegen_runtime::__private::Bytes,
     ) -> Result<Self::Output, codegen_runtime::TaskError> {
         codegen_runtime::__private::decode::json(body)
@@ -77,6 +78,7 @@ impl codegen_runtime::__private::HttpOperation for UpdateDocument {
     }
 
     fn decode(
+        _status: u16,
         body: codegen_runtime::__private::Bytes,
     ) -> Result<Self::Output, codegen_runtime::TaskError> {
         codegen_runtime::__private::decode::json(body)
@@ -109,12 +111,13 @@ impl codegen_runtime::__private::HttpOperation for Search {
     ) -> Result<(), codegen_runtime::TaskError> {
         request.path("/search");
         if let Some(body) = &self.body {
-            request.form("application/x-www-form-urlencoded", body)?;
+            request.form("application/x-www-form-urlencoded", body, &[])?;
         }
         Ok(())
     }
 
     fn decode(
+        _status: u16,
         body: codegen_runtime::__private::Bytes,
     ) -> Result<Self::Output, codegen_runtime::TaskError> {
         codegen_runtime::__private::decode::json(body)
@@ -146,6 +149,7 @@ impl codegen_runtime::__private::HttpOperation for Export {
     }
 
     fn decode(
+        _status: u16,
         body: codegen_runtime::__private::Bytes,
     ) -> Result<Self::Output, codegen_runtime::TaskError> {
         codegen_runtime::__private::decode::bytes(body)

@@ -1,6 +1,7 @@
 //! The HTTP client under every generated client.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
@@ -8,6 +9,9 @@ use base64::prelude::BASE64_STANDARD;
 use reqwest::header::{COOKIE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 
+use super::auth::{
+    Applied, Credential, KeyLocation, SchemeKind, Secret, SecurityScheme, TokenCache,
+};
 use super::{HttpOperation, RequestParts};
 use crate::{RetryPolicy, TaskError};
 
@@ -20,6 +24,10 @@ pub struct CallOptions {
     pub idempotency_key: Option<String>,
     /// The retry policy for this call.
     pub retry_policy: Option<RetryPolicy>,
+    /// The media types to send the body in, most preferred first, where the operation offers
+    /// several; empty for the client's preference
+    /// ([`HttpClient::with_media_types`]).
+    pub media_types: Vec<String>,
 }
 
 /// An HTTP client bound to one API: base URL, credentials, timeouts and retry policy.
@@ -33,6 +41,10 @@ pub struct HttpClient {
     retry_policy: Option<RetryPolicy>,
     idempotency_header: HeaderName,
     timeout: Duration,
+    /// Credentials by security scheme, in the order they were given.
+    credentials: Arc<Vec<Applied>>,
+    /// Media types to send bodies in when an operation offers several, most preferred first.
+    media_types: Vec<String>,
 }
 
 impl fmt::Debug for HttpClient {
@@ -44,6 +56,15 @@ impl fmt::Debug for HttpClient {
             .field("retry_policy", &self.retry_policy)
             .field("idempotency_header", &self.idempotency_header)
             .field("timeout", &self.timeout)
+            .field(
+                "credentials",
+                &self
+                    .credentials
+                    .iter()
+                    .map(|c| c.scheme)
+                    .collect::<Vec<_>>(),
+            )
+            .field("media_types", &self.media_types)
             .finish_non_exhaustive()
     }
 }
@@ -62,6 +83,8 @@ impl HttpClient {
             retry_policy: None,
             idempotency_header: HeaderName::from_static("idempotency-key"),
             timeout: Duration::from_secs(30),
+            credentials: Arc::new(Vec::new()),
+            media_types: Vec::new(),
         }
     }
 
@@ -116,6 +139,56 @@ impl HttpClient {
         self.with_header("authorization", &format!("Basic {encoded}"), true)
     }
 
+    /// Uses `credential` for the security scheme `scheme` wherever an operation asks for it
+    /// (replacing earlier credentials of that scheme). An operation that accepts several
+    /// schemes gets the first alternative of its description whose credentials are all given.
+    pub fn with_credential(mut self, scheme: &SecurityScheme, credential: Credential) -> Self {
+        let tokens = matches!(credential, Credential::ClientCredentials { .. })
+            .then(|| Arc::new(TokenCache::default()));
+        let mut list = Vec::clone(&self.credentials);
+        list.retain(|c| c.scheme != scheme.name);
+        list.push(Applied {
+            scheme: scheme.name,
+            kind: scheme.kind,
+            credential,
+            tokens,
+        });
+        self.credentials = Arc::new(list);
+        self
+    }
+
+    /// Reads the credentials of every scheme in `schemes` from the environment (see
+    /// [`SecurityScheme::env_vars`]); schemes without variables are left out. The error names
+    /// a variable that is missing, never a value.
+    pub fn with_credentials_from_env(
+        mut self,
+        service: &str,
+        schemes: &[SecurityScheme],
+    ) -> Result<Self, String> {
+        for scheme in schemes {
+            if let Some(credential) = Credential::from_env(service, scheme)? {
+                self = self.with_credential(scheme, credential);
+            }
+        }
+        Ok(self)
+    }
+
+    /// The schemes credentials were given for.
+    pub fn credential_schemes(&self) -> Vec<&'static str> {
+        self.credentials.iter().map(|c| c.scheme).collect()
+    }
+
+    /// Sends request bodies in the first of `media_types` that an operation offers, instead of
+    /// its default (JSON when offered): e.g. `["application/x-www-form-urlencoded"]` for a
+    /// server that reads forms better than JSON.
+    pub fn with_media_types<S: Into<String>>(
+        mut self,
+        media_types: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.media_types = media_types.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Sends idempotency keys in this header instead of the default `Idempotency-Key`.
     pub fn with_idempotency_header(mut self, name: &str) -> Result<Self, TaskError> {
         self.idempotency_header = HeaderName::try_from(name)
@@ -146,7 +219,10 @@ impl HttpClient {
             .or_else(|| needs_key::<T>().then(|| uuid::Uuid::new_v4().to_string()));
         let mut attempt = 1;
         loop {
-            match self.attempt(operation, key.as_deref()).await {
+            match self
+                .attempt_inner(operation, key.as_deref(), &options.media_types)
+                .await
+            {
                 Ok(output) => return Ok(output),
                 Err(error) => match policy.next_delay(attempt, &error) {
                     Some(delay) => {
@@ -174,8 +250,12 @@ impl HttpClient {
         operation: &T,
         options: &CallOptions,
     ) -> Result<T::Output, TaskError> {
-        self.attempt(operation, options.idempotency_key.as_deref())
-            .await
+        self.attempt_inner(
+            operation,
+            options.idempotency_key.as_deref(),
+            &options.media_types,
+        )
+        .await
     }
 
     /// Makes one attempt, without retrying: for a caller that retries by itself, such as a
@@ -185,7 +265,25 @@ impl HttpClient {
         operation: &T,
         idempotency_key: Option<&str>,
     ) -> Result<T::Output, TaskError> {
-        let mut parts = RequestParts::default();
+        self.attempt_inner(operation, idempotency_key, &[]).await
+    }
+
+    /// One attempt, with `media_types` preferred to the client's when not empty.
+    async fn attempt_inner<T: HttpOperation>(
+        &self,
+        operation: &T,
+        idempotency_key: Option<&str>,
+        media_types: &[String],
+    ) -> Result<T::Output, TaskError> {
+        let preferred = if media_types.is_empty() {
+            &self.media_types
+        } else {
+            media_types
+        };
+        let mut parts = RequestParts {
+            preferred: preferred.to_vec(),
+            ..RequestParts::default()
+        };
         operation.build(&mut parts)?;
         let key = idempotency_key.filter(|_| needs_key::<T>());
         let header = match T::IDEMPOTENCY_HEADER {
@@ -194,16 +292,117 @@ impl HttpClient {
             })?,
             None => self.idempotency_header.clone(),
         };
-        let request = self.request(T::METHOD, parts, key.map(|k| (header, k)))?;
-        let response = self.http.execute(request).await.map_err(transport_error)?;
-        let status = response.status();
-        let retry_after = retry_after(response.headers());
-        let body = response.bytes().await.map_err(transport_error)?;
-        if status.is_success() {
-            return T::decode(body.clone())
-                .map_err(|err| err.with_response(status.as_u16(), String::from_utf8_lossy(&body)));
+        let chosen = self.security_for(T::SECURITY);
+        let mut refused: Option<Secret> = None;
+        loop {
+            let mut parts = parts.clone();
+            let token = self
+                .authorize(&chosen, &mut parts, refused.as_ref())
+                .await?;
+            let request = self.request(T::METHOD, parts, key.map(|k| (header.clone(), k)))?;
+            let response = self.http.execute(request).await.map_err(transport_error)?;
+            let status = response.status();
+            // A refused OAuth 2 token may have been revoked early: fetch a new one, once.
+            if status == StatusCode::UNAUTHORIZED
+                && refused.is_none()
+                && let Some(token) = token
+            {
+                tracing::debug!(
+                    service = T::SERVICE,
+                    operation = T::NAME,
+                    "401 with a cached OAuth 2 token: fetching a new one"
+                );
+                refused = Some(token);
+                continue;
+            }
+            let retry_after = retry_after(response.headers());
+            let body = response.bytes().await.map_err(transport_error)?;
+            if status.is_success() {
+                return T::decode(status.as_u16(), body.clone()).map_err(|err| {
+                    err.with_response(status.as_u16(), String::from_utf8_lossy(&body))
+                });
+            }
+            return Err(status_error(status, retry_after, &body));
         }
-        Err(status_error(status, retry_after, &body))
+    }
+
+    /// The credentials of the first alternative of `security` that has all of them; none when
+    /// the operation asks for none or no alternative is complete.
+    fn security_for(&self, security: &[&[&str]]) -> Vec<&Applied> {
+        for alternative in security {
+            let found: Vec<&Applied> = alternative
+                .iter()
+                .filter_map(|name| self.credentials.iter().find(|c| c.scheme == *name))
+                .collect();
+            if found.len() == alternative.len() {
+                return found;
+            }
+        }
+        Vec::new()
+    }
+
+    /// Adds the credentials to the request; returns the OAuth 2 token used, if any.
+    async fn authorize(
+        &self,
+        chosen: &[&Applied],
+        parts: &mut RequestParts,
+        refused: Option<&Secret>,
+    ) -> Result<Option<Secret>, TaskError> {
+        let mut used_token = None;
+        for applied in chosen {
+            match (&applied.credential, applied.kind) {
+                (Credential::ApiKey(key), SchemeKind::ApiKey { location, name }) => {
+                    match location {
+                        KeyLocation::Header => {
+                            parts.secret_headers.push((name.to_owned(), key.clone()))
+                        }
+                        KeyLocation::Query => parts.query(name, key.expose())?,
+                        KeyLocation::Cookie => parts.cookie(name, key.expose())?,
+                    }
+                }
+                (Credential::ApiKey(key), _) => {
+                    parts
+                        .secret_headers
+                        .push(("authorization".into(), key.clone()));
+                }
+                (Credential::Basic { user, password }, _) => {
+                    let encoded = BASE64_STANDARD.encode(format!("{user}:{}", password.expose()));
+                    parts.secret_headers.push((
+                        "authorization".into(),
+                        Secret::new(format!("Basic {encoded}")),
+                    ));
+                }
+                (Credential::Bearer(token), _) => {
+                    parts.secret_headers.push((
+                        "authorization".into(),
+                        Secret::new(format!("Bearer {}", token.expose())),
+                    ));
+                }
+                (credential @ Credential::ClientCredentials { .. }, _) => {
+                    let cache = applied.tokens.as_ref().ok_or_else(|| {
+                        TaskError::permanent(format!(
+                            "security scheme `{}` has no token cache",
+                            applied.scheme
+                        ))
+                    })?;
+                    let token = cache
+                        .token(
+                            &self.http,
+                            self.timeout,
+                            applied.scheme,
+                            credential,
+                            refused,
+                        )
+                        .await?;
+                    parts.secret_headers.push((
+                        "authorization".into(),
+                        Secret::new(format!("Bearer {}", token.expose())),
+                    ));
+                    used_token = Some(token);
+                }
+            }
+        }
+        Ok(used_token)
     }
 
     fn request(
@@ -215,24 +414,23 @@ impl HttpClient {
         let method = Method::from_bytes(method.as_bytes())
             .map_err(|_| TaskError::permanent(format!("invalid HTTP method `{method}`")))?;
         let url = format!("{}{}", self.base_url, parts.path);
+        let query = parts.query_string();
+        // The query may hold an API key: errors name the URL without it.
+        let full = if query.is_empty() {
+            url.clone()
+        } else {
+            format!("{url}?{query}")
+        };
         let mut builder = self
             .http
-            .request(method, &url)
+            .request(method, &full)
             .timeout(self.timeout)
             .headers(self.headers.clone());
-        if !parts.query.is_empty() {
-            builder = builder.query(&parts.query);
-        }
         for (name, value) in &parts.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
         if !parts.cookies.is_empty() {
-            let cookies: Vec<String> = parts
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            builder = builder.header(COOKIE, cookies.join("; "));
+            builder = builder.header(COOKIE, parts.cookies.join("; "));
         }
         if let Some((header, key)) = idempotency_key {
             builder = builder.header(header, key);
@@ -242,9 +440,26 @@ impl HttpClient {
                 .header(reqwest::header::CONTENT_TYPE, body.content_type)
                 .body(body.bytes);
         }
-        builder.build().map_err(|err| {
-            TaskError::permanent(format!("cannot build the request to {url}: {err}"))
-        })
+        let mut request = builder.build().map_err(|err| {
+            TaskError::permanent(format!(
+                "cannot build the request to {url}: {}",
+                error_chain(&err.without_url())
+            ))
+        })?;
+        // A scheme's credentials replace a header of the same name set on the client.
+        for (name, secret) in &parts.secret_headers {
+            let name = HeaderName::try_from(name.as_str()).map_err(|_| {
+                TaskError::permanent(format!("invalid credential header name `{name}`"))
+            })?;
+            let mut value = HeaderValue::try_from(secret.expose()).map_err(|_| {
+                TaskError::permanent(format!(
+                    "the credential for header `{name}` is not a valid header value"
+                ))
+            })?;
+            value.set_sensitive(true);
+            request.headers_mut().insert(name, value);
+        }
+        Ok(request)
     }
 }
 
@@ -256,6 +471,8 @@ fn needs_key<T: HttpOperation>() -> bool {
 
 /// Connection failures and timeouts are retryable; a request that cannot be built is not.
 fn transport_error(err: reqwest::Error) -> TaskError {
+    // The URL may carry an API key in its query: it is left out of the message.
+    let err = err.without_url();
     let detail = error_chain(&err);
     if err.is_builder() {
         TaskError::permanent(format!("invalid request: {detail}"))

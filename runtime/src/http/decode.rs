@@ -29,3 +29,10 @@ pub fn bytes(body: Bytes) -> Result<Vec<u8>, TaskError> {
 pub fn empty(_body: Bytes) -> Result<(), TaskError> {
     Ok(())
 }
+
+/// A 2xx status the description does not list for the operation.
+pub fn unexpected_status<T>(status: u16) -> Result<T, TaskError> {
+    Err(TaskError::permanent(format!(
+        "the API answered {status}, which its description does not list for this operation"
+    )))
+}

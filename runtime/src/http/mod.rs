@@ -1,11 +1,14 @@
-//! HTTP execution for generated clients: building requests, classifying responses, retrying.
+//! HTTP execution for generated clients: building requests, credentials, classifying responses,
+//! retrying.
 
+mod auth;
 mod client;
 pub mod decode;
 mod request;
 
+pub use auth::{Credential, KeyLocation, SchemeKind, Secret, SecurityScheme, env_name};
 pub use client::{CallOptions, HttpClient};
-pub use request::RequestParts;
+pub use request::{File, FileParts, FileRef, Multipart, RequestParts, Style, json_text};
 
 use crate::{Task, TaskError};
 
@@ -21,9 +24,14 @@ pub trait HttpOperation: Task {
     /// it in the client's idempotency header.
     const IDEMPOTENCY_HEADER: Option<&'static str> = None;
 
+    /// The security requirements: alternatives, each a list of scheme names that are all sent.
+    /// The client uses the first alternative it has every credential for; none is sent when
+    /// the list is empty.
+    const SECURITY: &'static [&'static [&'static str]] = &[];
+
     /// Writes the path, query, headers and body of the request.
     fn build(&self, request: &mut RequestParts) -> Result<(), TaskError>;
 
-    /// Reads the output from the body of a successful (2xx) response.
-    fn decode(body: bytes::Bytes) -> Result<Self::Output, TaskError>;
+    /// Reads the output from the status and body of a successful (2xx) response.
+    fn decode(status: u16, body: bytes::Bytes) -> Result<Self::Output, TaskError>;
 }

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::{Handlers, ServiceWorker, ServiceWorkerOptions};
 use crate::backend::sqlite::SqliteBackend;
-use crate::http::HttpClient;
+use crate::http::{HttpClient, SecurityScheme};
 
 /// What a generated crate tells its worker binary.
 #[derive(Debug, Clone, Copy)]
@@ -21,11 +21,33 @@ pub struct ServiceBinary {
     pub title: &'static str,
     /// The first server URL of the API description, used when no base URL is given.
     pub default_base_url: Option<&'static str>,
+    /// The security schemes of the API description: their credentials are read from the
+    /// environment variables [`SecurityScheme::env_vars`] names.
+    pub security: &'static [SecurityScheme],
     /// Registers a handler per operation, each calling the API through the client.
     pub register: fn(&mut Handlers, &HttpClient),
     /// Registers a handler per gRPC operation, each calling the server at the endpoint given;
     /// `None` for an API without gRPC operations.
     pub register_grpc: Option<fn(&mut Handlers, &str)>,
+}
+
+/// The `--help` text on credentials: every scheme's environment variables.
+fn credentials_help(binary: &ServiceBinary) -> String {
+    let mut text = String::from(
+        "Credentials (environment variables only, so they stay out of process lists; never logged):",
+    );
+    if binary.security.is_empty() {
+        text.push_str(
+            "\n  the API description names no security scheme; use --header or --bearer-token",
+        );
+    }
+    for scheme in binary.security {
+        text.push_str(&format!("\n  scheme `{}`:", scheme.name));
+        for (var, what) in scheme.env_vars(binary.service) {
+            text.push_str(&format!("\n    {var:<40} {what}"));
+        }
+    }
+    text
 }
 
 /// Where the worker keeps state and takes messages from, from `--backend`.
@@ -119,6 +141,15 @@ fn command(binary: &ServiceBinary, prefix: &str) -> Command {
                 .help("Sends this header on every request (repeat for more); e.g. an API key"),
         )
         .arg(
+            Arg::new("media_types")
+                .long("media-type")
+                .value_name("TYPE")
+                .env(env("MEDIA_TYPES"))
+                .value_delimiter(',')
+                .action(ArgAction::Append)
+                .help("Sends request bodies as TYPE where an operation offers it besides its default (JSON first); repeat or separate with commas"),
+        )
+        .arg(
             Arg::new("concurrency")
                 .long("concurrency")
                 .value_name("N")
@@ -144,6 +175,7 @@ fn command(binary: &ServiceBinary, prefix: &str) -> Command {
                 .value_parser(clap::value_parser!(u64))
                 .help("On SIGTERM, how long to let tasks under way finish; the rest run again elsewhere"),
         )
+        .after_help(credentials_help(binary))
 }
 
 /// Parses flags and environment, then runs the service worker until SIGTERM or Ctrl-C.
@@ -171,7 +203,16 @@ fn run(binary: &ServiceBinary, matches: &clap::ArgMatches) -> Result<(), String>
     let backend = BackendUrl::parse(&text("backend").unwrap_or_default())?;
     let base_url = text("base_url").ok_or("--base-url is required")?;
     let timeout = Duration::from_secs(*matches.get_one::<u64>("timeout").unwrap_or(&30));
-    let mut http = HttpClient::new(base_url.clone()).with_timeout(timeout);
+    let mut http = HttpClient::new(base_url.clone())
+        .with_timeout(timeout)
+        .with_credentials_from_env(binary.service, binary.security)?
+        .with_media_types(
+            matches
+                .get_many::<String>("media_types")
+                .into_iter()
+                .flatten()
+                .cloned(),
+        );
     if let Some(token) = text("bearer_token") {
         http = http
             .with_bearer_token(&token)
@@ -212,7 +253,8 @@ fn run(binary: &ServiceBinary, matches: &clap::ArgMatches) -> Result<(), String>
             tracing::info!("stopping: finishing the tasks under way");
             let _ = stop.send(true);
         });
-        tracing::info!(service = binary.service, %base_url, backend = %path, concurrency = options.concurrency, "worker started");
+        let credentials = http.credential_schemes().join(",");
+        tracing::info!(service = binary.service, %base_url, backend = %path, concurrency = options.concurrency, %credentials, "worker started");
         let worker = ServiceWorker::new(backend, binary.service, handlers, options);
         worker.run(stopped).await.map_err(|e| e.to_string())?;
         tracing::info!("stopped");
@@ -250,9 +292,38 @@ mod tests {
         service: "pet_store",
         title: "Pet Store",
         default_base_url: None,
+        security: &[
+            SecurityScheme {
+                name: "api_key",
+                kind: crate::http::SchemeKind::ApiKey {
+                    location: crate::http::KeyLocation::Header,
+                    name: "X-Api-Key",
+                },
+            },
+            SecurityScheme {
+                name: "oauth",
+                kind: crate::http::SchemeKind::OAuth2ClientCredentials {
+                    token_url: "https://auth.example.com/token",
+                },
+            },
+        ],
         register,
         register_grpc: None,
     };
+
+    #[test]
+    fn help_lists_the_credential_variables_of_every_scheme() {
+        let help = command(&BINARY, "PET_STORE").render_long_help().to_string();
+        for var in [
+            "PET_STORE_API_KEY_KEY",
+            "PET_STORE_OAUTH_CLIENT_ID",
+            "PET_STORE_OAUTH_CLIENT_SECRET",
+            "PET_STORE_OAUTH_SCOPES",
+            "PET_STORE_MEDIA_TYPES",
+        ] {
+            assert!(help.contains(var), "{var} missing from:\n{help}");
+        }
+    }
 
     #[test]
     fn flags_come_from_the_environment_named_after_the_service() {

@@ -87,7 +87,7 @@ impl Handlers {
             async move {
                 let options = CallOptions {
                     idempotency_key: Some(ctx.task_id),
-                    retry_policy: None,
+                    ..CallOptions::default()
                 };
                 client.attempt_with(&task, &options).await
             }

@@ -15,13 +15,22 @@ use super::ReadOptions;
 
 mod operations;
 mod schemas;
+mod security;
 
 use schemas::describe;
 
 const SCHEMA_PREFIX: &str = "#/components/schemas/";
 
 /// Names the generated client has for itself, which operations must not take.
-pub(crate) const CLIENT_METHODS: &[&str] = &["new", "from_http", "http", "call", "clone", "fmt"];
+pub(crate) const CLIENT_METHODS: &[&str] = &[
+    "new",
+    "from_env",
+    "from_http",
+    "http",
+    "call",
+    "clone",
+    "fmt",
+];
 
 /// Reads an OpenAPI 3.0 document.
 pub(super) fn read(path: &Path, doc: &OpenAPI, options: &ReadOptions) -> Result<Api> {
@@ -36,6 +45,7 @@ pub(super) fn read(path: &Path, doc: &OpenAPI, options: &ReadOptions) -> Result<
     reader.define_components()?;
     let operations = reader.operations()?;
     reader.order_unions();
+    let security_schemes = reader.security_schemes()?;
     let mut api = Api {
         crate_name: options.crate_name.clone(),
         service: snake_ident(&options.crate_name, "service")
@@ -53,6 +63,7 @@ pub(super) fn read(path: &Path, doc: &OpenAPI, options: &ReadOptions) -> Result<
         operations,
         notes: Vec::new(),
         grpc_descriptor: None,
+        security_schemes,
     };
     box_recursive_fields(&mut api);
     Ok(api)

@@ -1,12 +1,16 @@
 //! Operations: parameters, bodies and outputs.
 
-use openapiv3::{Parameter, ReferenceOr, RequestBody, Response, Schema, StatusCode};
+use openapiv3::{
+    MediaType, Parameter, QueryStyle, ReferenceOr, RequestBody, Response, Schema, SchemaKind,
+    StatusCode, StringFormat, Type, VariantOrUnknownOrEmpty,
+};
 
 use crate::Result;
 use crate::error::{Error, pointer_token};
 use crate::ir::names::{RESERVED_TYPES, Scope, pascal_ident, snake_ident};
 use crate::ir::{
-    Body, BodyEncoding, Operation, Output, Param, ParamLocation, PathPart, Primitive, TypeRef,
+    Body, BodyEncoding, Operation, Output, Param, ParamLocation, ParamStyle, PathPart, Primitive,
+    StatusMatch, StatusOutputs, StatusVariant, TypeKind, TypeRef,
 };
 
 use super::{CLIENT_METHODS, Reader, join_doc};
@@ -73,8 +77,13 @@ impl<'a> Reader<'a> {
                     )?,
                     None => None,
                 };
-                let output =
-                    self.output(&op.responses, &type_name, &format!("{pointer}/responses"))?;
+                let output = self.output(
+                    &op.responses,
+                    &type_name,
+                    &format!("{pointer}/responses"),
+                    &mut type_names,
+                )?;
+                let security = self.security_of(op.security.as_ref());
                 let method_upper = method.to_ascii_uppercase();
                 out.push(Operation {
                     type_name,
@@ -94,6 +103,7 @@ impl<'a> Reader<'a> {
                     deprecated: op.deprecated,
                     idempotency_header,
                     grpc: None,
+                    security,
                 });
             }
         }
@@ -147,21 +157,53 @@ impl<'a> Reader<'a> {
     ) -> Result<Param> {
         let data = param.parameter_data_ref();
         let hint = format!("{type_name}{}", pascal_ident(&data.name, "Param", "Param"));
+        let mut json = false;
         let ty = match &data.format {
             openapiv3::ParameterSchemaOrContent::Schema(schema) => {
                 self.schema_or_ref(schema, &hint, &format!("{pointer}/schema"))?
             }
-            openapiv3::ParameterSchemaOrContent::Content(_) => {
-                TypeRef::Primitive(Primitive::String)
+            openapiv3::ParameterSchemaOrContent::Content(content) => {
+                match pick_media_type(content.keys()) {
+                    Some((media_type, BodyEncoding::Json)) => {
+                        json = true;
+                        self.content_type(
+                            content[media_type.as_str()].schema.as_ref(),
+                            BodyEncoding::Json,
+                            &media_type,
+                            &hint,
+                            pointer,
+                        )?
+                    }
+                    _ => TypeRef::Primitive(Primitive::String),
+                }
             }
         };
         let location = location(param);
+        let (default_style, default_explode) = ParamStyle::default_for(location);
+        let style = match param {
+            Parameter::Path { style, .. } => match style {
+                openapiv3::PathStyle::Simple => ParamStyle::Simple,
+                openapiv3::PathStyle::Label => ParamStyle::Label,
+                openapiv3::PathStyle::Matrix => ParamStyle::Matrix,
+            },
+            Parameter::Query { style, .. } => query_style(style),
+            Parameter::Header { .. } | Parameter::Cookie { .. } => default_style,
+        };
+        // `explode` defaults to true for `form` and false for every other style.
+        let explode = data.explode.unwrap_or(if style == default_style {
+            default_explode
+        } else {
+            style == ParamStyle::Form
+        });
         Ok(Param {
             name: names.claim(snake_ident(&data.name, "param")),
             wire_name: data.name.clone(),
             location,
             ty,
             required: data.required || location == ParamLocation::Path,
+            style,
+            explode,
+            json,
             doc: data.description.clone(),
         })
     }
@@ -177,63 +219,341 @@ impl<'a> Reader<'a> {
         let Some((media_type, encoding)) = pick_media_type(body.content.keys()) else {
             return Ok(None);
         };
-        let schema = body.content[media_type.as_str()].schema.as_ref();
+        let media = &body.content[media_type.as_str()];
+        let schema = media.schema.as_ref();
         let hint = format!("{type_name}Body");
-        let ty = self.content_type(schema, encoding, &media_type, &hint, pointer)?;
+        let mut ty = self.content_type(schema, encoding, &media_type, &hint, pointer)?;
+        let mut alternatives = Vec::new();
+        let mut skipped = Vec::new();
+        for (other, other_media) in &body.content {
+            if *other == media_type {
+                continue;
+            }
+            let other_encoding = classify(other).1;
+            let same_schema = other_media.schema == media.schema;
+            let encodable = matches!(
+                other_encoding,
+                BodyEncoding::Json | BodyEncoding::Form | BodyEncoding::Multipart
+            ) && matches!(encoding, BodyEncoding::Json | BodyEncoding::Form);
+            if same_schema && encodable {
+                alternatives.push((concrete(other, other_encoding), other_encoding));
+            } else {
+                skipped.push(other.clone());
+            }
+        }
+        let mut files = Vec::new();
+        if encoding == BodyEncoding::Multipart {
+            files = self.binary_properties(schema, media);
+            if !files.is_empty() {
+                ty = self.with_file_fields(ty, &files, &hint, pointer);
+            }
+        }
         Ok(Some(Body {
             name,
-            media_type,
+            media_type: concrete(&media_type, encoding),
             encoding,
             ty,
             required: body.required,
+            alternatives,
+            form_styles: form_styles(media),
+            files,
+            skipped,
             doc: body.description.clone(),
         }))
     }
 
-    /// The output is the body of the first 2xx response that has one (or of `default`).
+    /// The properties of a multipart body schema that are binary strings (or arrays of them),
+    /// with the media type of their parts.
+    fn binary_properties(
+        &self,
+        schema: Option<&'a ReferenceOr<Schema>>,
+        media: &MediaType,
+    ) -> Vec<(String, String)> {
+        let Some(schema) = schema.and_then(|s| self.resolve_schema(s)) else {
+            return Vec::new();
+        };
+        let SchemaKind::Type(Type::Object(object)) = &schema.schema_kind else {
+            return Vec::new();
+        };
+        let binary = |s: &ReferenceOr<Box<Schema>>| match s {
+            ReferenceOr::Item(s) => is_binary(s),
+            ReferenceOr::Reference { .. } => false,
+        };
+        object
+            .properties
+            .iter()
+            .filter(|(_, p)| match p {
+                ReferenceOr::Item(p) => match &p.schema_kind {
+                    SchemaKind::Type(Type::Array(array)) => {
+                        array.items.as_ref().is_some_and(binary)
+                    }
+                    _ => is_binary(p),
+                },
+                ReferenceOr::Reference { .. } => false,
+            })
+            .map(|(name, _)| {
+                let content_type = media
+                    .encoding
+                    .get(name)
+                    .and_then(|e| e.content_type.clone())
+                    .filter(|c| !c.contains(',') && !c.contains('*'))
+                    .unwrap_or_else(|| "application/octet-stream".to_owned());
+                (name.clone(), content_type)
+            })
+            .collect()
+    }
+
+    /// A schema, following `#/components/schemas` references.
+    fn resolve_schema(&self, schema: &'a ReferenceOr<Schema>) -> Option<&'a Schema> {
+        let mut schema = schema;
+        for _ in 0..32 {
+            match schema {
+                ReferenceOr::Item(s) => return Some(s),
+                ReferenceOr::Reference { reference } => {
+                    let name = reference.strip_prefix(super::SCHEMA_PREFIX)?;
+                    schema = self.schemas()?.get(name)?;
+                }
+            }
+        }
+        None
+    }
+
+    /// The struct of a multipart body with its binary fields as files: the body's own type
+    /// when it was made for it, a copy of a shared component otherwise.
+    fn with_file_fields(
+        &mut self,
+        ty: TypeRef,
+        files: &[(String, String)],
+        hint: &str,
+        pointer: &str,
+    ) -> TypeRef {
+        let TypeRef::Named(id) = ty else {
+            return ty;
+        };
+        let Some(def) = self.types[id.0].clone() else {
+            return ty;
+        };
+        let TypeKind::Struct {
+            mut fields,
+            additional,
+        } = def.kind
+        else {
+            return ty;
+        };
+        for field in &mut fields {
+            if files.iter().any(|(name, _)| *name == field.wire_name) {
+                field.ty = match field.ty {
+                    TypeRef::Vec(_) => TypeRef::Vec(Box::new(TypeRef::Primitive(Primitive::File))),
+                    _ => TypeRef::Primitive(Primitive::File),
+                };
+            }
+        }
+        let kind = TypeKind::Struct { fields, additional };
+        let own = def.origin.starts_with(pointer);
+        if own {
+            self.kind_of(id, kind);
+            ty
+        } else {
+            let new = self.declare(hint, pointer.to_owned());
+            if let Some(new_def) = self.types[new.0].as_mut() {
+                new_def.doc = def.doc;
+                new_def.kind = kind;
+            }
+            TypeRef::Named(new)
+        }
+    }
+
+    /// The requirements of an operation (or of the document when it has none), keeping the
+    /// schemes the document defines.
+    fn security_of(&self, op: Option<&Vec<openapiv3::SecurityRequirement>>) -> Vec<Vec<String>> {
+        let Some(requirements) = op.or(self.doc.security.as_ref()) else {
+            return Vec::new();
+        };
+        let known = |name: &String| {
+            self.doc
+                .components
+                .as_ref()
+                .is_some_and(|c| c.security_schemes.contains_key(name))
+        };
+        let mut out: Vec<Vec<String>> = Vec::new();
+        for requirement in requirements {
+            // `{}` among the alternatives means credentials are optional: the configured ones
+            // are still sent (for higher limits, say), and none is needed.
+            if requirement.is_empty() {
+                continue;
+            }
+            if requirement.keys().all(known) {
+                out.push(requirement.keys().cloned().collect());
+            }
+        }
+        out
+    }
+
+    /// The outputs of the 2xx responses (or of `default` when there is none): one type when
+    /// they agree, an enum with a variant per status when they differ. Error responses with a
+    /// JSON body are listed for the documentation.
     fn output(
         &mut self,
         responses: &'a openapiv3::Responses,
         type_name: &str,
         pointer: &str,
+        type_names: &mut Scope,
     ) -> Result<Output> {
-        let mut success: Vec<(u16, String, &ReferenceOr<Response>)> = responses
-            .responses
-            .iter()
-            .filter_map(|(code, r)| {
-                let (order, key) = match code {
-                    StatusCode::Code(c) if (200..300).contains(c) => (*c, c.to_string()),
-                    StatusCode::Range(2) => (299, "2XX".to_owned()),
-                    _ => return None,
-                };
-                Some((order, key, r))
-            })
-            .collect();
-        success.sort_by_key(|(order, _, _)| *order);
-        if success.is_empty()
-            && let Some(default) = &responses.default
-        {
-            success.push((0, "default".into(), default));
+        let mut success: Vec<(u16, StatusMatch, String, &ReferenceOr<Response>)> = Vec::new();
+        let mut failure: Vec<(String, &ReferenceOr<Response>)> = Vec::new();
+        for (code, r) in &responses.responses {
+            match code {
+                StatusCode::Code(c) if (200..300).contains(c) => {
+                    success.push((*c, StatusMatch::Code(*c), c.to_string(), r));
+                }
+                StatusCode::Range(2) => success.push((299, StatusMatch::Range(2), "2XX".into(), r)),
+                StatusCode::Code(c) => failure.push((c.to_string(), r)),
+                StatusCode::Range(c) => failure.push((format!("{c}XX"), r)),
+            }
         }
-        for (_, key, response) in success {
+        success.sort_by_key(|(order, _, _, _)| *order);
+        if let Some(default) = &responses.default {
+            if success.is_empty() {
+                success.push((0, StatusMatch::Default, "default".into(), default));
+            } else {
+                failure.push(("default".into(), default));
+            }
+        }
+        let mut outcomes: Vec<(StatusMatch, Option<BodyEncoding>, TypeRef, Option<String>)> =
+            Vec::new();
+        for (_, status, key, response) in success {
             let r_pointer = format!("{pointer}/{key}");
             let response = self.component(response, "responses", |c| &c.responses, &r_pointer)?;
-            let Some((media_type, encoding)) = pick_media_type(response.content.keys()) else {
-                continue;
+            let (encoding, ty) = match pick_media_type(response.content.keys()) {
+                None => (None, TypeRef::Any),
+                Some((media_type, encoding)) => {
+                    // Multipart responses are handed over as they came.
+                    let encoding = match encoding {
+                        BodyEncoding::Multipart => BodyEncoding::Bytes,
+                        other => other,
+                    };
+                    let schema = response.content[media_type.as_str()].schema.as_ref();
+                    // The first typed response keeps the plain name, as before.
+                    let hint = if outcomes.iter().all(|(_, e, _, _)| e.is_none()) {
+                        format!("{type_name}Response")
+                    } else {
+                        format!("{type_name}Response{key}")
+                    };
+                    let ty = self.content_type(schema, encoding, &media_type, &hint, &r_pointer)?;
+                    (Some(encoding), ty)
+                }
             };
-            let schema = response.content[media_type.as_str()].schema.as_ref();
-            let hint = format!("{type_name}Response");
-            let ty = self.content_type(schema, encoding, &media_type, &hint, &r_pointer)?;
-            return Ok(Output {
-                encoding: Some(encoding),
-                ty,
-            });
+            let doc = Some(response.description.trim().to_owned()).filter(|d| !d.is_empty());
+            outcomes.push((status, encoding, ty, doc));
         }
-        Ok(Output {
-            encoding: None,
-            ty: TypeRef::Any,
+        let mut errors = Vec::new();
+        for (key, response) in failure {
+            let r_pointer = format!("{pointer}/{key}");
+            let response = self.component(response, "responses", |c| &c.responses, &r_pointer)?;
+            if let Some((media_type, BodyEncoding::Json)) = pick_media_type(response.content.keys())
+                && let Some(schema) = response.content[media_type.as_str()].schema.as_ref()
+            {
+                // Only named schemas: a type per inline error body would cost build time for
+                // what `TaskError::body` already gives as text.
+                // They are documentation: a reference that does not resolve is left out here
+                // (it is reported where it matters, in a type that uses it).
+                if let ReferenceOr::Reference { reference } = schema
+                    && let Ok(ty) = self.resolve(reference, &r_pointer)
+                {
+                    errors.push((key, ty));
+                }
+            }
+        }
+        let first = outcomes
+            .iter()
+            .find(|(_, e, _, _)| e.is_some())
+            .map(|(_, e, t, _)| (*e, t.clone()));
+        let agree = outcomes
+            .iter()
+            .all(|(_, e, t, _)| first.as_ref().is_some_and(|(fe, ft)| fe == e && ft == t));
+        let single = |encoding, ty| Output {
+            encoding,
+            ty,
+            by_status: None,
+            errors: errors.clone(),
+        };
+        Ok(match first {
+            // No response has a body: there is nothing to tell apart.
+            None => single(None, TypeRef::Any),
+            Some((encoding, ty)) if agree => single(encoding, ty),
+            Some(_) => {
+                let mut names = Scope::default();
+                let variants = outcomes
+                    .into_iter()
+                    .map(|(status, encoding, ty, doc)| StatusVariant {
+                        name: names.claim(variant_name(status)),
+                        status,
+                        encoding,
+                        ty,
+                        doc,
+                    })
+                    .collect();
+                Output {
+                    encoding: None,
+                    ty: TypeRef::Any,
+                    by_status: Some(StatusOutputs {
+                        type_name: type_names.claim(format!("{type_name}Output")),
+                        variants,
+                    }),
+                    errors,
+                }
+            }
         })
     }
+}
+
+/// `Ok` for 200, `Created` for 201...: the reason phrase, or `Status2xx`.
+fn variant_name(status: StatusMatch) -> String {
+    let name = match status {
+        StatusMatch::Code(200) => "Ok",
+        StatusMatch::Code(201) => "Created",
+        StatusMatch::Code(202) => "Accepted",
+        StatusMatch::Code(203) => "NonAuthoritativeInformation",
+        StatusMatch::Code(204) => "NoContent",
+        StatusMatch::Code(205) => "ResetContent",
+        StatusMatch::Code(206) => "PartialContent",
+        StatusMatch::Code(207) => "MultiStatus",
+        StatusMatch::Code(208) => "AlreadyReported",
+        StatusMatch::Code(226) => "ImUsed",
+        StatusMatch::Code(code) => return format!("Status{code}"),
+        StatusMatch::Range(_) => "Success",
+        StatusMatch::Default => "Default",
+    };
+    name.to_owned()
+}
+
+fn query_style(style: &QueryStyle) -> ParamStyle {
+    match style {
+        QueryStyle::Form => ParamStyle::Form,
+        QueryStyle::SpaceDelimited => ParamStyle::SpaceDelimited,
+        QueryStyle::PipeDelimited => ParamStyle::PipeDelimited,
+        QueryStyle::DeepObject => ParamStyle::DeepObject,
+    }
+}
+
+/// The `encoding` entries of a form body that give a style.
+fn form_styles(media: &MediaType) -> Vec<(String, ParamStyle, bool)> {
+    media
+        .encoding
+        .iter()
+        .filter_map(|(name, e)| {
+            let style = query_style(e.style.as_ref()?);
+            Some((name.clone(), style, e.explode))
+        })
+        .collect()
+}
+
+fn is_binary(schema: &Schema) -> bool {
+    matches!(
+        &schema.schema_kind,
+        SchemaKind::Type(Type::String(s))
+            if s.format == VariantOrUnknownOrEmpty::Item(StringFormat::Binary)
+    )
 }
 
 fn location(p: &Parameter) -> ParamLocation {
@@ -245,27 +565,48 @@ fn location(p: &Parameter) -> ParamLocation {
     }
 }
 
-/// JSON first (`application/json`, any `+json`), then form, text and bytes.
+/// The rank and encoding of a media type: JSON first (`application/json`, any `+json`), then
+/// other JSON-like types, form, multipart, text and bytes.
+fn classify(media_type: &str) -> (u8, BodyEncoding) {
+    let essence = media_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" || essence.ends_with("+json") {
+        (0, BodyEncoding::Json)
+    } else if essence.ends_with("/json") || essence == "*/*" {
+        (1, BodyEncoding::Json)
+    } else if essence == "application/x-www-form-urlencoded" {
+        (2, BodyEncoding::Form)
+    } else if essence.starts_with("multipart/") {
+        (3, BodyEncoding::Multipart)
+    } else if essence.starts_with("text/") {
+        (4, BodyEncoding::Text)
+    } else {
+        (5, BodyEncoding::Bytes)
+    }
+}
+
+/// The `Content-Type` to send for a media type of the description: wildcards (`*/*`,
+/// `text/*`) become the plain type of their encoding.
+fn concrete(media_type: &str, encoding: BodyEncoding) -> String {
+    if !media_type.contains('*') {
+        return media_type.to_owned();
+    }
+    match encoding {
+        BodyEncoding::Json => "application/json",
+        BodyEncoding::Form => "application/x-www-form-urlencoded",
+        BodyEncoding::Multipart => "multipart/form-data",
+        BodyEncoding::Text => "text/plain",
+        BodyEncoding::Bytes => "application/octet-stream",
+    }
+    .to_owned()
+}
+
+/// The media type a body is sent or read in by default: the first of the best rank.
 fn pick_media_type<'k>(types: impl Iterator<Item = &'k String>) -> Option<(String, BodyEncoding)> {
-    let classify = |m: &str| {
-        let essence = m
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        if essence == "application/json" || essence.ends_with("+json") {
-            (0, BodyEncoding::Json)
-        } else if essence.ends_with("/json") || essence == "*/*" {
-            (1, BodyEncoding::Json)
-        } else if essence == "application/x-www-form-urlencoded" {
-            (2, BodyEncoding::Form)
-        } else if essence.starts_with("text/") {
-            (3, BodyEncoding::Text)
-        } else {
-            (4, BodyEncoding::Bytes)
-        }
-    };
     types
         .map(|m| (classify(m), m))
         .min_by_key(|((rank, _), _)| *rank)
@@ -297,6 +638,9 @@ fn parse_template(template: &str, params: &mut Vec<Param>, names: &mut Scope) ->
                     location: ParamLocation::Path,
                     ty: TypeRef::Primitive(Primitive::String),
                     required: true,
+                    style: ParamStyle::Simple,
+                    explode: false,
+                    json: false,
                     doc: None,
                 });
                 params.len() - 1

@@ -390,7 +390,7 @@ impl Reader<'_> {
                 | Primitive::Uint64Text => 4,
                 Primitive::F32 | Primitive::F64 => 5,
                 Primitive::DateTime | Primitive::Date | Primitive::Uuid => 6,
-                Primitive::Base64 | Primitive::Bytes => 7,
+                Primitive::Base64 | Primitive::Bytes | Primitive::File => 7,
                 Primitive::String => 9,
             }),
             TypeRef::Any => rank(10),
