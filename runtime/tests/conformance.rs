@@ -741,7 +741,55 @@ async fn status_queries_list_by_name_and_status_newest_first<B: Conformant>(stor
     env.stop().await;
 }
 
+async fn thousands_of_messages_sent_at_once_are_all_delivered<B: Conformant>(store: Opened<B>) {
+    use codegen_runtime::backend::{Commit, InstanceInfo, MessageBody};
+    let backend = store.backend.clone();
+    let topic = Topic::Tasks("bulk".into());
+    let message = |n: usize| Message {
+        id: format!("bulk/{n}"),
+        topic: topic.clone(),
+        key: format!("k{}", n % 7),
+        deliver_at: 0,
+        body: MessageBody::Wake,
+    };
+    // As a wide fan-out sends them: in one commit, and in one send.
+    backend
+        .commit(vec![Commit {
+            instance: InstanceInfo::new("bulk", "bulk", serde_json::Value::Null, 0),
+            create: true,
+            expected_events: 0,
+            events: Vec::new(),
+            messages: (0..3000).map(message).collect(),
+            acks: Vec::new(),
+            truncate_to: None,
+        }])
+        .await
+        .unwrap();
+    backend
+        .send((3000..6000).map(message).collect())
+        .await
+        .unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + WAIT;
+    while seen.len() < 6000 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of 6000 messages delivered",
+            seen.len()
+        );
+        backend.wait(&topic, 100).await;
+        let got = backend.receive(&topic, 500, 30_000).await.unwrap();
+        seen.extend(got.iter().map(|d| d.message.id.clone()));
+        backend
+            .ack(got.into_iter().map(|d| d.receipt).collect())
+            .await
+            .unwrap();
+    }
+    assert_eq!(seen.len(), 6000);
+}
+
 backends::conformance!(
+    thousands_of_messages_sent_at_once_are_all_delivered,
     a_stale_writer_gets_a_conflict_and_changes_nothing,
     status_queries_list_by_name_and_status_newest_first,
     a_three_step_workflow_completes_with_its_result_and_history,

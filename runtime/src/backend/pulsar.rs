@@ -287,6 +287,12 @@ impl Transport for PulsarTransport {
                     .client
                     .producer()
                     .with_topic(&full)
+                    // A commit can send thousands of messages (a wide fan-out): wait for room
+                    // in the client's queue rather than fail with `SlowDown`.
+                    .with_options(pulsar::ProducerOptions {
+                        block_queue_if_full: true,
+                        ..Default::default()
+                    })
                     .build()
                     .await
                     .map_err(|e| {
