@@ -52,6 +52,8 @@ managedLedgerDefaultWriteQuorum=1
 managedLedgerDefaultAckQuorum=1
 delayedDeliveryEnabled=true
 delayedDeliveryTickTimeMillis=100
+# Dispatch a new message to a waiting consumer at once (the default waits up to 10 ms).
+managedLedgerNewEntriesCheckDelayInMillis=0
 allowAutoTopicCreation=true
 allowAutoTopicCreationType=non-partitioned
 journalSyncData=false

@@ -296,23 +296,73 @@ async fn insert_outbox(
     if messages.is_empty() {
         return Ok(());
     }
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO codegen_outbox (id, topic, key, deliver_at, body, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-        )
-        .await
-        .map_err(|e| pg_error("preparing the outbox insert", &e))?;
+    let mut ids = Vec::with_capacity(messages.len());
+    let mut topics = Vec::with_capacity(messages.len());
+    let mut keys = Vec::with_capacity(messages.len());
+    let mut due = Vec::with_capacity(messages.len());
+    let mut bodies = Vec::with_capacity(messages.len());
     for m in messages {
-        let body = to_json(&m.body)?;
-        tx.execute(
-            &stmt,
-            &[&m.id, &m.topic.name(), &m.key, &m.deliver_at, &body, &now],
+        ids.push(m.id.as_str());
+        topics.push(m.topic.name());
+        keys.push(m.key.as_str());
+        due.push(m.deliver_at);
+        bodies.push(to_json(&m.body)?);
+    }
+    tx.execute(
+        "INSERT INTO codegen_outbox (id, topic, key, deliver_at, body, created_at)
+         SELECT m.id, m.topic, m.key, m.deliver_at, m.body, $6
+         FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[]) AS m(id, topic, key, deliver_at, body)
+         ON CONFLICT (id) DO NOTHING",
+        &[&ids, &topics, &keys, &due, &bodies, &now],
+    )
+    .await
+    .map_err(|e| pg_error("writing the outbox", &e))?;
+    Ok(())
+}
+
+/// Appends events to a locked instance's history from index `idx`, skipping ids it holds
+/// (a message delivered twice); returns the new event count. Two statements, however many
+/// events: the ids already there, then one insert of the rest.
+async fn append_events(
+    tx: &deadpool_postgres::Transaction<'_>,
+    instance: &str,
+    mut idx: i64,
+    events: &[(String, HistoryEvent)],
+) -> BackendResult<i64> {
+    if events.is_empty() {
+        return Ok(idx);
+    }
+    let ids: Vec<&str> = events.iter().map(|(id, _)| id.as_str()).collect();
+    let held = tx
+        .query(
+            "SELECT event_id FROM codegen_history WHERE instance_id = $1 AND event_id = ANY($2)",
+            &[&instance, &ids],
         )
         .await
-        .map_err(|e| pg_error("writing the outbox", &e))?;
+        .map_err(|e| pg_error("reading a history", &e))?;
+    let mut seen: std::collections::HashSet<String> =
+        held.iter().map(|r| r.get::<_, String>(0)).collect();
+    let (mut idxs, mut event_ids, mut ats, mut jsons) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (event_id, event) in events {
+        if !seen.insert(event_id.clone()) {
+            continue;
+        }
+        idxs.push(idx);
+        event_ids.push(event_id.as_str());
+        ats.push(event.at);
+        jsons.push(to_json(&event.event)?);
+        idx += 1;
     }
-    Ok(())
+    tx.execute(
+        "INSERT INTO codegen_history (instance_id, idx, event_id, at, event)
+         SELECT $1, e.idx, e.event_id, e.at, e.event
+         FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[]) AS e(idx, event_id, at, event)",
+        &[&instance, &idxs, &event_ids, &ats, &jsons],
+    )
+    .await
+    .map_err(|e| pg_error("appending to a history", &e))?;
+    Ok(idx)
 }
 
 impl<T: Transport> DistributedBackend<T> {
@@ -401,9 +451,20 @@ impl<T: Transport> Inner<T> {
                 return Ok(());
             }
             let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
-            let client = self.client().await?;
-            client
-                .execute("DELETE FROM codegen_outbox WHERE id = ANY($1)", &[&ids])
+            let mut client = self.client().await?;
+            // Losing this delete to a crash only publishes the messages again, which the
+            // receivers drop by id: it need not wait for the disk.
+            let tx = client
+                .transaction()
+                .await
+                .map_err(|e| pg_error("clearing the outbox", &e))?;
+            tx.batch_execute("SET LOCAL synchronous_commit TO OFF")
+                .await
+                .map_err(|e| pg_error("clearing the outbox", &e))?;
+            tx.execute("DELETE FROM codegen_outbox WHERE id = ANY($1)", &[&ids])
+                .await
+                .map_err(|e| pg_error("clearing the outbox", &e))?;
+            tx.commit()
                 .await
                 .map_err(|e| pg_error("clearing the outbox", &e))?;
         }
@@ -549,13 +610,6 @@ impl<T: Transport> StateStore for DistributedBackend<T> {
             .iter()
             .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
             .collect();
-        let insert_event = tx
-            .prepare_cached(
-                "INSERT INTO codegen_history (instance_id, idx, event_id, at, event)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            )
-            .await
-            .map_err(|e| pg_error("preparing the history insert", &e))?;
         let mut messages = Vec::new();
         let mut acks = Vec::new();
         for c in &commits {
@@ -597,14 +651,7 @@ impl<T: Transport> StateStore for DistributedBackend<T> {
                 .await
                 .map_err(|e| pg_error("rewinding a history", &e))?;
             }
-            for (event_id, event) in &c.events {
-                let json = to_json(&event.event)?;
-                let inserted = tx
-                    .execute(&insert_event, &[&i.id, &idx, event_id, &event.at, &json])
-                    .await
-                    .map_err(|e| pg_error("appending to a history", &e))?;
-                idx += i64::try_from(inserted).unwrap_or(0);
-            }
+            idx = append_events(&tx, &i.id, idx, &c.events).await?;
             tx.execute(
                 "UPDATE codegen_instances SET status = $2, output = $3, error = $4, events = $5, updated_at = $6, version = $7
                  WHERE id = $1",

@@ -126,7 +126,10 @@ async fn pump(
 /// Messages over Apache Pulsar.
 pub struct PulsarTransport {
     config: PulsarConfig,
+    /// Publishes.
     client: Pulsar<TokioExecutor>,
+    /// Subscribes and acknowledges.
+    consuming: Pulsar<TokioExecutor>,
     producers: Mutex<HashMap<String, Producer<TokioExecutor>>>,
     consumers: Mutex<HashMap<Topic, Arc<Subscription>>>,
     /// What each receipt acknowledges: the topic and the Pulsar message id.
@@ -169,24 +172,33 @@ impl PulsarTransport {
                 config.prefix
             )));
         }
-        let client = Pulsar::builder(config.url.clone(), TokioExecutor)
-            .with_connection_retry_options(pulsar::ConnectionRetryOptions {
-                max_retries: 3,
-                connection_timeout: Duration::from_secs(5),
-                ..Default::default()
-            })
-            .build()
-            .await
-            .map_err(|e| {
-                unavailable(
-                    &config,
-                    "cannot connect (check that the broker runs and the URL)",
-                    e,
-                )
-            })?;
+        // Two clients, so two connections: the client library does not set TCP_NODELAY, and
+        // on a shared connection an acknowledgement (which the broker does not answer) holds
+        // back the next send by the broker's delayed ACK, about 40 ms. A connection that only
+        // sends (each send answered by a receipt) and one that only consumes avoid it.
+        let connect = || async {
+            Pulsar::builder(config.url.clone(), TokioExecutor)
+                .with_connection_retry_options(pulsar::ConnectionRetryOptions {
+                    max_retries: 3,
+                    connection_timeout: Duration::from_secs(5),
+                    ..Default::default()
+                })
+                .build()
+                .await
+                .map_err(|e| {
+                    unavailable(
+                        &config,
+                        "cannot connect (check that the broker runs and the URL)",
+                        e,
+                    )
+                })
+        };
+        let client = connect().await?;
+        let consuming = connect().await?;
         Ok(Self {
             config,
             client,
+            consuming,
             producers: Mutex::new(HashMap::new()),
             consumers: Mutex::new(HashMap::new()),
             receipts: std::sync::Mutex::new(HashMap::new()),
@@ -210,7 +222,7 @@ impl PulsarTransport {
         let full = self.config.topic(topic);
         let lease = Duration::from_millis(u64::try_from(lease_ms.max(1_000)).unwrap_or(30_000));
         let consumer: PulsarConsumer = self
-            .client
+            .consuming
             .consumer()
             .with_topic(&full)
             .with_subscription(name)
