@@ -194,40 +194,41 @@ impl<T> Drop for DistributedBackend<T> {
 
 /// Says what a PostgreSQL error means for the user.
 fn pg_error(what: &str, err: &tokio_postgres::Error) -> BackendError {
-    match err.code() {
+    let detail = match (err.as_db_error(), std::error::Error::source(err)) {
+        (Some(db), _) => db.message().to_owned(),
+        (None, Some(source)) => format!("{err}: {source}"),
+        (None, None) => err.to_string(),
+    };
+    let hint = match err.code() {
         Some(code)
             if *code == SqlState::T_R_DEADLOCK_DETECTED
                 || *code == SqlState::T_R_SERIALIZATION_FAILURE =>
         {
-            BackendError::Unavailable(format!(
-                "PostgreSQL: {what}: {err} (transient; tried again)"
-            ))
+            " (transient; tried again)"
         }
         Some(code)
             if *code == SqlState::INVALID_PASSWORD
                 || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
         {
-            BackendError::Unavailable(format!(
-                "PostgreSQL: {what}: the server refused the user ({err}): check the user and password in the backend URL"
-            ))
+            ": check the user and password in the backend URL"
         }
         Some(code) if *code == SqlState::INVALID_CATALOG_NAME => {
-            BackendError::Unavailable(format!(
-                "PostgreSQL: {what}: the database does not exist ({err}): create it (`createdb`) or fix the URL"
-            ))
+            ": create the database (`createdb`) or fix the URL"
         }
-        _ => {
-            let detail = match err.as_db_error() {
-                Some(db) => db.message().to_owned(),
-                None => err.to_string(),
-            };
-            BackendError::Unavailable(format!("PostgreSQL: {what}: {detail}"))
+        Some(code) if *code == SqlState::INSUFFICIENT_PRIVILEGE => {
+            ": the user needs the right to create tables in the database or schema"
         }
-    }
+        _ => "",
+    };
+    BackendError::Unavailable(format!("PostgreSQL: {what}: {detail}{hint}"))
 }
 
 fn pool_error(err: deadpool_postgres::PoolError) -> BackendError {
     match err {
+        deadpool_postgres::PoolError::Backend(e) if e.as_db_error().is_none() => pg_error(
+            "connecting (check that the server runs and the URL's host and port)",
+            &e,
+        ),
         deadpool_postgres::PoolError::Backend(e) => pg_error("connecting", &e),
         other => BackendError::Unavailable(format!(
             "PostgreSQL: no connection ({other}): check that the server runs and the URL's host and port"
