@@ -1,14 +1,22 @@
-//! The runtime's speed on the embedded backend, beside plain HTTP calls in the same run.
+//! The runtime's speed on the embedded backend and on the distributed one, beside plain HTTP
+//! calls in the same run.
 //!
 //! ```text
 //! cargo bench -p codegen-runtime --bench runtime
+//! scripts/postgres.sh start && scripts/pulsar.sh start
+//! cargo bench -p codegen-runtime --features pulsar --bench runtime
 //! ```
+//!
+//! The distributed backend is measured when the `pulsar` feature is on, at the URL in
+//! `CODEGEN_BENCH_BACKEND` or else at the services the scripts start (a fresh schema and topic
+//! prefix per run); when it cannot be reached, a line says so.
 //!
 //! Against a local HTTP server (keep-alive, an instant JSON answer), it measures:
 //! - plain `reqwest` calls per second at concurrency 64: what the HTTP calls cost alone;
 //! - durable task executions per second: workflows fanning out tasks, each task scheduled,
-//!   executed, recorded and its workflow resumed, every state change committed to SQLite
-//!   (`synchronous = FULL`);
+//!   executed, recorded and its workflow resumed, every state change committed (SQLite with
+//!   `synchronous = FULL`; PostgreSQL with its default `synchronous_commit = on`, and every
+//!   message through the Pulsar broker);
 //! - the latency of a workflow of three sequential tasks, from start to result (p50, p99).
 
 use std::sync::Arc;
@@ -17,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use codegen_runtime::__private::{Bytes, HttpOperation, RequestParts, decode};
 use codegen_runtime::backend::sqlite::SqliteBackend;
+use codegen_runtime::backend::{MessageQueue, StateStore};
 use codegen_runtime::http::HttpClient;
 use codegen_runtime::worker::{
     Handlers, ServiceWorker, ServiceWorkerOptions, WorkflowWorker, WorkflowWorkerOptions,
@@ -100,6 +109,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // Warnings of the runtime (a backend that stalls says why), on stderr.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(serve(listener));
@@ -124,9 +141,52 @@ async fn main() {
     }
     let raw = count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
 
-    // The runtime, in this process, on a SQLite file.
+    println!("runtime benchmark, 2 worker threads, everything in this process");
+    println!(
+        "{:<58} {:>10.0}/s",
+        "plain reqwest calls, concurrency 64 (no runtime)", raw
+    );
+
     let dir = tempfile::tempdir().unwrap();
-    let backend = Arc::new(SqliteBackend::open(dir.path().join("bench.db")).unwrap());
+    let sqlite = Arc::new(SqliteBackend::open(dir.path().join("bench.db")).unwrap());
+    measure("embedded backend (SQLite, synchronous=FULL)", sqlite, &http).await;
+    distributed(&http).await;
+}
+
+/// The distributed backend, when this build and this machine have it.
+#[cfg(feature = "pulsar")]
+async fn distributed(http: &HttpClient) {
+    use codegen_runtime::backend::Backend;
+    let url = std::env::var("CODEGEN_BENCH_BACKEND").unwrap_or_else(|_| {
+        let run = std::process::id();
+        format!(
+            "postgres://codegen:codegen@127.0.0.1:15432/codegen?schema=bench_{run}&pulsar=pulsar://127.0.0.1:16650&pulsar_prefix=bench-{run}-"
+        )
+    });
+    match Backend::open(&url).await {
+        Ok(backend) => {
+            measure(
+                "distributed backend (PostgreSQL + Pulsar standalone, loopback)",
+                Arc::new(backend),
+                http,
+            )
+            .await;
+        }
+        Err(err) => println!(
+            "distributed backend not measured: {err} (start it with scripts/postgres.sh start && scripts/pulsar.sh start, or set CODEGEN_BENCH_BACKEND)"
+        ),
+    }
+}
+
+#[cfg(not(feature = "pulsar"))]
+async fn distributed(_: &HttpClient) {
+    println!(
+        "distributed backend not measured: built without the `pulsar` feature (cargo bench -p codegen-runtime --features pulsar --bench runtime)"
+    );
+}
+
+/// Durable task executions per second and three-step latency on one backend.
+async fn measure<B: StateStore + MessageQueue>(label: &str, backend: Arc<B>, http: &HttpClient) {
     let (stop, rx) = watch::channel(false);
     let mut handlers = Handlers::new();
     handlers.http::<Ping>(http.clone());
@@ -137,7 +197,7 @@ async fn main() {
         ServiceWorkerOptions::default(),
     );
     let rx2 = rx.clone();
-    tokio::spawn(async move { service.run(rx2).await.unwrap() });
+    let service = tokio::spawn(async move { service.run(rx2).await.unwrap() });
     let mut workflows = Workflows::new();
     workflows.register("fan_out", 1, |ctx: WorkflowContext, n: u64| async move {
         let calls = (0..n).map(|i| ctx.call(&Ping { n: i })).collect();
@@ -154,7 +214,7 @@ async fn main() {
         },
     );
     let engine = WorkflowWorker::new(backend.clone(), workflows, WorkflowWorkerOptions::default());
-    tokio::spawn(async move { engine.run(rx).await.unwrap() });
+    let engine = tokio::spawn(async move { engine.run(rx).await.unwrap() });
     let client = Client::new(backend.clone());
 
     // 2. Durable task executions per second.
@@ -189,19 +249,17 @@ async fn main() {
     }
     latencies.sort();
     let _ = stop.send(true);
+    let _ = engine.await;
+    let _ = service.await;
 
-    println!("runtime benchmark, embedded backend (SQLite, synchronous=FULL), 2 worker threads");
+    println!("{label}");
     println!(
-        "{:<58} {:>10.0}/s",
-        "plain reqwest calls, concurrency 64 (no runtime)", raw
-    );
-    println!(
-        "{:<58} {:>10.0}/s",
+        "  {:<56} {:>10.0}/s",
         format!("durable task executions ({instances} workflows x {fan_out} tasks)"),
         durable
     );
     println!(
-        "{:<58} p50 {:>6.2} ms   p99 {:>6.2} ms",
+        "  {:<56} p50 {:>6.2} ms   p99 {:>6.2} ms",
         "three-step workflow, start to result (300 runs)",
         percentile(&latencies, 0.50).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3

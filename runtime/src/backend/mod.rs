@@ -7,7 +7,13 @@
 //! State and the messages a change sends are committed together ([`StateStore::commit`]): a
 //! process killed between the two would otherwise lose a task or send one twice for one change.
 
+pub mod distributed;
+#[cfg(feature = "pulsar")]
+pub mod pulsar;
 pub mod sqlite;
+pub mod url;
+
+pub use url::{Backend, BackendUrl};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -9,7 +9,7 @@ use clap::{Arg, ArgAction, Command};
 use tokio::sync::watch;
 
 use super::{Handlers, ServiceWorker, ServiceWorkerOptions};
-use crate::backend::sqlite::SqliteBackend;
+use crate::backend::Backend;
 use crate::http::{HttpClient, SecurityScheme};
 
 /// What a generated crate tells its worker binary.
@@ -50,27 +50,7 @@ fn credentials_help(binary: &ServiceBinary) -> String {
     text
 }
 
-/// Where the worker keeps state and takes messages from, from `--backend`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BackendUrl {
-    /// One SQLite file.
-    Sqlite(String),
-}
-
-impl BackendUrl {
-    /// Parses `sqlite://PATH` or a plain file path.
-    pub fn parse(url: &str) -> Result<Self, String> {
-        if let Some(path) = url.strip_prefix("sqlite://") {
-            return Ok(Self::Sqlite(path.to_owned()));
-        }
-        if let Some((scheme, _)) = url.split_once("://") {
-            return Err(format!(
-                "backend `{url}`: the `{scheme}` scheme is not supported by this build; use sqlite://PATH (the embedded backend)"
-            ));
-        }
-        Ok(Self::Sqlite(url.to_owned()))
-    }
-}
+pub use crate::backend::BackendUrl;
 
 fn command(binary: &ServiceBinary, prefix: &str) -> Command {
     let env = |name: &str| format!("{prefix}_{name}");
@@ -105,7 +85,7 @@ fn command(binary: &ServiceBinary, prefix: &str) -> Command {
                 .value_name("URL")
                 .env("CODEGEN_BACKEND")
                 .default_value("sqlite://codegen.db")
-                .help("Where workflow state and messages are: sqlite://PATH (shared with the workflow worker)"),
+                .help("Where workflow state and messages are, as for the workflow worker: sqlite://PATH, or postgres://USER:PASSWORD@HOST:PORT/DB?pulsar=pulsar://HOST:PORT"),
         )
         .arg(base_url)
         .arg(
@@ -245,8 +225,8 @@ fn run(binary: &ServiceBinary, matches: &clap::ArgMatches) -> Result<(), String>
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async {
-        let BackendUrl::Sqlite(path) = backend;
-        let backend = Arc::new(SqliteBackend::open(&path).map_err(|e| e.to_string())?);
+        let shown = backend.display();
+        let backend = Arc::new(Backend::open_parsed(&backend).await.map_err(|e| e.to_string())?);
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(async move {
             shutdown_signal().await;
@@ -254,7 +234,7 @@ fn run(binary: &ServiceBinary, matches: &clap::ArgMatches) -> Result<(), String>
             let _ = stop.send(true);
         });
         let credentials = http.credential_schemes().join(",");
-        tracing::info!(service = binary.service, %base_url, backend = %path, concurrency = options.concurrency, %credentials, "worker started");
+        tracing::info!(service = binary.service, %base_url, backend = %shown, concurrency = options.concurrency, %credentials, "worker started");
         let worker = ServiceWorker::new(backend, binary.service, handlers, options);
         worker.run(stopped).await.map_err(|e| e.to_string())?;
         tracing::info!("stopped");
@@ -342,19 +322,5 @@ mod tests {
             .try_get_matches_from(["x", "--base-url", "http://a", "--concurrency", "8"])
             .unwrap();
         assert_eq!(m.get_one::<u16>("concurrency"), Some(&8));
-    }
-
-    #[test]
-    fn backend_urls_are_sqlite_paths_or_say_what_is_supported() {
-        assert_eq!(
-            BackendUrl::parse("sqlite:///var/lib/x.db"),
-            Ok(BackendUrl::Sqlite("/var/lib/x.db".into()))
-        );
-        assert_eq!(
-            BackendUrl::parse("state.db"),
-            Ok(BackendUrl::Sqlite("state.db".into()))
-        );
-        let err = BackendUrl::parse("pulsar://localhost:6650").unwrap_err();
-        assert!(err.contains("`pulsar` scheme is not supported"), "{err}");
     }
 }

@@ -1,12 +1,25 @@
-//! The runtime on the embedded backend, end to end: a client, a workflow worker and service
-//! workers in one process on a temporary SQLite file, with hand-written tasks.
+//! The backend conformance suite: the runtime end to end (a client, a workflow worker and
+//! service workers in one process, with hand-written tasks), each test run on every backend:
+//!
+//! - `sqlite`: the embedded backend on a temporary file;
+//! - `postgres`: state in PostgreSQL, messages in a temporary SQLite file;
+//! - `pulsar`: the distributed backend, PostgreSQL and Apache Pulsar (cargo feature `pulsar`).
+//!
+//! The services come from `scripts/postgres.sh start` and `scripts/pulsar.sh start`, or from
+//! `CODEGEN_TEST_POSTGRES` and `CODEGEN_TEST_PULSAR`. A test whose service is missing fails
+//! when the environment variable `CI` is set, and otherwise is skipped with a line saying how
+//! to run it.
+
+mod backends;
+
+use backends::{Conformant, Guard, Opened};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use codegen_runtime::backend::sqlite::SqliteBackend;
-use codegen_runtime::backend::{Message, MessageQueue, Status, Topic};
+use codegen_runtime::backend::{Message, Status, Topic};
 use codegen_runtime::worker::{
     Handlers, ServiceWorker, ServiceWorkerOptions, WorkflowWorker, WorkflowWorkerOptions,
 };
@@ -55,15 +68,15 @@ fn quick() -> RetryPolicy {
 
 const WAIT: Duration = Duration::from_secs(20);
 
-struct Env {
-    _dir: tempfile::TempDir,
-    backend: Arc<SqliteBackend>,
-    client: Client<SqliteBackend>,
+struct Env<B> {
+    _guard: Guard,
+    backend: Arc<B>,
+    client: Client<B>,
     stop: watch::Sender<bool>,
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
-impl Env {
+impl<B: Conformant> Env<B> {
     async fn stop(self) {
         self.stop.send(true).unwrap();
         for w in self.workers {
@@ -81,9 +94,8 @@ struct Behaviour {
     panic: AtomicBool,
 }
 
-fn env(workflows: Workflows, behaviour: Arc<Behaviour>) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = Arc::new(SqliteBackend::open(dir.path().join("state.db")).unwrap());
+fn env<B: Conformant>(store: Opened<B>, workflows: Workflows, behaviour: Arc<Behaviour>) -> Env<B> {
+    let Opened { backend, guard } = store;
     let (stop, rx) = watch::channel(false);
     let mut math = Handlers::new();
     math.task(|t: Add, _ctx| async move { Ok(t.a + t.b) });
@@ -123,7 +135,7 @@ fn env(workflows: Workflows, behaviour: Arc<Behaviour>) -> Env {
     let worker = WorkflowWorker::new(backend.clone(), workflows, options);
     workers.push(tokio::spawn(async move { worker.run(rx).await.unwrap() }));
     Env {
-        _dir: dir,
+        _guard: guard,
         client: Client::new(backend.clone()),
         backend,
         stop,
@@ -182,9 +194,10 @@ fn workflows() -> Workflows {
     w
 }
 
-#[tokio::test]
-async fn a_three_step_workflow_completes_with_its_result_and_history() {
-    let env = env(workflows(), Arc::default());
+async fn a_three_step_workflow_completes_with_its_result_and_history<B: Conformant>(
+    store: Opened<B>,
+) {
+    let env = env(store, workflows(), Arc::default());
     let id = env
         .client
         .start("three_steps", Some("calc-1"), &5)
@@ -209,9 +222,8 @@ async fn a_three_step_workflow_completes_with_its_result_and_history() {
     env.stop().await;
 }
 
-#[tokio::test]
-async fn starting_twice_is_idempotent_with_the_same_input_only() {
-    let env = env(workflows(), Arc::default());
+async fn starting_twice_is_idempotent_with_the_same_input_only<B: Conformant>(store: Opened<B>) {
+    let env = env(store, workflows(), Arc::default());
     env.client
         .start("three_steps", Some("same"), &1)
         .await
@@ -234,11 +246,10 @@ async fn starting_twice_is_idempotent_with_the_same_input_only() {
     env.stop().await;
 }
 
-#[tokio::test]
-async fn transient_failures_are_retried_with_one_task_id() {
+async fn transient_failures_are_retried_with_one_task_id<B: Conformant>(store: Opened<B>) {
     let behaviour = Arc::new(Behaviour::default());
     behaviour.fail_first.store(2, Ordering::SeqCst);
-    let env = env(workflows(), behaviour.clone());
+    let env = env(store, workflows(), behaviour.clone());
     let id = env
         .client
         .start("flaky_once", Some("f-1"), &"k")
@@ -254,11 +265,14 @@ async fn transient_failures_are_retried_with_one_task_id() {
     env.stop().await;
 }
 
-#[tokio::test]
-async fn a_permanent_failure_reaches_the_workflow_as_a_typed_error_and_the_dead_letter_list() {
+async fn a_permanent_failure_reaches_the_workflow_as_a_typed_error_and_the_dead_letter_list<
+    B: Conformant,
+>(
+    store: Opened<B>,
+) {
     let behaviour = Arc::new(Behaviour::default());
     behaviour.permanent.store(true, Ordering::SeqCst);
-    let env = env(workflows(), behaviour.clone());
+    let env = env(store, workflows(), behaviour.clone());
     let id = env
         .client
         .start("handles_decline", None, &"k")
@@ -284,11 +298,12 @@ async fn a_permanent_failure_reaches_the_workflow_as_a_typed_error_and_the_dead_
     env.stop().await;
 }
 
-#[tokio::test]
-async fn an_operator_retry_of_a_dead_task_lets_the_failed_workflow_go_on() {
+async fn an_operator_retry_of_a_dead_task_lets_the_failed_workflow_go_on<B: Conformant>(
+    store: Opened<B>,
+) {
     let behaviour = Arc::new(Behaviour::default());
     behaviour.fail_first.store(u32::MAX, Ordering::SeqCst);
-    let env = env(workflows(), behaviour.clone());
+    let env = env(store, workflows(), behaviour.clone());
     let id = env
         .client
         .start("flaky_once", Some("r-1"), &"k")
@@ -317,11 +332,12 @@ async fn an_operator_retry_of_a_dead_task_lets_the_failed_workflow_go_on() {
     env.stop().await;
 }
 
-#[tokio::test]
-async fn a_panicking_handler_fails_its_task_and_the_worker_goes_on() {
+async fn a_panicking_handler_fails_its_task_and_the_worker_goes_on<B: Conformant>(
+    store: Opened<B>,
+) {
     let behaviour = Arc::new(Behaviour::default());
     behaviour.panic.store(true, Ordering::SeqCst);
-    let env = env(workflows(), behaviour.clone());
+    let env = env(store, workflows(), behaviour.clone());
     let id = env.client.start("flaky_once", None, &"k").await.unwrap();
     let err = env.client.result::<String>(&id, WAIT).await.unwrap_err();
     assert!(
@@ -337,9 +353,10 @@ async fn a_panicking_handler_fails_its_task_and_the_worker_goes_on() {
     env.stop().await;
 }
 
-#[tokio::test]
-async fn an_undecodable_message_goes_to_the_dead_letters_with_its_reason() {
-    let env = env(workflows(), Arc::default());
+async fn an_undecodable_message_goes_to_the_dead_letters_with_its_reason<B: Conformant>(
+    store: Opened<B>,
+) {
+    let env = env(store, workflows(), Arc::default());
     env.backend
         .send(vec![Message {
             id: "junk".into(),
@@ -361,9 +378,10 @@ async fn an_undecodable_message_goes_to_the_dead_letters_with_its_reason() {
     env.stop().await;
 }
 
-#[tokio::test]
-async fn signals_are_delivered_in_order_and_unknown_instances_say_so() {
-    let env = env(workflows(), Arc::default());
+async fn signals_are_delivered_in_order_and_unknown_instances_say_so<B: Conformant>(
+    store: Opened<B>,
+) {
+    let env = env(store, workflows(), Arc::default());
     let id = env.client.start("wait_signal", None, &()).await.unwrap();
     env.client.signal(&id, "go", &"a").await.unwrap();
     env.client.signal(&id, "go", &"b").await.unwrap();
@@ -382,9 +400,8 @@ async fn signals_are_delivered_in_order_and_unknown_instances_say_so() {
     env.stop().await;
 }
 
-#[tokio::test]
-async fn a_durable_timer_waits_its_time() {
-    let env = env(workflows(), Arc::default());
+async fn a_durable_timer_waits_its_time<B: Conformant>(store: Opened<B>) {
+    let env = env(store, workflows(), Arc::default());
     let started = Instant::now();
     let id = env.client.start("nap", None, &300).await.unwrap();
     env.client.result::<()>(&id, WAIT).await.unwrap();
@@ -396,9 +413,10 @@ async fn a_durable_timer_waits_its_time() {
     env.stop().await;
 }
 
-#[tokio::test]
-async fn a_child_workflow_runs_and_its_result_returns_to_the_parent() {
-    let env = env(workflows(), Arc::default());
+async fn a_child_workflow_runs_and_its_result_returns_to_the_parent<B: Conformant>(
+    store: Opened<B>,
+) {
+    let env = env(store, workflows(), Arc::default());
     let id = env.client.start("parent", Some("p"), &5).await.unwrap();
     assert_eq!(env.client.result::<i64>(&id, WAIT).await.unwrap(), 232);
     let child = env.client.status("p/0").await.unwrap();
@@ -409,9 +427,8 @@ async fn a_child_workflow_runs_and_its_result_returns_to_the_parent() {
     env.stop().await;
 }
 
-#[tokio::test]
-async fn cancel_reaches_the_children() {
-    let env = env(workflows(), Arc::default());
+async fn cancel_reaches_the_children<B: Conformant>(store: Opened<B>) {
+    let env = env(store, workflows(), Arc::default());
     let id = env
         .client
         .start("parent_of_sleeper", Some("c"), &())
@@ -435,17 +452,19 @@ async fn cancel_reaches_the_children() {
     env.stop().await;
 }
 
-static FIXED: AtomicBool = AtomicBool::new(false);
-
-#[tokio::test]
-async fn a_panicking_workflow_is_parked_and_resumes_after_a_fix() {
+async fn a_panicking_workflow_is_parked_and_resumes_after_a_fix<B: Conformant>(store: Opened<B>) {
+    let fixed = Arc::new(AtomicBool::new(false));
     let mut w = workflows();
-    w.register("buggy", 1, |ctx: WorkflowContext, _: ()| async move {
-        let sum = ctx.call(&Add { a: 1, b: 1 }).await?;
-        assert!(FIXED.load(Ordering::SeqCst), "bug in step two");
-        Ok::<_, WorkflowError>(sum)
+    let flag = fixed.clone();
+    w.register("buggy", 1, move |ctx: WorkflowContext, _: ()| {
+        let fixed = flag.clone();
+        async move {
+            let sum = ctx.call(&Add { a: 1, b: 1 }).await?;
+            assert!(fixed.load(Ordering::SeqCst), "bug in step two");
+            Ok::<_, WorkflowError>(sum)
+        }
     });
-    let env = env(w, Arc::default());
+    let env = env(store, w, Arc::default());
     let id = env.client.start("buggy", None, &()).await.unwrap();
     let err = env.client.result::<i64>(&id, WAIT).await.unwrap_err();
     assert!(matches!(err, ClientError::Parked { .. }), "{err}");
@@ -454,7 +473,7 @@ async fn a_panicking_workflow_is_parked_and_resumes_after_a_fix() {
     let other = env.client.start("three_steps", None, &0).await.unwrap();
     assert_eq!(env.client.result::<i64>(&other, WAIT).await.unwrap(), 111);
 
-    FIXED.store(true, Ordering::SeqCst);
+    fixed.store(true, Ordering::SeqCst);
     env.client.resume(&id).await.unwrap();
     assert_eq!(env.client.result::<i64>(&id, WAIT).await.unwrap(), 2);
     let history = env.client.history(&id).await.unwrap();
@@ -467,14 +486,15 @@ async fn a_panicking_workflow_is_parked_and_resumes_after_a_fix() {
     env.stop().await;
 }
 
-#[tokio::test]
-async fn a_running_instance_keeps_its_version_and_new_ones_take_the_newest() {
+async fn a_running_instance_keeps_its_version_and_new_ones_take_the_newest<B: Conformant>(
+    store: Opened<B>,
+) {
     let mut v1 = Workflows::new();
     v1.register("greet", 1, |ctx: WorkflowContext, _: ()| async move {
         let name: String = ctx.signal("name").await?;
         Ok::<_, WorkflowError>(format!("v1 hello {name}"))
     });
-    let first = env(v1, Arc::default());
+    let first = env(store, v1, Arc::default());
     let old = first.client.start("greet", Some("old"), &()).await.unwrap();
     let deadline = Instant::now() + WAIT;
     while first.client.status(&old).await.unwrap().version != 1 {
@@ -534,9 +554,8 @@ fn a_damaged_database_file_gets_an_error_that_says_what_to_do() {
     assert!(err.contains("cannot be opened"), "{err}");
 }
 
-#[tokio::test]
-async fn a_signal_sent_twice_with_one_id_is_delivered_once() {
-    let env = env(workflows(), Arc::default());
+async fn a_signal_sent_twice_with_one_id_is_delivered_once<B: Conformant>(store: Opened<B>) {
+    let env = env(store, workflows(), Arc::default());
     let id = env.client.start("wait_signal", None, &()).await.unwrap();
     env.client
         .signal_with_id(&id, "go", "req-1", &"a")
@@ -560,10 +579,8 @@ async fn a_signal_sent_twice_with_one_id_is_delivered_once() {
     env.stop().await;
 }
 
-#[tokio::test]
-async fn with_a_scaled_clock_a_month_passes_in_about_a_second() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = Arc::new(SqliteBackend::open(dir.path().join("state.db")).unwrap());
+async fn with_a_scaled_clock_a_month_passes_in_about_a_second<B: Conformant>(store: Opened<B>) {
+    let backend = store.backend.clone();
     let mut w = Workflows::new();
     w.register("month", 1, |ctx: WorkflowContext, _: ()| async move {
         let start = ctx.now();
@@ -591,4 +608,253 @@ async fn with_a_scaled_clock_a_month_passes_in_about_a_second() {
     );
     stop.send(true).unwrap();
     running.await.unwrap();
+}
+
+async fn a_stale_writer_gets_a_conflict_and_changes_nothing<B: Conformant>(store: Opened<B>) {
+    use codegen_runtime::backend::{BackendError, Commit, InstanceInfo, MessageBody};
+    use codegen_runtime::workflow::HistoryEvent;
+    let backend = store.backend.clone();
+    let info = InstanceInfo::new("occ-1", "three_steps", serde_json::json!(1), 0);
+    let event = |n: u32| {
+        (
+            format!("signal/{n}"),
+            HistoryEvent {
+                at: 1,
+                event: Event::SignalReceived {
+                    name: "go".into(),
+                    payload: serde_json::json!(n),
+                },
+            },
+        )
+    };
+    let commit = |create: bool, expected: u64, events, sends: &str| Commit {
+        instance: info.clone(),
+        create,
+        expected_events: expected,
+        events,
+        messages: vec![Message {
+            id: sends.to_owned(),
+            topic: Topic::Tasks("nobody".into()),
+            key: "occ-1".into(),
+            deliver_at: 0,
+            body: MessageBody::Wake,
+        }],
+        acks: Vec::new(),
+        truncate_to: None,
+    };
+    backend
+        .commit(vec![commit(true, 0, vec![event(0)], "m0")])
+        .await
+        .unwrap();
+    // Two writers read one event; the first wins, the second is stale.
+    backend
+        .commit(vec![commit(false, 1, vec![event(1)], "m1")])
+        .await
+        .unwrap();
+    let stale = backend
+        .commit(vec![commit(false, 1, vec![event(2)], "m2")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(stale, BackendError::Conflict(ref id) if id == "occ-1"),
+        "{stale}"
+    );
+    let again = backend
+        .commit(vec![commit(true, 0, vec![event(3)], "m3")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again, BackendError::Conflict(_)),
+        "a second create: {again}"
+    );
+    let history = backend.history("occ-1").await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect::<Vec<_>>(),
+        ["signal/0", "signal/1"]
+    );
+    assert_eq!(backend.instance("occ-1").await.unwrap().unwrap().events, 2);
+    // The losers' messages were not sent.
+    let topic = Topic::Tasks("nobody".into());
+    let mut sent = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sent.len() < 2 && Instant::now() < deadline {
+        backend.wait(&topic, 200).await;
+        for d in backend.receive(&topic, 10, 30_000).await.unwrap() {
+            sent.push(d.message.id.clone());
+            backend.ack(vec![d.receipt]).await.unwrap();
+        }
+    }
+    backend.wait(&topic, 300).await;
+    for d in backend.receive(&topic, 10, 30_000).await.unwrap() {
+        sent.push(d.message.id);
+    }
+    sent.sort();
+    assert_eq!(sent, ["m0", "m1"]);
+}
+
+async fn status_queries_list_by_name_and_status_newest_first<B: Conformant>(store: Opened<B>) {
+    let env = env(store, workflows(), Arc::default());
+    for n in 0..3 {
+        let id = env
+            .client
+            .start("three_steps", Some(&format!("q-{n}")), &n)
+            .await
+            .unwrap();
+        env.client.result::<i64>(&id, WAIT).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    env.client
+        .start("wait_signal", Some("q-w"), &())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while env.client.status("q-w").await.unwrap().events == 0 {
+        assert!(Instant::now() < deadline, "q-w never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let ids = |list: Vec<codegen_runtime::backend::InstanceInfo>| {
+        list.into_iter().map(|i| i.id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(env
+            .client
+            .list(Some("three_steps"), Some(Status::Completed), 10)
+            .await
+            .unwrap()),
+        ["q-2", "q-1", "q-0"]
+    );
+    assert_eq!(
+        ids(env
+            .client
+            .list(None, Some(Status::Running), 10)
+            .await
+            .unwrap()),
+        ["q-w"]
+    );
+    assert_eq!(
+        ids(env.client.list(None, None, 2).await.unwrap()),
+        ["q-w", "q-2"]
+    );
+    env.stop().await;
+}
+
+async fn thousands_of_messages_sent_at_once_are_all_delivered<B: Conformant>(store: Opened<B>) {
+    use codegen_runtime::backend::{Commit, InstanceInfo, MessageBody};
+    let backend = store.backend.clone();
+    let topic = Topic::Tasks("bulk".into());
+    let message = |n: usize| Message {
+        id: format!("bulk/{n}"),
+        topic: topic.clone(),
+        key: format!("k{}", n % 7),
+        deliver_at: 0,
+        body: MessageBody::Wake,
+    };
+    // As a wide fan-out sends them: in one commit, and in one send.
+    backend
+        .commit(vec![Commit {
+            instance: InstanceInfo::new("bulk", "bulk", serde_json::Value::Null, 0),
+            create: true,
+            expected_events: 0,
+            events: Vec::new(),
+            messages: (0..3000).map(message).collect(),
+            acks: Vec::new(),
+            truncate_to: None,
+        }])
+        .await
+        .unwrap();
+    backend
+        .send((3000..6000).map(message).collect())
+        .await
+        .unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + WAIT;
+    while seen.len() < 6000 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of 6000 messages delivered",
+            seen.len()
+        );
+        backend.wait(&topic, 100).await;
+        let got = backend.receive(&topic, 500, 30_000).await.unwrap();
+        seen.extend(got.iter().map(|d| d.message.id.clone()));
+        backend
+            .ack(got.into_iter().map(|d| d.receipt).collect())
+            .await
+            .unwrap();
+    }
+    assert_eq!(seen.len(), 6000);
+}
+
+backends::conformance!(
+    thousands_of_messages_sent_at_once_are_all_delivered,
+    a_stale_writer_gets_a_conflict_and_changes_nothing,
+    status_queries_list_by_name_and_status_newest_first,
+    a_three_step_workflow_completes_with_its_result_and_history,
+    starting_twice_is_idempotent_with_the_same_input_only,
+    transient_failures_are_retried_with_one_task_id,
+    a_permanent_failure_reaches_the_workflow_as_a_typed_error_and_the_dead_letter_list,
+    an_operator_retry_of_a_dead_task_lets_the_failed_workflow_go_on,
+    a_panicking_handler_fails_its_task_and_the_worker_goes_on,
+    an_undecodable_message_goes_to_the_dead_letters_with_its_reason,
+    signals_are_delivered_in_order_and_unknown_instances_say_so,
+    a_durable_timer_waits_its_time,
+    a_child_workflow_runs_and_its_result_returns_to_the_parent,
+    cancel_reaches_the_children,
+    a_panicking_workflow_is_parked_and_resumes_after_a_fix,
+    a_running_instance_keeps_its_version_and_new_ones_take_the_newest,
+    a_signal_sent_twice_with_one_id_is_delivered_once,
+    with_a_scaled_clock_a_month_passes_in_about_a_second,
+);
+
+/// PostgreSQL only: the runtime applies its migrations once, whoever connects first, and
+/// refuses a database that a newer runtime migrated.
+#[tokio::test]
+async fn postgres_migrations_apply_once_and_a_newer_schema_is_refused() {
+    use codegen_runtime::backend::StateStore;
+    use codegen_runtime::backend::distributed::DistributedBackend;
+    let name = "postgres_migrations_apply_once_and_a_newer_schema_is_refused";
+    let config = backends::postgres_config(name);
+    let dir = tempfile::tempdir().unwrap();
+    let open = || async {
+        let transport = SqliteBackend::open(dir.path().join("messages.db")).unwrap();
+        DistributedBackend::connect(&config, transport).await
+    };
+    // Two workers starting at once: both see the schema, one applied it.
+    let (a, b) = tokio::join!(open(), open());
+    let a = match a {
+        Ok(a) => a,
+        Err(err) => {
+            backends::unreachable_or_panic(name, "PostgreSQL", backends::POSTGRES_HOW, err);
+            return;
+        }
+    };
+    let b = b.unwrap();
+    assert!(a.list(None, None, 10).await.unwrap().is_empty());
+    assert!(b.list(None, None, 10).await.unwrap().is_empty());
+    let (client, connection) =
+        tokio_postgres::connect(&backends::postgres_url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let schema = config.schema.clone().unwrap();
+    let versions = client
+        .query(&format!("SELECT version FROM {schema}.codegen_schema"), &[])
+        .await
+        .unwrap();
+    assert_eq!(versions.len(), 1, "the migration ran once");
+    client
+        .execute(
+            &format!("INSERT INTO {schema}.codegen_schema (version, applied_at) VALUES (99, 0)"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let err = open().await.unwrap_err().to_string();
+    assert!(
+        err.contains("schema version 99, newer than this runtime's 1: upgrade the runtime"),
+        "{err}"
+    );
 }

@@ -1,0 +1,424 @@
+//! Apache Pulsar as the [`Transport`] of the distributed backend (cargo feature `pulsar`).
+//!
+//! Topics, under `persistent://TENANT/NAMESPACE/`:
+//! - `PREFIXworkflows`: the workflow engine's messages, keyed by instance id, read through one
+//!   Key_Shared subscription, so all news of one instance goes to one worker at a time;
+//! - `PREFIXtasks.SERVICE`: the tasks of one service, read through one Shared subscription, so
+//!   the service's workers share them.
+//!
+//! Timers and retry delays are Pulsar's delayed delivery (`deliver_at_time`, which the broker
+//! honours on Shared and Key_Shared subscriptions; `delayedDeliveryEnabled` must be on). A
+//! delivery not acknowledged within its lease is sent again (the consumer's unacknowledged
+//! message redelivery). Both subscriptions start at the earliest message, so what was sent
+//! before the first worker subscribed is kept.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use pulsar::consumer::InitialPosition;
+use pulsar::proto::MessageIdData;
+use pulsar::{Consumer, ConsumerOptions, Producer, Pulsar, SubType, TokioExecutor};
+use tokio::sync::{Mutex, mpsc};
+
+use super::distributed::{Received, Transport};
+use super::sqlite::now_ms;
+use super::{BackendError, BackendResult, Delivery, Message, Receipt, Topic};
+
+/// Where the broker is and how topics are named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulsarConfig {
+    /// `pulsar://HOST:PORT` (or `pulsar+ssl://`).
+    pub url: String,
+    /// The tenant of the topics (`public` by default).
+    pub tenant: String,
+    /// The namespace of the topics (`default` by default).
+    pub namespace: String,
+    /// Put before every topic name (`codegen-` by default), so several deployments can share
+    /// a namespace.
+    pub prefix: String,
+}
+
+impl PulsarConfig {
+    /// The broker at `url`, with the default tenant, namespace and prefix.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            tenant: "public".to_owned(),
+            namespace: "default".to_owned(),
+            prefix: "codegen-".to_owned(),
+        }
+    }
+
+    /// The full Pulsar topic name of a topic.
+    pub fn topic(&self, topic: &Topic) -> String {
+        let local = match topic {
+            Topic::Workflows => "workflows".to_owned(),
+            Topic::Tasks(service) => format!("tasks.{service}"),
+        };
+        format!(
+            "persistent://{}/{}/{}{local}",
+            self.tenant, self.namespace, self.prefix
+        )
+    }
+}
+
+/// The lease of a subscription made by `wait` or `ack` before any `receive`.
+const DEFAULT_LEASE_MS: i64 = 30_000;
+
+type PulsarConsumer = Consumer<Vec<u8>, TokioExecutor>;
+type PulsarMessage = pulsar::consumer::Message<Vec<u8>>;
+
+/// One topic's subscription. A task owns the consumer (the client needs it exclusively to
+/// receive and to acknowledge): it forwards messages to `incoming` and takes acknowledgements
+/// from `acks`, so an acknowledgement never waits for a receiver.
+struct Subscription {
+    incoming: Mutex<Incoming>,
+    acks: mpsc::UnboundedSender<MessageIdData>,
+    pump: tokio::task::JoinHandle<()>,
+}
+
+struct Incoming {
+    rx: mpsc::Receiver<Result<PulsarMessage, String>>,
+    /// Messages received by `wait` and not yet handed out.
+    buffered: VecDeque<PulsarMessage>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.pump.abort();
+    }
+}
+
+async fn pump(
+    mut consumer: PulsarConsumer,
+    topic: String,
+    tx: mpsc::Sender<Result<PulsarMessage, String>>,
+    mut acks: mpsc::UnboundedReceiver<MessageIdData>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            id = acks.recv() => {
+                let Some(id) = id else { return };
+                if let Err(err) = consumer.ack_with_id(&topic, id).await {
+                    // Not acknowledged: delivered again after the lease, which the receivers'
+                    // deduplication absorbs.
+                    tracing::warn!(%err, %topic, "acknowledging a Pulsar message failed");
+                }
+            }
+            next = consumer.next() => {
+                let item = match next {
+                    Some(Ok(m)) => Ok(m),
+                    Some(Err(e)) => Err(e.to_string()),
+                    None => Err("the consumer closed".to_owned()),
+                };
+                let closed = item.is_err();
+                if tx.send(item).await.is_err() || closed {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Messages over Apache Pulsar.
+pub struct PulsarTransport {
+    config: PulsarConfig,
+    /// Publishes.
+    client: Pulsar<TokioExecutor>,
+    /// Subscribes and acknowledges.
+    consuming: Pulsar<TokioExecutor>,
+    producers: Mutex<HashMap<String, Producer<TokioExecutor>>>,
+    consumers: Mutex<HashMap<Topic, Arc<Subscription>>>,
+    /// What each receipt acknowledges: the topic and the Pulsar message id.
+    receipts: std::sync::Mutex<HashMap<Receipt, (Topic, MessageIdData)>>,
+}
+
+impl std::fmt::Debug for PulsarTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PulsarTransport")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(config: &PulsarConfig, what: &str, err: impl std::fmt::Display) -> BackendError {
+    BackendError::Unavailable(format!("Pulsar at {}: {what}: {err}", config.url))
+}
+
+impl PulsarTransport {
+    /// Connects to the broker.
+    pub async fn connect(config: PulsarConfig) -> BackendResult<Self> {
+        for (what, value) in [("tenant", &config.tenant), ("namespace", &config.namespace)] {
+            if value.is_empty()
+                || !value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(BackendError::Invalid(format!(
+                    "Pulsar {what} `{value}`: use letters, digits, `-`, `_` and `.` only"
+                )));
+            }
+        }
+        if !config
+            .prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(BackendError::Invalid(format!(
+                "Pulsar topic prefix `{}`: use letters, digits, `-`, `_` and `.` only",
+                config.prefix
+            )));
+        }
+        // Two clients, so two connections: the client library does not set TCP_NODELAY, and
+        // on a shared connection an acknowledgement (which the broker does not answer) holds
+        // back the next send by the broker's delayed ACK, about 40 ms. A connection that only
+        // sends (each send answered by a receipt) and one that only consumes avoid it.
+        let connect = || async {
+            Pulsar::builder(config.url.clone(), TokioExecutor)
+                .with_connection_retry_options(pulsar::ConnectionRetryOptions {
+                    max_retries: 3,
+                    connection_timeout: Duration::from_secs(5),
+                    ..Default::default()
+                })
+                .build()
+                .await
+                .map_err(|e| {
+                    unavailable(
+                        &config,
+                        "cannot connect (check that the broker runs and the URL)",
+                        e,
+                    )
+                })
+        };
+        let client = connect().await?;
+        let consuming = connect().await?;
+        Ok(Self {
+            config,
+            client,
+            consuming,
+            producers: Mutex::new(HashMap::new()),
+            consumers: Mutex::new(HashMap::new()),
+            receipts: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PulsarConfig {
+        &self.config
+    }
+
+    async fn subscription(&self, topic: &Topic, lease_ms: i64) -> BackendResult<Arc<Subscription>> {
+        let mut consumers = self.consumers.lock().await;
+        if let Some(s) = consumers.get(topic) {
+            return Ok(s.clone());
+        }
+        let (name, sub_type) = match topic {
+            Topic::Workflows => ("codegen-workflow-workers", SubType::KeyShared),
+            Topic::Tasks(_) => ("codegen-service-workers", SubType::Shared),
+        };
+        let full = self.config.topic(topic);
+        let lease = Duration::from_millis(u64::try_from(lease_ms.max(1_000)).unwrap_or(30_000));
+        let consumer: PulsarConsumer = self
+            .consuming
+            .consumer()
+            .with_topic(&full)
+            .with_subscription(name)
+            .with_subscription_type(sub_type)
+            .with_options(
+                ConsumerOptions::default().with_initial_position(InitialPosition::Earliest),
+            )
+            .with_unacked_message_resend_delay(Some(lease))
+            .build()
+            .await
+            .map_err(|e| unavailable(&self.config, &format!("cannot subscribe to {full}"), e))?;
+        let (tx, rx) = mpsc::channel(256);
+        let (acks, ack_rx) = mpsc::unbounded_channel();
+        let s = Arc::new(Subscription {
+            incoming: Mutex::new(Incoming {
+                rx,
+                buffered: VecDeque::new(),
+            }),
+            acks,
+            pump: tokio::spawn(pump(consumer, full, tx, ack_rx)),
+        });
+        consumers.insert(topic.clone(), s.clone());
+        Ok(s)
+    }
+
+    fn delivery(&self, topic: &Topic, m: &PulsarMessage) -> Received {
+        let id = m.message_id().clone();
+        let receipt = Receipt(format!(
+            "{}@{}:{}:{}:{}",
+            topic.name(),
+            id.ledger_id,
+            id.entry_id,
+            id.partition.unwrap_or(-1),
+            id.batch_index.unwrap_or(-1)
+        ));
+        self.receipts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(receipt.clone(), (topic.clone(), id));
+        let data = &m.payload.data;
+        match serde_json::from_slice::<Message>(data) {
+            Ok(message) => Received::Message(Delivery { receipt, message }),
+            Err(e) => Received::Undecodable {
+                receipt,
+                id: m
+                    .payload
+                    .metadata
+                    .properties
+                    .iter()
+                    .find(|kv| kv.key == "id")
+                    .map_or_else(|| "unknown".to_owned(), |kv| kv.value.clone()),
+                topic: topic.clone(),
+                key: m.key().unwrap_or_default(),
+                body: String::from_utf8_lossy(data).into_owned(),
+                error: e.to_string(),
+            },
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for PulsarTransport {
+    async fn publish(&self, messages: &[Message]) -> BackendResult<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut producers = self.producers.lock().await;
+        let mut receipts = Vec::with_capacity(messages.len());
+        let now = now_ms();
+        for m in messages {
+            let full = self.config.topic(&m.topic);
+            if !producers.contains_key(&full) {
+                let producer = self
+                    .client
+                    .producer()
+                    .with_topic(&full)
+                    // A commit can send thousands of messages (a wide fan-out): wait for room
+                    // in the client's queue rather than fail with `SlowDown`.
+                    .with_options(pulsar::ProducerOptions {
+                        block_queue_if_full: true,
+                        ..Default::default()
+                    })
+                    .build()
+                    .await
+                    .map_err(|e| {
+                        unavailable(&self.config, &format!("cannot publish to {full}"), e)
+                    })?;
+                producers.insert(full.clone(), producer);
+            }
+            let producer = producers
+                .get_mut(&full)
+                .ok_or_else(|| unavailable(&self.config, "no producer", &full))?;
+            let payload =
+                serde_json::to_vec(m).map_err(|e| BackendError::Invalid(e.to_string()))?;
+            let message = pulsar::producer::Message {
+                payload,
+                properties: HashMap::from([("id".to_owned(), m.id.clone())]),
+                partition_key: Some(m.key.clone()),
+                deliver_at_time: (m.deliver_at > now).then_some(m.deliver_at),
+                ..Default::default()
+            };
+            let receipt = producer
+                .send_non_blocking(message)
+                .await
+                .map_err(|e| unavailable(&self.config, &format!("cannot publish to {full}"), e))?;
+            receipts.push(receipt);
+        }
+        drop(producers);
+        for r in receipts {
+            r.await.map_err(|e| {
+                unavailable(&self.config, "the broker did not confirm a message", e)
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn receive(
+        &self,
+        topic: &Topic,
+        max: usize,
+        lease_ms: i64,
+    ) -> BackendResult<Vec<Received>> {
+        let sub = self.subscription(topic, lease_ms).await?;
+        let mut incoming = sub.incoming.lock().await;
+        let mut out = Vec::new();
+        while out.len() < max {
+            let next = match incoming.buffered.pop_front() {
+                Some(m) => m,
+                None => match incoming.rx.try_recv() {
+                    Ok(Ok(m)) => m,
+                    Ok(Err(e)) => {
+                        drop(incoming);
+                        // The consumer failed: subscribe anew on the next call.
+                        self.consumers.lock().await.remove(topic);
+                        if out.is_empty() {
+                            return Err(unavailable(&self.config, "receiving", e));
+                        }
+                        break;
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        drop(incoming);
+                        self.consumers.lock().await.remove(topic);
+                        return Err(unavailable(
+                            &self.config,
+                            "receiving",
+                            "the consumer stopped; subscribing again",
+                        ));
+                    }
+                },
+            };
+            out.push(self.delivery(topic, &next));
+        }
+        Ok(out)
+    }
+
+    async fn ack(&self, receipts: &[Receipt]) -> BackendResult<()> {
+        let mut by_topic: HashMap<Topic, Vec<MessageIdData>> = HashMap::new();
+        {
+            let mut known = self.receipts.lock().unwrap_or_else(|p| p.into_inner());
+            for r in receipts {
+                let (topic, id) = known.remove(r).ok_or_else(|| {
+                    BackendError::Invalid(format!("`{}` is not a receipt of this process", r.0))
+                })?;
+                by_topic.entry(topic).or_default().push(id);
+            }
+        }
+        for (topic, ids) in by_topic {
+            let sub = self.subscription(&topic, DEFAULT_LEASE_MS).await?;
+            for id in ids {
+                sub.acks.send(id).map_err(|_| {
+                    unavailable(&self.config, "acknowledging", "the consumer closed")
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait(&self, topic: &Topic, max_wait_ms: i64) {
+        let wait = Duration::from_millis(u64::try_from(max_wait_ms).unwrap_or(0));
+        let Ok(sub) = self.subscription(topic, DEFAULT_LEASE_MS).await else {
+            tokio::time::sleep(wait).await;
+            return;
+        };
+        let mut incoming = sub.incoming.lock().await;
+        if !incoming.buffered.is_empty() {
+            return;
+        }
+        match tokio::time::timeout(wait, incoming.rx.recv()).await {
+            Ok(Some(Ok(m))) => incoming.buffered.push_back(m),
+            Ok(Some(Err(err))) => {
+                tracing::warn!(%err, "the Pulsar consumer failed; subscribing again");
+                drop(incoming);
+                self.consumers.lock().await.remove(topic);
+            }
+            Ok(None) | Err(_) => {}
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! Choosing a backend by URL, the same for generated workers, workflow workers and clients.
+//!
+//! - `sqlite://PATH` (or a plain file path): the embedded backend.
+//! - `postgres://USER:PASSWORD@HOST:PORT/DATABASE?pulsar=pulsar://HOST:PORT`: the distributed
+//!   backend, state in PostgreSQL and messages over Apache Pulsar (cargo feature `pulsar`).
+//!   More parameters: `pulsar_tenant` (`public`), `pulsar_namespace` (`default`),
+//!   `pulsar_prefix` (`codegen-`), `schema` (the PostgreSQL schema of the tables, `public`),
+//!   `pool` (PostgreSQL connections, 16). Other parameters go to PostgreSQL as they are.
+
+use std::time::Duration;
+
+use percent_encoding::percent_decode_str;
+
+use super::distributed::{DistributedBackend, PostgresConfig};
+#[cfg(feature = "pulsar")]
+use super::pulsar::{PulsarConfig, PulsarTransport};
+use super::sqlite::SqliteBackend;
+use super::{
+    BackendError, BackendResult, Commit, DeadLetter, Delivery, InstanceInfo, Message, MessageQueue,
+    Receipt, Settlement, StateStore, Status, Topic,
+};
+use crate::workflow::HistoryEvent;
+
+/// A parsed backend URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendUrl {
+    /// One SQLite file.
+    Sqlite(String),
+    /// PostgreSQL for state, Pulsar for messages.
+    Distributed {
+        /// The state store.
+        postgres: PostgresConfig,
+        /// The broker URL (`pulsar://HOST:PORT`).
+        pulsar: String,
+        /// The Pulsar tenant.
+        tenant: String,
+        /// The Pulsar namespace.
+        namespace: String,
+        /// Put before every topic name.
+        prefix: String,
+    },
+}
+
+const USAGE: &str = "use sqlite://PATH (the embedded backend) or postgres://USER:PASSWORD@HOST:PORT/DATABASE?pulsar=pulsar://HOST:PORT (the distributed backend)";
+
+impl BackendUrl {
+    /// Parses a backend URL; the error names the part that is wrong.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(format!(
+                    "backend `{url}`: the file path is missing; {USAGE}"
+                ));
+            }
+            return Ok(Self::Sqlite(path.to_owned()));
+        }
+        let Some((scheme, _)) = url.split_once("://") else {
+            if url.is_empty() {
+                return Err(format!("the backend URL is empty; {USAGE}"));
+            }
+            return Ok(Self::Sqlite(url.to_owned()));
+        };
+        if scheme != "postgres" && scheme != "postgresql" {
+            return Err(format!(
+                "backend `{}`: the `{scheme}` scheme is not a backend; {USAGE}",
+                redact(url)
+            ));
+        }
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut passed = Vec::new();
+        let mut pulsar = None;
+        let mut tenant = "public".to_owned();
+        let mut namespace = "default".to_owned();
+        let mut prefix = "codegen-".to_owned();
+        let mut schema = None;
+        let mut pool = 16;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decoded = percent_decode_str(value).decode_utf8_lossy().into_owned();
+            match name {
+                "pulsar" => pulsar = Some(decoded),
+                "pulsar_tenant" => tenant = decoded,
+                "pulsar_namespace" => namespace = decoded,
+                "pulsar_prefix" => prefix = decoded,
+                "schema" => schema = Some(decoded),
+                "pool" => {
+                    pool = decoded.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        format!(
+                            "backend URL: `pool={value}` is not a positive number of connections"
+                        )
+                    })?;
+                }
+                _ => passed.push(pair),
+            }
+        }
+        let Some(pulsar) = pulsar else {
+            return Err(format!(
+                "backend `{}`: the distributed backend needs a Pulsar broker for messages: add `?pulsar=pulsar://HOST:PORT`",
+                redact(url)
+            ));
+        };
+        if !pulsar.starts_with("pulsar://") && !pulsar.starts_with("pulsar+ssl://") {
+            return Err(format!(
+                "backend URL: `pulsar={pulsar}` is not a broker URL: expected pulsar://HOST:PORT"
+            ));
+        }
+        let url = if passed.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", passed.join("&"))
+        };
+        Ok(Self::Distributed {
+            postgres: PostgresConfig {
+                url,
+                schema,
+                pool_size: pool,
+            },
+            pulsar,
+            tenant,
+            namespace,
+            prefix,
+        })
+    }
+
+    /// The URL without its password, for logs.
+    pub fn display(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("sqlite://{path}"),
+            Self::Distributed {
+                postgres, pulsar, ..
+            } => format!("{} + {pulsar}", redact(&postgres.url)),
+        }
+    }
+}
+
+/// `postgres://user:secret@host` as `postgres://user:***@host`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split_once(':').map_or(user, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// The distributed backend as the URL chooses it.
+#[cfg(feature = "pulsar")]
+pub type Distributed = DistributedBackend<PulsarTransport>;
+
+/// The distributed backend as the URL chooses it; this build has no Pulsar transport.
+#[cfg(not(feature = "pulsar"))]
+pub type Distributed = DistributedBackend<SqliteBackend>;
+
+/// Any backend a URL can name: what generated workers, workflow workers and clients hold.
+#[derive(Debug)]
+pub enum Backend {
+    /// The embedded backend.
+    Sqlite(SqliteBackend),
+    /// PostgreSQL and Pulsar.
+    Distributed(Distributed),
+}
+
+impl Backend {
+    /// Opens the backend a URL names (see the module documentation).
+    pub async fn open(url: &str) -> BackendResult<Self> {
+        Self::open_parsed(&BackendUrl::parse(url).map_err(BackendError::Invalid)?).await
+    }
+
+    /// Opens a parsed backend URL.
+    pub async fn open_parsed(url: &BackendUrl) -> BackendResult<Self> {
+        match url {
+            BackendUrl::Sqlite(path) => Ok(Self::Sqlite(SqliteBackend::open(path)?)),
+            #[cfg(feature = "pulsar")]
+            BackendUrl::Distributed {
+                postgres,
+                pulsar,
+                tenant,
+                namespace,
+                prefix,
+            } => {
+                let transport = PulsarTransport::connect(PulsarConfig {
+                    url: pulsar.clone(),
+                    tenant: tenant.clone(),
+                    namespace: namespace.clone(),
+                    prefix: prefix.clone(),
+                })
+                .await?;
+                Ok(Self::Distributed(
+                    DistributedBackend::connect(postgres, transport).await?,
+                ))
+            }
+            #[cfg(not(feature = "pulsar"))]
+            BackendUrl::Distributed { .. } => Err(BackendError::Invalid(
+                "the distributed backend needs Pulsar support, which this build lacks: build with the codegen-runtime cargo feature `pulsar` (it needs `protoc`)".to_owned(),
+            )),
+        }
+    }
+}
+
+macro_rules! both {
+    ($self:ident, $b:ident => $e:expr) => {
+        match $self {
+            Backend::Sqlite($b) => $e,
+            Backend::Distributed($b) => $e,
+        }
+    };
+}
+
+#[async_trait::async_trait]
+impl StateStore for Backend {
+    async fn commit(&self, commits: Vec<Commit>) -> BackendResult<()> {
+        both!(self, b => b.commit(commits).await)
+    }
+
+    async fn instance(&self, id: &str) -> BackendResult<Option<InstanceInfo>> {
+        both!(self, b => b.instance(id).await)
+    }
+
+    async fn history(&self, id: &str) -> BackendResult<Vec<(String, HistoryEvent)>> {
+        both!(self, b => b.history(id).await)
+    }
+
+    async fn list(
+        &self,
+        name: Option<&str>,
+        status: Option<Status>,
+        limit: usize,
+    ) -> BackendResult<Vec<InstanceInfo>> {
+        both!(self, b => b.list(name, status, limit).await)
+    }
+
+    async fn wait_for_change(&self, id: &str, max_wait: Duration) {
+        both!(self, b => b.wait_for_change(id, max_wait).await);
+    }
+}
+
+#[async_trait::async_trait]
+impl MessageQueue for Backend {
+    async fn send(&self, messages: Vec<Message>) -> BackendResult<()> {
+        both!(self, b => b.send(messages).await)
+    }
+
+    async fn receive(
+        &self,
+        topic: &Topic,
+        max: usize,
+        lease_ms: i64,
+    ) -> BackendResult<Vec<Delivery>> {
+        both!(self, b => b.receive(topic, max, lease_ms).await)
+    }
+
+    async fn ack(&self, receipts: Vec<Receipt>) -> BackendResult<()> {
+        both!(self, b => b.ack(receipts).await)
+    }
+
+    async fn settle(&self, settlements: Vec<Settlement>) -> BackendResult<()> {
+        both!(self, b => b.settle(settlements).await)
+    }
+
+    async fn dead_letters(&self) -> BackendResult<Vec<DeadLetter>> {
+        both!(self, b => b.dead_letters().await)
+    }
+
+    async fn redrive(&self, id: &str, message: Option<Message>) -> BackendResult<()> {
+        both!(self, b => b.redrive(id, message).await)
+    }
+
+    async fn wait(&self, topic: &Topic, max_wait_ms: i64) {
+        both!(self, b => b.wait(topic, max_wait_ms).await);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_are_paths() {
+        assert_eq!(
+            BackendUrl::parse("sqlite:///var/lib/x.db"),
+            Ok(BackendUrl::Sqlite("/var/lib/x.db".into()))
+        );
+        assert_eq!(
+            BackendUrl::parse("state.db"),
+            Ok(BackendUrl::Sqlite("state.db".into()))
+        );
+        assert!(BackendUrl::parse("").unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn postgres_urls_carry_pulsar_and_pass_other_parameters_on() {
+        let url = BackendUrl::parse(
+            "postgres://app:s3cret@db:5432/flows?pulsar=pulsar%3A%2F%2Fmq%3A6650&pulsar_prefix=prod-&sslmode=disable&schema=billing&pool=4",
+        )
+        .unwrap();
+        assert_eq!(
+            url,
+            BackendUrl::Distributed {
+                postgres: PostgresConfig {
+                    url: "postgres://app:s3cret@db:5432/flows?sslmode=disable".into(),
+                    schema: Some("billing".into()),
+                    pool_size: 4,
+                },
+                pulsar: "pulsar://mq:6650".into(),
+                tenant: "public".into(),
+                namespace: "default".into(),
+                prefix: "prod-".into(),
+            }
+        );
+        assert_eq!(
+            url.display(),
+            "postgres://app:***@db:5432/flows?sslmode=disable + pulsar://mq:6650"
+        );
+    }
+
+    #[test]
+    fn wrong_urls_say_what_is_wrong() {
+        let err = BackendUrl::parse("postgres://u:secret@db/flows").unwrap_err();
+        assert!(err.contains("add `?pulsar=pulsar://HOST:PORT`"), "{err}");
+        assert!(!err.contains("secret"), "the password is not shown: {err}");
+        let err = BackendUrl::parse("pulsar://localhost:6650").unwrap_err();
+        assert!(err.contains("`pulsar` scheme is not a backend"), "{err}");
+        let err = BackendUrl::parse("postgres://db/x?pulsar=http://mq").unwrap_err();
+        assert!(err.contains("not a broker URL"), "{err}");
+        let err =
+            BackendUrl::parse("postgres://db/x?pulsar=pulsar://mq:6650&pool=zero").unwrap_err();
+        assert!(err.contains("`pool=zero`"), "{err}");
+    }
+}

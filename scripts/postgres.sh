@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# A PostgreSQL server on 127.0.0.1 for the distributed backend's tests, from Debian's packages.
+#
+#   scripts/postgres.sh install   apt-get install postgresql (when its programs are missing)
+#   scripts/postgres.sh start     install if needed, initdb a data directory, start, wait
+#   scripts/postgres.sh stop      stop the server started here, by its process id
+#   scripts/postgres.sh url       print the URL the tests use (CODEGEN_TEST_POSTGRES)
+#
+# Port: PG_PORT (default 15432). Data: PG_DIR (default target/services/postgres), made anew at
+# each start. Run as root, the server runs as the `postgres` user (PostgreSQL refuses root).
+# The database `codegen` is owned by the user `codegen` (password `codegen`), trusted on loopback.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+dir="${PG_DIR:-$root/target/services/postgres}"
+port="${PG_PORT:-15432}"
+data="$dir/data"
+log="$dir/postgres.log"
+
+bindir() {
+    local pgbin
+    for pgbin in /usr/lib/postgresql/*/bin; do
+        if [ -x "$pgbin/initdb" ]; then echo "$pgbin"; return 0; fi
+    done
+    return 1
+}
+
+install() {
+    if bindir >/dev/null; then return; fi
+    echo "postgres: installing Debian's postgresql package"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "error: PostgreSQL is not installed: run \`sudo apt-get install -y postgresql\`" >&2
+        exit 1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+}
+
+# Runs a command as the server's user: `postgres` when we are root, else ourselves.
+as_owner() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pid() {
+    [ -f "$data/postmaster.pid" ] || return 1
+    local p
+    p="$(head -1 "$data/postmaster.pid")"
+    kill -0 "$p" 2>/dev/null && echo "$p"
+}
+
+url() { echo "postgres://codegen:codegen@127.0.0.1:$port/codegen"; }
+
+stop() {
+    local p
+    if p="$(pid)"; then
+        # SIGINT is PostgreSQL's fast shutdown: sessions end, the data is consistent.
+        kill -INT "$p"
+        for _ in $(seq 1 30); do kill -0 "$p" 2>/dev/null || break; sleep 1; done
+        kill -0 "$p" 2>/dev/null && kill -9 "$p"
+        echo "postgres: stopped ($p)"
+    fi
+}
+
+start() {
+    install
+    local bin
+    bin="$(bindir)"
+    if pid >/dev/null && as_owner "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; then
+        echo "postgres: already serving at $(url)"
+        return
+    fi
+    stop >/dev/null
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$dir"; fi
+    as_owner "$bin/initdb" -D "$data" -U postgres -A trust --no-sync -E UTF8 >"$dir/initdb.log"
+    # Loopback only, on a fixed port, no Unix socket outside the data directory.
+    as_owner "$bin/postgres" -D "$data" -p "$port" -c listen_addresses=127.0.0.1 \
+        -c unix_socket_directories="$dir" -c max_connections=200 >"$log" 2>&1 </dev/null &
+    for _ in $(seq 1 60); do
+        if as_owner "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; then break; fi
+        sleep 0.5
+    done
+    if ! as_owner "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; then
+        echo "postgres: not serving after 30 s; last lines of $log:" >&2
+        tail -20 "$log" >&2
+        stop
+        exit 1
+    fi
+    as_owner "$bin/psql" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres \
+        -c "CREATE ROLE codegen LOGIN PASSWORD 'codegen'" -c "CREATE DATABASE codegen OWNER codegen" >/dev/null
+    echo "postgres: serving at $(url), pid $(pid)"
+}
+
+case "${1:-}" in
+    install) install ;;
+    start) start ;;
+    stop) stop ;;
+    url) url ;;
+    *) echo "usage: $0 install|start|stop|url" >&2; exit 2 ;;
+esac

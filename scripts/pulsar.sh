@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# A real Apache Pulsar standalone broker on 127.0.0.1, for the distributed backend's tests.
+#
+#   scripts/pulsar.sh install   fetch the broker's jars from Maven Central (cached in ~/.m2)
+#   scripts/pulsar.sh start     install if needed, start, wait until it serves (one retry)
+#   scripts/pulsar.sh stop      stop the broker started here, by its process id
+#   scripts/pulsar.sh status    say whether it serves
+#
+# Ports: PULSAR_PORT (default 16650, the binary protocol), PULSAR_WEB_PORT (default 18080, the
+# admin API) and PULSAR_BOOKIE_PORT (default 13181, its storage), all on 127.0.0.1. State lives in PULSAR_DIR (default target/services/pulsar) and is wiped at
+# each start. Needs Java 17 or later and Maven.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+dir="${PULSAR_DIR:-$root/target/services/pulsar}"
+port="${PULSAR_PORT:-16650}"
+web_port="${PULSAR_WEB_PORT:-18080}"
+bookie_port="${PULSAR_BOOKIE_PORT:-13181}"
+timeout_s="${PULSAR_START_TIMEOUT:-120}"
+lib="$dir/lib"
+pidfile="$dir/pulsar.pid"
+log="$dir/pulsar.log"
+
+install() {
+    command -v java >/dev/null || { echo "error: java is missing: apt-get install -y openjdk-17-jre-headless" >&2; exit 1; }
+    command -v mvn >/dev/null || { echo "error: mvn is missing: apt-get install -y maven" >&2; exit 1; }
+    if [ -f "$lib/.complete" ]; then return; fi
+    mkdir -p "$dir"
+    echo "pulsar: fetching the broker's jars into $lib (cached in ~/.m2)"
+    rm -rf "$lib"
+    mvn -B -q -s "$root/scripts/maven-settings.xml" -f "$root/scripts/pulsar/pom.xml" \
+        dependency:copy-dependencies -DoutputDirectory="$lib" -DincludeScope=runtime
+    touch "$lib/.complete"
+}
+
+write_config() {
+    mkdir -p "$dir/conf"
+    cat >"$dir/conf/standalone.conf" <<CONF
+clusterName=standalone
+bindAddress=127.0.0.1
+advertisedAddress=127.0.0.1
+brokerServicePort=$port
+webServicePort=$web_port
+# The bookie reads this file too: bind it to the loopback interface only.
+listeningInterface=lo
+allowLoopback=true
+metadataStoreUrl=
+configurationMetadataStoreUrl=
+loadManagerClassName=org.apache.pulsar.broker.loadbalance.NoopLoadManager
+loadBalancerEnabled=false
+managedLedgerDefaultEnsembleSize=1
+managedLedgerDefaultWriteQuorum=1
+managedLedgerDefaultAckQuorum=1
+delayedDeliveryEnabled=true
+delayedDeliveryTickTimeMillis=100
+# Dispatch a new message to a waiting consumer at once (the default waits up to 10 ms).
+managedLedgerNewEntriesCheckDelayInMillis=0
+allowAutoTopicCreation=true
+allowAutoTopicCreationType=non-partitioned
+journalSyncData=false
+functionsWorkerEnabled=false
+transactionCoordinatorEnabled=false
+brokerDeleteInactiveTopicsEnabled=false
+CONF
+    cat >"$dir/conf/log4j2.properties" <<CONF
+status = error
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = $dir/broker.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = %d{ISO8601} %-5level [%t] %c{1} - %msg%n
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = file
+CONF
+}
+
+serves() {
+    curl -fsS --max-time 2 "http://127.0.0.1:$web_port/admin/v2/namespaces/public" 2>/dev/null | grep -q 'public/default'
+}
+
+running_pid() {
+    [ -f "$pidfile" ] || return 1
+    local pid
+    pid="$(cat "$pidfile")"
+    kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+launch() {
+    rm -rf "$dir/data"
+    mkdir -p "$dir/data"
+    # JVM flags as in the distribution's bin/pulsar.
+    setsid java -Xms256m -Xmx1g -XX:+UseG1GC \
+        --add-opens java.base/java.io=ALL-UNNAMED \
+        --add-opens java.base/java.util.zip=ALL-UNNAMED \
+        --add-opens java.base/java.nio=ALL-UNNAMED \
+        --add-opens java.base/jdk.internal.misc=ALL-UNNAMED \
+        --add-opens java.base/sun.net=ALL-UNNAMED \
+        --add-opens java.base/jdk.internal.platform=ALL-UNNAMED \
+        --add-opens java.management/sun.management=ALL-UNNAMED \
+        --add-opens jdk.management/com.sun.management.internal=ALL-UNNAMED \
+        -Dio.netty.tryReflectionSetAccessible=true \
+        -Dbookkeeper.metadata.bookie.drivers=org.apache.pulsar.metadata.bookkeeper.PulsarMetadataBookieDriver \
+        -Dbookkeeper.metadata.client.drivers=org.apache.pulsar.metadata.bookkeeper.PulsarMetadataClientDriver \
+        -Dlog4j.configurationFile="$dir/conf/log4j2.properties" \
+        -Dpulsar.log.dir="$dir" \
+        -cp "$lib/*" org.apache.pulsar.PulsarStandaloneStarter \
+        --config "$dir/conf/standalone.conf" -nfw -nss --wipe-data \
+        --metadata-dir "$dir/data/meta" --bookkeeper-dir "$dir/data/bk" \
+        --bookkeeper-port "$bookie_port" \
+        >"$log" 2>&1 </dev/null &
+    echo $! >"$pidfile"
+}
+
+wait_ready() {
+    local pid="$1" waited=0
+    while [ "$waited" -lt "$timeout_s" ]; do
+        if serves; then return 0; fi
+        kill -0 "$pid" 2>/dev/null || { echo "pulsar: the broker exited; last lines of $log:" >&2; tail -20 "$log" >&2; return 1; }
+        sleep 1
+        waited=$((waited + 1))
+    done
+    echo "pulsar: not serving after ${timeout_s}s (see $log and $dir/broker.log)" >&2
+    return 1
+}
+
+stop() {
+    local pid
+    if pid="$(running_pid)"; then
+        kill "$pid"
+        for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+        kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+        echo "pulsar: stopped ($pid)"
+    fi
+    rm -f "$pidfile"
+}
+
+start() {
+    if running_pid >/dev/null && serves; then
+        echo "pulsar: already serving on 127.0.0.1:$port"
+        return
+    fi
+    install
+    write_config
+    for try in 1 2; do
+        stop >/dev/null
+        launch
+        if wait_ready "$(cat "$pidfile")"; then
+            echo "pulsar: serving on pulsar://127.0.0.1:$port (admin http://127.0.0.1:$web_port), pid $(cat "$pidfile")"
+            return
+        fi
+        echo "pulsar: start $try failed" >&2
+    done
+    stop
+    exit 1
+}
+
+case "${1:-}" in
+    install) install ;;
+    start) start ;;
+    stop) stop ;;
+    status) if serves; then echo "pulsar: serving on 127.0.0.1:$port"; else echo "pulsar: not serving"; exit 1; fi ;;
+    *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
+esac
