@@ -894,7 +894,7 @@ mod tests {
         let sent = String::from_utf8(parts.body.unwrap().bytes).unwrap();
         assert_eq!(
             sent,
-            "email=a%2Bb%40example.com&expand[0]=customer&expand[1]=invoice&items[0][price]=p_1&items[0][quantity]=2&metadata[order][id]=7&tags=x&tags=y"
+            "email=a%2Bb%40example.com&metadata[order][id]=7&expand[0]=customer&expand[1]=invoice&items[0][price]=p_1&items[0][quantity]=2&tags=x&tags=y"
         );
         let err = RequestParts::default()
             .form("application/x-www-form-urlencoded", &[1, 2], &[])
