@@ -43,6 +43,11 @@ webServicePort=$web_port
 # The bookie reads this file too: bind it to the loopback interface only.
 listeningInterface=lo
 allowLoopback=true
+# A test broker's data is wiped at each start and stays small: keep writing on a nearly full
+# disk (the default turns the bookie read-only at 95% use, and every topic then fails).
+diskUsageThreshold=0.999
+diskUsageWarnThreshold=0.998
+diskUsageLwmThreshold=0.997
 metadataStoreUrl=
 configurationMetadataStoreUrl=
 loadManagerClassName=org.apache.pulsar.broker.loadbalance.NoopLoadManager

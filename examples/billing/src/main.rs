@@ -15,8 +15,8 @@ use billing_demo::server::{DemoServer, Faults};
 use billing_demo::{services, workflow};
 use clap::{Args, Parser, Subcommand};
 use codegen_runtime::Client;
-use codegen_runtime::backend::Status;
 use codegen_runtime::backend::sqlite::SqliteBackend;
+use codegen_runtime::backend::{Backend, Status};
 use codegen_runtime::worker::{
     ServiceWorker, ServiceWorkerOptions, WorkflowWorker, WorkflowWorkerOptions, shutdown_signal,
 };
@@ -43,9 +43,10 @@ enum Command {
         /// `consumption`, `payment`, `invoice` or `email`.
         #[arg(long)]
         service: String,
-        /// The SQLite file shared with the other workers.
-        #[arg(long)]
-        db: PathBuf,
+        /// Where state and messages are, shared with the other workers: a SQLite file, or
+        /// `postgres://USER:PASSWORD@HOST:PORT/DB?pulsar=pulsar://HOST:PORT` (`--db` is the same).
+        #[arg(long = "backend", alias = "db", value_name = "URL")]
+        backend: String,
         /// The service's base URL.
         #[arg(long)]
         base_url: String,
@@ -55,9 +56,10 @@ enum Command {
     },
     /// Runs the workflow worker.
     Workflows {
-        /// The SQLite file shared with the other workers.
-        #[arg(long)]
-        db: PathBuf,
+        /// Where state and messages are, shared with the other workers: a SQLite file, or
+        /// `postgres://USER:PASSWORD@HOST:PORT/DB?pulsar=pulsar://HOST:PORT` (`--db` is the same).
+        #[arg(long = "backend", alias = "db", value_name = "URL")]
+        backend: String,
         /// Real milliseconds per 30-day month.
         #[arg(long, default_value_t = 2000)]
         month_ms: u64,
@@ -118,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(args) => run(args).await,
         Command::Worker {
             service,
-            db,
+            backend,
             base_url,
             timeout_ms,
         } => {
@@ -127,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
             let handlers =
                 services::handlers(&service, &base_url, Duration::from_millis(timeout_ms))
                     .with_context(|| format!("no service `{service}`"))?;
-            let backend = Arc::new(SqliteBackend::open(&db)?);
+            let backend = Arc::new(Backend::open(&backend).await?);
             let options = ServiceWorkerOptions {
                 lease: Duration::from_secs(3),
                 idle_wait: Duration::from_millis(50),
@@ -144,11 +146,11 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Workflows {
-            db,
+            backend,
             month_ms,
             clock_origin,
         } => {
-            let backend = Arc::new(SqliteBackend::open(&db)?);
+            let backend = Arc::new(Backend::open(&backend).await?);
             let mut workflows = Workflows::new();
             workflow::register(&mut workflows);
             let options = WorkflowWorkerOptions {
