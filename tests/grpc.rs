@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
 use codegen_runtime::backend::sqlite::SqliteBackend;
-use codegen_runtime::grpc::GrpcClient;
+use codegen_runtime::grpc::{GrpcClient, RawCodec};
 use codegen_runtime::http::HttpClient;
 use codegen_runtime::schema::Int64;
 use codegen_runtime::worker::{
@@ -28,7 +28,6 @@ use greeter::types::{Greeting, HelloRequest, Mood};
 use prost_reflect::{DescriptorPool, DynamicMessage, Value};
 use support::server::{Reply, Server};
 use tokio::sync::watch;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
 
 fn quick() -> RetryPolicy {
@@ -326,43 +325,5 @@ impl tonic::server::UnaryService<Bytes> for SayHelloHandler {
                 prost::Message::encode_to_vec(&reply),
             )))
         })
-    }
-}
-
-/// Messages as the bytes they are.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }

@@ -234,9 +234,10 @@ pub fn status_error(path: &str, status: &Status) -> TaskError {
     }
 }
 
-/// Sends and receives messages as the bytes they already are.
+/// A tonic codec that sends and receives messages as the bytes they already are: the client
+/// encodes them by their descriptors. Public for servers in tests that answer generated clients.
 #[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
+pub struct RawCodec;
 
 impl Codec for RawCodec {
     type Encode = Bytes;
