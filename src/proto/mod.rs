@@ -105,7 +105,7 @@ pub fn read(path: &Path, includes: &[PathBuf], options: &ReadOptions) -> Result<
             path: path.to_owned(),
             reason: "the file compiled, but its descriptor is missing".into(),
         })?;
-    let mut api = Reader::new(path, &pool, &file).read(options)?;
+    let mut api = Reader::new(&pool, &file).read(options)?;
     let rewritten = editions.lock().map(|e| e.clone()).unwrap_or_default();
     for (name, edition) in rewritten {
         api.notes.insert(
@@ -164,7 +164,6 @@ fn compile_error(path: &Path, includes: &[PathBuf], err: &protox::Error) -> Erro
 }
 
 struct Reader<'a> {
-    path: &'a Path,
     pool: &'a DescriptorPool,
     file: &'a FileDescriptor,
     types: types::Types,
@@ -172,9 +171,8 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn new(path: &'a Path, pool: &'a DescriptorPool, file: &'a FileDescriptor) -> Self {
+    fn new(pool: &'a DescriptorPool, file: &'a FileDescriptor) -> Self {
         Self {
-            path,
             pool,
             file,
             types: types::Types::new(),
@@ -245,7 +243,6 @@ impl<'a> Reader<'a> {
             grpc_descriptor: descriptor,
             security_schemes: Vec::new(),
         };
-        let _ = self.path;
         box_recursive_fields(&mut api);
         Ok(api)
     }
