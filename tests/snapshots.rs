@@ -101,3 +101,24 @@ fn code_outside_strings_and_comments(line: &str) -> String {
     }
     code
 }
+
+#[test]
+fn deprecated_protobuf_methods_are_deprecated_operations() {
+    let spec = support::root().join("fixtures/proto/modern.proto");
+    let options = support::options("modern", &support::root().join("target/unused"));
+    let generated = codegen::generate(&spec, &options).unwrap();
+    let operations = &generated
+        .files
+        .iter()
+        .find(|f| f.path.ends_with("operations.rs"))
+        .unwrap()
+        .contents;
+    // The attributes and docs of an item: from the blank line before it to its name.
+    let head = |name: &str| {
+        let at = operations.find(&format!("pub struct {name} ")).unwrap();
+        let start = operations[..at].rfind("\n\n").unwrap();
+        &operations[start..at]
+    };
+    assert!(head("GetThing").contains("#[deprecated"), "{operations}");
+    assert!(!head("MakeThing").contains("#[deprecated"), "{operations}");
+}

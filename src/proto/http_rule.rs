@@ -98,6 +98,11 @@ pub(super) fn operation(
             ),
         },
     );
+    // `deprecated` (33) of MethodOptions.
+    let deprecated = method
+        .options()
+        .get_field_by_number(33)
+        .is_some_and(|v| v.as_bool() == Some(true));
     let Some(rule) = rule(pool, method) else {
         return Operation {
             type_name,
@@ -126,10 +131,7 @@ pub(super) fn operation(
                 errors: Vec::new(),
             },
             doc,
-            deprecated: method
-                .options()
-                .get_field_by_number(33)
-                .is_some_and(|v| v.as_bool() == Some(true)),
+            deprecated,
             idempotent,
             idempotency_header: None,
             security: Vec::new(),
@@ -307,7 +309,7 @@ pub(super) fn operation(
             errors: Vec::new(),
         },
         doc,
-        deprecated: false,
+        deprecated,
         idempotency_header: None,
         security: Vec::new(),
         grpc: None,
