@@ -8,8 +8,10 @@ pub mod emit;
 mod error;
 pub mod ir;
 pub mod proto;
+pub mod recipe;
 pub mod spec;
 
 pub use emit::{Generated, check, generate, write};
 pub use error::{Error, Result};
+pub use recipe::Recipe;
 pub use spec::ReadOptions;

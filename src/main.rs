@@ -3,14 +3,20 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use codegen::Recipe;
 use codegen::emit::{Options, RuntimeDependency};
 
 /// Generates Rust crates of durable tasks, HTTP and gRPC clients and service workers from
 /// OpenAPI descriptions and protobuf services.
 #[derive(Debug, Parser)]
-#[command(name = "codegen", version, propagate_version = true)]
+#[command(
+    name = "codegen",
+    version,
+    propagate_version = true,
+    after_help = "Exit status: 0 success; 1 a stale crate (check) or a file that cannot be written; 2 a bad spec, a bad flag or a broken record."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,70 +27,86 @@ enum Command {
     /// Generate a crate from an API description.
     ///
     /// Writes Cargo.toml, rustfmt.toml and src/ under DIR; other files there are left alone.
+    /// The options are recorded in the crate's Cargo.toml ([package.metadata.codegen]), so
+    /// `codegen gen` without a SPEC, in the crate's folder (or with -o DIR), regenerates it
+    /// exactly; options given then replace the recorded ones.
     Gen {
         /// The API description: an OpenAPI 3.x or Swagger 2.0 document (YAML or JSON), or a
-        /// `.proto` file.
-        spec: PathBuf,
-        /// The folder of the crate to write.
+        /// `.proto` file [default: the one recorded in DIR/Cargo.toml].
+        spec: Option<PathBuf>,
+        /// The folder of the crate to write [default: with SPEC, a folder named after the spec
+        /// file (after its title when the file is named openapi, swagger, api...) in the current
+        /// directory; without SPEC, the current directory].
         #[arg(short, long = "output", value_name = "DIR")]
-        output: PathBuf,
+        output: Option<PathBuf>,
         #[command(flatten)]
         crate_args: CrateArgs,
     },
-    /// Check that a generated crate is what `gen` would write now.
+    /// Check that generated crates are what `gen` would write now.
     ///
-    /// Exits with status 1 and names each file that differs or is missing; use it in CI to
-    /// catch a crate that was not regenerated after its spec changed.
+    /// Each CRATE_DIR is the folder of a generated crate, checked with the options recorded in
+    /// its Cargo.toml; without one, every generated crate of the Cargo workspace around the
+    /// current directory is checked. `codegen check SPEC DIR` checks DIR against SPEC. Exits
+    /// with status 1 and names each file that differs or is missing; use it in CI to catch a
+    /// crate that was not regenerated after its spec changed.
     Check {
-        /// The API description: an OpenAPI 3.x or Swagger 2.0 document (YAML or JSON), or a
-        /// `.proto` file.
-        spec: PathBuf,
-        /// The folder of the generated crate.
-        dir: PathBuf,
+        /// Folders of generated crates (or SPEC DIR) [default: every generated crate of the
+        /// workspace].
+        #[arg(value_name = "CRATE_DIR")]
+        paths: Vec<PathBuf>,
         #[command(flatten)]
         crate_args: CrateArgs,
     },
 }
 
-/// Settings that shape the generated crate; `check` needs the same ones as `gen`.
+/// Settings that shape the generated crate. Given to `gen` with a SPEC, they are recorded in the
+/// crate; given without a SPEC (or to `check`), they replace the recorded ones.
 #[derive(Debug, Args)]
 struct CrateArgs {
     /// The package name of the crate [default: the name of the output folder].
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
     /// Depend on codegen-runtime at this path (relative to the current directory) instead of by
-    /// version.
+    /// version [default: a codegen built from a checkout depends on that checkout's runtime].
     #[arg(long, value_name = "PATH", conflicts_with = "runtime_version")]
     runtime_path: Option<PathBuf>,
-    /// The version requirement of codegen-runtime to depend on.
-    #[arg(long, value_name = "VERSION", default_value = concat!("=", env!("CARGO_PKG_VERSION")))]
-    runtime_version: String,
+    /// The version requirement of codegen-runtime to depend on [default: this codegen's version,
+    /// `=X.Y.Z`, unless built from a checkout].
+    #[arg(long, value_name = "VERSION")]
+    runtime_version: Option<String>,
     /// A folder where the imports of a `.proto` file are looked up (repeat for more) [default:
     /// the file's folder]. The google/protobuf and google/api files need none.
     #[arg(short = 'I', long = "include", value_name = "DIR")]
     includes: Vec<PathBuf>,
 }
 
+/// What to generate: the spec and the options, resolved from the flags and the record.
+struct Job {
+    spec: PathBuf,
+    dir: PathBuf,
+    options: Options,
+    /// Whether the record gave the options (so the plain `codegen gen -o DIR` reproduces them).
+    recorded: bool,
+}
+
 impl CrateArgs {
+    fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.runtime_path.is_none()
+            && self.runtime_version.is_none()
+            && self.includes.is_empty()
+    }
+
+    /// Options for a new crate at `dir`, from the flags alone.
     fn options(&self, dir: &Path) -> anyhow::Result<Options> {
         let crate_name = match &self.name {
             Some(name) => name.clone(),
-            None => {
-                let absolute = std::path::absolute(dir)
-                    .with_context(|| format!("cannot resolve {}", dir.display()))?;
-                let folder = absolute
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .with_context(|| {
-                        format!("{} has no folder name: pass --name", dir.display())
-                    })?;
-                package_name(&folder)
-            }
+            None => folder_package_name(dir)?,
         };
         validate_package_name(&crate_name)?;
-        let runtime = match &self.runtime_path {
-            Some(path) => RuntimeDependency::path_from(dir, path)?,
-            None => RuntimeDependency::Version(self.runtime_version.clone()),
+        let runtime = match self.runtime(dir)? {
+            Some(runtime) => runtime,
+            None => default_runtime(dir)?,
         };
         Ok(Options {
             crate_name,
@@ -92,6 +114,95 @@ impl CrateArgs {
             includes: self.includes.clone(),
         })
     }
+
+    /// The recorded options of the crate at `dir`, with the flags given replacing them.
+    fn override_recorded(&self, dir: &Path, recipe: &Recipe) -> anyhow::Result<Options> {
+        let mut options = recipe.options(dir);
+        if let Some(name) = &self.name {
+            validate_package_name(name)?;
+            options.crate_name = name.clone();
+        }
+        if let Some(runtime) = self.runtime(dir)? {
+            options.runtime = runtime;
+        }
+        if !self.includes.is_empty() {
+            options.includes = self.includes.clone();
+        }
+        Ok(options)
+    }
+
+    fn runtime(&self, dir: &Path) -> anyhow::Result<Option<RuntimeDependency>> {
+        Ok(match (&self.runtime_path, &self.runtime_version) {
+            (Some(path), _) => Some(
+                RuntimeDependency::path_from(dir, path)
+                    .with_context(|| format!("cannot resolve {}", path.display()))?,
+            ),
+            (None, Some(version)) => Some(RuntimeDependency::Version(version.clone())),
+            (None, None) => None,
+        })
+    }
+}
+
+/// The runtime a new crate depends on: this checkout's when codegen was built from one that is
+/// still there (`cargo install --path .`), the published one of the same version otherwise.
+fn default_runtime(dir: &Path) -> anyhow::Result<RuntimeDependency> {
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime");
+    if checkout.join("Cargo.toml").is_file() {
+        return RuntimeDependency::path_from(dir, &checkout)
+            .with_context(|| format!("cannot resolve {}", checkout.display()));
+    }
+    Ok(RuntimeDependency::Version(
+        concat!("=", env!("CARGO_PKG_VERSION")).to_owned(),
+    ))
+}
+
+/// The package name of a crate written to `dir`: the folder's name.
+fn folder_package_name(dir: &Path) -> anyhow::Result<String> {
+    let absolute =
+        std::path::absolute(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let folder = absolute
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .with_context(|| format!("{} has no folder name: pass --name", dir.display()))?;
+    Ok(package_name(&folder))
+}
+
+/// File stems that say nothing about the API: a crate from `openapi.yaml` is named after the
+/// document's title instead.
+const GENERIC_STEMS: &[&str] = &[
+    "api", "apis", "index", "main", "oas", "openapi", "schema", "service", "spec", "swagger",
+];
+
+/// The folder a crate generated from `spec` goes to when no `-o` is given: `--name`, else the
+/// spec file's stem, else (for a generic stem) the document's title.
+fn default_output(spec: &Path, name: Option<&str>) -> anyhow::Result<PathBuf> {
+    if let Some(name) = name {
+        return Ok(PathBuf::from(name));
+    }
+    let stem = spec
+        .file_stem()
+        .map(|s| package_name(&s.to_string_lossy()))
+        .unwrap_or_default();
+    let generic = stem.is_empty()
+        || GENERIC_STEMS.contains(&stem.as_str())
+        || stem.starts_with(|c: char| c.is_ascii_digit());
+    if generic && spec.extension().is_none_or(|e| e != "proto") {
+        let read = codegen::ReadOptions {
+            crate_name: "api".into(),
+            includes: Vec::new(),
+        };
+        let title = package_name(&codegen::spec::read(spec, &read)?.title);
+        if validate_package_name(&title).is_ok() {
+            return Ok(PathBuf::from(title));
+        }
+    }
+    if validate_package_name(&stem).is_err() {
+        bail!(
+            "cannot name a crate after {}: pass -o DIR (and --name NAME)",
+            spec.display()
+        );
+    }
+    Ok(PathBuf::from(stem))
 }
 
 /// A Cargo package name from a folder name: lower case, words joined by `-`.
@@ -140,45 +251,259 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
             crate_args,
         } => {
-            let options = crate_args.options(&output)?;
-            let generated = codegen::generate(&spec, &options)?;
-            for note in &generated.notes {
-                eprintln!("note: {}: {note}", spec.display());
-            }
-            codegen::write(&generated, &output)?;
-            eprintln!(
-                "wrote crate `{}` ({} files) to {}",
-                options.crate_name,
-                generated.files.len(),
-                output.display()
-            );
-            Ok(ExitCode::SUCCESS)
+            let job = match spec {
+                Some(spec) => {
+                    let dir = match output {
+                        Some(dir) => dir,
+                        None => default_output(&spec, crate_args.name.as_deref())?,
+                    };
+                    let options = crate_args.options(&dir)?;
+                    Job {
+                        spec,
+                        dir,
+                        options,
+                        recorded: false,
+                    }
+                }
+                None => recorded_job(output.unwrap_or_else(|| PathBuf::from(".")), &crate_args)?,
+            };
+            gen_crate(&job)
         }
-        Command::Check {
-            spec,
-            dir,
-            crate_args,
-        } => {
-            let options = crate_args.options(&dir)?;
-            let generated = codegen::generate(&spec, &options)?;
-            let drift = codegen::check(&generated, &dir)?;
-            if drift.is_empty() {
-                eprintln!("{} is up to date with {}", dir.display(), spec.display());
-                return Ok(ExitCode::SUCCESS);
+        Command::Check { paths, crate_args } => {
+            let jobs = check_jobs(&paths, &crate_args)?;
+            let mut stale = 0;
+            for job in &jobs {
+                if !check_crate(job)? {
+                    stale += 1;
+                }
             }
-            for d in &drift {
-                eprintln!("{d}");
+            if jobs.len() > 1 {
+                eprintln!(
+                    "{} of {} generated crates are up to date",
+                    jobs.len() - stale,
+                    jobs.len()
+                );
             }
-            eprintln!(
-                "{} of {} generated files are stale: run `codegen gen {} -o {}` and commit the result",
-                drift.len(),
-                generated.files.len(),
-                spec.display(),
-                dir.display()
-            );
-            Ok(ExitCode::from(1))
+            Ok(if stale == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
+}
+
+/// The job of regenerating the crate at `dir` from its record.
+fn recorded_job(dir: PathBuf, crate_args: &CrateArgs) -> anyhow::Result<Job> {
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        bail!(
+            "{} is not there: name the API description (`codegen gen SPEC`), or the folder of a generated crate with -o DIR",
+            manifest.display()
+        );
+    }
+    let Some(recipe) = Recipe::read(&dir)? else {
+        bail!(
+            "{} records no generation options ([{}]): name the API description, `codegen gen SPEC -o {}`",
+            manifest.display(),
+            codegen::recipe::TABLE,
+            dir.display()
+        );
+    };
+    let options = crate_args.override_recorded(&dir, &recipe)?;
+    Ok(Job {
+        spec: display_path(&recipe.spec_path(&dir)),
+        dir,
+        options,
+        recorded: true,
+    })
+}
+
+/// What `check` checks: the crates named, or every generated crate of the workspace.
+fn check_jobs(paths: &[PathBuf], crate_args: &CrateArgs) -> anyhow::Result<Vec<Job>> {
+    if let [spec, dir] = paths
+        && spec.is_file()
+    {
+        // `codegen check SPEC DIR`: the recorded options, when there are any, with the spec and
+        // the flags given replacing them.
+        let options = match Recipe::read(dir) {
+            Ok(Some(recipe)) => crate_args.override_recorded(dir, &recipe)?,
+            _ => crate_args.options(dir)?,
+        };
+        return Ok(vec![Job {
+            spec: spec.clone(),
+            dir: dir.clone(),
+            options,
+            recorded: false,
+        }]);
+    }
+    let dirs = if paths.is_empty() {
+        workspace_crates()?
+    } else {
+        paths.to_vec()
+    };
+    if dirs.len() > 1 && !crate_args.is_empty() {
+        bail!("options given to `check` apply to one crate: name one CRATE_DIR");
+    }
+    dirs.into_iter()
+        .map(|dir| {
+            if dir.is_file() {
+                bail!(
+                    "{} is a file, not the folder of a generated crate: give `codegen check SPEC DIR`, or the crate's folder alone",
+                    dir.display()
+                );
+            }
+            recorded_job(dir, crate_args)
+        })
+        .collect()
+}
+
+/// The folders of the packages of the Cargo workspace around the current directory that
+/// record how they were generated.
+fn workspace_crates() -> anyhow::Result<Vec<PathBuf>> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(&cargo)
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .output()
+        .with_context(|| {
+            format!(
+                "cannot run `{} metadata` to find the workspace's generated crates: name the crates' folders",
+                cargo.to_string_lossy()
+            )
+        })?;
+    if !output.status.success() {
+        let message = String::from_utf8_lossy(&output.stderr);
+        bail!(
+            "not in a Cargo workspace ({}): name the folders of the generated crates, `codegen check DIR...`",
+            message.trim().trim_start_matches("error: ")
+        );
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .context("`cargo metadata` printed something that is not JSON")?;
+    let mut dirs: Vec<PathBuf> = metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|package| !package["metadata"]["codegen"].is_null())
+        .filter_map(|package| package["manifest_path"].as_str())
+        .filter_map(|manifest| Path::new(manifest).parent())
+        .map(display_path)
+        .collect();
+    dirs.sort();
+    if dirs.is_empty() {
+        bail!(
+            "no package of this workspace was generated by codegen (none has [{}] in its Cargo.toml): name the crates' folders, `codegen check DIR...`",
+            codegen::recipe::TABLE
+        );
+    }
+    Ok(dirs)
+}
+
+/// `path` relative to the current directory when it is inside it, for messages.
+fn display_path(path: &Path) -> PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(&cwd).ok().map(Path::to_path_buf))
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                ".".into()
+            } else {
+                p
+            }
+        })
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
+/// Generates and records the crate of `job`, with a recipe of the job's options.
+fn generate(job: &Job) -> anyhow::Result<codegen::Generated> {
+    let mut generated = codegen::generate(&job.spec, &job.options)?;
+    generated.record(&Recipe::new(&job.spec, &job.dir, &job.options)?);
+    Ok(generated)
+}
+
+fn gen_crate(job: &Job) -> anyhow::Result<ExitCode> {
+    let manifest = job.dir.join("Cargo.toml");
+    if let Ok(text) = std::fs::read_to_string(&manifest)
+        && !text.starts_with("# Generated by codegen")
+    {
+        bail!(
+            "{} was not written by codegen: it is left alone; write the crate to another folder with -o DIR",
+            manifest.display()
+        );
+    }
+    let generated = generate(job)?;
+    for note in &generated.notes {
+        eprintln!("note: {}: {note}", job.spec.display());
+    }
+    codegen::write(&generated, &job.dir)?;
+    let name = &job.options.crate_name;
+    eprintln!(
+        "wrote crate `{name}` ({} files) from {} to {}",
+        generated.files.len(),
+        job.spec.display(),
+        job.dir.display()
+    );
+    if !job.recorded {
+        if let RuntimeDependency::Path(path) = &job.options.runtime {
+            eprintln!("it depends on codegen-runtime at {path} (relative to the crate)");
+        }
+        let dir = job.dir.display();
+        eprintln!("build it:           cd {dir} && cargo build");
+        eprintln!("run its worker:     cargo run --bin {name}-worker -- --help");
+        eprintln!("keep it fresh (CI): codegen check {dir}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Checks one crate; whether it is up to date.
+fn check_crate(job: &Job) -> anyhow::Result<bool> {
+    let generated = generate(job).with_context(|| format!("checking {}", job.dir.display()))?;
+    let drift = codegen::check(&generated, &job.dir)?;
+    if drift.is_empty() {
+        eprintln!(
+            "{} is up to date with {}",
+            job.dir.display(),
+            job.spec.display()
+        );
+        return Ok(true);
+    }
+    for d in &drift {
+        eprintln!("{d}");
+    }
+    let command = if job.recorded && !job.dir.as_os_str().is_empty() {
+        format!("codegen gen -o {}", job.dir.display())
+    } else {
+        regenerate_command(job)
+    };
+    eprintln!(
+        "{} of {} generated files of {} are stale: run `{command}` and commit the result",
+        drift.len(),
+        generated.files.len(),
+        job.dir.display(),
+    );
+    Ok(false)
+}
+
+/// The full `codegen gen` command that writes the crate of `job`.
+fn regenerate_command(job: &Job) -> String {
+    let dir = job.dir.display();
+    let mut command = format!(
+        "codegen gen {} -o {dir} --name {}",
+        job.spec.display(),
+        job.options.crate_name
+    );
+    match &job.options.runtime {
+        RuntimeDependency::Path(path) => {
+            command.push_str(&format!(" --runtime-path {}", job.dir.join(path).display()))
+        }
+        RuntimeDependency::Version(version) => {
+            command.push_str(&format!(" --runtime-version '{version}'"))
+        }
+    }
+    for include in &job.options.includes {
+        command.push_str(&format!(" -I {}", include.display()));
+    }
+    command
 }
 
 #[cfg(test)]

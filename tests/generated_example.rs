@@ -14,35 +14,32 @@ fn petstore() -> codegen::Generated {
     codegen::generate(&support::root().join("fixtures/petstore.yaml"), &options).unwrap()
 }
 
-/// Every committed example crate and the fixture it comes from.
-const EXAMPLES: &[(&str, &str)] = &[
-    ("petstore", "fixtures/petstore.yaml"),
-    ("billing-consumption", "fixtures/billing/consumption.yaml"),
-    ("billing-payment", "fixtures/billing/payment.yaml"),
-    ("billing-invoice", "fixtures/billing/invoice.yaml"),
-    ("billing-email", "fixtures/billing/email.yaml"),
-    ("schemas", "fixtures/schemas.yaml"),
-    ("greeter", "fixtures/proto/greeter.proto"),
-    ("wire", "fixtures/wire.yaml"),
-];
-
 #[test]
 fn the_committed_examples_are_fresh() {
-    for (name, spec) in EXAMPLES {
-        let options = Options {
-            crate_name: (*name).into(),
-            runtime: RuntimeDependency::Path("../../runtime".into()),
-            includes: Vec::new(),
-        };
-        let generated = codegen::generate(&support::root().join(spec), &options).unwrap();
-        let drift = codegen::check(
-            &generated,
-            &support::root().join("generated-example").join(name),
-        )
-        .unwrap();
+    let mut examples: Vec<_> = std::fs::read_dir(support::root().join("generated-example"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    examples.sort();
+    assert!(examples.len() >= 8, "examples: {examples:?}");
+    for dir in &examples {
+        let recipe = codegen::Recipe::read(dir)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{} records how it was generated", dir.display()));
+        assert_eq!(
+            recipe.runtime,
+            RuntimeDependency::Path("../../runtime".into())
+        );
+        let spec = recipe.spec_path(dir);
+        let options = recipe.options(dir);
+        let mut generated = codegen::generate(&spec, &options).unwrap();
+        generated.record(&codegen::Recipe::new(&spec, dir, &options).unwrap());
+        let drift = codegen::check(&generated, dir).unwrap();
         assert!(
             drift.is_empty(),
-            "generated-example/{name} is stale: {drift:?}\nregenerate it with:\n  cargo run -- gen {spec} -o generated-example/{name} --runtime-path runtime"
+            "{} is stale: {drift:?}\nregenerate it with:\n  cargo run -- gen -o {}",
+            dir.display(),
+            dir.display()
         );
     }
 }

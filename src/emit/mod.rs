@@ -12,6 +12,7 @@ use crate::ir::Api;
 use crate::spec::{self, ReadOptions};
 
 pub use files::{Drift, check, write};
+pub(crate) use render::toml_str;
 
 /// Where the generated crate takes `codegen-runtime` from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,17 +27,23 @@ impl RuntimeDependency {
     /// A path dependency on the runtime at `runtime`, written relative to the crate at
     /// `crate_dir` (both relative to the current directory or absolute).
     pub fn path_from(crate_dir: &Path, runtime: &Path) -> std::io::Result<Self> {
-        let from = normal(&std::path::absolute(crate_dir)?);
-        let to = normal(&std::path::absolute(runtime)?);
-        let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-        let mut parts = vec!["..".to_owned(); from.len() - common];
-        parts.extend(to[common..].iter().cloned());
-        Ok(Self::Path(if parts.is_empty() {
-            ".".to_owned()
-        } else {
-            parts.join("/")
-        }))
+        relative_path(crate_dir, runtime).map(Self::Path)
     }
+}
+
+/// The path of `to` relative to the folder `from` (both relative to the current directory or
+/// absolute), with `/` separators: `.` when they are the same.
+pub fn relative_path(from: &Path, to: &Path) -> std::io::Result<String> {
+    let from = normal(&std::path::absolute(from)?);
+    let to = normal(&std::path::absolute(to)?);
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut parts = vec!["..".to_owned(); from.len() - common];
+    parts.extend(to[common..].iter().cloned());
+    Ok(if parts.is_empty() {
+        ".".to_owned()
+    } else {
+        parts.join("/")
+    })
 }
 
 /// Path components with `.` and `..` resolved lexically.
