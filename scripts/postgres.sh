@@ -4,6 +4,7 @@
 #   scripts/postgres.sh install   apt-get install postgresql (when its programs are missing)
 #   scripts/postgres.sh start     install if needed, initdb a data directory, start, wait
 #   scripts/postgres.sh stop      stop the server started here, by its process id
+#   scripts/postgres.sh status    say whether the server started here runs
 #   scripts/postgres.sh url       print the URL the tests use (CODEGEN_TEST_POSTGRES)
 #
 # Port: PG_PORT (default 15432). Data: PG_DIR (default target/services/postgres), made anew at
@@ -96,5 +97,6 @@ case "${1:-}" in
     start) start ;;
     stop) stop ;;
     url) url ;;
-    *) echo "usage: $0 install|start|stop|url" >&2; exit 2 ;;
+    status) if p="$(pid)"; then echo "postgres: running on 127.0.0.1:$port ($p)"; else echo "postgres: not running"; exit 1; fi ;;
+    *) echo "usage: $0 install|start|stop|status|url" >&2; exit 2 ;;
 esac
