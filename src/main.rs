@@ -448,11 +448,36 @@ fn gen_crate(job: &Job) -> anyhow::Result<ExitCode> {
             eprintln!("it depends on codegen-runtime at {path} (relative to the crate)");
         }
         let dir = job.dir.display();
+        if let Some(workspace) = enclosing_workspace(&job.dir) {
+            eprintln!(
+                "note: {dir} is inside the Cargo workspace of {} without being one of its members: add it to `workspace.members` there (or to `workspace.exclude` to build it on its own) before building",
+                workspace.display()
+            );
+        }
         eprintln!("build it:           cd {dir} && cargo build");
         eprintln!("run its worker:     cargo run --bin {name}-worker -- --help");
         eprintln!("keep it fresh (CI): codegen check {dir}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The manifest of the Cargo workspace that contains the crate at `dir` without listing it, when
+/// there is one: cargo refuses to build such a crate until the workspace lists or excludes it.
+fn enclosing_workspace(dir: &Path) -> Option<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .current_dir(dir)
+        .output()
+        .ok()?;
+    let message = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() || !message.contains("believes it's in a workspace") {
+        return None;
+    }
+    message
+        .lines()
+        .find_map(|line| line.strip_prefix("workspace:"))
+        .map(|path| PathBuf::from(path.trim()))
 }
 
 /// Checks one crate; whether it is up to date.

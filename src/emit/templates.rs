@@ -73,7 +73,8 @@ impl Uses {
 }
 
 #[derive(Template)]
-#[template(path = "Cargo.toml")]
+// Not `Cargo.toml`: cargo leaves a folder with a `Cargo.toml` out of the package.
+#[template(path = "manifest.toml")]
 struct CargoToml<'a> {
     api: &'a Api,
     source: &'a str,
