@@ -47,7 +47,8 @@ impl Client {
         Self { http, grpc }
     }
 
-    /// Makes the gRPC calls through `grpc` (another address, a timeout, metadata).
+    /// Makes the gRPC calls through `grpc` (another address, a timeout, metadata, the bound on
+    /// the messages of a server stream).
     pub fn with_grpc(mut self, grpc: codegen_runtime::grpc::GrpcClient) -> Self {
         self.grpc = grpc;
         self

@@ -20,8 +20,8 @@ fn main() -> std::process::ExitCode {
         security: {{ r.crate_ident() }}::SECURITY_SCHEMES,
         register: {{ r.crate_ident() }}::operations::register_handlers,
 {%- if api.grpc_descriptor.is_some() %}
-        register_grpc: Some(|handlers, endpoint| {
-            let client = codegen_runtime::grpc::GrpcClient::new(endpoint, {{ r.crate_ident() }}::DESCRIPTOR);
+        register_grpc: Some(|handlers, settings| {
+            let client = codegen_runtime::grpc::GrpcClient::from_settings(settings, {{ r.crate_ident() }}::DESCRIPTOR);
             {{ r.crate_ident() }}::operations::register_grpc_handlers(handlers, &client);
         }),
 {%- else %}

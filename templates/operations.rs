@@ -56,9 +56,12 @@ impl codegen_runtime::grpc::GrpcOperation for {{ op.type_name }} {
     const PATH: &'static str = {{ self::lit(&grpc.path) }};
     const INPUT: &'static str = {{ self::lit(&grpc.input) }};
     const OUTPUT: &'static str = {{ self::lit(&grpc.output) }};
+{%- if let Some(kind) = self::grpc_kind(grpc) %}
+    const KIND: codegen_runtime::grpc::GrpcKind = codegen_runtime::grpc::GrpcKind::{{ kind }};
+{%- endif %}
 
     fn message(&self) -> Result<serde_json::Value, codegen_runtime::TaskError> {
-        serde_json::to_value(&self.request).map_err(|err| {
+        serde_json::to_value(&self.{{ self::grpc_body(op) }}).map_err(|err| {
             codegen_runtime::TaskError::permanent(format!("cannot encode the request: {err}"))
         })
     }

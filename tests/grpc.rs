@@ -1,10 +1,13 @@
 //! The crate generated from `fixtures/proto/greeter.proto` (committed as
 //! `generated-example/greeter`) run by a durable worker: its HTTP-annotated methods against a
 //! local HTTP server, its plain gRPC method against a local tonic server. Both fail at first (503,
-//! UNAVAILABLE) and the worker retries until they answer.
+//! UNAVAILABLE) and the worker retries until they answer. Its streaming methods against the same
+//! tonic server: a server stream is collected whole (and retried whole when it breaks off), up to
+//! the client's bound; a client stream sends every request. The bidirectional one is a note.
 
 mod support;
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -23,11 +26,12 @@ use codegen_runtime::worker::{
 };
 use codegen_runtime::workflow::{WorkflowContext, WorkflowError, Workflows};
 use codegen_runtime::{Client, RetryPolicy};
-use greeter::operations::{CreateGreeting, GetGreeting, SayHello};
-use greeter::types::{Greeting, HelloRequest, Mood};
+use futures_util::Stream;
+use greeter::operations::{CreateGreeting, GetGreeting, GreetAll, SayHello, SayHellos};
+use greeter::types::{Greeting, HelloReply, HelloRequest, Mood};
 use prost_reflect::{DescriptorPool, DynamicMessage, Value};
 use support::server::{Reply, Server};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tonic::{Code, Status};
 
 fn quick() -> RetryPolicy {
@@ -99,28 +103,14 @@ async fn a_worker_retries_503_and_unavailable_until_both_servers_answer() {
     .await;
     let grpc = GreeterServer::start(2).await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let backend = Arc::new(SqliteBackend::open(dir.path().join("state.db")).unwrap());
-    let (stop, rx) = watch::channel(false);
-    let mut handlers = Handlers::new();
-    greeter::operations::register_handlers(&mut handlers, &HttpClient::new(http.url()));
-    greeter::operations::register_grpc_handlers(
-        &mut handlers,
-        &GrpcClient::new(grpc.url(), greeter::DESCRIPTOR),
-    );
-    let service = ServiceWorker::new(
-        backend.clone(),
-        greeter::SERVICE,
-        handlers,
-        ServiceWorkerOptions::default(),
-    );
-    let rx2 = rx.clone();
-    tokio::spawn(async move { service.run(rx2).await.unwrap() });
     let mut workflows = Workflows::new();
     workflows.register("greet", 1, greet);
-    let engine = WorkflowWorker::new(backend.clone(), workflows, WorkflowWorkerOptions::default());
-    tokio::spawn(async move { engine.run(rx).await.unwrap() });
-    let client = Client::new(backend);
+    let workers = Workers::start(
+        workflows,
+        &HttpClient::new(http.url()),
+        &GrpcClient::new(grpc.url(), greeter::DESCRIPTOR),
+    );
+    let client = workers.client();
 
     let id = client
         .start("greet", Some("greet-1"), &"ada")
@@ -162,7 +152,6 @@ async fn a_worker_retries_503_and_unavailable_until_both_servers_answer() {
         assert_eq!(call.count, 41);
         assert_eq!(call.mood, 2, "GRUMPY, sent as its number on the wire");
     }
-    stop.send(true).unwrap();
 }
 
 #[tokio::test]
@@ -183,7 +172,276 @@ async fn a_permanent_grpc_status_fails_the_call_at_once() {
     assert_eq!(grpc.calls().len(), 1, "no retry of a permanent failure");
 }
 
-/// What the gRPC server received in one call.
+/// Asks for three hellos, over a stream.
+async fn hellos(ctx: WorkflowContext, name: String) -> Result<Vec<String>, WorkflowError> {
+    let replies = ctx
+        .call_with(
+            &SayHellos {
+                request: HelloRequest {
+                    name: Some(name),
+                    count: Some(Int64(3)),
+                    mood: None,
+                },
+            },
+            quick(),
+        )
+        .await?;
+    Ok(replies
+        .into_iter()
+        .map(|r| {
+            format!(
+                "{} #{}",
+                r.message.unwrap_or_default(),
+                r.count.map(|c| c.0).unwrap_or_default()
+            )
+        })
+        .collect())
+}
+
+#[tokio::test]
+async fn a_server_stream_is_collected_whole_after_a_refused_and_a_broken_attempt() {
+    let grpc = GreeterServer::start(0).await;
+    grpc.script_streams([Plan::Refuse, Plan::BreakAfter(2), Plan::Complete]);
+    let mut workflows = Workflows::new();
+    workflows.register("hellos", 1, hellos);
+    let workers = Workers::start(
+        workflows,
+        &HttpClient::new("http://127.0.0.1:9"),
+        &GrpcClient::new(grpc.url(), greeter::DESCRIPTOR),
+    );
+    let client = workers.client();
+
+    let id = client
+        .start("hellos", Some("hellos-1"), &"ada")
+        .await
+        .unwrap();
+    let result: Vec<String> = client.result(&id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(
+        result,
+        ["Hello, ada #1", "Hello, ada #2", "Hello, ada #3"],
+        "every message once, in order: the broken attempt's two are not kept"
+    );
+    let calls = grpc.calls();
+    assert_eq!(
+        calls.len(),
+        3,
+        "UNAVAILABLE at once, UNAVAILABLE after two messages, then the whole stream"
+    );
+    for call in &calls {
+        assert_eq!(call.path, "/greeter.v1.Greeter/SayHellos");
+        assert_eq!((call.name.as_str(), call.count), ("ada", 3));
+    }
+
+    // What the worker saw on the broken attempt: a retryable error that says where it broke.
+    grpc.script_streams([Plan::BreakAfter(2)]);
+    let request = SayHellos {
+        request: HelloRequest {
+            name: Some("ada".into()),
+            count: Some(Int64(3)),
+            mood: None,
+        },
+    };
+    let err = GrpcClient::new(grpc.url(), greeter::DESCRIPTOR)
+        .attempt(&request)
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("/greeter.v1.Greeter/SayHellos (after 2 message(s)) failed with Unavailable"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_stream_longer_than_the_bound_fails_permanently_and_names_the_bound() {
+    let grpc = GreeterServer::start(0).await;
+    let client = greeter::Client::new("http://127.0.0.1:9")
+        .with_grpc(GrpcClient::new(grpc.url(), greeter::DESCRIPTOR).with_max_stream_messages(3));
+    let ask = |count: i64| SayHellos {
+        request: HelloRequest {
+            name: Some("bo".into()),
+            count: Some(Int64(count)),
+            mood: None,
+        },
+    };
+
+    let replies = client.say_hellos(&ask(3)).await.unwrap();
+    assert_eq!(replies.len(), 3, "a stream as long as the bound is read");
+
+    let err = client.say_hellos(&ask(5)).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    let text = err.to_string();
+    for part in [
+        "/greeter.v1.Greeter/SayHellos",
+        "more than 3 messages",
+        "GrpcClient::with_max_stream_messages",
+        "--grpc-max-stream-messages",
+        "GREETER_GRPC_MAX_STREAM_MESSAGES",
+    ] {
+        assert!(text.contains(part), "{part:?} missing from: {text}");
+    }
+    assert_eq!(grpc.calls().len(), 2, "the long stream is not retried");
+}
+
+#[tokio::test]
+async fn a_client_stream_sends_every_request_and_returns_the_reply() {
+    let grpc = GreeterServer::start(0).await;
+    let client = greeter::Client::new("http://127.0.0.1:9")
+        .with_grpc(GrpcClient::new(grpc.url(), greeter::DESCRIPTOR));
+    let request = GreetAll {
+        requests: ["ada", "bo", "cy"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| HelloRequest {
+                name: Some((*name).into()),
+                count: Some(Int64(i as i64 + 1)),
+                mood: Some(Mood::Happy),
+            })
+            .collect(),
+    };
+    let reply: HelloReply = client.greet_all(&request).await.unwrap();
+    assert_eq!(reply.message.as_deref(), Some("Hello, ada, bo, cy"));
+    assert_eq!(reply.count, Some(Int64(6)), "the sum of the counts sent");
+    let calls = grpc.calls();
+    let sent: Vec<_> = calls
+        .iter()
+        .map(|c| (c.path.as_str(), c.name.as_str(), c.count, c.mood))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            ("/greeter.v1.Greeter/GreetAll", "ada", 1, 1),
+            ("/greeter.v1.Greeter/GreetAll", "bo", 2, 1),
+            ("/greeter.v1.Greeter/GreetAll", "cy", 3, 1),
+        ],
+        "one message per element, in order, on one call"
+    );
+
+    let empty = client
+        .greet_all(&GreetAll { requests: vec![] })
+        .await
+        .unwrap();
+    assert_eq!(
+        empty.message.as_deref(),
+        Some("Hello, "),
+        "an empty stream is a call too"
+    );
+}
+
+#[test]
+fn a_bidirectional_method_is_a_note_and_no_task() {
+    let options = support::options("greeter", &support::root().join("target/unused"));
+    let generated = codegen::generate(
+        &support::root().join("fixtures/proto/greeter.proto"),
+        &options,
+    )
+    .unwrap();
+    assert!(
+        generated.notes.iter().any(|n| n
+            == "skipped bidirectional streaming method greeter.v1.Greeter/Chat: a durable task has one input and one output, and the two streams of a bidirectional call interleave"),
+        "{:?}",
+        generated.notes
+    );
+    let operations = &generated
+        .files
+        .iter()
+        .find(|f| f.path.ends_with("operations.rs"))
+        .unwrap()
+        .contents;
+    assert!(operations.contains("pub struct SayHellos "), "{operations}");
+    assert!(operations.contains("pub struct GreetAll "), "{operations}");
+    assert!(!operations.contains("pub struct Chat "), "{operations}");
+}
+
+#[test]
+fn a_streaming_method_with_an_http_rule_is_a_note_and_no_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("watch.proto");
+    std::fs::write(
+        &spec,
+        r#"syntax = "proto3";
+package watch.v1;
+import "google/api/annotations.proto";
+service Watcher {
+  rpc Watch(Req) returns (stream Event) {
+    option (google.api.http) = { get: "/v1/events" };
+  }
+  rpc Get(Req) returns (Event) {
+    option (google.api.http) = { get: "/v1/event" };
+  }
+}
+message Req { string name = 1; }
+message Event { string name = 1; }
+"#,
+    )
+    .unwrap();
+    let options = support::options("watch", &dir.path().join("out"));
+    let generated = codegen::generate(&spec, &options).unwrap();
+    assert!(
+        generated.notes.iter().any(|n| n.starts_with(
+            "skipped server streaming method watch.v1.Watcher/Watch: it has a google.api.http rule"
+        )),
+        "{:?}",
+        generated.notes
+    );
+    let operations = &generated
+        .files
+        .iter()
+        .find(|f| f.path.ends_with("operations.rs"))
+        .unwrap()
+        .contents;
+    assert!(operations.contains("pub struct Get "), "{operations}");
+    assert!(!operations.contains("pub struct Watch "), "{operations}");
+}
+
+/// The service and workflow workers of one test on a fresh SQLite backend; they stop when this
+/// is dropped, test failure or not.
+struct Workers {
+    backend: Arc<SqliteBackend>,
+    stop: watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+impl Workers {
+    fn start(workflows: Workflows, http: &HttpClient, grpc: &GrpcClient) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(SqliteBackend::open(dir.path().join("state.db")).unwrap());
+        let (stop, rx) = watch::channel(false);
+        let mut handlers = Handlers::new();
+        greeter::operations::register_handlers(&mut handlers, http);
+        greeter::operations::register_grpc_handlers(&mut handlers, grpc);
+        let service = ServiceWorker::new(
+            backend.clone(),
+            greeter::SERVICE,
+            handlers,
+            ServiceWorkerOptions::default(),
+        );
+        let rx2 = rx.clone();
+        tokio::spawn(async move { service.run(rx2).await.unwrap() });
+        let engine =
+            WorkflowWorker::new(backend.clone(), workflows, WorkflowWorkerOptions::default());
+        tokio::spawn(async move { engine.run(rx).await.unwrap() });
+        Self {
+            backend,
+            stop,
+            _dir: dir,
+        }
+    }
+
+    fn client(&self) -> Client<SqliteBackend> {
+        Client::new(self.backend.clone())
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// What the gRPC server received: one entry per call of a unary or server-streaming method,
+/// one per message of a client stream.
 #[derive(Debug, Clone)]
 struct Call {
     path: String,
@@ -192,18 +450,31 @@ struct Call {
     mood: i32,
 }
 
-/// A tonic server for `greeter.v1.Greeter/SayHello` on 127.0.0.1: UNAVAILABLE for the first
-/// calls, then a reply counting one up.
-#[derive(Clone)]
+/// What one call of the server-streaming method does.
+#[derive(Debug, Clone, Copy)]
+enum Plan {
+    /// UNAVAILABLE before any message.
+    Refuse,
+    /// This many messages, then UNAVAILABLE.
+    BreakAfter(usize),
+    /// `count` messages, then OK.
+    Complete,
+}
+
+/// A tonic server for `greeter.v1.Greeter` on 127.0.0.1: `SayHello` answers UNAVAILABLE for the
+/// first calls, then a reply counting one up; `SayHellos` streams one reply per `count`, as
+/// scripted; `GreetAll` greets every name it was sent. It stops when dropped.
 struct GreeterServer {
     port: u16,
     state: Arc<State>,
+    shutdown: Option<oneshot::Sender<()>>,
 }
 
 struct State {
     pool: DescriptorPool,
     unavailable: AtomicUsize,
     always: Option<Code>,
+    streams: Mutex<VecDeque<Plan>>,
     calls: Mutex<Vec<Call>>,
 }
 
@@ -223,6 +494,7 @@ impl GreeterServer {
             pool: DescriptorPool::decode(greeter::DESCRIPTOR).unwrap(),
             unavailable: AtomicUsize::new(unavailable),
             always,
+            streams: Mutex::new(VecDeque::new()),
             calls: Mutex::new(Vec::new()),
         });
         let service = GreeterService(state.clone());
@@ -230,14 +502,26 @@ impl GreeterServer {
             let accepted = listener.accept().await.map(|(stream, _)| stream);
             Some((accepted, listener))
         });
+        let (shutdown, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(service)
-                .serve_with_incoming(incoming)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                })
                 .await
                 .unwrap();
         });
-        Self { port, state }
+        Self {
+            port,
+            state,
+            shutdown: Some(shutdown),
+        }
+    }
+
+    /// What the next calls of `SayHellos` do, in order; `Complete` once the script is done.
+    fn script_streams(&self, script: impl IntoIterator<Item = Plan>) {
+        self.state.streams.lock().unwrap().extend(script);
     }
 
     fn url(&self) -> String {
@@ -249,6 +533,14 @@ impl GreeterServer {
     }
 }
 
+impl Drop for GreeterServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
 #[derive(Clone)]
 struct GreeterService(Arc<State>);
 
@@ -257,6 +549,7 @@ impl tonic::server::NamedService for GreeterService {
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type BoxStream<T> = Pin<Box<dyn Stream<Item = T> + Send>>;
 
 impl tower::Service<http::Request<tonic::body::Body>> for GreeterService {
     type Response = http::Response<tonic::body::Body>;
@@ -272,58 +565,139 @@ impl tower::Service<http::Request<tonic::body::Body>> for GreeterService {
         let path = request.uri().path().to_owned();
         Box::pin(async move {
             let mut grpc = tonic::server::Grpc::new(RawCodec);
-            Ok(grpc.unary(SayHelloHandler { state, path }, request).await)
+            let handler = Handler { state, path };
+            Ok(match handler.path.as_str() {
+                "/greeter.v1.Greeter/SayHello" => grpc.unary(handler, request).await,
+                "/greeter.v1.Greeter/SayHellos" => grpc.server_streaming(handler, request).await,
+                "/greeter.v1.Greeter/GreetAll" => grpc.client_streaming(handler, request).await,
+                _ => Status::unimplemented(handler.path).into_http(),
+            })
         })
     }
 }
 
-struct SayHelloHandler {
+/// The handler of one call.
+struct Handler {
     state: Arc<State>,
     path: String,
 }
 
-impl tonic::server::UnaryService<Bytes> for SayHelloHandler {
+impl Handler {
+    /// Reads a `HelloRequest` and records it.
+    fn read(&self, bytes: Bytes) -> Result<Call, Status> {
+        let input = self
+            .state
+            .pool
+            .get_message_by_name("greeter.v1.HelloRequest")
+            .unwrap();
+        let message = DynamicMessage::decode(input, bytes)
+            .map_err(|err| Status::invalid_argument(err.to_string()))?;
+        let field = |name: &str| message.get_field_by_name(name).unwrap().into_owned();
+        let call = Call {
+            path: self.path.clone(),
+            name: field("name").as_str().unwrap_or_default().to_owned(),
+            count: field("count").as_i64().unwrap_or_default(),
+            mood: field("mood").as_enum_number().unwrap_or_default(),
+        };
+        self.state.calls.lock().unwrap().push(call.clone());
+        Ok(call)
+    }
+
+    fn reply(&self, message: String, count: i64) -> Bytes {
+        let output = self
+            .state
+            .pool
+            .get_message_by_name("greeter.v1.HelloReply")
+            .unwrap();
+        let mut reply = DynamicMessage::new(output);
+        reply.set_field_by_name("message", Value::String(message));
+        reply.set_field_by_name("count", Value::I64(count));
+        Bytes::from(prost::Message::encode_to_vec(&reply))
+    }
+}
+
+impl tonic::server::UnaryService<Bytes> for Handler {
     type Response = Bytes;
     type Future = BoxFuture<Result<tonic::Response<Bytes>, Status>>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        let state = self.state.clone();
-        let path = self.path.clone();
+        let handler = Handler {
+            state: self.state.clone(),
+            path: self.path.clone(),
+        };
         Box::pin(async move {
-            let input = state
-                .pool
-                .get_message_by_name("greeter.v1.HelloRequest")
-                .unwrap();
-            let message = DynamicMessage::decode(input, request.into_inner())
-                .map_err(|err| Status::invalid_argument(err.to_string()))?;
-            let field = |name: &str| message.get_field_by_name(name).unwrap().into_owned();
-            let name = field("name").as_str().unwrap_or_default().to_owned();
-            let count = field("count").as_i64().unwrap_or_default();
-            let mood = field("mood").as_enum_number().unwrap_or_default();
-            state.calls.lock().unwrap().push(Call {
-                path,
-                name: name.clone(),
-                count,
-                mood,
-            });
-            if let Some(code) = state.always {
+            let call = handler.read(request.into_inner())?;
+            if let Some(code) = handler.state.always {
                 return Err(Status::new(code, "refused"));
             }
-            let left = state.unavailable.load(Ordering::SeqCst);
+            let left = handler.state.unavailable.load(Ordering::SeqCst);
             if left > 0 {
-                state.unavailable.store(left - 1, Ordering::SeqCst);
+                handler.state.unavailable.store(left - 1, Ordering::SeqCst);
                 return Err(Status::unavailable("starting up"));
             }
-            let output = state
-                .pool
-                .get_message_by_name("greeter.v1.HelloReply")
-                .unwrap();
-            let mut reply = DynamicMessage::new(output);
-            reply.set_field_by_name("message", Value::String(format!("Hello, {name}")));
-            reply.set_field_by_name("count", Value::I64(count + 1));
-            Ok(tonic::Response::new(Bytes::from(
-                prost::Message::encode_to_vec(&reply),
-            )))
+            Ok(tonic::Response::new(
+                handler.reply(format!("Hello, {}", call.name), call.count + 1),
+            ))
+        })
+    }
+}
+
+impl tonic::server::ServerStreamingService<Bytes> for Handler {
+    type Response = Bytes;
+    type ResponseStream = BoxStream<Result<Bytes, Status>>;
+    type Future = BoxFuture<Result<tonic::Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let handler = Handler {
+            state: self.state.clone(),
+            path: self.path.clone(),
+        };
+        Box::pin(async move {
+            let call = handler.read(request.into_inner())?;
+            let plan = handler
+                .state
+                .streams
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Plan::Complete);
+            let count = usize::try_from(call.count).unwrap_or_default();
+            let (sent, end) = match plan {
+                Plan::Refuse => return Err(Status::unavailable("starting up")),
+                Plan::BreakAfter(n) => (n.min(count), Some(Status::unavailable("lost a node"))),
+                Plan::Complete => (count, None),
+            };
+            let mut items: Vec<Result<Bytes, Status>> = (1..=sent)
+                .map(|i| Ok(handler.reply(format!("Hello, {}", call.name), i as i64)))
+                .collect();
+            items.extend(end.map(Err));
+            let stream: Self::ResponseStream = Box::pin(futures_util::stream::iter(items));
+            Ok(tonic::Response::new(stream))
+        })
+    }
+}
+
+impl tonic::server::ClientStreamingService<Bytes> for Handler {
+    type Response = Bytes;
+    type Future = BoxFuture<Result<tonic::Response<Bytes>, Status>>;
+
+    fn call(&mut self, request: tonic::Request<tonic::Streaming<Bytes>>) -> Self::Future {
+        let handler = Handler {
+            state: self.state.clone(),
+            path: self.path.clone(),
+        };
+        Box::pin(async move {
+            let mut stream = request.into_inner();
+            let mut names = Vec::new();
+            let mut total = 0;
+            while let Some(bytes) = stream.message().await? {
+                let call = handler.read(bytes)?;
+                names.push(call.name);
+                total += call.count;
+            }
+            Ok(tonic::Response::new(
+                handler.reply(format!("Hello, {}", names.join(", ")), total),
+            ))
         })
     }
 }

@@ -1,10 +1,16 @@
-//! Unary gRPC calls for crates generated from protobuf services (feature `grpc`).
+//! gRPC calls for crates generated from protobuf services (feature `grpc`): unary,
+//! server-streaming and client-streaming methods.
 //!
 //! Generated types are the canonical proto3 JSON mapping of their messages, not prost types: a
 //! call turns the request into JSON, the JSON into a message by the service's descriptors
 //! (prost-reflect, which implements the mapping), sends the message's bytes over tonic, and
 //! reads the answer back the same way. One set of types thereby serves the HTTP/JSON methods of
 //! a service and its plain gRPC ones.
+//!
+//! A server-streaming call collects the messages of the stream into the task's output, at most
+//! [`GrpcClient::with_max_stream_messages`] of them (more fail the call, permanently); a
+//! client-streaming call sends the task's list of messages as its stream. An attempt is the
+//! whole call: a stream that breaks off midway is retried from its start.
 //!
 //! UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED and ABORTED are retryable; every other
 //! status is permanent.
@@ -23,8 +29,21 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-use crate::worker::Handlers;
+use crate::worker::{GrpcSettings, Handlers};
 use crate::{Task, TaskError};
+
+/// Which side of a gRPC method sends a stream. Bidirectional methods are not tasks: a durable
+/// task has one input and one output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrpcKind {
+    /// One request message, one response message.
+    Unary,
+    /// One request message; the response messages are collected in order, and the task's
+    /// output is their list.
+    ServerStreaming,
+    /// The request messages (a list) are sent in order as the stream; one response message.
+    ClientStreaming,
+}
 
 /// How a generated request struct becomes a gRPC call. Implemented by generated code only.
 pub trait GrpcOperation: Task + Serialize
@@ -37,8 +56,12 @@ where
     const INPUT: &'static str;
     /// The full name of the response message.
     const OUTPUT: &'static str;
+    /// Which side sends a stream. For [`GrpcKind::ServerStreaming`], `Output` is read from the
+    /// JSON array of the response messages.
+    const KIND: GrpcKind = GrpcKind::Unary;
 
-    /// The request message, as proto3 JSON.
+    /// The request as proto3 JSON: the message, or for [`GrpcKind::ClientStreaming`] an array
+    /// of the messages in the order they are sent.
     fn message(&self) -> Result<serde_json::Value, TaskError>;
 }
 
@@ -53,6 +76,7 @@ struct Inner {
     endpoint: String,
     pool: DescriptorPool,
     timeout: Duration,
+    max_stream_messages: usize,
     metadata: Vec<(String, String)>,
     channel: OnceCell<Channel>,
 }
@@ -62,6 +86,7 @@ impl fmt::Debug for GrpcClient {
         f.debug_struct("GrpcClient")
             .field("endpoint", &self.inner.endpoint)
             .field("timeout", &self.inner.timeout)
+            .field("max_stream_messages", &self.inner.max_stream_messages)
             .finish_non_exhaustive()
     }
 }
@@ -80,15 +105,34 @@ impl GrpcClient {
                 endpoint: endpoint.into(),
                 pool,
                 timeout: Duration::from_secs(30),
+                max_stream_messages: GrpcSettings::DEFAULT_MAX_STREAM_MESSAGES,
                 metadata: Vec::new(),
                 channel: OnceCell::new(),
             }),
         }
     }
 
-    /// Sets the deadline of each call (30 s unless set).
+    /// A client configured as the worker binary's flags say (`--grpc-endpoint`,
+    /// `--grpc-max-stream-messages`).
+    ///
+    /// # Panics
+    /// As [`GrpcClient::new`].
+    pub fn from_settings(settings: &GrpcSettings, descriptors: &[u8]) -> Self {
+        Self::new(settings.endpoint.clone(), descriptors)
+            .with_max_stream_messages(settings.max_stream_messages)
+    }
+
+    /// Sets the deadline of each call, a stream's whole call included (30 s unless set).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.inner_mut().timeout = timeout;
+        self
+    }
+
+    /// Sets the most messages a server-streaming call may answer with (10,000 unless set): a
+    /// longer stream fails the call with a permanent error, so that an endless or unexpectedly
+    /// long stream cannot fill the memory of the worker or the task's recorded result.
+    pub fn with_max_stream_messages(mut self, max: usize) -> Self {
+        self.inner_mut().max_stream_messages = max;
         self
     }
 
@@ -109,7 +153,8 @@ impl GrpcClient {
         &self.inner.endpoint
     }
 
-    /// Makes one call: no retry (the worker retries durably, by the error's kind).
+    /// Makes one call: no retry (the worker retries durably, by the error's kind). A
+    /// streaming call is one attempt from its first message to its last.
     pub async fn attempt<T>(&self, request: &T) -> Result<T::Output, TaskError>
     where
         T: GrpcOperation,
@@ -118,15 +163,93 @@ impl GrpcClient {
         let input = self.descriptor(T::INPUT)?;
         let output = self.descriptor(T::OUTPUT)?;
         let json = request.message()?;
-        let message = DynamicMessage::deserialize(input, json).map_err(|err| {
-            TaskError::permanent(format!("cannot encode the request as {}: {err}", T::INPUT))
-        })?;
+        let messages = match T::KIND {
+            GrpcKind::ClientStreaming => match json {
+                serde_json::Value::Array(items) => items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, item)| encode::<T>(&input, item, Some(index)))
+                    .collect::<Result<Vec<Bytes>, TaskError>>()?,
+                other => {
+                    return Err(TaskError::permanent(format!(
+                        "{}: the request of a client-streaming call is a list of {} messages, not {}",
+                        T::PATH,
+                        T::INPUT,
+                        json_kind(&other)
+                    )));
+                }
+            },
+            GrpcKind::Unary | GrpcKind::ServerStreaming => vec![encode::<T>(&input, json, None)?],
+        };
         let channel = self.channel().await?;
         let mut grpc = tonic::client::Grpc::new(channel);
         grpc.ready().await.map_err(|err| {
             TaskError::retryable(format!("{} is not ready: {err}", self.inner.endpoint))
         })?;
-        let mut call = tonic::Request::new(Bytes::from(message.encode_to_vec()));
+        let path = http::uri::PathAndQuery::from_static(T::PATH);
+        let timeout = self.inner.timeout;
+        let call = async {
+            match T::KIND {
+                GrpcKind::Unary => {
+                    let message = messages.into_iter().next().unwrap_or_default();
+                    let answer = grpc
+                        .unary(self.request(message), path, RawCodec)
+                        .await
+                        .map_err(|status| status_error(T::PATH, &status))?;
+                    decode::<T>(&output, answer.into_inner())
+                }
+                GrpcKind::ClientStreaming => {
+                    let stream = futures_util::stream::iter(messages);
+                    let answer = grpc
+                        .client_streaming(self.request(stream), path, RawCodec)
+                        .await
+                        .map_err(|status| status_error(T::PATH, &status))?;
+                    decode::<T>(&output, answer.into_inner())
+                }
+                GrpcKind::ServerStreaming => {
+                    let message = messages.into_iter().next().unwrap_or_default();
+                    let mut stream = grpc
+                        .server_streaming(self.request(message), path, RawCodec)
+                        .await
+                        .map_err(|status| status_error(T::PATH, &status))?
+                        .into_inner();
+                    let max = self.inner.max_stream_messages;
+                    let mut replies = Vec::new();
+                    loop {
+                        let next = stream.message().await.map_err(|status| {
+                            status_error(
+                                &format!("{} (after {} message(s))", T::PATH, replies.len()),
+                                &status,
+                            )
+                        })?;
+                        let Some(bytes) = next else { break };
+                        if replies.len() == max {
+                            // Dropping the stream cancels the call.
+                            return Err(too_long::<T>(max));
+                        }
+                        replies.push(decode::<T>(&output, bytes)?);
+                    }
+                    Ok(serde_json::Value::Array(replies))
+                }
+            }
+        };
+        let json = tokio::time::timeout(timeout, call).await.map_err(|_| {
+            TaskError::retryable(format!(
+                "{} did not finish within {timeout:?} (GrpcClient::with_timeout)",
+                T::PATH
+            ))
+        })??;
+        serde_json::from_value(json).map_err(|err| {
+            TaskError::permanent(format!(
+                "the answer {} does not match its generated type: {err}",
+                T::OUTPUT
+            ))
+        })
+    }
+
+    /// A request carrying `message` with the client's deadline and metadata.
+    fn request<M>(&self, message: M) -> tonic::Request<M> {
+        let mut call = tonic::Request::new(message);
         call.set_timeout(self.inner.timeout);
         for (name, value) in &self.inner.metadata {
             let key = tonic::metadata::MetadataKey::from_bytes(name.as_bytes());
@@ -135,23 +258,7 @@ impl GrpcClient {
                 call.metadata_mut().insert(key, value);
             }
         }
-        let path = http::uri::PathAndQuery::from_static(T::PATH);
-        let answer = grpc
-            .unary(call, path, RawCodec)
-            .await
-            .map_err(|status| status_error(T::PATH, &status))?;
-        let reply = DynamicMessage::decode(output, answer.into_inner()).map_err(|err| {
-            TaskError::permanent(format!("the answer is not a valid {}: {err}", T::OUTPUT))
-        })?;
-        let json = serde_json::to_value(&reply).map_err(|err| {
-            TaskError::permanent(format!("cannot read the answer {}: {err}", T::OUTPUT))
-        })?;
-        serde_json::from_value(json).map_err(|err| {
-            TaskError::permanent(format!(
-                "the answer {} does not match its generated type: {err}",
-                T::OUTPUT
-            ))
-        })
+        call
     }
 
     /// Makes the call, retrying retryable failures by the task's retry policy.
@@ -201,6 +308,77 @@ impl GrpcClient {
             })
             .await
             .cloned()
+    }
+}
+
+/// One request message of `T`, from proto3 JSON to its bytes; `index` is its place in a
+/// client stream.
+fn encode<T>(
+    input: &MessageDescriptor,
+    json: serde_json::Value,
+    index: Option<usize>,
+) -> Result<Bytes, TaskError>
+where
+    T: GrpcOperation,
+    T::Output: DeserializeOwned,
+{
+    let message = DynamicMessage::deserialize(input.clone(), json).map_err(|err| {
+        let which = match index {
+            Some(index) => format!("request message {index}"),
+            None => "the request".to_owned(),
+        };
+        TaskError::permanent(format!(
+            "{}: cannot encode {which} as {}: {err}",
+            T::PATH,
+            T::INPUT
+        ))
+    })?;
+    Ok(Bytes::from(message.encode_to_vec()))
+}
+
+/// One response message of `T`, from its bytes to proto3 JSON.
+fn decode<T>(output: &MessageDescriptor, bytes: Bytes) -> Result<serde_json::Value, TaskError>
+where
+    T: GrpcOperation,
+    T::Output: DeserializeOwned,
+{
+    let reply = DynamicMessage::decode(output.clone(), bytes).map_err(|err| {
+        TaskError::permanent(format!(
+            "{}: the answer is not a valid {}: {err}",
+            T::PATH,
+            T::OUTPUT
+        ))
+    })?;
+    serde_json::to_value(&reply).map_err(|err| {
+        TaskError::permanent(format!(
+            "{}: cannot read the answer {}: {err}",
+            T::PATH,
+            T::OUTPUT
+        ))
+    })
+}
+
+/// The error of a server stream longer than the client's bound.
+fn too_long<T>(max: usize) -> TaskError
+where
+    T: GrpcOperation,
+    T::Output: DeserializeOwned,
+{
+    TaskError::permanent(format!(
+        "{} answered with more than {max} messages, the bound of a server-streaming call: raise it with GrpcClient::with_max_stream_messages, or the worker's --grpc-max-stream-messages ({}_GRPC_MAX_STREAM_MESSAGES)",
+        T::PATH,
+        crate::worker::env_prefix(T::SERVICE)
+    ))
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 
@@ -301,5 +479,53 @@ mod tests {
             assert_eq!(err.kind(), ErrorKind::Permanent, "{code:?}");
             assert!(err.to_string().contains("/s.S/M failed with"), "{err}");
         }
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct ListThings;
+
+    impl Task for ListThings {
+        type Output = Vec<serde_json::Value>;
+        const SERVICE: &'static str = "thing-store";
+        const NAME: &'static str = "Things.ListThings";
+        const IDEMPOTENT: bool = true;
+    }
+
+    impl GrpcOperation for ListThings {
+        const PATH: &'static str = "/things.v1.Things/ListThings";
+        const INPUT: &'static str = "things.v1.ListThingsRequest";
+        const OUTPUT: &'static str = "things.v1.Thing";
+        const KIND: GrpcKind = GrpcKind::ServerStreaming;
+
+        fn message(&self) -> Result<serde_json::Value, TaskError> {
+            Ok(serde_json::json!({}))
+        }
+    }
+
+    #[test]
+    fn a_stream_past_the_bound_names_the_method_the_bound_and_how_to_raise_it() {
+        let err = too_long::<ListThings>(250);
+        assert_eq!(err.kind(), ErrorKind::Permanent);
+        let text = err.to_string();
+        for part in [
+            "/things.v1.Things/ListThings",
+            "more than 250 messages",
+            "GrpcClient::with_max_stream_messages",
+            "--grpc-max-stream-messages",
+            "THING_STORE_GRPC_MAX_STREAM_MESSAGES",
+        ] {
+            assert!(text.contains(part), "{part:?} missing from: {text}");
+        }
+    }
+
+    #[test]
+    fn the_worker_settings_configure_the_client() {
+        let mut settings = GrpcSettings::new("http://127.0.0.1:1");
+        assert_eq!(settings.max_stream_messages, 10_000);
+        settings.max_stream_messages = 3;
+        // An empty descriptor set encodes as no bytes.
+        let client = GrpcClient::from_settings(&settings, &[]);
+        assert_eq!(client.endpoint(), "http://127.0.0.1:1");
+        assert_eq!(client.inner.max_stream_messages, 3);
     }
 }

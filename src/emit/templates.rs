@@ -7,8 +7,8 @@ use super::{GeneratedFile, Options, RuntimeDependency};
 use crate::Result;
 use crate::error::Error;
 use crate::ir::{
-    Api, Body, BodyEncoding, Operation, ParamLocation, ParamStyle, PathPart, Primitive, SchemeKind,
-    StatusMatch, StatusVariant, TypeKind, TypeRef,
+    Api, Body, BodyEncoding, GrpcKind, GrpcMethod, Operation, ParamLocation, ParamStyle, PathPart,
+    Primitive, SchemeKind, StatusMatch, StatusVariant, TypeKind, TypeRef,
 };
 
 /// What the generated crate uses, deciding its dependencies.
@@ -411,6 +411,21 @@ fn output_ty(r: &Render<'_>, op: &Operation) -> String {
         None => "()".to_owned(),
         Some(_) => r.ty(&op.output.ty, true),
     }
+}
+
+/// The `GrpcKind` variant of a streaming gRPC method; `None` for a unary one (the default).
+fn grpc_kind(grpc: &GrpcMethod) -> Option<&'static str> {
+    match grpc.kind {
+        GrpcKind::Unary => None,
+        GrpcKind::ServerStreaming => Some("ServerStreaming"),
+        GrpcKind::ClientStreaming => Some("ClientStreaming"),
+    }
+}
+
+/// The field of a gRPC operation that holds its request (`request`, or `requests` for a client
+/// stream).
+fn grpc_body(op: &Operation) -> &str {
+    op.body.as_ref().map_or("request", |b| b.name.as_str())
 }
 
 /// Whether any operation of the API is a gRPC call.

@@ -277,11 +277,12 @@ pub struct Operation {
     /// The security requirements: alternatives, each the names of the schemes sent together.
     /// Empty when the operation needs no credentials.
     pub security: Vec<Vec<String>>,
-    /// Set for a unary gRPC method: the call is made over gRPC, with the body as the message.
+    /// Set for a gRPC method: the call is made over gRPC, with the body as the message (or, for
+    /// a client-streaming method, the list of messages).
     pub grpc: Option<GrpcMethod>,
 }
 
-/// A unary gRPC method.
+/// A gRPC method.
 #[derive(Debug, Clone)]
 pub struct GrpcMethod {
     /// `/<package>.<Service>/<Method>`.
@@ -290,6 +291,19 @@ pub struct GrpcMethod {
     pub input: String,
     /// The full name of the response message.
     pub output: String,
+    /// Which side sends a stream.
+    pub kind: GrpcKind,
+}
+
+/// Which side of a gRPC method sends a stream (bidirectional methods are not operations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrpcKind {
+    /// One request, one response.
+    Unary,
+    /// One request; the output is the list of the response messages.
+    ServerStreaming,
+    /// The body is the list of request messages, sent as the stream; one response.
+    ClientStreaming,
 }
 
 /// A piece of a path template.

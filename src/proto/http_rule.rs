@@ -1,4 +1,5 @@
-//! Methods into operations: HTTP/JSON by their `google.api.http` rule, else unary gRPC.
+//! Methods into operations: HTTP/JSON by their `google.api.http` rule, else gRPC (unary, server
+//! streaming or client streaming).
 
 use prost_reflect::{
     DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MethodDescriptor, ServiceDescriptor,
@@ -8,8 +9,8 @@ use prost_reflect::{
 use super::types::Types;
 use crate::ir::names::{Scope, pascal_ident, snake_ident};
 use crate::ir::{
-    Body, BodyEncoding, GrpcMethod, Operation, Output, Param, ParamLocation, ParamStyle, PathPart,
-    TypeDef, TypeKind, TypeRef,
+    Body, BodyEncoding, GrpcKind, GrpcMethod, Operation, Output, Param, ParamLocation, ParamStyle,
+    PathPart, TypeDef, TypeKind, TypeRef,
 };
 
 /// The HTTP rule of a method, as far as the generator uses it.
@@ -19,6 +20,11 @@ struct Rule {
     body: String,
     response_body: String,
     more_bindings: usize,
+}
+
+/// Whether `method` has a `google.api.http` rule that names an HTTP method and path.
+pub(super) fn has_rule(pool: &DescriptorPool, method: &MethodDescriptor) -> bool {
+    rule(pool, method).is_some()
 }
 
 fn rule(pool: &DescriptorPool, method: &MethodDescriptor) -> Option<Rule> {
@@ -61,7 +67,8 @@ fn rule(pool: &DescriptorPool, method: &MethodDescriptor) -> Option<Rule> {
     })
 }
 
-/// The operation of one unary method.
+/// The operation of one method that is not bidirectional: a streaming one has no HTTP rule (the
+/// caller skips it otherwise).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn operation(
     pool: &DescriptorPool,
@@ -84,7 +91,12 @@ pub(super) fn operation(
         .get_field_by_number(34)
         .and_then(|v| v.as_enum_number())
         .is_some_and(|level| level == 1 || level == 2);
-    let doc = Some(
+    let kind = match (method.is_client_streaming(), method.is_server_streaming()) {
+        (true, _) => GrpcKind::ClientStreaming,
+        (false, true) => GrpcKind::ServerStreaming,
+        (false, false) => GrpcKind::Unary,
+    };
+    let mut doc =
         match super::types::comment(method.parent_file().file_descriptor_proto(), method.path()) {
             Some(text) => format!(
                 "{text}\n\n`{}` of `{}`.",
@@ -96,14 +108,40 @@ pub(super) fn operation(
                 method.name(),
                 service.full_name()
             ),
-        },
-    );
+        };
+    match kind {
+        GrpcKind::Unary => {}
+        GrpcKind::ServerStreaming => doc.push_str(
+            "\n\nServer streaming: the output is every message of the stream, in order. More than\n\
+             `GrpcClient::with_max_stream_messages` messages (10,000 unless set) fail the call\n\
+             permanently; a stream that breaks off is retried from its start.",
+        ),
+        GrpcKind::ClientStreaming => doc.push_str(
+            "\n\nClient streaming: `requests` are sent in order as the stream; the output is the\n\
+             one response.",
+        ),
+    }
+    let doc = Some(doc);
     // `deprecated` (33) of MethodOptions.
     let deprecated = method
         .options()
         .get_field_by_number(33)
         .is_some_and(|v| v.as_bool() == Some(true));
     let Some(rule) = rule(pool, method) else {
+        let (body_name, body_ty, body_doc) = match kind {
+            GrpcKind::ClientStreaming => (
+                "requests",
+                TypeRef::Vec(Box::new(input)),
+                "The request messages, sent in order as the stream.",
+            ),
+            GrpcKind::Unary | GrpcKind::ServerStreaming => {
+                ("request", input, "The request message.")
+            }
+        };
+        let output = match kind {
+            GrpcKind::ServerStreaming => TypeRef::Vec(Box::new(output)),
+            GrpcKind::Unary | GrpcKind::ClientStreaming => output,
+        };
         return Operation {
             type_name,
             method_name,
@@ -113,16 +151,16 @@ pub(super) fn operation(
             path_template: grpc_path.clone(),
             params: Vec::new(),
             body: Some(Body {
-                name: "request".to_owned(),
+                name: body_name.to_owned(),
                 media_type: "application/grpc".to_owned(),
                 encoding: BodyEncoding::Json,
-                ty: input,
+                ty: body_ty,
                 required: true,
                 alternatives: Vec::new(),
                 form_styles: Vec::new(),
                 files: Vec::new(),
                 skipped: Vec::new(),
-                doc: Some("The request message.".to_owned()),
+                doc: Some(body_doc.to_owned()),
             }),
             output: Output {
                 encoding: Some(BodyEncoding::Json),
@@ -139,6 +177,7 @@ pub(super) fn operation(
                 path: grpc_path,
                 input: method.input().full_name().to_owned(),
                 output: method.output().full_name().to_owned(),
+                kind,
             }),
         };
     };

@@ -9,8 +9,9 @@
 //! Messages become structs in the canonical proto3 JSON mapping (lowerCamelCase names, 64-bit
 //! integers as strings, enums by name, the well-known types as their JSON forms); every field
 //! is optional, as proto3 leaves out default values. A method with a `google.api.http` rule
-//! becomes an HTTP/JSON operation; a method without one a unary gRPC call; a streaming method
-//! is skipped with a note.
+//! becomes an HTTP/JSON operation; a method without one a gRPC call: unary, server streaming
+//! (the output is the list of the messages) or client streaming (the input is the list). A
+//! bidirectional method is skipped with a note: a durable task has one input and one output.
 
 mod editions;
 mod http_rule;
@@ -194,12 +195,22 @@ impl<'a> Reader<'a> {
         let mut grpc = false;
         for service in self.file.services() {
             for method in service.methods() {
-                if method.is_client_streaming() || method.is_server_streaming() {
+                if method.is_client_streaming() && method.is_server_streaming() {
                     self.notes.push(format!(
-                        "skipped streaming method {}/{} ({}): only unary calls become tasks",
+                        "skipped bidirectional streaming method {}/{}: a durable task has one input and one output, and the two streams of a bidirectional call interleave",
                         service.full_name(),
                         method.name(),
-                        streaming_kind(&method)
+                    ));
+                    continue;
+                }
+                if (method.is_client_streaming() || method.is_server_streaming())
+                    && http_rule::has_rule(self.pool, &method)
+                {
+                    self.notes.push(format!(
+                        "skipped {} method {}/{}: it has a google.api.http rule, and the streamed HTTP/JSON form of a gateway is not read (without the rule it would be a gRPC task)",
+                        streaming_kind(&method),
+                        service.full_name(),
+                        method.name(),
                     ));
                     continue;
                 }
@@ -299,6 +310,7 @@ fn streaming_kind(method: &MethodDescriptor) -> &'static str {
     match (method.is_client_streaming(), method.is_server_streaming()) {
         (true, true) => "bidirectional streaming",
         (true, false) => "client streaming",
-        _ => "server streaming",
+        (false, true) => "server streaming",
+        (false, false) => "unary",
     }
 }

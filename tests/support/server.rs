@@ -60,11 +60,19 @@ impl Received {
     }
 }
 
-/// A running server; it stops when the test's runtime ends.
+/// A running server; it stops, with its connections, when dropped (a failing test too).
 pub struct Server {
     pub addr: SocketAddr,
     script: Arc<Mutex<VecDeque<Reply>>>,
     received: Arc<Mutex<Vec<Received>>>,
+    accept: tokio::task::AbortHandle,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // The connections are tasks of the accept loop's `JoinSet`: they end with it.
+        self.accept.abort();
+    }
 }
 
 impl Server {
@@ -75,10 +83,12 @@ impl Server {
         let script = Arc::new(Mutex::new(VecDeque::from(script)));
         let received = Arc::new(Mutex::new(Vec::new()));
         let (s, r) = (script.clone(), received.clone());
-        tokio::spawn(async move {
+        let accept = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
+                while connections.try_join_next().is_some() {}
                 let (s, r) = (s.clone(), r.clone());
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let (read, mut write) = stream.into_split();
                     let mut read = BufReader::new(read);
                     while let Some(request) = read_request(&mut read).await {
@@ -110,6 +120,7 @@ impl Server {
             addr,
             script,
             received,
+            accept: accept.abort_handle(),
         }
     }
 

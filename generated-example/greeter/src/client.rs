@@ -39,7 +39,8 @@ impl Client {
         Self { http, grpc }
     }
 
-    /// Makes the gRPC calls through `grpc` (another address, a timeout, metadata).
+    /// Makes the gRPC calls through `grpc` (another address, a timeout, metadata, the bound on
+    /// the messages of a server stream).
     pub fn with_grpc(mut self, grpc: codegen_runtime::grpc::GrpcClient) -> Self {
         self.grpc = grpc;
         self
@@ -94,5 +95,36 @@ impl Client {
         request: &crate::operations::CreateGreeting,
     ) -> Result<crate::types::Greeting, TaskError> {
         self.http.execute(request).await
+    }
+
+    /// Server streaming: one hello per `count`, collected into the task's output.
+    ///
+    /// `SayHellos` of `greeter.v1.Greeter`.
+    ///
+    /// Server streaming: the output is every message of the stream, in order. More than
+    /// `GrpcClient::with_max_stream_messages` messages (10,000 unless set) fail the call
+    /// permanently; a stream that breaks off is retried from its start.
+    ///
+    /// `POST /greeter.v1.Greeter/SayHellos`
+    pub async fn say_hellos(
+        &self,
+        request: &crate::operations::SayHellos,
+    ) -> Result<Vec<crate::types::HelloReply>, TaskError> {
+        self.grpc.execute(request).await
+    }
+
+    /// Client streaming: the task's requests are the stream; one reply greets them all.
+    ///
+    /// `GreetAll` of `greeter.v1.Greeter`.
+    ///
+    /// Client streaming: `requests` are sent in order as the stream; the output is the
+    /// one response.
+    ///
+    /// `POST /greeter.v1.Greeter/GreetAll`
+    pub async fn greet_all(
+        &self,
+        request: &crate::operations::GreetAll,
+    ) -> Result<crate::types::HelloReply, TaskError> {
+        self.grpc.execute(request).await
     }
 }

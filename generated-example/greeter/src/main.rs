@@ -14,8 +14,9 @@ fn main() -> std::process::ExitCode {
         default_base_url: None,
         security: greeter::SECURITY_SCHEMES,
         register: greeter::operations::register_handlers,
-        register_grpc: Some(|handlers, endpoint| {
-            let client = codegen_runtime::grpc::GrpcClient::new(endpoint, greeter::DESCRIPTOR);
+        register_grpc: Some(|handlers, settings| {
+            let client =
+                codegen_runtime::grpc::GrpcClient::from_settings(settings, greeter::DESCRIPTOR);
             greeter::operations::register_grpc_handlers(handlers, &client);
         }),
     })

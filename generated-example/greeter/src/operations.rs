@@ -116,6 +116,75 @@ impl codegen_runtime::__private::HttpOperation for CreateGreeting {
     }
 }
 
+/// Server streaming: one hello per `count`, collected into the task's output.
+///
+/// `SayHellos` of `greeter.v1.Greeter`.
+///
+/// Server streaming: the output is every message of the stream, in order. More than
+/// `GrpcClient::with_max_stream_messages` messages (10,000 unless set) fail the call
+/// permanently; a stream that breaks off is retried from its start.
+///
+/// `POST /greeter.v1.Greeter/SayHellos`
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SayHellos {
+    /// The request message.
+    pub request: crate::types::HelloRequest,
+}
+
+impl codegen_runtime::Task for SayHellos {
+    type Output = Vec<crate::types::HelloReply>;
+    const SERVICE: &'static str = "greeter";
+    const NAME: &'static str = "Greeter.SayHellos";
+    const IDEMPOTENT: bool = false;
+}
+
+impl codegen_runtime::grpc::GrpcOperation for SayHellos {
+    const PATH: &'static str = "/greeter.v1.Greeter/SayHellos";
+    const INPUT: &'static str = "greeter.v1.HelloRequest";
+    const OUTPUT: &'static str = "greeter.v1.HelloReply";
+    const KIND: codegen_runtime::grpc::GrpcKind = codegen_runtime::grpc::GrpcKind::ServerStreaming;
+
+    fn message(&self) -> Result<serde_json::Value, codegen_runtime::TaskError> {
+        serde_json::to_value(&self.request).map_err(|err| {
+            codegen_runtime::TaskError::permanent(format!("cannot encode the request: {err}"))
+        })
+    }
+}
+
+/// Client streaming: the task's requests are the stream; one reply greets them all.
+///
+/// `GreetAll` of `greeter.v1.Greeter`.
+///
+/// Client streaming: `requests` are sent in order as the stream; the output is the
+/// one response.
+///
+/// `POST /greeter.v1.Greeter/GreetAll`
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GreetAll {
+    /// The request messages, sent in order as the stream.
+    pub requests: Vec<crate::types::HelloRequest>,
+}
+
+impl codegen_runtime::Task for GreetAll {
+    type Output = crate::types::HelloReply;
+    const SERVICE: &'static str = "greeter";
+    const NAME: &'static str = "Greeter.GreetAll";
+    const IDEMPOTENT: bool = false;
+}
+
+impl codegen_runtime::grpc::GrpcOperation for GreetAll {
+    const PATH: &'static str = "/greeter.v1.Greeter/GreetAll";
+    const INPUT: &'static str = "greeter.v1.HelloRequest";
+    const OUTPUT: &'static str = "greeter.v1.HelloReply";
+    const KIND: codegen_runtime::grpc::GrpcKind = codegen_runtime::grpc::GrpcKind::ClientStreaming;
+
+    fn message(&self) -> Result<serde_json::Value, codegen_runtime::TaskError> {
+        serde_json::to_value(&self.requests).map_err(|err| {
+            codegen_runtime::TaskError::permanent(format!("cannot encode the request: {err}"))
+        })
+    }
+}
+
 /// Registers a handler for every HTTP operation, each making one HTTP call through `client` (the
 /// worker retries durably, with the task id as the idempotency key).
 pub fn register_handlers(
@@ -133,4 +202,6 @@ pub fn register_grpc_handlers(
     client: &codegen_runtime::grpc::GrpcClient,
 ) {
     handlers.grpc::<SayHello>(client.clone());
+    handlers.grpc::<SayHellos>(client.clone());
+    handlers.grpc::<GreetAll>(client.clone());
 }

@@ -26,9 +26,38 @@ pub struct ServiceBinary {
     pub security: &'static [SecurityScheme],
     /// Registers a handler per operation, each calling the API through the client.
     pub register: fn(&mut Handlers, &HttpClient),
-    /// Registers a handler per gRPC operation, each calling the server at the endpoint given;
-    /// `None` for an API without gRPC operations.
-    pub register_grpc: Option<fn(&mut Handlers, &str)>,
+    /// Registers a handler per gRPC operation, each calling the server by the settings given
+    /// (`--grpc-endpoint`, `--grpc-max-stream-messages`); `None` for an API without gRPC
+    /// operations.
+    pub register_grpc: Option<fn(&mut Handlers, &GrpcSettings)>,
+}
+
+/// The worker's gRPC settings, from its flags and environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GrpcSettings {
+    /// Where the gRPC methods are served (`http://HOST:PORT`).
+    pub endpoint: String,
+    /// The most messages a server-streaming call may answer with; more fail the task.
+    pub max_stream_messages: usize,
+}
+
+impl GrpcSettings {
+    /// The bound on the messages of a server-streaming call unless one is set.
+    pub const DEFAULT_MAX_STREAM_MESSAGES: usize = 10_000;
+
+    /// The settings of a worker calling `endpoint`, with the default bound.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            max_stream_messages: Self::DEFAULT_MAX_STREAM_MESSAGES,
+        }
+    }
+}
+
+/// The prefix of the environment variables of `service`'s worker (`PET_STORE` for `pet-store`).
+pub(crate) fn env_prefix(service: &str) -> String {
+    service.to_ascii_uppercase().replace('-', "_")
 }
 
 /// The `--help` text on credentials: every scheme's environment variables.
@@ -65,13 +94,23 @@ fn command(binary: &ServiceBinary, prefix: &str) -> Command {
     };
     let command = Command::new(format!("{}-worker", binary.service.replace('_', "-")));
     let command = match binary.register_grpc {
-        Some(_) => command.arg(
-            Arg::new("grpc_endpoint")
-                .long("grpc-endpoint")
-                .value_name("URL")
-                .env(env("GRPC_ENDPOINT"))
-                .help("Where the gRPC methods are served (http://HOST:PORT); the base URL unless given"),
-        ),
+        Some(_) => command
+            .arg(
+                Arg::new("grpc_endpoint")
+                    .long("grpc-endpoint")
+                    .value_name("URL")
+                    .env(env("GRPC_ENDPOINT"))
+                    .help("Where the gRPC methods are served (http://HOST:PORT); the base URL unless given"),
+            )
+            .arg(
+                Arg::new("grpc_max_stream_messages")
+                    .long("grpc-max-stream-messages")
+                    .value_name("N")
+                    .env(env("GRPC_MAX_STREAM_MESSAGES"))
+                    .default_value(GrpcSettings::DEFAULT_MAX_STREAM_MESSAGES.to_string())
+                    .value_parser(clap::value_parser!(u64).range(1..))
+                    .help("Fails a server-streaming call (permanently) that answers with more messages than this"),
+            ),
         None => command,
     };
     command
@@ -160,7 +199,7 @@ fn command(binary: &ServiceBinary, prefix: &str) -> Command {
 
 /// Parses flags and environment, then runs the service worker until SIGTERM or Ctrl-C.
 pub fn run_service_worker(binary: ServiceBinary) -> ExitCode {
-    let prefix = binary.service.to_ascii_uppercase().replace('-', "_");
+    let prefix = env_prefix(binary.service);
     let matches = command(&binary, &prefix).get_matches();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -214,8 +253,11 @@ fn run(binary: &ServiceBinary, matches: &clap::ArgMatches) -> Result<(), String>
     let mut handlers = Handlers::new();
     (binary.register)(&mut handlers, &http);
     if let Some(register_grpc) = binary.register_grpc {
-        let endpoint = text("grpc_endpoint").unwrap_or_else(|| base_url.clone());
-        register_grpc(&mut handlers, &endpoint);
+        let mut grpc = GrpcSettings::new(text("grpc_endpoint").unwrap_or_else(|| base_url.clone()));
+        if let Some(&max) = matches.get_one::<u64>("grpc_max_stream_messages") {
+            grpc.max_stream_messages = usize::try_from(max).unwrap_or(usize::MAX);
+        }
+        register_grpc(&mut handlers, &grpc);
     }
     let options = ServiceWorkerOptions {
         concurrency: usize::from(*matches.get_one::<u16>("concurrency").unwrap_or(&64)),
@@ -322,5 +364,50 @@ mod tests {
             .try_get_matches_from(["x", "--base-url", "http://a", "--concurrency", "8"])
             .unwrap();
         assert_eq!(m.get_one::<u16>("concurrency"), Some(&8));
+    }
+
+    fn register_grpc(_: &mut Handlers, _: &GrpcSettings) {}
+
+    #[test]
+    fn grpc_flags_come_with_grpc_operations_and_bound_streams() {
+        let plain = command(&BINARY, "PET_STORE").render_long_help().to_string();
+        assert!(!plain.contains("--grpc-"), "{plain}");
+        let binary = ServiceBinary {
+            register_grpc: Some(register_grpc),
+            ..BINARY
+        };
+        let cmd = command(&binary, "PET_STORE");
+        let help = cmd.clone().render_long_help().to_string();
+        for part in [
+            "PET_STORE_GRPC_ENDPOINT",
+            "PET_STORE_GRPC_MAX_STREAM_MESSAGES",
+            "[default: 10000]",
+        ] {
+            assert!(help.contains(part), "{part} missing from:\n{help}");
+        }
+        let m = cmd
+            .clone()
+            .try_get_matches_from([
+                "x",
+                "--base-url",
+                "http://a",
+                "--grpc-max-stream-messages",
+                "5",
+            ])
+            .unwrap();
+        assert_eq!(m.get_one::<u64>("grpc_max_stream_messages"), Some(&5));
+        let err = cmd
+            .try_get_matches_from([
+                "x",
+                "--base-url",
+                "http://a",
+                "--grpc-max-stream-messages",
+                "0",
+            ])
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("--grpc-max-stream-messages"),
+            "{err}"
+        );
     }
 }

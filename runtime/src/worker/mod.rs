@@ -5,6 +5,8 @@ pub(crate) mod ids;
 mod service;
 mod workflows;
 
-pub use binary::{BackendUrl, ServiceBinary, run_service_worker, shutdown_signal};
+#[cfg(feature = "grpc")]
+pub(crate) use binary::env_prefix;
+pub use binary::{BackendUrl, GrpcSettings, ServiceBinary, run_service_worker, shutdown_signal};
 pub use service::{Handlers, ServiceWorker, ServiceWorkerOptions, TaskContext};
 pub use workflows::{WorkflowWorker, WorkflowWorkerOptions};
