@@ -98,6 +98,7 @@ impl Server {
                             .unwrap()
                             .pop_front()
                             .unwrap_or_else(|| Reply::new(500, "script exhausted"));
+                        tokio::time::sleep(reply.delay).await;
                         let mut head = format!(
                             "HTTP/1.1 {} X\r\ncontent-length: {}\r\n",
                             reply.status,
