@@ -63,6 +63,10 @@ struct CrateArgs {
     /// the file's folder]. The google/protobuf and google/api files need none.
     #[arg(short = 'I', long = "include", value_name = "DIR")]
     includes: Vec<PathBuf>,
+    /// Fail on any operation or schema that cannot be read, instead of skipping it with a
+    /// warning.
+    #[arg(long)]
+    strict: bool,
 }
 
 impl CrateArgs {
@@ -90,6 +94,7 @@ impl CrateArgs {
             crate_name,
             runtime,
             includes: self.includes.clone(),
+            strict: self.strict,
         })
     }
 }
@@ -142,15 +147,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let options = crate_args.options(&output)?;
             let generated = codegen::generate(&spec, &options)?;
-            for note in &generated.notes {
-                eprintln!("note: {}: {note}", spec.display());
-            }
+            print_notes(&spec, &generated);
             codegen::write(&generated, &output)?;
             eprintln!(
-                "wrote crate `{}` ({} files) to {}",
+                "wrote crate `{}` ({} files) to {}{}",
                 options.crate_name,
                 generated.files.len(),
-                output.display()
+                output.display(),
+                skipped_summary(&generated)
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -161,6 +165,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let options = crate_args.options(&dir)?;
             let generated = codegen::generate(&spec, &options)?;
+            print_notes(&spec, &generated);
             let drift = codegen::check(&generated, &dir)?;
             if drift.is_empty() {
                 eprintln!("{} is up to date with {}", dir.display(), spec.display());
@@ -178,6 +183,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+/// Prints what the reader changed (`note:`) and what it skipped (`warning:`).
+fn print_notes(spec: &Path, generated: &codegen::Generated) {
+    for note in &generated.notes {
+        eprintln!("note: {}: {note}", spec.display());
+    }
+    for warning in &generated.warnings {
+        eprintln!("warning: {}: {warning}", spec.display());
+    }
+}
+
+/// `, skipping 2 parts ...` for the summary line when parts were skipped.
+fn skipped_summary(generated: &codegen::Generated) -> String {
+    match generated.warnings.len() {
+        0 => String::new(),
+        n => format!(
+            ", skipping {n} part{} of the description that cannot be read (see the warnings; --strict makes them errors)",
+            if n == 1 { "" } else { "s" }
+        ),
     }
 }
 

@@ -53,8 +53,8 @@ const SCHEMA_MAP_KEYS: &[&str] = &[
 
 /// Whether the value at the end of `keys` (a path of object keys, with `[]` for array items)
 /// is a schema.
-pub(super) fn is_schema_position(keys: &[String]) -> bool {
-    let last = |n: usize| keys.len().checked_sub(n).map(|i| keys[i].as_str());
+pub(super) fn is_schema_position<K: AsRef<str>>(keys: &[K]) -> bool {
+    let last = |n: usize| keys.len().checked_sub(n).map(|i| keys[i].as_ref());
     match (last(3), last(2), last(1)) {
         (_, _, Some(key)) if SCHEMA_KEYS.contains(&key) => true,
         (_, Some(list), Some("[]")) if SCHEMA_LIST_KEYS.contains(&list) => true,
