@@ -407,7 +407,7 @@ mod tests {
         );
         assert_eq!(repaired.notes.len(), 1, "{:?}", repaired.notes);
         assert!(
-            repaired.notes[0].starts_with("ignored 5 schema keywords"),
+            repaired.notes[0].starts_with("ignored 4 schema keywords"),
             "{:?}",
             repaired.notes
         );
