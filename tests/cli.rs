@@ -140,8 +140,14 @@ fn an_unresolved_reference_names_where_it_was_written() {
     );
 }
 
-/// Runs `gen` on `api.yaml` among `files` and returns the exit status and the message.
+/// Runs `gen --strict` on `api.yaml` among `files` and returns the exit status and the message.
 fn gen_files(files: &[(&str, &str)]) -> (i32, String) {
+    gen_files_with(files, &["--strict"])
+}
+
+/// Runs `gen` with `flags` on `api.yaml` among `files` and returns the exit status and the
+/// message.
+fn gen_files_with(files: &[(&str, &str)], flags: &[&str]) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     for (name, contents) in files {
         let path = dir.path().join(name);
@@ -150,7 +156,9 @@ fn gen_files(files: &[(&str, &str)]) -> (i32, String) {
     }
     let out = dir.path().join("out");
     let spec = dir.path().join("api.yaml");
-    let output = codegen(&["gen", spec.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let mut args = vec!["gen", spec.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    args.extend(flags);
+    let output = codegen(&args);
     let message = stderr(&output).replace(dir.path().to_str().unwrap(), "DIR");
     (output.status.code().unwrap(), message)
 }
@@ -186,6 +194,18 @@ fn references_to_other_files_that_resolve_to_nothing_name_where_they_are_written
         message.contains("is a remote reference, which is not fetched: download the file"),
         "{message}"
     );
+
+    // Without --strict, the schema that holds the reference is any value, and a warning says so.
+    let (code, message) = gen_files_with(&[("api.yaml", &root("parts/missing.yaml#/Owner"))], &[]);
+    assert_eq!(code, 0, "{message}");
+    assert!(
+        message.starts_with("warning: DIR/api.yaml: read schema #/components/schemas/Pet as any JSON value: #/components/schemas/Pet/properties/owner/$ref: `parts/missing.yaml#/Owner` refers to DIR/parts/missing.yaml, which cannot be read"),
+        "{message}"
+    );
+    assert!(
+        message.contains(", skipping 1 part of the description"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -204,6 +224,12 @@ fn a_cycle_of_references_that_never_reaches_a_schema_is_an_error() {
     assert_eq!(code, 2);
     assert!(
         message.contains("part of a cycle of references"),
+        "{message}"
+    );
+    let (code, message) = gen_files_with(&[("api.yaml", root), ("paths.yaml", paths)], &[]);
+    assert_eq!(code, 0, "{message}");
+    assert!(
+        message.starts_with("warning: DIR/api.yaml: skipped every operation of /a (#/paths/~1a): "),
         "{message}"
     );
 }

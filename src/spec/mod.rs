@@ -57,7 +57,8 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<Api> {
         parse::Version::Swagger2(_) => "/definitions",
         _ => "/components/schemas",
     };
-    let bundled = bundle::bundle(path, &mut value, schemas_at)?;
+    let mut skips = skips::Skips::new(options.strict);
+    let bundled = bundle::bundle(path, &mut value, schemas_at, &mut skips)?;
     let mut notes = Vec::new();
     let converted = match &version {
         parse::Version::OpenApi3_0 => None,
@@ -73,7 +74,6 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<Api> {
     };
     let repaired = repair::repair(&mut value);
     notes.extend(repaired.notes);
-    let mut skips = skips::Skips::new(options.strict);
     let doc: openapiv3::OpenAPI = match parse::from_value(path, &value, converted) {
         Ok(doc) => doc,
         // Parts that do not deserialise are skipped, and the rest read.

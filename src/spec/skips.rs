@@ -59,6 +59,13 @@ impl Skips {
         Ok(())
     }
 
+    /// Records that the component known as `reference` was removed (nothing for an empty one).
+    pub(crate) fn removed(&mut self, reference: String) {
+        if !reference.is_empty() {
+            self.removed.insert(reference);
+        }
+    }
+
     /// Whether the component at `reference` was removed because it cannot be read.
     pub(crate) fn was_removed(&self, reference: &str) -> bool {
         self.removed.contains(reference)
@@ -169,7 +176,7 @@ pub(super) fn prune(path: &Path, root: &mut Value, skips: &mut Skips) -> Result<
                     *entry = Value::Object(Map::new());
                 } else {
                     skips.skip(format!("skipped {at}"), err)?;
-                    skips.removed.insert(at);
+                    skips.removed(at);
                     remove.push(name.clone());
                 }
             }
