@@ -50,7 +50,18 @@ pub(crate) enum Version {
 /// Parses a file into a JSON value; syntax errors name the line and column.
 pub(crate) fn value(path: &Path, text: &str, format: Format) -> Result<serde_json::Value> {
     let value: serde_json::Value = match format {
-        Format::Json => serde_json::from_str(text).map_err(|err| json_error(path, &err, None))?,
+        Format::Json => match serde_json::from_str(text) {
+            Ok(value) => value,
+            // A number beyond `f64` (`1e400`) fails serde_json; JSON is YAML, whose reader keeps
+            // it as its text (a bound written so is then dropped with a note, see `repair`).
+            // Only then, as YAML is slower to parse.
+            Err(err) if err.is_syntax() && err.to_string().starts_with("number out of range") => {
+                yaml_serde::from_str::<Lenient>(text)
+                    .map_err(|_| json_error(path, &err, None))?
+                    .0
+            }
+            Err(err) => return Err(json_error(path, &err, None)),
+        },
         Format::Yaml => {
             yaml_serde::from_str::<Lenient>(text)
                 .map_err(|err| yaml_error(path, &err, None))?
@@ -401,5 +412,22 @@ mod tests {
         assert_eq!(value["c"].as_i64(), Some(7));
         assert!(value["d"].is_null());
         assert_eq!(value["200"], "x");
+    }
+
+    #[test]
+    fn json_numbers_beyond_f64_are_read_as_text() {
+        let text = "{\"a\": 1e400, \"b\": [-1e999, 2], \"c\": \"t\"}";
+        let value = value(Path::new("api.json"), text, Format::Json).unwrap();
+        assert_eq!(value["a"], "1e400");
+        assert_eq!(value["b"], serde_json::json!(["-1e999", 2]));
+        assert_eq!(value["c"], "t");
+        let err = value_err("{\"a\": 1e400, \"b\": [}");
+        assert!(err.starts_with("api.json:1:"), "{err}");
+    }
+
+    fn value_err(text: &str) -> String {
+        value(Path::new("api.json"), text, Format::Json)
+            .unwrap_err()
+            .to_string()
     }
 }
