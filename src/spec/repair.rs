@@ -51,8 +51,7 @@ pub(super) fn repair(root: &mut Value) -> Repaired {
         }
     }
     let mut dropped = Vec::new();
-    let mut keys = Vec::new();
-    numbers(root, &mut keys, &mut String::from("#"), &mut dropped);
+    numbers(root, &mut Vec::new(), &mut dropped);
     if !dropped.is_empty() {
         repaired.changed = true;
         repaired.notes.push(format!(
@@ -78,37 +77,58 @@ pub(super) fn repair(root: &mut Value) -> Repaired {
     repaired
 }
 
+/// A step of the path to a value: an object key, or an array index (`[]` to
+/// [`is_schema_position`]). The walks keep these rather than a pointer, which is written only
+/// when something is reported.
+#[derive(Debug, Clone, Copy)]
+enum Seg<'v> {
+    Key(&'v str),
+    Index(usize),
+}
+
+impl AsRef<str> for Seg<'_> {
+    fn as_ref(&self) -> &str {
+        match self {
+            Seg::Key(key) => key,
+            Seg::Index(_) => "[]",
+        }
+    }
+}
+
+/// The JSON pointer (`#/a/0/b`) of a path.
+fn pointer(path: &[Seg<'_>]) -> String {
+    let mut out = String::from("#");
+    for seg in path {
+        match seg {
+            Seg::Key(key) => {
+                out.push('/');
+                out.push_str(&pointer_token(key));
+            }
+            Seg::Index(index) => out.push_str(&format!("/{index}")),
+        }
+    }
+    out
+}
+
 /// Walks every schema of the document and fixes its numeric keywords; `dropped` gets the
 /// pointer and value of each keyword removed.
-fn numbers<'v>(
-    value: &'v mut Value,
-    keys: &mut Vec<&'v str>,
-    at: &mut String,
-    dropped: &mut Vec<String>,
-) {
+fn numbers<'v>(value: &'v mut Value, path: &mut Vec<Seg<'v>>, dropped: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
-            if is_schema_position(keys) {
-                fix_schema(map, at, dropped);
+            if is_schema_position(path) {
+                fix_schema(map, path, dropped);
             }
             for (key, child) in map.iter_mut() {
-                let len = at.len();
-                at.push('/');
-                at.push_str(&pointer_token(key));
-                keys.push(key);
-                numbers(child, keys, at, dropped);
-                keys.pop();
-                at.truncate(len);
+                path.push(Seg::Key(key));
+                numbers(child, path, dropped);
+                path.pop();
             }
         }
         Value::Array(items) => {
             for (index, child) in items.iter_mut().enumerate() {
-                let len = at.len();
-                at.push_str(&format!("/{index}"));
-                keys.push("[]");
-                numbers(child, keys, at, dropped);
-                keys.pop();
-                at.truncate(len);
+                path.push(Seg::Index(index));
+                numbers(child, path, dropped);
+                path.pop();
             }
         }
         _ => {}
@@ -116,10 +136,10 @@ fn numbers<'v>(
 }
 
 /// Makes the numeric keywords of one schema fit openapiv3's types.
-fn fix_schema(schema: &mut Map<String, Value>, at: &str, dropped: &mut Vec<String>) {
+fn fix_schema(schema: &mut Map<String, Value>, path: &[Seg<'_>], dropped: &mut Vec<String>) {
     let drop = |schema: &mut Map<String, Value>, key: &str, dropped: &mut Vec<String>| {
         if let Some(value) = schema.remove(key) {
-            dropped.push(format!("{at}/{key} ({value})"));
+            dropped.push(format!("{}/{key} ({value})", pointer(path)));
         }
     };
     for key in COUNTS {
@@ -173,7 +193,8 @@ fn fix_schema(schema: &mut Map<String, Value>, at: &str, dropped: &mut Vec<Strin
                 let before = Value::Array(names.clone());
                 names.retain(Value::is_string);
                 dropped.push(format!(
-                    "{at}/required ({before}: the names that are not text)"
+                    "{}/required ({before}: the names that are not text)",
+                    pointer(path)
                 ));
             }
         }
@@ -261,7 +282,7 @@ fn component_of(reference: &str) -> Option<(Kind, String)> {
 fn cross_kind_references(root: &mut Value) -> Vec<String> {
     // Found first, read-only; most documents have none.
     let mut found = Vec::new();
-    find_cross(root, &mut Vec::new(), &mut String::new(), &mut found);
+    find_cross(root, &mut Vec::new(), &mut found);
     let mut out = Vec::new();
     for (at, expected, reference) in found {
         let Some(replacement) = converted(root, &reference, expected) else {
@@ -288,37 +309,33 @@ fn cross_kind_references(root: &mut Value) -> Vec<String> {
 
 fn find_cross<'v>(
     value: &'v Value,
-    keys: &mut Vec<&'v str>,
-    at: &mut String,
+    path: &mut Vec<Seg<'v>>,
     found: &mut Vec<(String, Kind, String)>,
 ) {
     match value {
         Value::Object(map) => {
             if let Some(Value::String(reference)) = map.get("$ref")
-                && let Some(expected) = expected_kind(keys)
                 && let Some((kind, _)) = component_of(reference)
-                && kind != expected
             {
-                found.push((at.clone(), expected, reference.clone()));
+                let keys: Vec<&str> = path.iter().map(AsRef::as_ref).collect();
+                if let Some(expected) = expected_kind(&keys)
+                    && kind != expected
+                {
+                    let at = pointer(path);
+                    found.push((at[1..].to_owned(), expected, reference.clone()));
+                }
             }
             for (key, child) in map {
-                let len = at.len();
-                at.push('/');
-                at.push_str(&pointer_token(key));
-                keys.push(key);
-                find_cross(child, keys, at, found);
-                keys.pop();
-                at.truncate(len);
+                path.push(Seg::Key(key));
+                find_cross(child, path, found);
+                path.pop();
             }
         }
         Value::Array(items) => {
             for (index, child) in items.iter().enumerate() {
-                let len = at.len();
-                at.push_str(&format!("/{index}"));
-                keys.push("[]");
-                find_cross(child, keys, at, found);
-                keys.pop();
-                at.truncate(len);
+                path.push(Seg::Index(index));
+                find_cross(child, path, found);
+                path.pop();
             }
         }
         _ => {}
