@@ -78,6 +78,10 @@ struct CrateArgs {
     /// the file's folder]. The google/protobuf and google/api files need none.
     #[arg(short = 'I', long = "include", value_name = "DIR")]
     includes: Vec<PathBuf>,
+    /// Fail on any operation or schema that cannot be read, instead of skipping it with a
+    /// warning.
+    #[arg(long)]
+    strict: bool,
 }
 
 /// What to generate: the spec and the options, resolved from the flags and the record.
@@ -95,6 +99,7 @@ impl CrateArgs {
             && self.runtime_path.is_none()
             && self.runtime_version.is_none()
             && self.includes.is_empty()
+            && !self.strict
     }
 
     /// Options for a new crate at `dir`, from the flags alone.
@@ -112,6 +117,7 @@ impl CrateArgs {
             crate_name,
             runtime,
             includes: self.includes.clone(),
+            strict: self.strict,
         })
     }
 
@@ -128,6 +134,7 @@ impl CrateArgs {
         if !self.includes.is_empty() {
             options.includes = self.includes.clone();
         }
+        options.strict |= self.strict;
         Ok(options)
     }
 
@@ -190,6 +197,7 @@ fn default_output(spec: &Path, name: Option<&str>) -> anyhow::Result<PathBuf> {
         let read = codegen::ReadOptions {
             crate_name: "api".into(),
             includes: Vec::new(),
+            strict: false,
         };
         let title = package_name(&codegen::spec::read(spec, &read)?.title);
         if validate_package_name(&title).is_ok() {
@@ -432,16 +440,15 @@ fn gen_crate(job: &Job) -> anyhow::Result<ExitCode> {
         );
     }
     let generated = generate(job)?;
-    for note in &generated.notes {
-        eprintln!("note: {}: {note}", job.spec.display());
-    }
+    print_notes(&job.spec, &generated);
     codegen::write(&generated, &job.dir)?;
     let name = &job.options.crate_name;
     eprintln!(
-        "wrote crate `{name}` ({} files) from {} to {}",
+        "wrote crate `{name}` ({} files) from {} to {}{}",
         generated.files.len(),
         job.spec.display(),
-        job.dir.display()
+        job.dir.display(),
+        skipped_summary(&generated)
     );
     if !job.recorded {
         if let RuntimeDependency::Path(path) = &job.options.runtime {
@@ -482,7 +489,8 @@ fn enclosing_workspace(dir: &Path) -> Option<PathBuf> {
 
 /// Checks one crate; whether it is up to date.
 fn check_crate(job: &Job) -> anyhow::Result<bool> {
-    let generated = generate(job).with_context(|| format!("checking {}", job.dir.display()))?;
+    let generated = generate(job)?;
+    print_notes(&job.spec, &generated);
     let drift = codegen::check(&generated, &job.dir)?;
     if drift.is_empty() {
         eprintln!(
@@ -528,7 +536,31 @@ fn regenerate_command(job: &Job) -> String {
     for include in &job.options.includes {
         command.push_str(&format!(" -I {}", include.display()));
     }
+    if job.options.strict {
+        command.push_str(" --strict");
+    }
     command
+}
+
+/// Prints what the reader changed (`note:`) and what it skipped (`warning:`).
+fn print_notes(spec: &Path, generated: &codegen::Generated) {
+    for note in &generated.notes {
+        eprintln!("note: {}: {note}", spec.display());
+    }
+    for warning in &generated.warnings {
+        eprintln!("warning: {}: {warning}", spec.display());
+    }
+}
+
+/// `, skipping 2 parts ...` for the summary line when parts were skipped.
+fn skipped_summary(generated: &codegen::Generated) -> String {
+    match generated.warnings.len() {
+        0 => String::new(),
+        n => format!(
+            ", skipping {n} part{} of the description that cannot be read (see the warnings; --strict makes them errors)",
+            if n == 1 { "" } else { "s" }
+        ),
+    }
 }
 
 #[cfg(test)]

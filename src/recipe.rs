@@ -26,6 +26,8 @@ pub struct Recipe {
     pub runtime: RuntimeDependency,
     /// The include folders of a `.proto` file, relative to the crate.
     pub includes: Vec<String>,
+    /// Whether a part of the description that cannot be read is an error (`--strict`).
+    pub strict: bool,
 }
 
 impl Recipe {
@@ -47,6 +49,7 @@ impl Recipe {
                 .iter()
                 .map(|dir| relative(dir))
                 .collect::<Result<_>>()?,
+            strict: options.strict,
         })
     }
 
@@ -61,6 +64,7 @@ impl Recipe {
             crate_name: self.name.clone(),
             runtime: self.runtime.clone(),
             includes: self.includes.iter().map(|i| join(crate_dir, i)).collect(),
+            strict: self.strict,
         }
     }
 
@@ -82,6 +86,9 @@ impl Recipe {
         if !self.includes.is_empty() {
             let list: Vec<String> = self.includes.iter().map(|i| toml_str(i)).collect();
             out.push_str(&format!("include = [{}]\n", list.join(", ")));
+        }
+        if self.strict {
+            out.push_str("strict = true\n");
         }
         out
     }
@@ -147,6 +154,7 @@ impl Recipe {
             name,
             runtime,
             includes: record.include,
+            strict: record.strict,
         }))
     }
 }
@@ -219,6 +227,8 @@ struct Record {
     runtime_version: Option<String>,
     #[serde(default)]
     include: Vec<String>,
+    #[serde(default)]
+    strict: bool,
 }
 
 #[cfg(test)]
@@ -231,6 +241,7 @@ mod tests {
             name: "pets".into(),
             runtime,
             includes: includes.iter().map(|s| (*s).to_owned()).collect(),
+            strict: !includes.is_empty(),
         }
     }
 

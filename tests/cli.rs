@@ -18,11 +18,19 @@ fn stderr(output: &Output) -> String {
 
 /// Runs `gen` on a spec with `contents` and returns the exit status and the message.
 fn gen_text(file_name: &str, contents: &str) -> (i32, String) {
+    gen_text_with(file_name, contents, &[])
+}
+
+/// Runs `gen` with `flags` on a spec with `contents` and returns the exit status and the
+/// message.
+fn gen_text_with(file_name: &str, contents: &str, flags: &[&str]) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join(file_name);
     std::fs::write(&spec, contents).unwrap();
     let out = dir.path().join("out");
-    let output = codegen(&["gen", spec.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let mut args = vec!["gen", spec.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    args.extend(flags);
+    let output = codegen(&args);
     assert!(!out.exists(), "nothing is written for a bad spec");
     let message = stderr(&output).replace(dir.path().to_str().unwrap(), "DIR");
     (output.status.code().unwrap(), message)
@@ -97,14 +105,14 @@ fn a_document_that_is_not_openapi_says_so() {
 #[test]
 fn a_wrong_shape_names_the_json_pointer() {
     let spec = "openapi: 3.0.0\ninfo:\n  title: t\n  version: '1'\npaths:\n  /pets:\n    get:\n      parameters: 7\n      responses: {}\n";
-    let (code, message) = gen_text("api.yaml", spec);
+    let (code, message) = gen_text_with("api.yaml", spec, &["--strict"]);
     assert_eq!(code, 2);
     assert_eq!(
         message.trim(),
         "error: DIR/api.yaml: /paths/~1pets/get/parameters: invalid type: integer `7`, expected a sequence"
     );
     let spec = "openapi: 3.0.0\ninfo: {title: t, version: '1'}\npaths:\n  /x:\n    get:\n      responses:\n        '200':\n          description: ok\n          content: 3\n";
-    let (code, message) = gen_text("api.yaml", spec);
+    let (code, message) = gen_text_with("api.yaml", spec, &["--strict"]);
     assert_eq!(code, 2);
     assert!(
         message.contains("DIR/api.yaml: /paths/~1x/get/responses/200/content: invalid type"),
@@ -124,7 +132,7 @@ fn a_wrong_shape_names_the_json_pointer() {
 #[test]
 fn an_unresolved_reference_names_where_it_was_written() {
     let spec = "openapi: 3.0.0\ninfo: {title: t, version: '1'}\npaths: {}\ncomponents:\n  schemas:\n    Pet:\n      type: object\n      properties:\n        owner:\n          $ref: '#/components/schemas/Owner'\n";
-    let (code, message) = gen_text("api.yaml", spec);
+    let (code, message) = gen_text_with("api.yaml", spec, &["--strict"]);
     assert_eq!(code, 2);
     assert_eq!(
         message.trim(),
@@ -132,8 +140,14 @@ fn an_unresolved_reference_names_where_it_was_written() {
     );
 }
 
-/// Runs `gen` on `api.yaml` among `files` and returns the exit status and the message.
+/// Runs `gen --strict` on `api.yaml` among `files` and returns the exit status and the message.
 fn gen_files(files: &[(&str, &str)]) -> (i32, String) {
+    gen_files_with(files, &["--strict"])
+}
+
+/// Runs `gen` with `flags` on `api.yaml` among `files` and returns the exit status and the
+/// message.
+fn gen_files_with(files: &[(&str, &str)], flags: &[&str]) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     for (name, contents) in files {
         let path = dir.path().join(name);
@@ -142,7 +156,9 @@ fn gen_files(files: &[(&str, &str)]) -> (i32, String) {
     }
     let out = dir.path().join("out");
     let spec = dir.path().join("api.yaml");
-    let output = codegen(&["gen", spec.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let mut args = vec!["gen", spec.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    args.extend(flags);
+    let output = codegen(&args);
     let message = stderr(&output).replace(dir.path().to_str().unwrap(), "DIR");
     (output.status.code().unwrap(), message)
 }
@@ -178,6 +194,18 @@ fn references_to_other_files_that_resolve_to_nothing_name_where_they_are_written
         message.contains("is a remote reference, which is not fetched: download the file"),
         "{message}"
     );
+
+    // Without --strict, the schema that holds the reference is any value, and a warning says so.
+    let (code, message) = gen_files_with(&[("api.yaml", &root("parts/missing.yaml#/Owner"))], &[]);
+    assert_eq!(code, 0, "{message}");
+    assert!(
+        message.starts_with("warning: DIR/api.yaml: read schema #/components/schemas/Pet as any JSON value: #/components/schemas/Pet/properties/owner/$ref: `parts/missing.yaml#/Owner` refers to DIR/parts/missing.yaml, which cannot be read"),
+        "{message}"
+    );
+    assert!(
+        message.contains(", skipping 1 part of the description"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -196,6 +224,12 @@ fn a_cycle_of_references_that_never_reaches_a_schema_is_an_error() {
     assert_eq!(code, 2);
     assert!(
         message.contains("part of a cycle of references"),
+        "{message}"
+    );
+    let (code, message) = gen_files_with(&[("api.yaml", root), ("paths.yaml", paths)], &[]);
+    assert_eq!(code, 0, "{message}");
+    assert!(
+        message.starts_with("warning: DIR/api.yaml: skipped every operation of /a (#/paths/~1a): "),
         "{message}"
     );
 }
@@ -217,6 +251,130 @@ fn what_is_skipped_is_said() {
         ),
         "{}",
         stderr(&output)
+    );
+}
+
+/// A document with one good operation and three parts that cannot be read: an operation of
+/// the wrong shape, one whose response resolves to nothing, and a schema whose property does.
+const PARTLY_BROKEN: &str = "openapi: 3.0.0
+info: {title: t, version: '1'}
+paths:
+  /pets:
+    get:
+      operationId: listPets
+      responses:
+        '200':
+          description: ok
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/Pet'}
+    post:
+      parameters: 7
+      responses: {}
+  /owners:
+    get:
+      responses:
+        '200': {$ref: '#/components/responses/Gone'}
+components:
+  schemas:
+    Pet:
+      type: object
+      properties:
+        owner: {$ref: '#/components/schemas/Owner'}
+";
+
+#[test]
+fn parts_that_cannot_be_read_are_skipped_with_a_warning_unless_strict() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("api.yaml");
+    std::fs::write(&spec, PARTLY_BROKEN).unwrap();
+    let spec = spec.to_str().unwrap();
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    let clean = |output: &Output| stderr(output).replace(dir.path().to_str().unwrap(), "DIR");
+
+    let output = codegen(&["gen", spec, "-o", out]);
+    let message = clean(&output);
+    assert_eq!(output.status.code(), Some(0), "{message}");
+    let lines: Vec<&str> = message.lines().collect();
+    assert_eq!(
+        lines[..3],
+        [
+            "warning: DIR/api.yaml: skipped operation POST /pets (#/paths/~1pets/post): #/paths/~1pets/post/parameters: invalid type: integer `7`, expected a sequence",
+            "warning: DIR/api.yaml: read schema #/components/schemas/Pet as any JSON value: #/components/schemas/Pet/properties/owner/$ref: `#/components/schemas/Owner` does not resolve to anything in this document",
+            "warning: DIR/api.yaml: skipped operation GET /owners (#/paths/~1owners/get): #/paths/~1owners/get/responses/200/$ref: `#/components/responses/Gone` does not resolve to anything in this document",
+        ],
+        "{message}"
+    );
+    assert!(
+        lines[3].starts_with("wrote crate `out` (7 files) from DIR/api.yaml to DIR/out, skipping 3 parts of the description that cannot be read"),
+        "{message}"
+    );
+    let operations = std::fs::read_to_string(dir.path().join("out/src/operations.rs")).unwrap();
+    assert!(operations.contains("pub struct ListPets"), "{operations}");
+    let fresh = codegen(&["check", spec, out]);
+    assert_eq!(fresh.status.code(), Some(0), "{}", clean(&fresh));
+    assert!(clean(&fresh).contains("warning: DIR/api.yaml: skipped operation POST /pets"));
+
+    for command in ["gen", "check"] {
+        let output = match command {
+            "gen" => codegen(&["gen", spec, "-o", out, "--strict"]),
+            _ => codegen(&["check", spec, out, "--strict"]),
+        };
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{command}: {}",
+            clean(&output)
+        );
+        assert_eq!(
+            clean(&output).trim(),
+            "error: DIR/api.yaml: /paths/~1pets/post/parameters: invalid type: integer `7`, expected a sequence",
+            "{command}"
+        );
+    }
+}
+
+#[test]
+fn huge_numbers_and_components_of_another_kind_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = support::root().join("fixtures/unusual.yaml");
+    let out = dir.path().join("unusual");
+    let output = codegen(&[
+        "gen",
+        spec.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--strict",
+    ]);
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{message}");
+    assert!(!message.contains("warning"), "{message}");
+    assert!(
+        message.contains("unusual.yaml: ignored 2 schema keywords whose value is not what OpenAPI allows there: #/components/schemas/Prompt/properties/text/minLength (-1)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("#/paths/~1completions/post/responses/200 (the request body `#/components/requestBodies/Completion` as a response)"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_reference_to_a_component_of_another_kind_that_does_not_fit_says_what_it_is() {
+    let spec = "openapi: 3.0.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get:\n      responses:\n        '200': {$ref: '#/components/schemas/Pet'}\ncomponents:\n  schemas:\n    Pet: {type: object}\n    Owner: {$ref: '#/components/responses/Found'}\n  responses:\n    Found: {description: found}\n";
+    let (code, message) = gen_text_with("api.yaml", spec, &["--strict"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        message.trim(),
+        "error: DIR/api.yaml: #/components/schemas/Owner/$ref: `#/components/responses/Found` is a response, where a schema is expected: the shapes differ"
+    );
+    let spec = spec.replace("    Owner: {$ref: '#/components/responses/Found'}\n", "");
+    let (code, message) = gen_text_with("api.yaml", &spec, &["--strict"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        message.trim(),
+        "error: DIR/api.yaml: #/paths/~1a/get/responses/200/$ref: `#/components/schemas/Pet` is a schema, where a response is expected: the shapes differ"
     );
 }
 

@@ -10,6 +10,7 @@ fn petstore() -> codegen::Generated {
         crate_name: "petstore".into(),
         runtime: RuntimeDependency::Path("../../runtime".into()),
         includes: Vec::new(),
+        strict: false,
     };
     codegen::generate(&support::root().join("fixtures/petstore.yaml"), &options).unwrap()
 }

@@ -71,6 +71,9 @@ pub struct Options {
     pub runtime: RuntimeDependency,
     /// Where the imports of a `.proto` file are looked up (its own folder when empty).
     pub includes: Vec<PathBuf>,
+    /// Whether a part of the description that cannot be read (an operation, a schema) is an
+    /// error; by default it is skipped and named in [`Generated::warnings`].
+    pub strict: bool,
 }
 
 /// One file of a generated crate.
@@ -89,6 +92,9 @@ pub struct Generated {
     pub files: Vec<GeneratedFile>,
     /// What the reader left out or changed in the spec, for the user to know.
     pub notes: Vec<String>,
+    /// The parts of the spec that could not be read and were skipped, one line each naming
+    /// the JSON pointer and the reason (empty with [`Options::strict`], where they are errors).
+    pub warnings: Vec<String>,
 }
 
 /// Reads the spec at `spec_path` and renders the crate.
@@ -96,6 +102,7 @@ pub fn generate(spec_path: &Path, options: &Options) -> Result<Generated> {
     let read = ReadOptions {
         crate_name: options.crate_name.clone(),
         includes: options.includes.clone(),
+        strict: options.strict,
     };
     let api = spec::read(spec_path, &read)?;
     let source = spec_path
@@ -112,6 +119,7 @@ pub fn render_api(api: &Api, source: &str, options: &Options) -> Result<Generate
     Ok(Generated {
         files,
         notes: api.notes.clone(),
+        warnings: api.warnings.clone(),
     })
 }
 

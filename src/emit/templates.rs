@@ -311,13 +311,27 @@ impl OperationsRs<'_> {
             );
         };
         let mut arms = Vec::new();
+        // A range (`2XX`) covers only its class: other statuses still need an arm. Its arm
+        // comes after the codes of its class, which it would hide otherwise (the variants
+        // are in status order, a range last in its class).
         let mut fallback = false;
         for v in &outputs.variants {
             let pattern = match v.status {
                 StatusMatch::Code(code) => code.to_string(),
                 StatusMatch::Range(class) => {
-                    fallback = true;
-                    format!("{}..={}", class * 100, class * 100 + 99)
+                    let listed: Vec<u16> = outputs
+                        .variants
+                        .iter()
+                        .filter_map(|v| match v.status {
+                            StatusMatch::Code(code) => Some(code),
+                            _ => None,
+                        })
+                        .collect();
+                    match range_pattern(class * 100, class * 100 + 99, &listed) {
+                        // Every status of the class has its own variant.
+                        pattern if pattern.is_empty() => continue,
+                        pattern => pattern,
+                    }
                 }
                 StatusMatch::Default => {
                     fallback = true;
@@ -392,6 +406,29 @@ fn style_path(style: ParamStyle) -> String {
         ParamStyle::DeepObject => "DeepObject",
     };
     format!("codegen_runtime::http::Style::{name}")
+}
+
+/// The statuses `low..=high` but for those `listed` (which have arms of their own), as a
+/// pattern: `201..=203 | 205..=299`. Arms that overlap would be unreachable or flagged.
+fn range_pattern(low: u16, high: u16, listed: &[u16]) -> String {
+    let mut parts = Vec::new();
+    let mut start = low;
+    let mut codes: Vec<u16> = listed
+        .iter()
+        .copied()
+        .filter(|c| (low..=high).contains(c))
+        .collect();
+    codes.sort_unstable();
+    codes.dedup();
+    for code in codes.into_iter().chain(std::iter::once(high + 1)) {
+        match code.checked_sub(1) {
+            Some(end) if end > start => parts.push(format!("{start}..={end}")),
+            Some(end) if end == start => parts.push(start.to_string()),
+            _ => {}
+        }
+        start = code + 1;
+    }
+    parts.join(" | ")
 }
 
 fn decoder(encoding: Option<BodyEncoding>) -> &'static str {
@@ -551,4 +588,22 @@ pub(super) fn render(api: &Api, source: &str, options: &Options) -> Result<Vec<G
 /// A match pattern of string literals: `"a" | "b"`.
 fn tag_pattern(tags: &[String]) -> String {
     tags.iter().map(|t| lit(t)).collect::<Vec<_>>().join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::range_pattern;
+
+    #[test]
+    fn a_range_leaves_out_the_statuses_listed_on_their_own() {
+        assert_eq!(range_pattern(200, 299, &[]), "200..=299");
+        assert_eq!(range_pattern(200, 299, &[200]), "201..=299");
+        assert_eq!(
+            range_pattern(200, 299, &[204, 200, 404]),
+            "201..=203 | 205..=299"
+        );
+        assert_eq!(range_pattern(200, 299, &[299, 201]), "200 | 202..=298");
+        let all: Vec<u16> = (200..=299).collect();
+        assert_eq!(range_pattern(200, 299, &all), "");
+    }
 }

@@ -31,6 +31,9 @@ pub struct Api {
     pub operations: Vec<Operation>,
     /// What the reader left out or changed, for the user to know (printed by the CLI).
     pub notes: Vec<String>,
+    /// The parts of the description that could not be read and were skipped, one line each
+    /// naming the JSON pointer and the reason (printed by the CLI as warnings).
+    pub warnings: Vec<String>,
     /// The encoded `FileDescriptorSet` that gRPC calls read messages by, when the API has
     /// gRPC operations.
     pub grpc_descriptor: Option<Vec<u8>>,

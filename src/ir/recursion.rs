@@ -7,6 +7,22 @@ use super::{Api, TypeId, TypeKind, TypeRef};
 /// Wraps in `Box` each field or variant that leads back to the type holding it without passing
 /// through a `Vec` or a map (which already allocate).
 pub fn box_recursive_fields(api: &mut Api) {
+    // A chain of aliases that comes back to where it started with nothing on the way
+    // (`A: {allOf: [B]}`, `B: {allOf: [A]}`) constrains nothing: its start is any value.
+    for index in 0..api.types.len() {
+        let mut seen = BTreeSet::new();
+        let mut at = TypeId(index);
+        while let TypeKind::Alias(TypeRef::Named(next)) = &api.types[at.0].kind {
+            if next.0 == index {
+                api.types[index].kind = TypeKind::Alias(TypeRef::Any);
+                break;
+            }
+            if !seen.insert(*next) {
+                break;
+            }
+            at = *next;
+        }
+    }
     let direct: Vec<BTreeSet<TypeId>> =
         api.types.iter().map(|t| direct_children(&t.kind)).collect();
     for index in 0..api.types.len() {

@@ -251,6 +251,7 @@ impl<'a> Reader<'a> {
             types: self.types.into_defs(),
             operations,
             notes: self.notes,
+            warnings: Vec::new(),
             grpc_descriptor: descriptor,
             security_schemes: Vec::new(),
         };

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::parse;
+use super::skips::Skips;
 use crate::Result;
 use crate::error::{Error, pointer_token};
 
@@ -53,8 +54,8 @@ const SCHEMA_MAP_KEYS: &[&str] = &[
 
 /// Whether the value at the end of `keys` (a path of object keys, with `[]` for array items)
 /// is a schema.
-pub(super) fn is_schema_position(keys: &[String]) -> bool {
-    let last = |n: usize| keys.len().checked_sub(n).map(|i| keys[i].as_str());
+pub(super) fn is_schema_position<K: AsRef<str>>(keys: &[K]) -> bool {
+    let last = |n: usize| keys.len().checked_sub(n).map(|i| keys[i].as_ref());
     match (last(3), last(2), last(1)) {
         (_, _, Some(key)) if SCHEMA_KEYS.contains(&key) => true,
         (_, Some(list), Some("[]")) if SCHEMA_LIST_KEYS.contains(&list) => true,
@@ -75,8 +76,14 @@ pub(super) struct Bundled {
 }
 
 /// Rewrites the references of `root` (read from `path`) in place. `schemas_at` is where named
-/// schemas live: `/components/schemas` or `/definitions`.
-pub(super) fn bundle(path: &Path, root: &mut Value, schemas_at: &str) -> Result<Bundled> {
+/// schemas live: `/components/schemas` or `/definitions`. An operation or component whose
+/// references cannot be followed is skipped by `skips` (or is the error, when strict).
+pub(super) fn bundle(
+    path: &Path,
+    root: &mut Value,
+    schemas_at: &str,
+    skips: &mut Skips,
+) -> Result<Bundled> {
     if !needs_bundling(root, schemas_at) {
         return Ok(Bundled { changed: false });
     }
@@ -90,6 +97,7 @@ pub(super) fn bundle(path: &Path, root: &mut Value, schemas_at: &str) -> Result<
         taken: existing_names(root, schemas_at),
         schemas_at: schemas_at.to_owned(),
         inlining: Vec::new(),
+        skips,
     };
     bundler.index_ids(&root_path, root);
     bundler.docs.insert(root_path.clone(), root.clone());
@@ -167,7 +175,7 @@ fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
 }
 
-struct Bundler {
+struct Bundler<'s> {
     root_path: PathBuf,
     /// Every file read so far, as it was read.
     docs: HashMap<PathBuf, Value>,
@@ -181,6 +189,8 @@ struct Bundler {
     schemas_at: String,
     /// Non-schema references being copied, to report a cycle instead of looping.
     inlining: Vec<(PathBuf, String)>,
+    /// The parts skipped because their references cannot be followed.
+    skips: &'s mut Skips,
 }
 
 /// Where a reference points.
@@ -192,7 +202,7 @@ struct Target {
     anchor: Option<String>,
 }
 
-impl Bundler {
+impl Bundler<'_> {
     fn walk(
         &mut self,
         value: &mut Value,
@@ -223,6 +233,7 @@ impl Bundler {
                         }
                     }
                 }
+                let mut skipped = Vec::new();
                 for (key, child) in map.iter_mut() {
                     if key == "$ref" {
                         continue;
@@ -231,9 +242,30 @@ impl Bundler {
                     at.push('/');
                     at.push_str(&pointer_token(key));
                     keys.push(key.clone());
-                    self.walk(child, file, keys, at)?;
+                    let result = self.walk(child, file, keys, at);
+                    // An operation or a component of the document is skipped, not fatal.
+                    let part = match &result {
+                        Err(_) if file == self.root_path => part(&self.schemas_at, keys, at),
+                        _ => None,
+                    };
                     keys.pop();
                     at.truncate(len);
+                    if let Err(err) = result {
+                        let Some(part) = part else {
+                            return Err(err);
+                        };
+                        self.skips.skip(part.what, err)?;
+                        match part.removed {
+                            Some(removed) => {
+                                self.skips.removed(removed);
+                                skipped.push(key.clone());
+                            }
+                            None => *child = Value::Object(Map::new()),
+                        }
+                    }
+                }
+                for key in skipped {
+                    map.shift_remove(&key);
                 }
             }
             Value::Array(items) => {
@@ -241,9 +273,10 @@ impl Bundler {
                     let len = at.len();
                     at.push_str(&format!("/{index}"));
                     keys.push("[]".to_owned());
-                    self.walk(child, file, keys, at)?;
+                    let result = self.walk(child, file, keys, at);
                     keys.pop();
                     at.truncate(len);
+                    result?;
                 }
             }
             _ => {}
@@ -325,7 +358,11 @@ impl Bundler {
         self.new_schemas.push((name.clone(), Value::Null));
         let mut keys = vec!["components".to_owned(), "schemas".to_owned(), name.clone()];
         let mut inner_at = format!("{}#{}", target.file.display(), target.pointer);
-        self.walk(&mut copy, &target.file, &mut keys, &mut inner_at)?;
+        if let Err(err) = self.walk(&mut copy, &target.file, &mut keys, &mut inner_at) {
+            // What refers to it is skipped; any other reference reads it as any value.
+            self.new_schemas[index].1 = Value::Object(Map::new());
+            return Err(err);
+        }
         self.new_schemas[index].1 = copy;
         Ok(name)
     }
@@ -520,6 +557,50 @@ impl Bundler {
         }
     }
 }
+
+/// The part of the document at `keys` (written at `at`) that is skipped as a whole when a
+/// reference inside it cannot be followed: an operation, a path item or a component.
+fn part(schemas_at: &str, keys: &[String], at: &str) -> Option<Part> {
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let swagger = schemas_at == "/definitions";
+    let removed = |section: &str, name: &str| Part {
+        what: format!("skipped {at}"),
+        removed: Some(format!("#/components/{section}/{}", pointer_token(name))),
+    };
+    Some(match keys.as_slice() {
+        ["paths", template, method] if METHODS.contains(method) => Part {
+            what: format!(
+                "skipped operation {} {template} ({at})",
+                method.to_ascii_uppercase()
+            ),
+            removed: Some(String::new()),
+        },
+        ["paths", template] => Part {
+            what: format!("skipped every operation of {template} ({at})"),
+            removed: Some(String::new()),
+        },
+        ["components", "schemas", _] | ["definitions", _] => Part {
+            what: format!("read schema {at} as any JSON value"),
+            removed: None,
+        },
+        ["components", section, name] if !swagger => removed(section, name),
+        [section @ ("parameters" | "responses"), name] if swagger => removed(section, name),
+        _ => return None,
+    })
+}
+
+/// A part of the document skipped whole.
+struct Part {
+    /// What is done, for the warning.
+    what: String,
+    /// The reference by which the part is known once removed (empty for a part no reference
+    /// names); `None` for a schema, which is replaced by `{}` instead (any value).
+    removed: Option<String>,
+}
+
+const METHODS: &[&str] = &[
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
 
 enum Replacement {
     Ref(String),

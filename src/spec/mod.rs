@@ -9,6 +9,8 @@ mod bundle;
 mod openapi3;
 mod openapi31;
 mod parse;
+mod repair;
+mod skips;
 mod swagger2;
 
 use std::path::Path;
@@ -27,6 +29,9 @@ pub struct ReadOptions {
     pub crate_name: String,
     /// Where the imports of a `.proto` file are looked up (its own folder when empty).
     pub includes: Vec<std::path::PathBuf>,
+    /// Whether a part of the description that cannot be read (an operation, a schema) is an
+    /// error; by default it is skipped with a warning in [`Api::warnings`].
+    pub strict: bool,
 }
 
 /// Reads the spec at `path` into the IR.
@@ -52,7 +57,8 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<Api> {
         parse::Version::Swagger2(_) => "/definitions",
         _ => "/components/schemas",
     };
-    let bundled = bundle::bundle(path, &mut value, schemas_at)?;
+    let mut skips = skips::Skips::new(options.strict);
+    let bundled = bundle::bundle(path, &mut value, schemas_at, &mut skips)?;
     let mut notes = Vec::new();
     let converted = match &version {
         parse::Version::OpenApi3_0 => None,
@@ -66,10 +72,16 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<Api> {
             Some("Swagger 2.0")
         }
     };
+    let repaired = repair::repair(&mut value);
+    notes.extend(repaired.notes);
     let doc: openapiv3::OpenAPI = match parse::from_value(path, &value, converted) {
         Ok(doc) => doc,
+        // Parts that do not deserialise are skipped, and the rest read.
+        Err(_) if !skips.strict() && skips::prune(path, &mut value, &mut skips)? > 0 => {
+            parse::from_value(path, &value, converted)?
+        }
         // The file as written is what failed: its text gives the line and column.
-        Err(_) if converted.is_none() && !bundled.changed => {
+        Err(_) if converted.is_none() && !bundled.changed && !repaired.changed => {
             return Err(parse::document::<openapiv3::OpenAPI>(path, &text, format)
                 .err()
                 .unwrap_or_else(|| Error::Invalid {
@@ -81,7 +93,7 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<Api> {
         Err(err) => return Err(err),
     };
     drop(value);
-    let mut api = openapi3::read(path, &doc, options)?;
+    let mut api = openapi3::read(path, &doc, options, skips)?;
     api.notes = notes;
     Ok(api)
 }

@@ -50,10 +50,120 @@ pub(crate) enum Version {
 /// Parses a file into a JSON value; syntax errors name the line and column.
 pub(crate) fn value(path: &Path, text: &str, format: Format) -> Result<serde_json::Value> {
     let value: serde_json::Value = match format {
-        Format::Json => serde_json::from_str(text).map_err(|err| json_error(path, &err, None))?,
-        Format::Yaml => yaml_serde::from_str(text).map_err(|err| yaml_error(path, &err, None))?,
+        Format::Json => match serde_json::from_str(text) {
+            Ok(value) => value,
+            // A number beyond `f64` (`1e400`) fails serde_json; JSON is YAML, whose reader keeps
+            // it as its text (a bound written so is then dropped with a note, see `repair`).
+            // Only then, as YAML is slower to parse.
+            Err(err) if err.is_syntax() && err.to_string().starts_with("number out of range") => {
+                yaml_serde::from_str::<Lenient>(text)
+                    .map_err(|_| json_error(path, &err, None))?
+                    .0
+            }
+            Err(err) => return Err(json_error(path, &err, None)),
+        },
+        Format::Yaml => {
+            yaml_serde::from_str::<Lenient>(text)
+                .map_err(|err| yaml_error(path, &err, None))?
+                .0
+        }
     };
     Ok(value)
+}
+
+/// A JSON value read from YAML, where an integer too large for 64 bits (YAML has no limit;
+/// `minimum: -9223372036854776000` is found in real descriptions) is kept as the nearest
+/// float, as JSON parsers do, instead of failing the whole file.
+struct Lenient(serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for Lenient {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(LenientVisitor).map(Lenient)
+    }
+}
+
+struct LenientVisitor;
+
+impl<'de> serde::de::Visitor<'de> for LenientVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_i128<E>(self, v: i128) -> Result<Self::Value, E> {
+        Ok(i64::try_from(v).map_or_else(|_| float(v as f64), Into::into))
+    }
+
+    fn visit_u128<E>(self, v: u128) -> Result<Self::Value, E> {
+        Ok(u64::try_from(v).map_or_else(|_| float(v as f64), Into::into))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(float(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(Lenient(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some((key, Lenient(value))) = map.next_entry::<Key, Lenient>()? {
+            out.insert(key.0, value);
+        }
+        Ok(serde_json::Value::Object(out))
+    }
+}
+
+/// A float as JSON has it: infinities and NaN (`.inf`, `.nan`) become `null`.
+fn float(v: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
+}
+
+/// A mapping key, as serde_json reads one (YAML scalars such as `200` are read as their text).
+struct Key(String);
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Key)
+    }
 }
 
 /// Reads the `openapi` or `swagger` field of a parsed document.
@@ -252,7 +362,7 @@ fn or_root(pointer: &str) -> &str {
 }
 
 /// The JSON pointer of a serde path.
-fn pointer(path: &serde_path_to_error::Path) -> String {
+pub(crate) fn pointer(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut out = String::new();
     for segment in path.iter() {
@@ -269,7 +379,7 @@ fn pointer(path: &serde_path_to_error::Path) -> String {
 }
 
 /// Says in the user's terms what serde says in its own.
-fn readable(message: &str) -> String {
+pub(crate) fn readable(message: &str) -> String {
     message
         .replace(
             "data did not match any variant of untagged enum ReferenceOr",
@@ -286,5 +396,38 @@ fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(at) => message[..at].to_owned(),
         None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_integers_beyond_64_bits_are_read_as_floats() {
+        let text = "a: -9223372036854776000\nb: 18446744073709551616\nc: 7\nd: .inf\n200: x\n";
+        let value = value(Path::new("api.yaml"), text, Format::Yaml).unwrap();
+        assert_eq!(value["a"].as_f64(), Some(-9.223372036854776e18));
+        assert_eq!(value["b"].as_f64(), Some(1.8446744073709552e19));
+        assert_eq!(value["c"].as_i64(), Some(7));
+        assert!(value["d"].is_null());
+        assert_eq!(value["200"], "x");
+    }
+
+    #[test]
+    fn json_numbers_beyond_f64_are_read_as_text() {
+        let text = "{\"a\": 1e400, \"b\": [-1e999, 2], \"c\": \"t\"}";
+        let value = value(Path::new("api.json"), text, Format::Json).unwrap();
+        assert_eq!(value["a"], "1e400");
+        assert_eq!(value["b"], serde_json::json!(["-1e999", 2]));
+        assert_eq!(value["c"], "t");
+        let err = value_err("{\"a\": 1e400, \"b\": [}");
+        assert!(err.starts_with("api.json:1:"), "{err}");
+    }
+
+    fn value_err(text: &str) -> String {
+        value(Path::new("api.json"), text, Format::Json)
+            .unwrap_err()
+            .to_string()
     }
 }

@@ -12,6 +12,7 @@ use crate::ir::names::{RESERVED_TYPES, Scope, pascal_ident, snake_ident};
 use crate::ir::{Api, TypeDef, TypeId, TypeKind, TypeRef, box_recursive_fields};
 
 use super::ReadOptions;
+use super::skips::Skips;
 
 mod operations;
 mod schemas;
@@ -32,14 +33,16 @@ pub(crate) const CLIENT_METHODS: &[&str] = &[
     "fmt",
 ];
 
-/// Reads an OpenAPI 3.0 document.
-pub(super) fn read(path: &Path, doc: &OpenAPI, options: &ReadOptions) -> Result<Api> {
+/// Reads an OpenAPI 3.0 document; the schemas and operations that cannot be read are skipped
+/// by `skips` (or fail the whole, when strict).
+pub(super) fn read(path: &Path, doc: &OpenAPI, options: &ReadOptions, skips: Skips) -> Result<Api> {
     let mut reader = Reader {
         path,
         doc,
         types: Vec::new(),
         by_ref: BTreeMap::new(),
         type_names: Scope::with_reserved(RESERVED_TYPES),
+        skips,
     };
     reader.declare_components();
     reader.define_components()?;
@@ -62,6 +65,7 @@ pub(super) fn read(path: &Path, doc: &OpenAPI, options: &ReadOptions) -> Result<
             .collect(),
         operations,
         notes: Vec::new(),
+        warnings: reader.skips.warnings,
         grpc_descriptor: None,
         security_schemes,
     };
@@ -77,6 +81,8 @@ struct Reader<'a> {
     /// `#/components/schemas/X` to its type.
     by_ref: BTreeMap<String, TypeId>,
     type_names: Scope,
+    /// The parts skipped so far.
+    skips: Skips,
 }
 
 impl<'a> Reader<'a> {
@@ -113,14 +119,20 @@ impl<'a> Reader<'a> {
             let id = self.by_ref[&format!("{SCHEMA_PREFIX}{name}")];
             let pointer = format!("#/components/schemas/{}", pointer_token(name));
             let ty = match schema {
-                ReferenceOr::Reference { reference } => self.resolve(reference, &pointer)?,
+                ReferenceOr::Reference { reference } => self.resolve(reference, &pointer),
                 ReferenceOr::Item(schema) => {
                     self.set_doc(id, schema);
-                    self.schema(schema, name, &pointer, Some(id))?
+                    self.schema(schema, name, &pointer, Some(id))
                 }
             };
-            if ty != TypeRef::Named(id) {
-                self.kind_of(id, TypeKind::Alias(ty));
+            match ty {
+                Ok(ty) if ty != TypeRef::Named(id) => self.kind_of(id, TypeKind::Alias(ty)),
+                Ok(_) => {}
+                Err(err) => {
+                    self.skips
+                        .skip(format!("read schema {pointer} as any JSON value"), err)?;
+                    self.kind_of(id, TypeKind::Alias(TypeRef::Any));
+                }
             }
         }
         Ok(())
@@ -142,26 +154,62 @@ impl<'a> Reader<'a> {
     pub(super) fn resolve(&self, reference: &str, pointer: &str) -> Result<TypeRef> {
         match self.by_ref.get(reference) {
             Some(id) => Ok(TypeRef::Named(*id)),
-            None => Err(self.bad_ref(reference, pointer)),
+            None => Err(self.bad_ref(reference, pointer, "schemas")),
         }
     }
 
-    pub(super) fn bad_ref(&self, reference: &str, pointer: &str) -> Error {
-        if reference.starts_with('#') {
-            Error::Invalid {
+    /// The error of a `$ref` written at `pointer` where a component of `section` is expected,
+    /// which does not name one: what it names instead, or that it names nothing.
+    pub(super) fn bad_ref(&self, reference: &str, pointer: &str, section: &str) -> Error {
+        let location = format!("{pointer}/$ref");
+        if !reference.starts_with('#') {
+            return Error::Unsupported {
                 path: self.path.to_owned(),
-                location: format!("{pointer}/$ref"),
-                message: format!("`{reference}` does not resolve to anything in this document"),
-            }
-        } else {
-            Error::Unsupported {
-                path: self.path.to_owned(),
-                location: format!("{pointer}/$ref"),
+                location,
                 message: format!(
                     "`{reference}` points into another file; this version reads one file"
                 ),
-            }
+            };
         }
+        let expected = kind_name(section);
+        let message = if self.skips.was_removed(reference) {
+            format!("`{reference}` cannot be read (see its warning), so neither can this")
+        } else if let Some(found) = self.component_section(reference) {
+            format!(
+                "`{reference}` is {} {}, where {} {expected} is expected: the shapes differ",
+                article(kind_name(found)),
+                kind_name(found),
+                article(expected),
+            )
+        } else {
+            format!("`{reference}` does not resolve to anything in this document")
+        };
+        Error::Invalid {
+            path: self.path.to_owned(),
+            location,
+            message,
+        }
+    }
+
+    /// The section of `components` that holds what `reference` names, when it names an entry
+    /// of one.
+    fn component_section(&self, reference: &str) -> Option<&'static str> {
+        let (section, name) = reference.strip_prefix("#/components/")?.split_once('/')?;
+        let name = name.replace("~1", "/").replace("~0", "~");
+        let c = self.doc.components.as_ref()?;
+        let (section, found) = match section {
+            "schemas" => ("schemas", c.schemas.contains_key(&name)),
+            "responses" => ("responses", c.responses.contains_key(&name)),
+            "parameters" => ("parameters", c.parameters.contains_key(&name)),
+            "examples" => ("examples", c.examples.contains_key(&name)),
+            "requestBodies" => ("requestBodies", c.request_bodies.contains_key(&name)),
+            "headers" => ("headers", c.headers.contains_key(&name)),
+            "securitySchemes" => ("securitySchemes", c.security_schemes.contains_key(&name)),
+            "links" => ("links", c.links.contains_key(&name)),
+            "callbacks" => ("callbacks", c.callbacks.contains_key(&name)),
+            _ => return None,
+        };
+        found.then_some(section)
     }
 
     /// The item a `$ref` to `#/components/{section}/...` names, following chains of references.
@@ -185,9 +233,9 @@ impl<'a> Reader<'a> {
             match (name, self.doc.components.as_ref()) {
                 (Some(name), Some(components)) => match pick(components).get(name) {
                     Some(next) => item = next,
-                    None => return Err(self.bad_ref(reference, pointer)),
+                    None => return Err(self.bad_ref(reference, pointer, section)),
                 },
-                _ => return Err(self.bad_ref(reference, pointer)),
+                _ => return Err(self.bad_ref(reference, pointer, section)),
             }
         }
         Err(Error::Invalid {
@@ -195,6 +243,30 @@ impl<'a> Reader<'a> {
             location: pointer.to_owned(),
             message: format!("the `$ref`s of these {section} form a cycle"),
         })
+    }
+}
+
+/// What one entry of a section of `components` is, in words.
+fn kind_name(section: &str) -> &'static str {
+    match section {
+        "schemas" => "schema",
+        "responses" => "response",
+        "parameters" => "parameter",
+        "examples" => "example",
+        "requestBodies" => "request body",
+        "headers" => "header",
+        "securitySchemes" => "security scheme",
+        "links" => "link",
+        "callbacks" => "callback",
+        _ => "component",
+    }
+}
+
+fn article(noun: &str) -> &'static str {
+    if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
     }
 }
 

@@ -51,63 +51,97 @@ impl<'a> Reader<'a> {
                     .expect("a free name exists");
                 let type_name = type_names.claim(pascal_ident(&wire_name, "Operation", "Op"));
                 let method_name = method_names.claim(snake_ident(&wire_name, "operation"));
-                let mut params = Vec::new();
-                let mut field_names = Scope::default();
-                let body_name = field_names.claim("body".into());
-                let mut declared: Vec<&ReferenceOr<Parameter>> = Vec::new();
-                for p in item.parameters.iter().chain(&op.parameters) {
-                    declared.push(p);
-                }
-                let resolved = self.parameters(&declared, &pointer)?;
-                let mut idempotency_header = None;
-                for (p, p_pointer) in resolved {
-                    if is_idempotency_header(p) {
-                        idempotency_header = Some(p.parameter_data_ref().name.clone());
-                        continue;
-                    }
-                    params.push(self.param(p, &type_name, &p_pointer, &mut field_names)?);
-                }
-                let path = parse_template(template, &mut params, &mut field_names);
-                let body = match &op.request_body {
-                    Some(body) => self.body(
-                        body,
-                        &type_name,
-                        &format!("{pointer}/requestBody"),
-                        body_name,
-                    )?,
-                    None => None,
-                };
-                let output = self.output(
-                    &op.responses,
-                    &type_name,
-                    &format!("{pointer}/responses"),
-                    &mut type_names,
-                )?;
-                let security = self.security_of(op.security.as_ref());
-                let method_upper = method.to_ascii_uppercase();
-                out.push(Operation {
+                let names = OperationNames {
                     type_name,
                     method_name,
                     wire_name,
-                    idempotent: matches!(
-                        method_upper.as_str(),
-                        "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
-                    ),
-                    http_method: method_upper,
-                    path,
-                    path_template: template.clone(),
-                    params,
-                    body,
-                    output,
-                    doc: join_doc(op.summary.as_deref(), op.description.as_deref()),
-                    deprecated: op.deprecated,
-                    idempotency_header,
-                    grpc: None,
-                    security,
-                });
+                };
+                match self.operation(template, item, method, op, &pointer, names, &mut type_names) {
+                    Ok(operation) => out.push(operation),
+                    Err(err) => self.skips.skip(
+                        format!(
+                            "skipped operation {} {template} ({pointer})",
+                            method.to_ascii_uppercase()
+                        ),
+                        err,
+                    )?,
+                }
             }
         }
         Ok(out)
+    }
+
+    /// One operation of the path item `item` at `template`.
+    #[allow(clippy::too_many_arguments)]
+    fn operation(
+        &mut self,
+        template: &str,
+        item: &'a openapiv3::PathItem,
+        method: &str,
+        op: &'a openapiv3::Operation,
+        pointer: &str,
+        names: OperationNames,
+        type_names: &mut Scope,
+    ) -> Result<Operation> {
+        let OperationNames {
+            type_name,
+            method_name,
+            wire_name,
+        } = names;
+        let mut params = Vec::new();
+        let mut field_names = Scope::default();
+        let body_name = field_names.claim("body".into());
+        let mut declared: Vec<&ReferenceOr<Parameter>> = Vec::new();
+        for p in item.parameters.iter().chain(&op.parameters) {
+            declared.push(p);
+        }
+        let resolved = self.parameters(&declared, pointer)?;
+        let mut idempotency_header = None;
+        for (p, p_pointer) in resolved {
+            if is_idempotency_header(p) {
+                idempotency_header = Some(p.parameter_data_ref().name.clone());
+                continue;
+            }
+            params.push(self.param(p, &type_name, &p_pointer, &mut field_names)?);
+        }
+        let path = parse_template(template, &mut params, &mut field_names);
+        let body = match &op.request_body {
+            Some(body) => self.body(
+                body,
+                &type_name,
+                &format!("{pointer}/requestBody"),
+                body_name,
+            )?,
+            None => None,
+        };
+        let output = self.output(
+            &op.responses,
+            &type_name,
+            &format!("{pointer}/responses"),
+            type_names,
+        )?;
+        let security = self.security_of(op.security.as_ref());
+        let method_upper = method.to_ascii_uppercase();
+        Ok(Operation {
+            type_name,
+            method_name,
+            wire_name,
+            idempotent: matches!(
+                method_upper.as_str(),
+                "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
+            ),
+            http_method: method_upper,
+            path,
+            path_template: template.to_owned(),
+            params,
+            body,
+            output,
+            doc: join_doc(op.summary.as_deref(), op.description.as_deref()),
+            deprecated: op.deprecated,
+            idempotency_header,
+            grpc: None,
+            security,
+        })
     }
 
     /// Resolves parameter references; an operation's parameter replaces a path item's one of
@@ -449,7 +483,18 @@ impl<'a> Reader<'a> {
         let mut errors = Vec::new();
         for (key, response) in failure {
             let r_pointer = format!("{pointer}/{key}");
-            let response = self.component(response, "responses", |c| &c.responses, &r_pointer)?;
+            // Error responses are documentation: one that cannot be read is left out of it.
+            let response = match self.component(response, "responses", |c| &c.responses, &r_pointer)
+            {
+                Ok(response) => response,
+                Err(err) => {
+                    self.skips.skip(
+                        format!("left the {key} response out of the documentation at {pointer}"),
+                        err,
+                    )?;
+                    continue;
+                }
+            };
             if let Some((media_type, BodyEncoding::Json)) = pick_media_type(response.content.keys())
                 && let Some(schema) = response.content[media_type.as_str()].schema.as_ref()
             {
@@ -505,6 +550,13 @@ impl<'a> Reader<'a> {
             }
         })
     }
+}
+
+/// The names an operation was given before it is read.
+struct OperationNames {
+    type_name: String,
+    method_name: String,
+    wire_name: String,
 }
 
 /// `Ok` for 200, `Created` for 201...: the reason phrase, or `Status2xx`.
