@@ -116,7 +116,10 @@ impl Render<'_> {
                 .output
                 .errors
                 .iter()
-                .map(|(status, ty)| format!("`{status}`: [`{}`]", self.ty(ty, true)))
+                .map(|(status, ty)| match ty {
+                    TypeRef::Named(_) => format!("`{status}`: [`{}`]", self.ty(ty, true)),
+                    _ => format!("`{status}`: `{}`", self.ty(ty, true)),
+                })
                 .collect();
             out.push_str("\n///\n");
             out.push_str(&doc(

@@ -281,6 +281,15 @@ impl OperationsRs<'_> {
         }
     }
 
+    /// The `ACCEPT` constant's value, when the operation reads a response body.
+    fn accept(&self, op: &Operation) -> Option<String> {
+        if op.output.accept.is_empty() {
+            return None;
+        }
+        let types: Vec<String> = op.output.accept.iter().map(|m| lit(m)).collect();
+        Some(format!("&[{}]", types.join(", ")))
+    }
+
     /// The `SECURITY` constant's value, when the operation asks for credentials.
     fn security(&self, op: &Operation) -> Option<String> {
         if op.security.is_empty() {

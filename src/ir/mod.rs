@@ -423,6 +423,10 @@ pub struct Output {
     pub by_status: Option<StatusOutputs>,
     /// The error responses the description gives a JSON body type for, in spec order.
     pub errors: Vec<(String, TypeRef)>,
+    /// The media types sent in `Accept`: those of the described responses that the decoders
+    /// read (the success responses' types of their encoding, the JSON types of error
+    /// responses), in spec order. Empty when no response has a body.
+    pub accept: Vec<String>,
 }
 
 /// An output enum: one variant per success status.
