@@ -24,6 +24,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("schemas", "fixtures/schemas.yaml"),
     ("greeter", "fixtures/proto/greeter.proto"),
     ("wire", "fixtures/wire.yaml"),
+    ("openapi31", "fixtures/openapi31.yaml"),
 ];
 
 #[test]

@@ -2,6 +2,7 @@
 //! `generated-example/schemas`): for each schema construct, JSON the schema allows is read
 //! into the right Rust value and written back unchanged.
 
+use openapi31::types::{Owner, Reading, Readings};
 use proptest::prelude::*;
 use schemas::types::{
     Closed, Document, DocumentState, Identifier, Open, Patch, Pet, Scalar, Settings, Shape, Sizes,
@@ -256,5 +257,32 @@ proptest! {
         // that adds one must not break its clients).
         let closed: Closed = serde_json::from_value(json!({ "only": "o", "more": 1 })).unwrap();
         prop_assert_eq!(serde_json::to_value(closed).unwrap(), json!({ "only": "o" }));
+    }
+}
+
+proptest! {
+    /// `prefixItems` of a fixed length (`fixtures/openapi31.yaml`, committed as
+    /// `generated-example/openapi31`) are Rust tuples, written and read as JSON arrays.
+    #[test]
+    fn fixed_length_prefix_items_are_tuples(
+        name in proptest::option::of(text()),
+        value in -1e9f64..1e9,
+        unit in text(),
+        single in any::<i64>(),
+    ) {
+        let owner = object(vec![("name", name.clone().map(|n| json!(n)))]);
+        let reading = json!([owner, value, unit]);
+        let read: Reading = round_trip(&reading)?;
+        prop_assert_eq!(&read, &(Owner { name }, value, unit.clone()));
+
+        let readings = json!({ "readings": [reading, reading], "single": [single] });
+        let read: Readings = round_trip(&readings)?;
+        prop_assert_eq!(read.single, Some((single,)));
+
+        // Another length is not the tuple.
+        let short = serde_json::from_value::<Reading>(json!([{}, value]));
+        prop_assert!(short.is_err(), "two items read as a Reading");
+        let long = serde_json::from_value::<Reading>(json!([{}, value, unit, 1]));
+        prop_assert!(long.is_err(), "four items read as a Reading");
     }
 }

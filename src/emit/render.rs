@@ -25,6 +25,13 @@ impl Render<'_> {
             }
             TypeRef::Primitive(p) => primitive(*p).to_owned(),
             TypeRef::Vec(inner) => format!("Vec<{}>", self.ty(inner, qualified)),
+            TypeRef::Tuple(items) => {
+                let items: Vec<String> = items.iter().map(|t| self.ty(t, qualified)).collect();
+                match items.as_slice() {
+                    [one] => format!("({one},)"),
+                    _ => format!("({})", items.join(", ")),
+                }
+            }
             TypeRef::Map(inner) => format!(
                 "std::collections::BTreeMap<String, {}>",
                 self.ty(inner, qualified)

@@ -67,6 +67,7 @@ impl Uses {
             TypeRef::Primitive(Primitive::Uuid) => self.uuid = true,
             TypeRef::Any => self.json_value = true,
             TypeRef::Vec(inner) | TypeRef::Map(inner) | TypeRef::Box(inner) => self.add(inner),
+            TypeRef::Tuple(items) => items.iter().for_each(|t| self.add(t)),
             TypeRef::Named(_) | TypeRef::Primitive(_) => {}
         }
     }

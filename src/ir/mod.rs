@@ -191,6 +191,9 @@ pub enum TypeRef {
     Primitive(Primitive),
     /// A JSON array.
     Vec(Box<TypeRef>),
+    /// A JSON array of a fixed length whose items have their own types (`prefixItems`): a
+    /// Rust tuple, which serde writes and reads as an array.
+    Tuple(Vec<TypeRef>),
     /// A JSON object with arbitrary keys.
     Map(Box<TypeRef>),
     /// An indirection that breaks a recursive type.

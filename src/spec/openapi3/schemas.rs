@@ -10,11 +10,12 @@ use openapiv3::{
 };
 
 use crate::Result;
-use crate::error::pointer_token;
+use crate::error::{Error, pointer_token};
 use crate::ir::names::{Scope, pascal_ident, snake_ident};
 use crate::ir::{
     Discriminator, EnumVariant, Field, Primitive, TypeDef, TypeId, TypeKind, TypeRef, UnionVariant,
 };
+use crate::spec::openapi31::TUPLE_KEY;
 
 use super::{Reader, SCHEMA_PREFIX, join_doc};
 
@@ -59,6 +60,9 @@ impl Reader<'_> {
         slot: Option<TypeId>,
     ) -> Result<TypeRef> {
         let doc = describe(schema);
+        if let Some(items) = schema.schema_data.extensions.get(TUPLE_KEY) {
+            return self.tuple(items, hint, pointer);
+        }
         Ok(match &schema.schema_kind {
             SchemaKind::Type(Type::String(s)) => {
                 let values: Vec<&str> =
@@ -126,6 +130,23 @@ impl Reader<'_> {
                 return self.any_schema(any, discriminator, hint, pointer, slot, doc);
             }
         })
+    }
+
+    /// A tuple: the fixed-length `prefixItems` that the 3.1 conversion kept under `TUPLE_KEY`.
+    fn tuple(&mut self, items: &serde_json::Value, hint: &str, pointer: &str) -> Result<TypeRef> {
+        let items = items.as_array().map(Vec::as_slice).unwrap_or_default();
+        let mut types = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let at = format!("{pointer}/prefixItems/{index}");
+            let item: ReferenceOr<Schema> =
+                serde_json::from_value(item.clone()).map_err(|err| Error::Invalid {
+                    path: self.path.to_owned(),
+                    location: at.clone(),
+                    message: format!("not a schema: {err}"),
+                })?;
+            types.push(self.schema_or_ref(&item, &format!("{hint}Item{index}"), &at)?);
+        }
+        Ok(TypeRef::Tuple(types))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -375,7 +396,7 @@ impl Reader<'_> {
             },
             TypeRef::Box(inner) => self.leniency(inner, depth),
             TypeRef::Map(_) => rank(2),
-            TypeRef::Vec(_) => rank(2),
+            TypeRef::Vec(_) | TypeRef::Tuple(_) => rank(2),
             TypeRef::Primitive(p) => rank(match p {
                 Primitive::Bool => 3,
                 Primitive::I8
@@ -406,6 +427,7 @@ impl Reader<'_> {
                 .unwrap_or_default(),
             TypeRef::Primitive(p) => format!("{p:?}"),
             TypeRef::Vec(inner) => format!("{}List", self.variant_name(inner, index)),
+            TypeRef::Tuple(_) => "Tuple".to_owned(),
             TypeRef::Map(inner) => format!("{}Map", self.variant_name(inner, index)),
             TypeRef::Box(inner) => self.variant_name(inner, index),
             TypeRef::Any => format!("Variant{index}"),
