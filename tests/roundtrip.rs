@@ -5,7 +5,8 @@
 use openapi31::types::{Owner, Reading, Readings};
 use proptest::prelude::*;
 use schemas::types::{
-    Closed, Document, DocumentState, Identifier, Open, Patch, Pet, Scalar, Settings, Shape, Sizes,
+    Closed, Document, DocumentState, Garage, Identifier, Open, Patch, Pet, Scalar, Settings, Shape,
+    Sizes, Vehicle,
 };
 use serde_json::{Map, Value, json};
 
@@ -284,5 +285,42 @@ proptest! {
         prop_assert!(short.is_err(), "two items read as a Reading");
         let long = serde_json::from_value::<Reading>(json!([{}, value, unit, 1]));
         prop_assert!(long.is_err(), "four items read as a Reading");
+    }
+}
+
+proptest! {
+    /// A base schema with a discriminator that other schemas extend with `allOf`: an enum of
+    /// them, picked by the tag, each variant with the base's properties.
+    #[test]
+    fn a_base_with_a_discriminator_is_an_enum_of_its_subtypes(
+        tag in prop_oneof![Just("car"), Just("Bike"), Just("ElectricBike"), Just("Car"), Just("truck")],
+        wheels in any::<i32>(),
+        seats in any::<i32>(),
+        battery in proptest::option::of(any::<i32>()),
+    ) {
+        let value = match tag {
+            "car" => json!({ "vehicleType": tag, "wheels": wheels, "seats": seats }),
+            "ElectricBike" => object(vec![
+                ("vehicleType", Some(json!(tag))),
+                ("wheels", Some(json!(wheels))),
+                ("batteryWh", battery.map(|b| json!(b))),
+            ]),
+            _ => json!({ "vehicleType": tag, "wheels": wheels }),
+        };
+        let garage: Garage = round_trip(&json!({ "vehicles": [value] }))?;
+        let vehicle = garage.vehicles.into_iter().next().unwrap();
+        match (tag, vehicle) {
+            ("car", Vehicle::Car(car)) => {
+                prop_assert_eq!(car.vehicle_type, "car");
+                prop_assert_eq!((car.wheels, car.seats), (wheels, seats));
+            }
+            ("Bike", Vehicle::Bike(bike)) => prop_assert_eq!(bike.wheels, wheels),
+            ("ElectricBike", Vehicle::ElectricBike(bike)) => {
+                prop_assert_eq!((bike.wheels, bike.battery_wh), (wheels, battery));
+            }
+            // The mapping names `car`, not the schema name; `truck` is no subtype.
+            ("Car" | "truck", Vehicle::Other(other)) => prop_assert_eq!(other, value),
+            (tag, vehicle) => prop_assert!(false, "{} was read as {:?}", tag, vehicle),
+        }
     }
 }

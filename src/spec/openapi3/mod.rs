@@ -40,8 +40,10 @@ pub(super) fn read(path: &Path, doc: &OpenAPI, options: &ReadOptions) -> Result<
         types: Vec::new(),
         by_ref: BTreeMap::new(),
         type_names: Scope::with_reserved(RESERVED_TYPES),
+        subtypes: BTreeMap::new(),
     };
     reader.declare_components();
+    reader.subtypes = reader.find_subtypes();
     reader.define_components()?;
     let operations = reader.operations()?;
     reader.order_unions();
@@ -77,6 +79,10 @@ struct Reader<'a> {
     /// `#/components/schemas/X` to its type.
     by_ref: BTreeMap<String, TypeId>,
     type_names: Scope,
+    /// Base schemas with a `discriminator` (not a `oneOf`/`anyOf`) to the schemas that extend
+    /// them with `allOf` or that its mapping names, in spec order: each base becomes an enum
+    /// of them. By `#/components/schemas/X` reference.
+    subtypes: BTreeMap<String, Vec<String>>,
 }
 
 impl<'a> Reader<'a> {
@@ -112,8 +118,13 @@ impl<'a> Reader<'a> {
         for (name, schema) in schemas {
             let id = self.by_ref[&format!("{SCHEMA_PREFIX}{name}")];
             let pointer = format!("#/components/schemas/{}", pointer_token(name));
+            let reference = format!("{SCHEMA_PREFIX}{name}");
             let ty = match schema {
                 ReferenceOr::Reference { reference } => self.resolve(reference, &pointer)?,
+                ReferenceOr::Item(schema) if self.subtypes.contains_key(&reference) => {
+                    self.set_doc(id, schema);
+                    self.subtype_union(schema, &reference, id)
+                }
                 ReferenceOr::Item(schema) => {
                     self.set_doc(id, schema);
                     self.schema(schema, name, &pointer, Some(id))?
