@@ -1,6 +1,7 @@
 //! Property tests of the types generated from `fixtures/schemas.yaml` (committed as
-//! `generated-example/schemas`): for each schema construct, JSON the schema allows is read
-//! into the right Rust value and written back unchanged.
+//! `generated-example/schemas`) and `fixtures/openapi31.yaml` (`generated-example/openapi31`):
+//! for each schema construct, JSON the schema allows is read into the right Rust value and
+//! written back unchanged.
 
 use openapi31::types::{Owner, Reading, Readings};
 use proptest::prelude::*;
