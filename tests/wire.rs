@@ -394,6 +394,7 @@ async fn inline_error_schemas_have_types_to_read_the_body_as() {
         Reply::new(429, r#"{"retryInSeconds":3}"#),
         Reply::new(429, r#"{"retryInSeconds":3}"#),
         Reply::new(409, r#"{"usedBy":["o1","o2"]}"#),
+        Reply::new(404, r#"{"code":"missing"}"#),
     ])
     .await;
     let client = client(&server);
@@ -421,6 +422,10 @@ async fn inline_error_schemas_have_types_to_read_the_body_as() {
     assert_eq!(err.status(), Some(409));
     let in_use: DeleteWithInlineErrorError = err.body_as().expect("the 409 body");
     assert_eq!(in_use.used_by, Some(vec!["o1".to_owned(), "o2".to_owned()]));
+    // Another operation's error of the same schema has the same type.
+    let err = client.delete_with_inline_error(&delete).await.unwrap_err();
+    let missing: GetWithInlineErrorsError404 = err.body_as().expect("the 404 body");
+    assert_eq!(missing.code, "missing");
     assert_eq!(
         server.received()[0].header("Accept"),
         Some("application/json")

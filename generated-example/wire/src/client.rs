@@ -178,7 +178,7 @@ impl Client {
     ///
     /// `DELETE /inline-errors/{id}`
     ///
-    /// Error bodies, read with `TaskError::body_as`: `409`: [`crate::types::DeleteWithInlineErrorError`].
+    /// Error bodies, read with `TaskError::body_as`: `404`: [`crate::types::GetWithInlineErrorsError404`], `409`: [`crate::types::DeleteWithInlineErrorError`].
     pub async fn delete_with_inline_error(
         &self,
         request: &crate::operations::DeleteWithInlineError,

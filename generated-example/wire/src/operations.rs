@@ -617,7 +617,7 @@ impl codegen_runtime::__private::HttpOperation for GetWithInlineErrors {
 ///
 /// `DELETE /inline-errors/{id}`
 ///
-/// Error bodies, read with `TaskError::body_as`: `409`: [`crate::types::DeleteWithInlineErrorError`].
+/// Error bodies, read with `TaskError::body_as`: `404`: [`crate::types::GetWithInlineErrorsError404`], `409`: [`crate::types::DeleteWithInlineErrorError`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeleteWithInlineError {
     /// The `id` parameter.

@@ -111,7 +111,7 @@ pub struct UploadBody {
     pub meta: Option<Address>,
 }
 
-/// The error body of [`GetWithInlineErrors`](crate::operations::GetWithInlineErrors) for statuses `404`, `410`.
+/// The error body of [`GetWithInlineErrors`](crate::operations::GetWithInlineErrors) (statuses `404`, `410`) and [`DeleteWithInlineError`](crate::operations::DeleteWithInlineError) (status `404`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GetWithInlineErrorsError404 {
     /// The `code` property.
@@ -121,7 +121,7 @@ pub struct GetWithInlineErrorsError404 {
     pub detail: Option<String>,
 }
 
-/// The error body of [`GetWithInlineErrors`](crate::operations::GetWithInlineErrors) for status `429`.
+/// The error body of [`GetWithInlineErrors`](crate::operations::GetWithInlineErrors) (status `429`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GetWithInlineErrorsError429 {
     /// The `retryInSeconds` property.
@@ -129,7 +129,7 @@ pub struct GetWithInlineErrorsError429 {
     pub retry_in_seconds: i32,
 }
 
-/// The error body of [`DeleteWithInlineError`](crate::operations::DeleteWithInlineError) for status `409`.
+/// The error body of [`DeleteWithInlineError`](crate::operations::DeleteWithInlineError) (status `409`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeleteWithInlineErrorError {
     /// The `usedBy` property.

@@ -41,6 +41,7 @@ pub(super) fn read(path: &Path, doc: &OpenAPI, options: &ReadOptions) -> Result<
         by_ref: BTreeMap::new(),
         type_names: Scope::with_reserved(RESERVED_TYPES),
         subtypes: BTreeMap::new(),
+        error_bodies: Vec::new(),
     };
     reader.declare_components();
     reader.subtypes = reader.find_subtypes();
@@ -83,6 +84,19 @@ struct Reader<'a> {
     /// them with `allOf` or that its mapping names, in spec order: each base becomes an enum
     /// of them. By `#/components/schemas/X` reference.
     subtypes: BTreeMap<String, Vec<String>>,
+    /// The inline error response schemas met so far and the type made for each, shared by
+    /// every operation with the same schema.
+    error_bodies: Vec<ErrorBody<'a>>,
+}
+
+/// An inline error response schema and its type.
+struct ErrorBody<'a> {
+    schema: &'a Schema,
+    ty: TypeRef,
+    /// The pointer of the first response with it, under which its type was made.
+    origin: String,
+    /// The operations (request type names) and statuses that have it, in spec order.
+    uses: Vec<(String, String)>,
 }
 
 impl<'a> Reader<'a> {

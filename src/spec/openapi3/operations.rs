@@ -107,7 +107,52 @@ impl<'a> Reader<'a> {
                 });
             }
         }
+        self.document_error_bodies();
         Ok(out)
+    }
+
+    /// The types made for inline error bodies without a description say whose they are.
+    fn document_error_bodies(&mut self) {
+        for body in std::mem::take(&mut self.error_bodies) {
+            let TypeRef::Named(id) = body.ty else {
+                continue;
+            };
+            let Some(def) = self.types[id.0].as_mut() else {
+                continue;
+            };
+            if def.doc.is_some() || !def.origin.starts_with(&body.origin) {
+                continue;
+            }
+            // Operations in order of first use, each with its statuses.
+            let mut users: Vec<(String, Vec<String>)> = Vec::new();
+            for (operation, status) in body.uses {
+                match users.iter_mut().find(|(o, _)| *o == operation) {
+                    Some((_, statuses)) => statuses.push(format!("`{status}`")),
+                    None => users.push((operation, vec![format!("`{status}`")])),
+                }
+            }
+            const SHOWN: usize = 3;
+            let mut named: Vec<String> = users
+                .iter()
+                .take(SHOWN)
+                .map(|(operation, statuses)| {
+                    let plural = if statuses.len() == 1 { "" } else { "es" };
+                    format!(
+                        "[`{operation}`](crate::operations::{operation}) (status{plural} {})",
+                        statuses.join(", ")
+                    )
+                })
+                .collect();
+            if users.len() > SHOWN {
+                named.push(format!("{} other operations", users.len() - SHOWN));
+            }
+            let list = match named.as_slice() {
+                [one] => one.clone(),
+                [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+                [] => continue,
+            };
+            def.doc = Some(format!("The error body of {list}."));
+        }
     }
 
     /// Resolves parameter references; an operation's parameter replaces a path item's one of
@@ -473,16 +518,18 @@ impl<'a> Reader<'a> {
                 described.push((key, media_type, schema, r_pointer));
             }
         }
+        // The inline schemas that need a new type: one is `<Operation>Error`, several are
+        // named by their status.
         let mut inline: Vec<&Schema> = Vec::new();
         for (_, _, schema, _) in &described {
             if let ReferenceOr::Item(schema) = schema
                 && !inline.contains(&schema)
+                && !self.error_bodies.iter().any(|b| b.schema == schema)
             {
                 inline.push(schema);
             }
         }
         let one_inline = inline.len() == 1;
-        let mut made: Vec<(&Schema, TypeRef, Vec<String>)> = Vec::new();
         let mut errors = Vec::new();
         for (key, media_type, schema, r_pointer) in described {
             match schema {
@@ -494,44 +541,39 @@ impl<'a> Reader<'a> {
                     }
                 }
                 ReferenceOr::Item(item) => {
-                    if let Some((_, ty, statuses)) = made.iter_mut().find(|(s, _, _)| *s == item) {
-                        statuses.push(key.clone());
-                        errors.push((key, ty.clone()));
-                        continue;
-                    }
-                    let hint = if one_inline {
-                        format!("{type_name}Error")
-                    } else {
-                        format!("{type_name}Error{}", pascal_ident(&key, "", ""))
+                    // The same schema, in this operation or an earlier one, has one type.
+                    let known = self.error_bodies.iter().position(|b| b.schema == item);
+                    let index = match known {
+                        Some(index) => index,
+                        None => {
+                            let hint = if one_inline {
+                                format!("{type_name}Error")
+                            } else {
+                                format!("{type_name}Error{}", pascal_ident(&key, "", ""))
+                            };
+                            let ty = self.content_type(
+                                Some(schema),
+                                BodyEncoding::Json,
+                                &media_type,
+                                &hint,
+                                &r_pointer,
+                            )?;
+                            self.error_bodies.push(super::ErrorBody {
+                                schema: item,
+                                ty,
+                                origin: r_pointer.clone(),
+                                uses: Vec::new(),
+                            });
+                            self.error_bodies.len() - 1
+                        }
                     };
-                    let ty = self.content_type(
-                        Some(schema),
-                        BodyEncoding::Json,
-                        &media_type,
-                        &hint,
-                        &r_pointer,
-                    )?;
-                    made.push((item, ty.clone(), vec![key.clone()]));
+                    let body = &mut self.error_bodies[index];
+                    body.uses.push((type_name.to_owned(), key.clone()));
                     // Any JSON is what `TaskError::body_as` reads anyway.
-                    if ty != TypeRef::Any {
-                        errors.push((key, ty));
+                    if body.ty != TypeRef::Any {
+                        errors.push((key, body.ty.clone()));
                     }
                 }
-            }
-        }
-        // A type made for an error body without a description says what it is.
-        for (_, ty, statuses) in made {
-            if let TypeRef::Named(id) = ty
-                && let Some(def) = self.types[id.0].as_mut()
-                && def.doc.is_none()
-                && def.origin.starts_with(pointer)
-            {
-                let statuses: Vec<String> = statuses.iter().map(|s| format!("`{s}`")).collect();
-                let plural = if statuses.len() == 1 { "" } else { "es" };
-                def.doc = Some(format!(
-                    "The error body of [`{type_name}`](crate::operations::{type_name}) for status{plural} {}.",
-                    statuses.join(", ")
-                ));
             }
         }
         let first = outcomes
