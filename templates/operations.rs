@@ -75,6 +75,9 @@ impl codegen_runtime::__private::HttpOperation for {{ op.type_name }} {
 {%- if let Some(header) = op.idempotency_header %}
     const IDEMPOTENCY_HEADER: Option<&'static str> = Some({{ self::lit(header) }});
 {%- endif %}
+{%- if let Some(accept) = self.accept(op) %}
+    const ACCEPT: &'static [&'static str] = {{ accept }};
+{%- endif %}
 {%- if let Some(security) = self.security(op) %}
     const SECURITY: &'static [&'static [&'static str]] = {{ security }};
 {%- endif %}

@@ -1,10 +1,13 @@
 //! Property tests of the types generated from `fixtures/schemas.yaml` (committed as
-//! `generated-example/schemas`): for each schema construct, JSON the schema allows is read
-//! into the right Rust value and written back unchanged.
+//! `generated-example/schemas`) and `fixtures/openapi31.yaml` (`generated-example/openapi31`):
+//! for each schema construct, JSON the schema allows is read into the right Rust value and
+//! written back unchanged.
 
+use openapi31::types::{Owner, Reading, Readings};
 use proptest::prelude::*;
 use schemas::types::{
-    Closed, Document, DocumentState, Identifier, Open, Patch, Pet, Scalar, Settings, Shape, Sizes,
+    Closed, Document, DocumentState, Garage, Identifier, Open, Patch, Pet, Scalar, Settings, Shape,
+    Sizes, Vehicle,
 };
 use serde_json::{Map, Value, json};
 
@@ -256,5 +259,69 @@ proptest! {
         // that adds one must not break its clients).
         let closed: Closed = serde_json::from_value(json!({ "only": "o", "more": 1 })).unwrap();
         prop_assert_eq!(serde_json::to_value(closed).unwrap(), json!({ "only": "o" }));
+    }
+}
+
+proptest! {
+    /// `prefixItems` of a fixed length (`fixtures/openapi31.yaml`, committed as
+    /// `generated-example/openapi31`) are Rust tuples, written and read as JSON arrays.
+    #[test]
+    fn fixed_length_prefix_items_are_tuples(
+        name in proptest::option::of(text()),
+        value in -1e9f64..1e9,
+        unit in text(),
+        single in any::<i64>(),
+    ) {
+        let owner = object(vec![("name", name.clone().map(|n| json!(n)))]);
+        let reading = json!([owner, value, unit]);
+        let read: Reading = round_trip(&reading)?;
+        prop_assert_eq!(&read, &(Owner { name }, value, unit.clone()));
+
+        let readings = json!({ "readings": [reading, reading], "single": [single] });
+        let read: Readings = round_trip(&readings)?;
+        prop_assert_eq!(read.single, Some((single,)));
+
+        // Another length is not the tuple.
+        let short = serde_json::from_value::<Reading>(json!([{}, value]));
+        prop_assert!(short.is_err(), "two items read as a Reading");
+        let long = serde_json::from_value::<Reading>(json!([{}, value, unit, 1]));
+        prop_assert!(long.is_err(), "four items read as a Reading");
+    }
+}
+
+proptest! {
+    /// A base schema with a discriminator that other schemas extend with `allOf`: an enum of
+    /// them, picked by the tag, each variant with the base's properties.
+    #[test]
+    fn a_base_with_a_discriminator_is_an_enum_of_its_subtypes(
+        tag in prop_oneof![Just("car"), Just("Bike"), Just("ElectricBike"), Just("Car"), Just("truck")],
+        wheels in any::<i32>(),
+        seats in any::<i32>(),
+        battery in proptest::option::of(any::<i32>()),
+    ) {
+        let value = match tag {
+            "car" => json!({ "vehicleType": tag, "wheels": wheels, "seats": seats }),
+            "ElectricBike" => object(vec![
+                ("vehicleType", Some(json!(tag))),
+                ("wheels", Some(json!(wheels))),
+                ("batteryWh", battery.map(|b| json!(b))),
+            ]),
+            _ => json!({ "vehicleType": tag, "wheels": wheels }),
+        };
+        let garage: Garage = round_trip(&json!({ "vehicles": [value] }))?;
+        let vehicle = garage.vehicles.into_iter().next().unwrap();
+        match (tag, vehicle) {
+            ("car", Vehicle::Car(car)) => {
+                prop_assert_eq!(car.vehicle_type, "car");
+                prop_assert_eq!((car.wheels, car.seats), (wheels, seats));
+            }
+            ("Bike", Vehicle::Bike(bike)) => prop_assert_eq!(bike.wheels, wheels),
+            ("ElectricBike", Vehicle::ElectricBike(bike)) => {
+                prop_assert_eq!((bike.wheels, bike.battery_wh), (wheels, battery));
+            }
+            // The mapping names `car`, not the schema name; `truck` is no subtype.
+            ("Car" | "truck", Vehicle::Other(other)) => prop_assert_eq!(other, value),
+            (tag, vehicle) => prop_assert!(false, "{} was read as {:?}", tag, vehicle),
+        }
     }
 }

@@ -336,6 +336,103 @@ async fn each_success_status_has_its_variant_and_error_bodies_stay_readable() {
 }
 
 #[tokio::test]
+async fn accept_names_what_the_client_reads_and_another_content_type_is_a_plain_error() {
+    let xml = r#"<?xml version="1.0"?><item><id>i1</id></item>"#;
+    let server = Server::start(vec![
+        Reply::new(200, r#"{"id":"i1"}"#).header("Content-Type", "application/vnd.wire.item+json"),
+        Reply::new(200, xml).header("Content-Type", "application/xml; charset=utf-8"),
+        Reply::new(200, r#"{"id":"i2"}"#).header("Content-Type", "application/json"),
+    ])
+    .await;
+    let client = client(&server);
+    let get = GetNegotiated { id: "n1".into() };
+    assert_eq!(client.get_negotiated(&get).await.unwrap().id, "i1");
+    let err = client.get_negotiated(&get).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    assert_eq!(err.status(), Some(200));
+    assert_eq!(err.body(), Some(xml));
+    assert_eq!(
+        err.message(),
+        "the API answered 200 with a body of content type `application/xml; charset=utf-8`, but \
+         this operation reads `application/json`, `application/vnd.wire.item+json`, \
+         `application/problem+json` (the media types its description gives)"
+    );
+    // The XML answer was not retried: it is permanent.
+    let received = server.received();
+    assert_eq!(received.len(), 2, "{received:?}");
+    for request in &received {
+        assert_eq!(
+            request.header("Accept"),
+            Some("application/json, application/vnd.wire.item+json, application/problem+json")
+        );
+    }
+    // An `Accept` the caller sets on the client is sent instead.
+    let custom = wire::Client::from_http(
+        http(&server)
+            .with_header("Accept", "application/json", false)
+            .unwrap(),
+    );
+    assert_eq!(custom.get_negotiated(&get).await.unwrap().id, "i2");
+    let received = server.received();
+    assert_eq!(received[2].header("Accept"), Some("application/json"));
+    assert_eq!(
+        received[2]
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("accept"))
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn inline_error_schemas_have_types_to_read_the_body_as() {
+    let server = Server::start(vec![
+        Reply::new(404, r#"{"code":"missing","detail":"no such item"}"#),
+        Reply::new(410, r#"{"code":"gone"}"#),
+        // 429 is retried: the client's policy makes two attempts.
+        Reply::new(429, r#"{"retryInSeconds":3}"#),
+        Reply::new(429, r#"{"retryInSeconds":3}"#),
+        Reply::new(409, r#"{"usedBy":["o1","o2"]}"#),
+        Reply::new(404, r#"{"code":"missing"}"#),
+    ])
+    .await;
+    let client = client(&server);
+    let get = GetWithInlineErrors { id: "x".into() };
+    let err = client.get_with_inline_errors(&get).await.unwrap_err();
+    assert_eq!(
+        err.body_as::<GetWithInlineErrorsError404>(),
+        Some(GetWithInlineErrorsError404 {
+            code: "missing".into(),
+            detail: Some("no such item".into()),
+        })
+    );
+    // 410 has the same schema as 404, so the same type.
+    let err = client.get_with_inline_errors(&get).await.unwrap_err();
+    assert_eq!(err.status(), Some(410));
+    let gone: GetWithInlineErrorsError404 = err.body_as().expect("the 410 body");
+    assert_eq!(gone.code, "gone");
+    let err = client.get_with_inline_errors(&get).await.unwrap_err();
+    assert_eq!(err.status(), Some(429));
+    let slow: GetWithInlineErrorsError429 = err.body_as().expect("the 429 body");
+    assert_eq!(slow.retry_in_seconds, 3);
+    // The only inline error schema of an operation is `<Operation>Error`.
+    let delete = DeleteWithInlineError { id: "x".into() };
+    let err = client.delete_with_inline_error(&delete).await.unwrap_err();
+    assert_eq!(err.status(), Some(409));
+    let in_use: DeleteWithInlineErrorError = err.body_as().expect("the 409 body");
+    assert_eq!(in_use.used_by, Some(vec!["o1".to_owned(), "o2".to_owned()]));
+    // Another operation's error of the same schema has the same type.
+    let err = client.delete_with_inline_error(&delete).await.unwrap_err();
+    let missing: GetWithInlineErrorsError404 = err.body_as().expect("the 404 body");
+    assert_eq!(missing.code, "missing");
+    assert_eq!(
+        server.received()[0].header("Accept"),
+        Some("application/json")
+    );
+}
+
+#[tokio::test]
 async fn api_keys_basic_and_bearer_go_where_their_schemes_say() {
     let server = Server::start(vec![Reply::new(204, ""); 5]).await;
     let http = http(&server)

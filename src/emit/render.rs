@@ -25,6 +25,13 @@ impl Render<'_> {
             }
             TypeRef::Primitive(p) => primitive(*p).to_owned(),
             TypeRef::Vec(inner) => format!("Vec<{}>", self.ty(inner, qualified)),
+            TypeRef::Tuple(items) => {
+                let items: Vec<String> = items.iter().map(|t| self.ty(t, qualified)).collect();
+                match items.as_slice() {
+                    [one] => format!("({one},)"),
+                    _ => format!("({})", items.join(", ")),
+                }
+            }
             TypeRef::Map(inner) => format!(
                 "std::collections::BTreeMap<String, {}>",
                 self.ty(inner, qualified)
@@ -116,7 +123,10 @@ impl Render<'_> {
                 .output
                 .errors
                 .iter()
-                .map(|(status, ty)| format!("`{status}`: [`{}`]", self.ty(ty, true)))
+                .map(|(status, ty)| match ty {
+                    TypeRef::Named(_) => format!("`{status}`: [`{}`]", self.ty(ty, true)),
+                    _ => format!("`{status}`: `{}`", self.ty(ty, true)),
+                })
                 .collect();
             out.push_str("\n///\n");
             out.push_str(&doc(

@@ -67,6 +67,7 @@ impl Uses {
             TypeRef::Primitive(Primitive::Uuid) => self.uuid = true,
             TypeRef::Any => self.json_value = true,
             TypeRef::Vec(inner) | TypeRef::Map(inner) | TypeRef::Box(inner) => self.add(inner),
+            TypeRef::Tuple(items) => items.iter().for_each(|t| self.add(t)),
             TypeRef::Named(_) | TypeRef::Primitive(_) => {}
         }
     }
@@ -280,6 +281,15 @@ impl OperationsRs<'_> {
                 steps
             }
         }
+    }
+
+    /// The `ACCEPT` constant's value, when the operation reads a response body.
+    fn accept(&self, op: &Operation) -> Option<String> {
+        if op.output.accept.is_empty() {
+            return None;
+        }
+        let types: Vec<String> = op.output.accept.iter().map(|m| lit(m)).collect();
+        Some(format!("&[{}]", types.join(", ")))
     }
 
     /// The `SECURITY` constant's value, when the operation asks for credentials.

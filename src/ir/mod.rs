@@ -194,6 +194,9 @@ pub enum TypeRef {
     Primitive(Primitive),
     /// A JSON array.
     Vec(Box<TypeRef>),
+    /// A JSON array of a fixed length whose items have their own types (`prefixItems`): a
+    /// Rust tuple, which serde writes and reads as an array.
+    Tuple(Vec<TypeRef>),
     /// A JSON object with arbitrary keys.
     Map(Box<TypeRef>),
     /// An indirection that breaks a recursive type.
@@ -440,6 +443,10 @@ pub struct Output {
     pub by_status: Option<StatusOutputs>,
     /// The error responses the description gives a JSON body type for, in spec order.
     pub errors: Vec<(String, TypeRef)>,
+    /// The media types sent in `Accept`: those of the described responses that the decoders
+    /// read (the success responses' types of their encoding, the JSON types of error
+    /// responses), in spec order. Empty when no response has a body.
+    pub accept: Vec<String>,
 }
 
 /// An output enum: one variant per success status.

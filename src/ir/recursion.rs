@@ -27,10 +27,7 @@ pub fn box_recursive_fields(api: &mut Api) {
         api.types.iter().map(|t| direct_children(&t.kind)).collect();
     for index in 0..api.types.len() {
         let me = TypeId(index);
-        let leads_back = |ty: &TypeRef| match ty {
-            TypeRef::Named(id) => reaches(&direct, *id, me),
-            _ => false,
-        };
+        let leads_back = |ty: &TypeRef| inline(ty).iter().any(|id| reaches(&direct, *id, me));
         match &mut api.types[index].kind {
             TypeKind::Struct { fields, .. } => {
                 for field in fields.iter_mut().filter(|f| leads_back(&f.ty)) {
@@ -71,21 +68,29 @@ fn alias_reaches(
         TypeRef::Vec(inner) | TypeRef::Map(inner) | TypeRef::Box(inner) => {
             alias_reaches(types, inner, target, seen)
         }
+        TypeRef::Tuple(items) => items
+            .iter()
+            .any(|item| alias_reaches(types, item, target, seen)),
         TypeRef::Primitive(_) | TypeRef::Any => false,
     }
 }
 
 /// The named types a type holds inline (not behind a `Vec`, map or `Box`).
 fn direct_children(kind: &TypeKind) -> BTreeSet<TypeId> {
-    let inline = |ty: &TypeRef| match ty {
-        TypeRef::Named(id) => Some(*id),
-        _ => None,
-    };
     match kind {
-        TypeKind::Struct { fields, .. } => fields.iter().filter_map(|f| inline(&f.ty)).collect(),
-        TypeKind::Union { variants, .. } => variants.iter().filter_map(|v| inline(&v.ty)).collect(),
+        TypeKind::Struct { fields, .. } => fields.iter().flat_map(|f| inline(&f.ty)).collect(),
+        TypeKind::Union { variants, .. } => variants.iter().flat_map(|v| inline(&v.ty)).collect(),
         TypeKind::Alias(ty) | TypeKind::Newtype(ty) => inline(ty).into_iter().collect(),
         TypeKind::Enum { .. } => BTreeSet::new(),
+    }
+}
+
+/// The named types `ty` holds by value: itself, or the items of a tuple.
+fn inline(ty: &TypeRef) -> Vec<TypeId> {
+    match ty {
+        TypeRef::Named(id) => vec![*id],
+        TypeRef::Tuple(items) => items.iter().flat_map(inline).collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -41,7 +41,13 @@ const SCHEMA_KEYS: &[&str] = &[
 ];
 
 /// Keys whose value is a list of schemas.
-const SCHEMA_LIST_KEYS: &[&str] = &["allOf", "oneOf", "anyOf", "prefixItems"];
+const SCHEMA_LIST_KEYS: &[&str] = &[
+    "allOf",
+    "oneOf",
+    "anyOf",
+    "prefixItems",
+    super::openapi31::TUPLE_KEY,
+];
 
 /// Keys whose value maps names to schemas.
 const SCHEMA_MAP_KEYS: &[&str] = &[

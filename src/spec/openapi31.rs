@@ -6,7 +6,9 @@
 //! - a `{type: "null"}` branch of `oneOf`/`anyOf` becomes `nullable` on the union;
 //! - `const` becomes a one-value `enum`; `examples` becomes `example`;
 //! - numeric `exclusiveMinimum`/`exclusiveMaximum` become `minimum`/`maximum` and a flag;
-//! - `prefixItems` (tuples) become `items` of their union;
+//! - `prefixItems` of a fixed length (`items: false`, or `minItems` and `maxItems` equal to
+//!   their number) are kept under [`TUPLE_KEY`], which the reader makes a tuple of; other
+//!   `prefixItems` become `items` of their union;
 //! - `contentEncoding: base64` becomes `format: byte`, a binary `contentMediaType` `format: binary`;
 //! - boolean schemas become `{}` (anything) and `{not: {}}` (nothing).
 //!
@@ -16,6 +18,10 @@
 use serde_json::{Map, Value, json};
 
 use super::bundle::is_schema_position;
+
+/// The extension under which a fixed-length `prefixItems` reaches the reader (openapiv3 keeps
+/// only `x-` keys it does not know): a list of schemas, one per item of a tuple.
+pub(super) const TUPLE_KEY: &str = "x-codegen-prefix-items";
 
 /// Converts an OpenAPI 3.1 document in place; returns notes for the user.
 pub(super) fn downgrade(doc: &mut Value) -> Vec<String> {
@@ -144,6 +150,11 @@ fn schema(value: &mut Value, keys: &[String]) {
             map.insert(exclusive.into(), json!(true));
         }
     }
+    if let Some(items) = fixed_tuple(map) {
+        map.remove("prefixItems");
+        map.remove("items");
+        map.insert(TUPLE_KEY.into(), Value::Array(items));
+    }
     let tuple = match map.remove("prefixItems") {
         Some(Value::Array(items)) => Some(items),
         _ => match map.get("items") {
@@ -201,6 +212,28 @@ fn schema(value: &mut Value, keys: &[String]) {
             map.remove(union);
         }
     }
+}
+
+/// The `prefixItems` of a schema that allows exactly that many items: no other items
+/// (`items: false`, with no `minItems` below their number) or `minItems` and `maxItems` both
+/// equal to their number and no `items` schema. At most twelve items.
+fn fixed_tuple(map: &Map<String, Value>) -> Option<Vec<Value>> {
+    let Some(Value::Array(items)) = map.get("prefixItems") else {
+        return None;
+    };
+    // The standard library implements `Debug`, `Clone` and `PartialEq` for tuples of up to
+    // twelve items; longer ones stay lists.
+    if items.is_empty() || items.len() > 12 {
+        return None;
+    }
+    let len = items.len() as u64;
+    let bound = |key: &str| map.get(key).and_then(Value::as_u64);
+    let fixed = match map.get("items") {
+        Some(Value::Bool(false)) => bound("minItems").is_none_or(|min| min >= len),
+        None => bound("minItems") == Some(len) && bound("maxItems") == Some(len),
+        Some(_) => false,
+    };
+    fixed.then(|| items.clone())
 }
 
 /// `type` as a list, or `"null"`.
@@ -316,6 +349,30 @@ mod tests {
                 json!({ "type": "array", "prefixItems": [{ "type": "number" }, { "type": "number" }] })
             ),
             json!({ "type": "array", "items": { "type": "number" } })
+        );
+        // A fixed length makes a tuple; its items are schemas like any other.
+        let pair = json!([{ "type": ["integer", "null"] }, { "const": "x" }]);
+        let converted_pair = json!([{ "type": "integer", "nullable": true }, { "enum": ["x"] }]);
+        assert_eq!(
+            converted(json!({ "type": "array", "prefixItems": pair, "items": false })),
+            json!({ "type": "array", (TUPLE_KEY): converted_pair })
+        );
+        assert_eq!(
+            converted(
+                json!({ "type": "array", "prefixItems": pair, "minItems": 2, "maxItems": 2 })
+            ),
+            json!({ "type": "array", "minItems": 2, "maxItems": 2, (TUPLE_KEY): converted_pair })
+        );
+        // Shorter arrays allowed, or more items: a list.
+        assert_eq!(
+            converted(
+                json!({ "type": "array", "prefixItems": pair, "items": false, "minItems": 1 })
+            )[TUPLE_KEY],
+            Value::Null
+        );
+        assert_eq!(
+            converted(json!({ "type": "array", "prefixItems": pair, "minItems": 2 }))[TUPLE_KEY],
+            Value::Null
         );
         assert_eq!(
             converted(

@@ -20,6 +20,7 @@ impl codegen_runtime::Task for GetSubscription {
 
 impl codegen_runtime::__private::HttpOperation for GetSubscription {
     const METHOD: &'static str = "GET";
+    const ACCEPT: &'static [&'static str] = &["application/json"];
 
     fn build(
         &self,
@@ -58,6 +59,7 @@ impl codegen_runtime::Task for GetConsumption {
 
 impl codegen_runtime::__private::HttpOperation for GetConsumption {
     const METHOD: &'static str = "GET";
+    const ACCEPT: &'static [&'static str] = &["application/json"];
 
     fn build(
         &self,

@@ -20,6 +20,7 @@ impl codegen_runtime::Task for SendEmail {
 
 impl codegen_runtime::__private::HttpOperation for SendEmail {
     const METHOD: &'static str = "POST";
+    const ACCEPT: &'static [&'static str] = &["application/json"];
 
     fn build(
         &self,

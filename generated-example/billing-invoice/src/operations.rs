@@ -20,6 +20,7 @@ impl codegen_runtime::Task for CreateInvoice {
 
 impl codegen_runtime::__private::HttpOperation for CreateInvoice {
     const METHOD: &'static str = "POST";
+    const ACCEPT: &'static [&'static str] = &["application/json"];
 
     fn build(
         &self,

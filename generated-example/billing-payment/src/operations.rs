@@ -23,6 +23,7 @@ impl codegen_runtime::Task for RequestPayment {
 impl codegen_runtime::__private::HttpOperation for RequestPayment {
     const METHOD: &'static str = "POST";
     const IDEMPOTENCY_HEADER: Option<&'static str> = Some("Idempotency-Key");
+    const ACCEPT: &'static [&'static str] = &["application/json"];
 
     fn build(
         &self,

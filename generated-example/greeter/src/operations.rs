@@ -55,6 +55,7 @@ impl codegen_runtime::Task for GetGreeting {
 
 impl codegen_runtime::__private::HttpOperation for GetGreeting {
     const METHOD: &'static str = "GET";
+    const ACCEPT: &'static [&'static str] = &["application/json"];
 
     fn build(
         &self,
@@ -97,6 +98,7 @@ impl codegen_runtime::Task for CreateGreeting {
 
 impl codegen_runtime::__private::HttpOperation for CreateGreeting {
     const METHOD: &'static str = "POST";
+    const ACCEPT: &'static [&'static str] = &["application/json"];
 
     fn build(
         &self,

@@ -29,6 +29,7 @@ impl codegen_runtime::Task for ListPets {
 
 impl codegen_runtime::__private::HttpOperation for ListPets {
     const METHOD: &'static str = "GET";
+    const ACCEPT: &'static [&'static str] = &["application/json"];
 
     fn build(
         &self,
@@ -70,6 +71,7 @@ impl codegen_runtime::Task for CreatePet {
 impl codegen_runtime::__private::HttpOperation for CreatePet {
     const METHOD: &'static str = "POST";
     const IDEMPOTENCY_HEADER: Option<&'static str> = Some("Idempotency-Key");
+    const ACCEPT: &'static [&'static str] = &["application/json"];
 
     fn build(
         &self,
@@ -106,6 +108,7 @@ impl codegen_runtime::Task for ShowPetById {
 
 impl codegen_runtime::__private::HttpOperation for ShowPetById {
     const METHOD: &'static str = "GET";
+    const ACCEPT: &'static [&'static str] = &["application/json"];
 
     fn build(
         &self,
@@ -181,6 +184,7 @@ impl codegen_runtime::Task for UploadPhoto {
 
 impl codegen_runtime::__private::HttpOperation for UploadPhoto {
     const METHOD: &'static str = "PUT";
+    const ACCEPT: &'static [&'static str] = &["text/plain"];
 
     fn build(
         &self,
@@ -224,6 +228,7 @@ impl codegen_runtime::Task for GetOwnersOwnerIdPets {
 
 impl codegen_runtime::__private::HttpOperation for GetOwnersOwnerIdPets {
     const METHOD: &'static str = "GET";
+    const ACCEPT: &'static [&'static str] = &["application/json"];
 
     fn build(
         &self,

@@ -26,6 +26,7 @@ impl codegen_runtime::Task for GetDocument {
 
 impl codegen_runtime::__private::HttpOperation for GetDocument {
     const METHOD: &'static str = "GET";
+    const ACCEPT: &'static [&'static str] = &["application/vnd.example+json"];
 
     fn build(
         &self,
@@ -66,6 +67,7 @@ impl codegen_runtime::Task for UpdateDocument {
 
 impl codegen_runtime::__private::HttpOperation for UpdateDocument {
     const METHOD: &'static str = "PATCH";
+    const ACCEPT: &'static [&'static str] = &["application/json"];
 
     fn build(
         &self,
@@ -104,6 +106,7 @@ impl codegen_runtime::Task for Search {
 
 impl codegen_runtime::__private::HttpOperation for Search {
     const METHOD: &'static str = "POST";
+    const ACCEPT: &'static [&'static str] = &["application/json"];
 
     fn build(
         &self,
@@ -139,6 +142,7 @@ impl codegen_runtime::Task for Export {
 
 impl codegen_runtime::__private::HttpOperation for Export {
     const METHOD: &'static str = "GET";
+    const ACCEPT: &'static [&'static str] = &["application/zip"];
 
     fn build(
         &self,

@@ -231,6 +231,75 @@ pub struct Lizard {
     pub length: Option<f64>,
 }
 
+/// A base schema with a discriminator, which other schemas extend with allOf: it is an enum of them, picked by the tag (a mapping value or the schema name).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Vehicle {
+    /// A `Car`.
+    Car(Car),
+    /// A `Bike`.
+    Bike(Bike),
+    /// A `ElectricBike`.
+    ElectricBike(ElectricBike),
+    /// An object whose `vehicleType` names no variant above, as received.
+    Other(serde_json::Value),
+}
+
+impl<'de> serde::Deserialize<'de> for Vehicle {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (tag, value) = codegen_runtime::schema::tagged(deserializer, "vehicleType")?;
+        match tag.as_deref() {
+            Some("car") => codegen_runtime::schema::variant(value).map(Self::Car),
+            Some("Bike") => codegen_runtime::schema::variant(value).map(Self::Bike),
+            Some("ElectricBike") => codegen_runtime::schema::variant(value).map(Self::ElectricBike),
+            _ => Ok(Self::Other(value)),
+        }
+    }
+}
+
+/// The `Car` schema.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Car {
+    /// The `vehicleType` property.
+    #[serde(rename = "vehicleType")]
+    pub vehicle_type: String,
+    /// The `wheels` property.
+    pub wheels: i32,
+    /// The `seats` property.
+    pub seats: i32,
+}
+
+/// Extends the base with nothing of its own.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Bike {
+    /// The `vehicleType` property.
+    #[serde(rename = "vehicleType")]
+    pub vehicle_type: String,
+    /// The `wheels` property.
+    pub wheels: i32,
+}
+
+/// Extends a subtype, so it is a subtype of the base too.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ElectricBike {
+    /// The `vehicleType` property.
+    #[serde(rename = "vehicleType")]
+    pub vehicle_type: String,
+    /// The `wheels` property.
+    pub wheels: i32,
+    /// The `batteryWh` property.
+    #[serde(rename = "batteryWh")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub battery_wh: Option<i32>,
+}
+
+/// The `Garage` schema.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Garage {
+    /// The `vehicles` property.
+    pub vehicles: Vec<Vehicle>,
+}
+
 /// Absent, null and a value are three different things in a patch.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Patch {

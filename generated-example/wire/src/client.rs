@@ -150,6 +150,42 @@ impl Client {
         self.http.execute(request).await
     }
 
+    /// The description lists XML before JSON; the client reads JSON and asks for it.
+    ///
+    /// `GET /negotiated/{id}`
+    ///
+    /// Error bodies, read with `TaskError::body_as`: `404`: [`crate::types::Problem`].
+    pub async fn get_negotiated(
+        &self,
+        request: &crate::operations::GetNegotiated,
+    ) -> Result<crate::types::Item, TaskError> {
+        self.http.execute(request).await
+    }
+
+    /// Error bodies described inline, one schema shared by two statuses.
+    ///
+    /// `GET /inline-errors/{id}`
+    ///
+    /// Error bodies, read with `TaskError::body_as`: `404`: [`crate::types::GetWithInlineErrorsError404`], `410`: [`crate::types::GetWithInlineErrorsError404`], `429`: [`crate::types::GetWithInlineErrorsError429`].
+    pub async fn get_with_inline_errors(
+        &self,
+        request: &crate::operations::GetWithInlineErrors,
+    ) -> Result<crate::types::Item, TaskError> {
+        self.http.execute(request).await
+    }
+
+    /// The `deleteWithInlineError` operation.
+    ///
+    /// `DELETE /inline-errors/{id}`
+    ///
+    /// Error bodies, read with `TaskError::body_as`: `404`: [`crate::types::GetWithInlineErrorsError404`], `409`: [`crate::types::DeleteWithInlineErrorError`].
+    pub async fn delete_with_inline_error(
+        &self,
+        request: &crate::operations::DeleteWithInlineError,
+    ) -> Result<(), TaskError> {
+        self.http.execute(request).await
+    }
+
     /// The `secureHeader` operation.
     ///
     /// `GET /secure/header`

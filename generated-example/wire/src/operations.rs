@@ -244,6 +244,7 @@ impl codegen_runtime::Task for SendJsonApi {
 
 impl codegen_runtime::__private::HttpOperation for SendJsonApi {
     const METHOD: &'static str = "POST";
+    const ACCEPT: &'static [&'static str] = &["application/vnd.api+json"];
 
     fn build(
         &self,
@@ -363,6 +364,7 @@ impl codegen_runtime::Task for PutBytes {
 
 impl codegen_runtime::__private::HttpOperation for PutBytes {
     const METHOD: &'static str = "PUT";
+    const ACCEPT: &'static [&'static str] = &["application/octet-stream"];
 
     fn build(
         &self,
@@ -400,6 +402,7 @@ impl codegen_runtime::Task for SendText {
 
 impl codegen_runtime::__private::HttpOperation for SendText {
     const METHOD: &'static str = "POST";
+    const ACCEPT: &'static [&'static str] = &["text/plain"];
 
     fn build(
         &self,
@@ -504,6 +507,7 @@ impl codegen_runtime::Task for GetOutcome {
 
 impl codegen_runtime::__private::HttpOperation for GetOutcome {
     const METHOD: &'static str = "GET";
+    const ACCEPT: &'static [&'static str] = &["application/json"];
 
     fn build(
         &self,
@@ -524,6 +528,126 @@ impl codegen_runtime::__private::HttpOperation for GetOutcome {
             204 => Ok(GetOutcomeOutput::NoContent),
             other => codegen_runtime::__private::decode::unexpected_status(other),
         }
+    }
+}
+
+/// The description lists XML before JSON; the client reads JSON and asks for it.
+///
+/// `GET /negotiated/{id}`
+///
+/// Error bodies, read with `TaskError::body_as`: `404`: [`crate::types::Problem`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GetNegotiated {
+    /// The `id` parameter.
+    pub id: String,
+}
+
+impl codegen_runtime::Task for GetNegotiated {
+    type Output = crate::types::Item;
+    const SERVICE: &'static str = "wire";
+    const NAME: &'static str = "getNegotiated";
+    const IDEMPOTENT: bool = true;
+}
+
+impl codegen_runtime::__private::HttpOperation for GetNegotiated {
+    const METHOD: &'static str = "GET";
+    const ACCEPT: &'static [&'static str] = &[
+        "application/json",
+        "application/vnd.wire.item+json",
+        "application/problem+json",
+    ];
+
+    fn build(
+        &self,
+        request: &mut codegen_runtime::__private::RequestParts,
+    ) -> Result<(), codegen_runtime::TaskError> {
+        request.path("/negotiated/");
+        request.path_param("id", &self.id)?;
+        Ok(())
+    }
+
+    fn decode(
+        _status: u16,
+        body: codegen_runtime::__private::Bytes,
+    ) -> Result<Self::Output, codegen_runtime::TaskError> {
+        codegen_runtime::__private::decode::json(body)
+    }
+}
+
+/// Error bodies described inline, one schema shared by two statuses.
+///
+/// `GET /inline-errors/{id}`
+///
+/// Error bodies, read with `TaskError::body_as`: `404`: [`crate::types::GetWithInlineErrorsError404`], `410`: [`crate::types::GetWithInlineErrorsError404`], `429`: [`crate::types::GetWithInlineErrorsError429`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GetWithInlineErrors {
+    /// The `id` parameter.
+    pub id: String,
+}
+
+impl codegen_runtime::Task for GetWithInlineErrors {
+    type Output = crate::types::Item;
+    const SERVICE: &'static str = "wire";
+    const NAME: &'static str = "getWithInlineErrors";
+    const IDEMPOTENT: bool = true;
+}
+
+impl codegen_runtime::__private::HttpOperation for GetWithInlineErrors {
+    const METHOD: &'static str = "GET";
+    const ACCEPT: &'static [&'static str] = &["application/json"];
+
+    fn build(
+        &self,
+        request: &mut codegen_runtime::__private::RequestParts,
+    ) -> Result<(), codegen_runtime::TaskError> {
+        request.path("/inline-errors/");
+        request.path_param("id", &self.id)?;
+        Ok(())
+    }
+
+    fn decode(
+        _status: u16,
+        body: codegen_runtime::__private::Bytes,
+    ) -> Result<Self::Output, codegen_runtime::TaskError> {
+        codegen_runtime::__private::decode::json(body)
+    }
+}
+
+/// The `deleteWithInlineError` operation.
+///
+/// `DELETE /inline-errors/{id}`
+///
+/// Error bodies, read with `TaskError::body_as`: `404`: [`crate::types::GetWithInlineErrorsError404`], `409`: [`crate::types::DeleteWithInlineErrorError`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DeleteWithInlineError {
+    /// The `id` parameter.
+    pub id: String,
+}
+
+impl codegen_runtime::Task for DeleteWithInlineError {
+    type Output = ();
+    const SERVICE: &'static str = "wire";
+    const NAME: &'static str = "deleteWithInlineError";
+    const IDEMPOTENT: bool = true;
+}
+
+impl codegen_runtime::__private::HttpOperation for DeleteWithInlineError {
+    const METHOD: &'static str = "DELETE";
+
+    fn build(
+        &self,
+        request: &mut codegen_runtime::__private::RequestParts,
+    ) -> Result<(), codegen_runtime::TaskError> {
+        request.path("/inline-errors/");
+        request.path_param("id", &self.id)?;
+        Ok(())
+    }
+
+    fn decode(
+        _status: u16,
+        body: codegen_runtime::__private::Bytes,
+    ) -> Result<Self::Output, codegen_runtime::TaskError> {
+        codegen_runtime::__private::decode::empty(body)
     }
 }
 
@@ -823,6 +947,9 @@ pub fn register_handlers(
     handlers.http::<SendText>(client.clone());
     handlers.http::<SendEither>(client.clone());
     handlers.http::<GetOutcome>(client.clone());
+    handlers.http::<GetNegotiated>(client.clone());
+    handlers.http::<GetWithInlineErrors>(client.clone());
+    handlers.http::<DeleteWithInlineError>(client.clone());
     handlers.http::<SecureHeader>(client.clone());
     handlers.http::<SecureQuery>(client.clone());
     handlers.http::<SecureCookie>(client.clone());

@@ -110,3 +110,30 @@ pub struct UploadBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<Address>,
 }
+
+/// The error body of [`GetWithInlineErrors`](crate::operations::GetWithInlineErrors) (statuses `404`, `410`) and [`DeleteWithInlineError`](crate::operations::DeleteWithInlineError) (status `404`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GetWithInlineErrorsError404 {
+    /// The `code` property.
+    pub code: String,
+    /// The `detail` property.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The error body of [`GetWithInlineErrors`](crate::operations::GetWithInlineErrors) (status `429`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GetWithInlineErrorsError429 {
+    /// The `retryInSeconds` property.
+    #[serde(rename = "retryInSeconds")]
+    pub retry_in_seconds: i32,
+}
+
+/// The error body of [`DeleteWithInlineError`](crate::operations::DeleteWithInlineError) (status `409`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DeleteWithInlineErrorError {
+    /// The `usedBy` property.
+    #[serde(rename = "usedBy")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_by: Option<Vec<String>>,
+}

@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::prelude::BASE64_STANDARD;
-use reqwest::header::{COOKIE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{
+    ACCEPT, CONTENT_TYPE, COOKIE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+};
 use reqwest::{Method, StatusCode};
 
 use super::auth::{
@@ -299,7 +301,12 @@ impl HttpClient {
             let token = self
                 .authorize(&chosen, &mut parts, refused.as_ref())
                 .await?;
-            let request = self.request(T::METHOD, parts, key.map(|k| (header.clone(), k)))?;
+            let request = self.request(
+                T::METHOD,
+                parts,
+                key.map(|k| (header.clone(), k)),
+                T::ACCEPT,
+            )?;
             let response = self.http.execute(request).await.map_err(transport_error)?;
             let status = response.status();
             // A refused OAuth 2 token may have been revoked early: fetch a new one, once.
@@ -316,9 +323,19 @@ impl HttpClient {
                 continue;
             }
             let retry_after = retry_after(response.headers());
+            let content_type = response
+                .headers()
+                .get(CONTENT_TYPE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
             let body = response.bytes().await.map_err(transport_error)?;
             if status.is_success() {
                 return T::decode(status.as_u16(), body.clone()).map_err(|err| {
+                    let err = match content_type.as_deref() {
+                        Some(found) if !accepts(T::ACCEPT, found) => {
+                            unexpected_content_type(status.as_u16(), found, T::ACCEPT)
+                        }
+                        _ => err,
+                    };
                     err.with_response(status.as_u16(), String::from_utf8_lossy(&body))
                 });
             }
@@ -410,6 +427,7 @@ impl HttpClient {
         method: &str,
         parts: RequestParts,
         idempotency_key: Option<(HeaderName, &str)>,
+        accept: &[&str],
     ) -> Result<reqwest::Request, TaskError> {
         let method = Method::from_bytes(method.as_bytes())
             .map_err(|_| TaskError::permanent(format!("invalid HTTP method `{method}`")))?;
@@ -431,6 +449,15 @@ impl HttpClient {
         }
         if !parts.cookies.is_empty() {
             builder = builder.header(COOKIE, parts.cookies.join("; "));
+        }
+        // The operation's media types, unless the caller asked for others.
+        let accept_given = self.headers.contains_key(ACCEPT)
+            || parts
+                .headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("accept"));
+        if !accept.is_empty() && !accept_given {
+            builder = builder.header(ACCEPT, accept.join(", "));
         }
         if let Some((header, key)) = idempotency_key {
             builder = builder.header(header, key);
@@ -514,6 +541,44 @@ fn status_error(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) 
     }
 }
 
+/// Whether a response of media type `found` is one of `accept` (the operation's `ACCEPT`):
+/// the same type, a wildcard that covers it, or two JSON types. Everything is accepted when
+/// the operation lists nothing.
+fn accepts(accept: &[&str], found: &str) -> bool {
+    fn essence(media_type: &str) -> String {
+        media_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+    }
+    fn is_json(essence: &str) -> bool {
+        essence.ends_with("/json") || essence.ends_with("+json")
+    }
+    let found = essence(found);
+    accept.is_empty()
+        || accept.iter().any(|wanted| {
+            let wanted = essence(wanted);
+            wanted == found
+                || wanted == "*/*"
+                || wanted
+                    .strip_suffix('*')
+                    .is_some_and(|prefix| prefix.ends_with('/') && found.starts_with(prefix))
+                || (is_json(&wanted) && is_json(&found))
+        })
+}
+
+/// A successful response whose body is in a media type the operation does not read.
+fn unexpected_content_type(status: u16, found: &str, accept: &[&str]) -> TaskError {
+    let expected: Vec<String> = accept.iter().map(|m| format!("`{m}`")).collect();
+    TaskError::permanent(format!(
+        "the API answered {status} with a body of content type `{}`, but this operation reads {} (the media types its description gives)",
+        found.trim(),
+        expected.join(", ")
+    ))
+}
+
 /// `Retry-After` as seconds or as an HTTP date.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
@@ -542,6 +607,25 @@ mod tests {
             assert_eq!(err.body(), Some("nope"));
             assert_eq!(err.retry_after(), None);
         }
+    }
+
+    #[test]
+    fn content_types_match_the_accepted_types_wildcards_and_json_kin() {
+        let json = ["application/json"];
+        assert!(accepts(&json, "application/json; charset=utf-8"));
+        assert!(accepts(&json, "Application/Problem+JSON"));
+        assert!(!accepts(&json, "application/xml"));
+        assert!(!accepts(&json, "text/plain"));
+        assert!(accepts(&["text/*"], "text/csv"));
+        assert!(!accepts(&["text/*"], "textile/x"));
+        assert!(accepts(&["application/xml", "*/*"], "image/png"));
+        assert!(accepts(&[], "anything/at-all"));
+        let err = unexpected_content_type(200, "application/xml", &json);
+        assert!(!err.is_retryable());
+        assert_eq!(
+            err.message(),
+            "the API answered 200 with a body of content type `application/xml`, but this operation reads `application/json` (the media types its description gives)"
+        );
     }
 
     #[test]

@@ -29,6 +29,11 @@ pub trait HttpOperation: Task {
     /// the list is empty.
     const SECURITY: &'static [&'static [&'static str]] = &[];
 
+    /// The media types sent in `Accept`, most preferred first: those of the described
+    /// responses that [`decode`](Self::decode) reads. Empty leaves the header to the client
+    /// (reqwest sends `*/*`). A header parameter or a client header named `Accept` wins.
+    const ACCEPT: &'static [&'static str] = &[];
+
     /// Writes the path, query, headers and body of the request.
     fn build(&self, request: &mut RequestParts) -> Result<(), TaskError>;
 

@@ -43,8 +43,11 @@ pub(super) fn read(path: &Path, doc: &OpenAPI, options: &ReadOptions, skips: Ski
         by_ref: BTreeMap::new(),
         type_names: Scope::with_reserved(RESERVED_TYPES),
         skips,
+        subtypes: BTreeMap::new(),
+        error_bodies: Vec::new(),
     };
     reader.declare_components();
+    reader.subtypes = reader.find_subtypes();
     reader.define_components()?;
     let operations = reader.operations()?;
     reader.order_unions();
@@ -83,6 +86,23 @@ struct Reader<'a> {
     type_names: Scope,
     /// The parts skipped so far.
     skips: Skips,
+    /// Base schemas with a `discriminator` (not a `oneOf`/`anyOf`) to the schemas that extend
+    /// them with `allOf` or that its mapping names, in spec order: each base becomes an enum
+    /// of them. By `#/components/schemas/X` reference.
+    subtypes: BTreeMap<String, Vec<String>>,
+    /// The inline error response schemas met so far and the type made for each, shared by
+    /// every operation with the same schema.
+    error_bodies: Vec<ErrorBody<'a>>,
+}
+
+/// An inline error response schema and its type.
+struct ErrorBody<'a> {
+    schema: &'a Schema,
+    ty: TypeRef,
+    /// The pointer of the first response with it, under which its type was made.
+    origin: String,
+    /// The operations (request type names) and statuses that have it, in spec order.
+    uses: Vec<(String, String)>,
 }
 
 impl<'a> Reader<'a> {
@@ -118,8 +138,13 @@ impl<'a> Reader<'a> {
         for (name, schema) in schemas {
             let id = self.by_ref[&format!("{SCHEMA_PREFIX}{name}")];
             let pointer = format!("#/components/schemas/{}", pointer_token(name));
+            let reference = format!("{SCHEMA_PREFIX}{name}");
             let ty = match schema {
                 ReferenceOr::Reference { reference } => self.resolve(reference, &pointer),
+                ReferenceOr::Item(schema) if self.subtypes.contains_key(&reference) => {
+                    self.set_doc(id, schema);
+                    Ok(self.subtype_union(schema, &reference, id))
+                }
                 ReferenceOr::Item(schema) => {
                     self.set_doc(id, schema);
                     self.schema(schema, name, &pointer, Some(id))

@@ -68,6 +68,7 @@ impl<'a> Reader<'a> {
                 }
             }
         }
+        self.document_error_bodies();
         Ok(out)
     }
 
@@ -142,6 +143,50 @@ impl<'a> Reader<'a> {
             grpc: None,
             security,
         })
+    }
+
+    /// The types made for inline error bodies without a description say whose they are.
+    fn document_error_bodies(&mut self) {
+        for body in std::mem::take(&mut self.error_bodies) {
+            let TypeRef::Named(id) = body.ty else {
+                continue;
+            };
+            let Some(def) = self.types[id.0].as_mut() else {
+                continue;
+            };
+            if def.doc.is_some() || !def.origin.starts_with(&body.origin) {
+                continue;
+            }
+            // Operations in order of first use, each with its statuses.
+            let mut users: Vec<(String, Vec<String>)> = Vec::new();
+            for (operation, status) in body.uses {
+                match users.iter_mut().find(|(o, _)| *o == operation) {
+                    Some((_, statuses)) => statuses.push(format!("`{status}`")),
+                    None => users.push((operation, vec![format!("`{status}`")])),
+                }
+            }
+            const SHOWN: usize = 3;
+            let mut named: Vec<String> = users
+                .iter()
+                .take(SHOWN)
+                .map(|(operation, statuses)| {
+                    let plural = if statuses.len() == 1 { "" } else { "es" };
+                    format!(
+                        "[`{operation}`](crate::operations::{operation}) (status{plural} {})",
+                        statuses.join(", ")
+                    )
+                })
+                .collect();
+            if users.len() > SHOWN {
+                named.push(format!("{} other operations", users.len() - SHOWN));
+            }
+            let list = match named.as_slice() {
+                [one] => one.clone(),
+                [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+                [] => continue,
+            };
+            def.doc = Some(format!("The error body of {list}."));
+        }
     }
 
     /// Resolves parameter references; an operation's parameter replaces a path item's one of
@@ -455,6 +500,7 @@ impl<'a> Reader<'a> {
         }
         let mut outcomes: Vec<(StatusMatch, Option<BodyEncoding>, TypeRef, Option<String>)> =
             Vec::new();
+        let mut accept: Vec<String> = Vec::new();
         for (_, status, key, response) in success {
             let r_pointer = format!("{pointer}/{key}");
             let response = self.component(response, "responses", |c| &c.responses, &r_pointer)?;
@@ -462,10 +508,15 @@ impl<'a> Reader<'a> {
                 None => (None, TypeRef::Any),
                 Some((media_type, encoding)) => {
                     // Multipart responses are handed over as they came.
-                    let encoding = match encoding {
-                        BodyEncoding::Multipart => BodyEncoding::Bytes,
-                        other => other,
-                    };
+                    let encoding = response_encoding(encoding);
+                    // Every type of the response that the same decoder reads.
+                    add_accepted(
+                        &mut accept,
+                        response
+                            .content
+                            .keys()
+                            .filter(|m| response_encoding(classify(m).1) == encoding),
+                    );
                     let schema = response.content[media_type.as_str()].schema.as_ref();
                     // The first typed response keeps the plain name, as before.
                     let hint = if outcomes.iter().all(|(_, e, _, _)| e.is_none()) {
@@ -480,7 +531,10 @@ impl<'a> Reader<'a> {
             let doc = Some(response.description.trim().to_owned()).filter(|d| !d.is_empty());
             outcomes.push((status, encoding, ty, doc));
         }
-        let mut errors = Vec::new();
+        // Error responses with a JSON schema: named schemas as they are, inline ones get a
+        // type of their own (`<Operation>Error`, or one per status when they differ), so that
+        // `TaskError::body_as` has a type to read them as.
+        let mut described: Vec<(String, String, &ReferenceOr<Schema>, String)> = Vec::new();
         for (key, response) in failure {
             let r_pointer = format!("{pointer}/{key}");
             // Error responses are documentation: one that cannot be read is left out of it.
@@ -495,17 +549,75 @@ impl<'a> Reader<'a> {
                     continue;
                 }
             };
+            // Error bodies are read as JSON (`TaskError::body_as`).
+            add_accepted(
+                &mut accept,
+                response
+                    .content
+                    .keys()
+                    .filter(|m| classify(m).1 == BodyEncoding::Json),
+            );
             if let Some((media_type, BodyEncoding::Json)) = pick_media_type(response.content.keys())
                 && let Some(schema) = response.content[media_type.as_str()].schema.as_ref()
             {
-                // Only named schemas: a type per inline error body would cost build time for
-                // what `TaskError::body` already gives as text.
-                // They are documentation: a reference that does not resolve is left out here
-                // (it is reported where it matters, in a type that uses it).
-                if let ReferenceOr::Reference { reference } = schema
-                    && let Ok(ty) = self.resolve(reference, &r_pointer)
-                {
-                    errors.push((key, ty));
+                described.push((key, media_type, schema, r_pointer));
+            }
+        }
+        // The inline schemas that need a new type: one is `<Operation>Error`, several are
+        // named by their status.
+        let mut inline: Vec<&Schema> = Vec::new();
+        for (_, _, schema, _) in &described {
+            if let ReferenceOr::Item(schema) = schema
+                && !inline.contains(&schema)
+                && !self.error_bodies.iter().any(|b| b.schema == schema)
+            {
+                inline.push(schema);
+            }
+        }
+        let one_inline = inline.len() == 1;
+        let mut errors = Vec::new();
+        for (key, media_type, schema, r_pointer) in described {
+            match schema {
+                // Documentation only: a reference that does not resolve is left out here (it
+                // is reported where it matters, in a type that uses it).
+                ReferenceOr::Reference { reference } => {
+                    if let Ok(ty) = self.resolve(reference, &r_pointer) {
+                        errors.push((key, ty));
+                    }
+                }
+                ReferenceOr::Item(item) => {
+                    // The same schema, in this operation or an earlier one, has one type.
+                    let known = self.error_bodies.iter().position(|b| b.schema == item);
+                    let index = match known {
+                        Some(index) => index,
+                        None => {
+                            let hint = if one_inline {
+                                format!("{type_name}Error")
+                            } else {
+                                format!("{type_name}Error{}", pascal_ident(&key, "", ""))
+                            };
+                            let ty = self.content_type(
+                                Some(schema),
+                                BodyEncoding::Json,
+                                &media_type,
+                                &hint,
+                                &r_pointer,
+                            )?;
+                            self.error_bodies.push(super::ErrorBody {
+                                schema: item,
+                                ty,
+                                origin: r_pointer.clone(),
+                                uses: Vec::new(),
+                            });
+                            self.error_bodies.len() - 1
+                        }
+                    };
+                    let body = &mut self.error_bodies[index];
+                    body.uses.push((type_name.to_owned(), key.clone()));
+                    // Any JSON is what `TaskError::body_as` reads anyway.
+                    if body.ty != TypeRef::Any {
+                        errors.push((key, body.ty.clone()));
+                    }
                 }
             }
         }
@@ -516,11 +628,16 @@ impl<'a> Reader<'a> {
         let agree = outcomes
             .iter()
             .all(|(_, e, t, _)| first.as_ref().is_some_and(|(fe, ft)| fe == e && ft == t));
+        if outcomes.iter().all(|(_, e, _, _)| e.is_none()) {
+            // Nothing is read from a successful response: any type will do.
+            accept.clear();
+        }
         let single = |encoding, ty| Output {
             encoding,
             ty,
             by_status: None,
             errors: errors.clone(),
+            accept: accept.clone(),
         };
         Ok(match first {
             // No response has a body: there is nothing to tell apart.
@@ -546,6 +663,7 @@ impl<'a> Reader<'a> {
                         variants,
                     }),
                     errors,
+                    accept,
                 }
             }
         })
@@ -557,6 +675,26 @@ struct OperationNames {
     type_name: String,
     method_name: String,
     wire_name: String,
+}
+
+/// How a response of a media type of `encoding` is read: multipart responses as bytes.
+fn response_encoding(encoding: BodyEncoding) -> BodyEncoding {
+    match encoding {
+        BodyEncoding::Multipart => BodyEncoding::Bytes,
+        other => other,
+    }
+}
+
+/// Adds media types to an `Accept` list, once each (compared without case).
+fn add_accepted<'k>(accept: &mut Vec<String>, media_types: impl Iterator<Item = &'k String>) {
+    for media_type in media_types {
+        let media_type = media_type.trim();
+        // A header value: visible ASCII only.
+        let valid = !media_type.is_empty() && media_type.bytes().all(|b| (0x20..0x7f).contains(&b));
+        if valid && !accept.iter().any(|a| a.eq_ignore_ascii_case(media_type)) {
+            accept.push(media_type.to_owned());
+        }
+    }
 }
 
 /// `Ok` for 200, `Created` for 201...: the reason phrase, or `Status2xx`.

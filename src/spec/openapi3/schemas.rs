@@ -1,7 +1,7 @@
 //! Schemas into the types of the IR.
 
 use std::borrow::Borrow;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use indexmap::IndexMap;
 use openapiv3::{
@@ -10,11 +10,12 @@ use openapiv3::{
 };
 
 use crate::Result;
-use crate::error::pointer_token;
+use crate::error::{Error, pointer_token};
 use crate::ir::names::{Scope, pascal_ident, snake_ident};
 use crate::ir::{
     Discriminator, EnumVariant, Field, Primitive, TypeDef, TypeId, TypeKind, TypeRef, UnionVariant,
 };
+use crate::spec::openapi31::TUPLE_KEY;
 
 use super::{Reader, SCHEMA_PREFIX, join_doc};
 
@@ -59,6 +60,9 @@ impl Reader<'_> {
         slot: Option<TypeId>,
     ) -> Result<TypeRef> {
         let doc = describe(schema);
+        if let Some(items) = schema.schema_data.extensions.get(TUPLE_KEY) {
+            return self.tuple(items, hint, pointer);
+        }
         Ok(match &schema.schema_kind {
             SchemaKind::Type(Type::String(s)) => {
                 let values: Vec<&str> =
@@ -126,6 +130,23 @@ impl Reader<'_> {
                 return self.any_schema(any, discriminator, hint, pointer, slot, doc);
             }
         })
+    }
+
+    /// A tuple: the fixed-length `prefixItems` that the 3.1 conversion kept under `TUPLE_KEY`.
+    fn tuple(&mut self, items: &serde_json::Value, hint: &str, pointer: &str) -> Result<TypeRef> {
+        let items = items.as_array().map(Vec::as_slice).unwrap_or_default();
+        let mut types = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let at = format!("{pointer}/prefixItems/{index}");
+            let item: ReferenceOr<Schema> =
+                serde_json::from_value(item.clone()).map_err(|err| Error::Invalid {
+                    path: self.path.to_owned(),
+                    location: at.clone(),
+                    message: format!("not a schema: {err}"),
+                })?;
+            types.push(self.schema_or_ref(&item, &format!("{hint}Item{index}"), &at)?);
+        }
+        Ok(TypeRef::Tuple(types))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -375,7 +396,7 @@ impl Reader<'_> {
             },
             TypeRef::Box(inner) => self.leniency(inner, depth),
             TypeRef::Map(_) => rank(2),
-            TypeRef::Vec(_) => rank(2),
+            TypeRef::Vec(_) | TypeRef::Tuple(_) => rank(2),
             TypeRef::Primitive(p) => rank(match p {
                 Primitive::Bool => 3,
                 Primitive::I8
@@ -406,10 +427,143 @@ impl Reader<'_> {
                 .unwrap_or_default(),
             TypeRef::Primitive(p) => format!("{p:?}"),
             TypeRef::Vec(inner) => format!("{}List", self.variant_name(inner, index)),
+            TypeRef::Tuple(_) => "Tuple".to_owned(),
             TypeRef::Map(inner) => format!("{}Map", self.variant_name(inner, index)),
             TypeRef::Box(inner) => self.variant_name(inner, index),
             TypeRef::Any => format!("Variant{index}"),
         }
+    }
+
+    /// The base schemas that become enums of their subtypes: each component with a
+    /// `discriminator` and no `oneOf`/`anyOf`, with the components that extend it through
+    /// `allOf` (directly or through other subtypes) or that its `mapping` names. A subtype
+    /// that is such a base itself is left out: its own subtypes stand for it.
+    pub(super) fn find_subtypes(&self) -> BTreeMap<String, Vec<String>> {
+        let Some(schemas) = self.schemas() else {
+            return BTreeMap::new();
+        };
+        let reference = |name: &str| format!("{SCHEMA_PREFIX}{name}");
+        // Each schema's direct subtypes: the components whose `allOf` references it.
+        let mut extended_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (name, schema) in schemas {
+            let ReferenceOr::Item(schema) = schema else {
+                continue;
+            };
+            let parts = match &schema.schema_kind {
+                SchemaKind::AllOf { all_of } => all_of.as_slice(),
+                SchemaKind::Any(any) => any.all_of.as_slice(),
+                _ => &[],
+            };
+            for part in parts {
+                if let ReferenceOr::Reference { reference: base } = part
+                    && self.by_ref.contains_key(base)
+                {
+                    extended_by
+                        .entry(base.clone())
+                        .or_default()
+                        .push(reference(name));
+                }
+            }
+        }
+        // A discriminator on an object (a `oneOf`/`anyOf` one is a union already).
+        let is_base = |s: &Schema| {
+            s.schema_data.discriminator.is_some()
+                && match &s.schema_kind {
+                    SchemaKind::Type(Type::Object(_)) | SchemaKind::AllOf { .. } => true,
+                    SchemaKind::Any(any) => any.one_of.is_empty() && any.any_of.is_empty(),
+                    _ => false,
+                }
+        };
+        let bases: BTreeSet<String> = schemas
+            .iter()
+            .filter(|(name, s)| {
+                matches!(s, ReferenceOr::Item(s) if is_base(s))
+                    && extended_by.contains_key(&reference(name))
+            })
+            .map(|(name, _)| reference(name))
+            .collect();
+        let mut out = BTreeMap::new();
+        for (name, schema) in schemas {
+            let base = reference(name);
+            let ReferenceOr::Item(schema) = schema else {
+                continue;
+            };
+            let Some(discriminator) = schema.schema_data.discriminator.as_ref() else {
+                continue;
+            };
+            if !is_base(schema) {
+                continue;
+            }
+            let mut members = BTreeSet::new();
+            let mut stack = vec![base.clone()];
+            while let Some(next) = stack.pop() {
+                for child in extended_by.get(&next).into_iter().flatten() {
+                    if *child != base && members.insert(child.clone()) {
+                        stack.push(child.clone());
+                    }
+                }
+            }
+            for target in discriminator.mapping.values() {
+                let target = if target.starts_with('#') {
+                    target.clone()
+                } else {
+                    reference(target)
+                };
+                if target != base && self.by_ref.contains_key(&target) {
+                    members.insert(target);
+                }
+            }
+            members.retain(|m| !bases.contains(m));
+            if members.is_empty() {
+                continue;
+            }
+            // In spec order.
+            let ordered: Vec<String> = schemas
+                .keys()
+                .map(|n| reference(n))
+                .filter(|r| members.contains(r))
+                .collect();
+            out.insert(base, ordered);
+        }
+        out
+    }
+
+    /// A base schema with a discriminator, as an enum of its subtypes: each variant is read by
+    /// the tag (the mapping's values that name it, else its schema name) and keeps the base's
+    /// properties, which the subtype's `allOf` gives it.
+    pub(super) fn subtype_union(&mut self, schema: &Schema, base: &str, id: TypeId) -> TypeRef {
+        let Some(d) = schema.schema_data.discriminator.as_ref() else {
+            return TypeRef::Named(id);
+        };
+        let members = self.subtypes.get(base).cloned().unwrap_or_default();
+        let mut names = Scope::default();
+        let mut variants = Vec::with_capacity(members.len());
+        for (index, member) in members.iter().enumerate() {
+            let Some(member_id) = self.by_ref.get(member).copied() else {
+                continue;
+            };
+            let ty = TypeRef::Named(member_id);
+            let reference = ReferenceOr::Reference {
+                reference: member.clone(),
+            };
+            variants.push(UnionVariant {
+                name: names.claim(self.variant_name(&ty, index)),
+                ty,
+                tags: self.tags(&reference, d),
+            });
+        }
+        let discriminator = Discriminator {
+            property: d.property_name.clone(),
+            other: names.claim("Other".to_owned()),
+        };
+        self.kind_of(
+            id,
+            TypeKind::Union {
+                variants,
+                discriminator: Some(discriminator),
+            },
+        );
+        TypeRef::Named(id)
     }
 
     /// `allOf`: the properties of every part, merged into one struct.
@@ -424,7 +578,10 @@ impl Reader<'_> {
         slot: Option<TypeId>,
         doc: Option<String>,
     ) -> Result<TypeRef> {
-        if let ([only], true) = (parts, own_properties.is_empty()) {
+        // `allOf` of one part is that part, unless it is a base that is an enum of its
+        // subtypes, this schema among them: then this one is a struct of the base's properties.
+        let subtype_of_base = matches!(parts, [ReferenceOr::Reference { reference }] if self.subtypes.contains_key(reference));
+        if let ([only], true, false) = (parts, own_properties.is_empty(), subtype_of_base) {
             return self.schema_or_ref(only, hint, &format!("{pointer}/allOf/0"));
         }
         let mut properties = IndexMap::new();
