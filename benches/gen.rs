@@ -53,6 +53,7 @@ fn main() {
         let options = codegen::ReadOptions {
             crate_name: "bench".into(),
             includes: Vec::new(),
+            allowed_ref_dirs: Vec::new(),
         };
         std::hint::black_box(codegen::spec::read(&spec, &options).expect("the spec reads"));
     });

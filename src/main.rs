@@ -63,6 +63,10 @@ struct CrateArgs {
     /// the file's folder]. The google/protobuf and google/api files need none.
     #[arg(short = 'I', long = "include", value_name = "DIR")]
     includes: Vec<PathBuf>,
+    /// A folder whose files `$ref`s may read besides the spec's own folder and its subfolders
+    /// (repeat for more). References that lead elsewhere, symlinks included, are refused.
+    #[arg(long = "allow-ref-dir", value_name = "DIR")]
+    allowed_ref_dirs: Vec<PathBuf>,
 }
 
 impl CrateArgs {
@@ -90,6 +94,7 @@ impl CrateArgs {
             crate_name,
             runtime,
             includes: self.includes.clone(),
+            allowed_ref_dirs: self.allowed_ref_dirs.clone(),
         })
     }
 }

@@ -10,6 +10,7 @@ fn petstore() -> codegen::Generated {
         crate_name: "petstore".into(),
         runtime: RuntimeDependency::Path("../../runtime".into()),
         includes: Vec::new(),
+        allowed_ref_dirs: Vec::new(),
     };
     codegen::generate(&support::root().join("fixtures/petstore.yaml"), &options).unwrap()
 }
@@ -33,6 +34,7 @@ fn the_committed_examples_are_fresh() {
             crate_name: (*name).into(),
             runtime: RuntimeDependency::Path("../../runtime".into()),
             includes: Vec::new(),
+            allowed_ref_dirs: Vec::new(),
         };
         let generated = codegen::generate(&support::root().join(spec), &options).unwrap();
         let drift = codegen::check(

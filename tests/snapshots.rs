@@ -14,6 +14,7 @@ fn generated_code_matches_the_snapshots() {
             crate_name: name.clone(),
             runtime: RuntimeDependency::Path("../runtime".into()),
             includes: Vec::new(),
+            allowed_ref_dirs: Vec::new(),
         };
         let generated = codegen::generate(&spec, &options).unwrap();
         for file in &generated.files {

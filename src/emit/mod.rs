@@ -64,6 +64,9 @@ pub struct Options {
     pub runtime: RuntimeDependency,
     /// Where the imports of a `.proto` file are looked up (its own folder when empty).
     pub includes: Vec<PathBuf>,
+    /// Folders besides the root document's own whose files `$ref`s may read
+    /// (`--allow-ref-dir`); see [`ReadOptions::allowed_ref_dirs`].
+    pub allowed_ref_dirs: Vec<PathBuf>,
 }
 
 /// One file of a generated crate.
@@ -89,6 +92,7 @@ pub fn generate(spec_path: &Path, options: &Options) -> Result<Generated> {
     let read = ReadOptions {
         crate_name: options.crate_name.clone(),
         includes: options.includes.clone(),
+        allowed_ref_dirs: options.allowed_ref_dirs.clone(),
     };
     let api = spec::read(spec_path, &read)?;
     let source = spec_path
@@ -106,6 +110,17 @@ pub fn render_api(api: &Api, source: &str, options: &Options) -> Result<Generate
         files,
         notes: api.notes.clone(),
     })
+}
+
+/// Renders the crate of an API already read without formatting it: the text that
+/// [`render_api`] gives rustfmt. rustfmt runs a process per file, which costs more than reading
+/// and rendering; this is for tests and the fuzzer, which check the generator, not rustfmt.
+pub fn render_unformatted(
+    api: &Api,
+    source: &str,
+    options: &Options,
+) -> Result<Vec<GeneratedFile>> {
+    templates::render(api, source, options)
 }
 
 #[cfg(test)]

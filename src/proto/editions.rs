@@ -13,10 +13,20 @@ use std::sync::{Arc, Mutex};
 
 use protox::file::{File, FileResolver, IncludeFileResolver};
 
+use crate::error::excerpt;
+
 /// Include folders whose editions files are read as proto3; it records each (name, edition).
+///
+/// It is also where the files of a compilation are confined: protox refuses imports with `..`
+/// or an absolute path (`is_valid_import`), and this resolver refuses a file whose real path
+/// (symlinks resolved) is outside the include folders and the other permitted folders.
 pub(super) struct AsProto3 {
     pub(super) includes: Vec<PathBuf>,
     pub(super) read: Arc<Mutex<Vec<(String, String)>>>,
+    /// Canonical folders whose files may be read: the include folders and `--allow-ref-dir`s.
+    pub(super) permitted: Vec<PathBuf>,
+    /// The canonical path of the file the user named, which is read wherever it leads.
+    pub(super) root: Option<PathBuf>,
 }
 
 impl FileResolver for AsProto3 {
@@ -27,6 +37,7 @@ impl FileResolver for AsProto3 {
     }
 
     fn open_file(&self, name: &str) -> Result<File, protox::Error> {
+        // `is_file` follows symlinks and is false for devices and pipes, which could block.
         let Some(path) = self
             .includes
             .iter()
@@ -35,8 +46,19 @@ impl FileResolver for AsProto3 {
         else {
             return Err(protox::Error::file_not_found(name));
         };
+        let real = std::fs::canonicalize(&path).map_err(protox::Error::new)?;
+        let permitted = self.root.as_ref() == Some(&real)
+            || self.permitted.iter().any(|dir| real.starts_with(dir));
+        if !permitted {
+            return Err(protox::Error::new(format!(
+                "import '{}' resolves to {} (through {}), outside the include folders: pass -I or --allow-ref-dir with the folder that holds it",
+                excerpt(name),
+                real.display(),
+                path.display()
+            )));
+        }
         // protox parses as it opens, so the text is read here first.
-        let text = std::fs::read_to_string(&path).ok();
+        let text = std::fs::read_to_string(&real).ok();
         match text.as_deref().and_then(rewrite) {
             Some((source, edition)) => {
                 if let Ok(mut read) = self.read.lock() {

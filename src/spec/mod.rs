@@ -11,7 +11,7 @@ mod openapi31;
 mod parse;
 mod swagger2;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::Result;
 use crate::error::Error;
@@ -26,13 +26,31 @@ pub struct ReadOptions {
     /// The package name of the generated crate (kebab-case).
     pub crate_name: String,
     /// Where the imports of a `.proto` file are looked up (its own folder when empty).
-    pub includes: Vec<std::path::PathBuf>,
+    pub includes: Vec<PathBuf>,
+    /// Folders besides the root document's own (and their subfolders) whose files `$ref`s may
+    /// read, and that files reached through the include folders of a `.proto` file may resolve
+    /// to through symlinks (`--allow-ref-dir`).
+    pub allowed_ref_dirs: Vec<PathBuf>,
+}
+
+/// The folders of `--allow-ref-dir`, canonical (symlinks resolved), so that references can be
+/// compared with where they really lead.
+pub(crate) fn allowed_dirs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    dirs.iter()
+        .map(|dir| {
+            std::fs::canonicalize(dir)
+                .ok()
+                .filter(|d| d.is_dir())
+                .ok_or_else(|| Error::AllowedDir { path: dir.clone() })
+        })
+        .collect()
 }
 
 /// Reads the spec at `path` into the IR.
 pub fn read(path: &Path, options: &ReadOptions) -> Result<Api> {
+    let allowed = allowed_dirs(&options.allowed_ref_dirs)?;
     if path.extension().is_some_and(|e| e == "proto") {
-        return crate::proto::read(path, &options.includes, options);
+        return crate::proto::read(path, &options.includes, &allowed, options);
     }
     let text = std::fs::read(path).map_err(|source| Error::Read {
         path: path.to_owned(),
@@ -52,7 +70,7 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<Api> {
         parse::Version::Swagger2(_) => "/definitions",
         _ => "/components/schemas",
     };
-    let bundled = bundle::bundle(path, &mut value, schemas_at)?;
+    let bundled = bundle::bundle(path, &mut value, schemas_at, &allowed)?;
     let mut notes = Vec::new();
     let converted = match &version {
         parse::Version::OpenApi3_0 => None,

@@ -16,6 +16,7 @@
 use serde_json::{Map, Value, json};
 
 use super::bundle::is_schema_position;
+use crate::error::excerpt;
 
 /// Converts an OpenAPI 3.1 document in place; returns notes for the user.
 pub(super) fn downgrade(doc: &mut Value) -> Vec<String> {
@@ -28,12 +29,12 @@ pub(super) fn downgrade(doc: &mut Value) -> Vec<String> {
     if let Some(Value::Object(webhooks)) = root.remove("webhooks")
         && !webhooks.is_empty()
     {
-        let names: Vec<&str> = webhooks.keys().map(String::as_str).collect();
+        let names: Vec<String> = webhooks.keys().map(|name| excerpt(name)).collect();
         notes.push(format!(
             "skipped {} webhook{} ({}): webhooks are requests the API sends, so they get no task",
             names.len(),
             if names.len() == 1 { "" } else { "s" },
-            names.join(", ")
+            excerpt(&names.join(", "))
         ));
     }
     if let Some(Value::Object(components)) = root.get_mut("components") {
@@ -48,7 +49,8 @@ pub(super) fn downgrade(doc: &mut Value) -> Vec<String> {
             for name in mutual {
                 schemes.remove(&name);
                 notes.push(format!(
-                    "security scheme `{name}` is mutual TLS, which the generated client does not set up: give the worker a client that presents the certificate"
+                    "security scheme `{}` is mutual TLS, which the generated client does not set up: give the worker a client that presents the certificate",
+                    excerpt(&name)
                 ));
             }
         }

@@ -6,7 +6,7 @@ use openapiv3::{PathItem, Response};
 use serde::de::DeserializeOwned;
 
 use crate::Result;
-use crate::error::{Error, pointer_token};
+use crate::error::{Error, excerpt, excerpt_quoted, pointer_token};
 
 /// The syntax of a spec file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +79,8 @@ pub(crate) fn version(path: &Path, probe: &serde_json::Value) -> Result<Version>
         return Err(Error::NotOpenApi {
             path: path.to_owned(),
             reason: format!(
-                "unknown OpenAPI version `{v}` at /openapi (expected 2.0, 3.0.x or 3.1.x)"
+                "unknown OpenAPI version `{}` at /openapi (expected 2.0, 3.0.x or 3.1.x)",
+                excerpt(&v)
             ),
         });
     }
@@ -89,7 +90,10 @@ pub(crate) fn version(path: &Path, probe: &serde_json::Value) -> Result<Version>
         }
         return Err(Error::NotOpenApi {
             path: path.to_owned(),
-            reason: format!("unknown Swagger version `{v}` at /swagger (expected 2.0)"),
+            reason: format!(
+                "unknown Swagger version `{}` at /swagger (expected 2.0)",
+                excerpt(&v)
+            ),
         });
     }
     Err(Error::NotOpenApi {
@@ -260,7 +264,7 @@ fn pointer(path: &serde_path_to_error::Path) -> String {
             Segment::Seq { index } => out.push_str(&format!("/{index}")),
             Segment::Map { key } => {
                 out.push('/');
-                out.push_str(&pointer_token(key));
+                out.push_str(&pointer_token(&excerpt(key)));
             }
             Segment::Enum { .. } | Segment::Unknown => {}
         }
@@ -268,8 +272,10 @@ fn pointer(path: &serde_path_to_error::Path) -> String {
     out
 }
 
-/// Says in the user's terms what serde says in its own.
+/// Says in the user's terms what serde says in its own, quoting at most an excerpt of the
+/// value (serde quotes it whole).
 fn readable(message: &str) -> String {
+    let message = excerpt_quoted(message);
     message
         .replace(
             "data did not match any variant of untagged enum ReferenceOr",

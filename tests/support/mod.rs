@@ -58,6 +58,7 @@ pub fn options(name: &str, dir: &Path) -> Options {
         crate_name: name.to_owned(),
         runtime: RuntimeDependency::path_from(dir, &root().join("runtime")).expect("paths resolve"),
         includes: Vec::new(),
+        allowed_ref_dirs: Vec::new(),
     }
 }
 

@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 use openapiv3::{OpenAPI, ReferenceOr, Schema};
 
 use crate::Result;
-use crate::error::{Error, pointer_token};
+use crate::error::{Error, excerpt, excerpt_pointer, pointer_token};
 use crate::ir::names::{RESERVED_TYPES, Scope, pascal_ident, snake_ident};
 use crate::ir::{Api, TypeDef, TypeId, TypeKind, TypeRef, box_recursive_fields};
 
@@ -150,15 +150,19 @@ impl<'a> Reader<'a> {
         if reference.starts_with('#') {
             Error::Invalid {
                 path: self.path.to_owned(),
-                location: format!("{pointer}/$ref"),
-                message: format!("`{reference}` does not resolve to anything in this document"),
+                location: format!("{}/$ref", excerpt_pointer(pointer)),
+                message: format!(
+                    "`{}` does not resolve to anything in this document",
+                    excerpt(reference)
+                ),
             }
         } else {
             Error::Unsupported {
                 path: self.path.to_owned(),
-                location: format!("{pointer}/$ref"),
+                location: format!("{}/$ref", excerpt_pointer(pointer)),
                 message: format!(
-                    "`{reference}` points into another file; this version reads one file"
+                    "`{}` points into another file; this version reads one file",
+                    excerpt(reference)
                 ),
             }
         }
@@ -192,7 +196,7 @@ impl<'a> Reader<'a> {
         }
         Err(Error::Invalid {
             path: self.path.to_owned(),
-            location: pointer.to_owned(),
+            location: excerpt_pointer(pointer),
             message: format!("the `$ref`s of these {section} form a cycle"),
         })
     }
