@@ -448,7 +448,7 @@ impl Bundler {
                         format!(
                             "`{}` refers to {}, which cannot be read (no such file, and no schema has it as its `$id`)",
                             excerpt(reference),
-                            candidate.display()
+                            shown(&candidate)
                         )
                     },
                 ));
@@ -489,7 +489,7 @@ impl Bundler {
                     format!(
                         "`{}` names no `$anchor` of {}",
                         excerpt(reference),
-                        target_file.display()
+                        shown(&target_file)
                     ),
                 )),
             };
@@ -529,11 +529,11 @@ impl Bundler {
 
     /// The message for a reference to a file outside the allowed folders.
     fn outside(&self, reference: &str, path: &Path, resolved: Option<&Path>) -> String {
-        let shown = match resolved {
+        let place = match resolved {
             Some(resolved) if resolved != normalized(path) => {
-                format!("{} (which is {})", path.display(), resolved.display())
+                format!("{} (which is {})", shown(path), shown(resolved))
             }
-            _ => path.display().to_string(),
+            _ => shown(path),
         };
         let folders: Vec<String> = self
             .allowed
@@ -541,7 +541,7 @@ impl Bundler {
             .map(|d| d.display().to_string())
             .collect();
         format!(
-            "`{}` refers to {shown}, outside the folders references may read ({}): pass --allow-ref-dir DIR to allow the folder that holds it",
+            "`{}` refers to {place}, outside the folders references may read ({}): pass --allow-ref-dir DIR to allow the folder that holds it",
             excerpt(reference),
             folders.join(", ")
         )
@@ -557,7 +557,7 @@ impl Bundler {
                 format!(
                     "`{}` refers to {}, which cannot be read: {why}",
                     excerpt(reference),
-                    path.display()
+                    shown(path)
                 ),
             )
         };
@@ -663,6 +663,11 @@ fn suggested_name(target: &Target) -> String {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default(),
     }
+}
+
+/// A path in a message: the names in it may come from the spec, so each is cut to an excerpt.
+fn shown(path: &Path) -> String {
+    excerpt_pointer(&path.display().to_string())
 }
 
 /// How many JSON values `value` holds, itself included.

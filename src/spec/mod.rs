@@ -87,14 +87,20 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<Api> {
     let doc: openapiv3::OpenAPI = match parse::from_value(path, &value, converted) {
         Ok(doc) => doc,
         // The file as written is what failed: its text gives the line and column.
-        Err(_) if converted.is_none() && !bundled.changed => {
-            return Err(parse::document::<openapiv3::OpenAPI>(path, &text, format)
-                .err()
-                .unwrap_or_else(|| Error::Invalid {
-                    path: path.to_owned(),
-                    location: "/".into(),
-                    message: "the document does not match the OpenAPI schema".into(),
-                }));
+        // openapiv3 can panic reading text with repeated keys or keys that are not strings
+        // (see `keys_are_plain`): a repeated key is the error then, and other keys keep the
+        // error of the value. The panic is caught too, should another case exist.
+        Err(err) if converted.is_none() && !bundled.changed => {
+            if !parse::keys_are_plain(path, &text, format)? {
+                return Err(err);
+            }
+            let reparsed = std::panic::catch_unwind(|| {
+                parse::document::<openapiv3::OpenAPI>(path, &text, format)
+            });
+            return Err(match reparsed {
+                Ok(Err(located)) => located,
+                Ok(Ok(_)) | Err(_) => err,
+            });
         }
         Err(err) => return Err(err),
     };
@@ -102,4 +108,72 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<Api> {
     let mut api = openapi3::read(path, &doc, options)?;
     api.notes = notes;
     Ok(api)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_text(name: &str, text: &str) -> Result<Api> {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write the spec");
+        let options = ReadOptions {
+            crate_name: "t".into(),
+            includes: Vec::new(),
+            allowed_ref_dirs: Vec::new(),
+        };
+        read(&path, &options)
+    }
+
+    const WITH: &str = "openapi: 3.0.0\ninfo: {title: t, version: '1'}\npaths:\n  /x:\n    get:\n      parameters:\n        - name: a\n          in: header\nEXTRA      responses: 7\n";
+
+    /// Found by the fuzzer: openapiv3 panicked reading the text of a document with a repeated
+    /// key, for the line and column of another error.
+    #[test]
+    fn a_repeated_key_is_an_error_not_a_panic() {
+        let err = read_text("api.yaml", &WITH.replace("EXTRA", "          in: header\n"))
+            .expect_err("the document is invalid");
+        let message = err.to_string();
+        assert!(
+            message.contains("api.yaml:7:11: paths./x.get.parameters[0]: the key `in` is repeated in this mapping"),
+            "{message}"
+        );
+        let json = "{\"openapi\": \"3.0.0\", \"info\": {\"title\": \"t\", \"version\": \"1\"}, \"paths\": {\"/x\": {\"get\": {\"parameters\": [{\"name\": \"a\", \"in\": \"header\", \"in\": \"query\"}], \"responses\": 7}}}}";
+        let message = read_text("api.json", json)
+            .expect_err("invalid")
+            .to_string();
+        assert!(message.contains("the key `in` is repeated"), "{message}");
+    }
+
+    /// The same panic, from a YAML key that is a number.
+    #[test]
+    fn a_key_that_is_not_a_string_is_an_error_not_a_panic() {
+        let err = read_text("api.yaml", &WITH.replace("EXTRA", "          1: x\n"))
+            .expect_err("the document is invalid");
+        assert!(err.to_string().contains("/paths"), "{err}");
+    }
+
+    #[test]
+    fn an_error_quotes_only_an_excerpt_of_a_huge_value() {
+        let huge = "Z".repeat(1 << 20);
+        let spec = format!(
+            "openapi: 3.0.0\ninfo: {{title: t, version: '1'}}\npaths:\n  /x:\n    get:\n      parameters: \"{huge}\"\n      responses: {{}}\ncomponents:\n  schemas:\n    A:\n      type: {huge}\n"
+        );
+        let message = read_text("api.yaml", &spec)
+            .expect_err("invalid")
+            .to_string();
+        assert!(message.len() < 300, "{} bytes", message.len());
+        assert!(
+            message.contains(&format!("{}…", "Z".repeat(80))),
+            "{message}"
+        );
+        let reference = format!(
+            "openapi: 3.0.0\ninfo: {{title: t, version: '1'}}\npaths: {{}}\ncomponents:\n  schemas:\n    A:\n      $ref: '{huge}.yaml#/{huge}'\n"
+        );
+        let message = read_text("api.yaml", &reference)
+            .expect_err("invalid")
+            .to_string();
+        assert!(message.len() < 600, "{} bytes", message.len());
+    }
 }

@@ -149,6 +149,176 @@ fn parse_document<T: DeserializeOwned>(path: &Path, text: &str, format: Format) 
     }
 }
 
+/// Whether every key of the document is a string that its map does not repeat; a repeated key is
+/// an error with its line and column.
+///
+/// Deserialising the text itself (for the line and column of an error) is only safe then:
+/// openapiv3 reads a `$ref`-or-item once from serde's buffered form, which keeps repeated keys
+/// and keys of other types, and, when that fails, again from a `serde_json::Value`, which keeps
+/// the last of repeated keys and makes every key a string; when the second read succeeds it
+/// panics (`somehow this parsed successfully the second time`).
+pub(crate) fn keys_are_plain(path: &Path, text: &str, format: Format) -> Result<bool> {
+    let checked = match format {
+        Format::Json => serde_json::from_str::<PlainKeys>(text)
+            .map(|_| ())
+            .map_err(|err| json_error(path, &err, None)),
+        Format::Yaml => yaml_serde::from_str::<PlainKeys>(text)
+            .map(|_| ())
+            .map_err(|err| yaml_error(path, &err, None)),
+    };
+    match checked {
+        Ok(()) => Ok(true),
+        Err(
+            Error::Syntax { message, .. }
+            | Error::NotOpenApi {
+                reason: message, ..
+            },
+        ) if message.contains(NOT_A_STRING_KEY) => Ok(false),
+        Err(
+            Error::Syntax { message, .. }
+            | Error::NotOpenApi {
+                reason: message, ..
+            },
+        ) if !message.contains(REPEATED_KEY) => {
+            // Not this check's business: the caller has an error already.
+            Ok(false)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+const REPEATED_KEY: &str = "is repeated in this mapping";
+const NOT_A_STRING_KEY: &str = "a key that is not a string";
+
+/// Any value, refused when a map repeats a key or has a key that is not a string.
+struct PlainKeys;
+
+impl<'de> serde::Deserialize<'de> for PlainKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(PlainKeysVisitor)
+    }
+}
+
+/// A key: `Some` when it is a string.
+struct Key(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'v> serde::de::Visitor<'v> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key, E> {
+                Ok(Key(Some(v.to_owned())))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Key, E> {
+                Ok(Key(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Key, E> {
+                Ok(Key(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Key, E> {
+                Ok(Key(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Key, E> {
+                Ok(Key(None))
+            }
+            fn visit_unit<E>(self) -> Result<Key, E> {
+                Ok(Key(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'v>>(self, mut seq: A) -> Result<Key, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Key(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'v>>(self, mut map: A) -> Result<Key, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Key(None))
+            }
+        }
+        deserializer.deserialize_any(KeyVisitor)
+    }
+}
+
+struct PlainKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for PlainKeysVisitor {
+    type Value = PlainKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<PlainKeys, E> {
+        Ok(PlainKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<PlainKeys, E> {
+        Ok(PlainKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<PlainKeys, E> {
+        Ok(PlainKeys)
+    }
+    fn visit_i128<E>(self, _: i128) -> Result<PlainKeys, E> {
+        Ok(PlainKeys)
+    }
+    fn visit_u128<E>(self, _: u128) -> Result<PlainKeys, E> {
+        Ok(PlainKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<PlainKeys, E> {
+        Ok(PlainKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<PlainKeys, E> {
+        Ok(PlainKeys)
+    }
+    fn visit_bytes<E>(self, _: &[u8]) -> Result<PlainKeys, E> {
+        Ok(PlainKeys)
+    }
+    fn visit_unit<E>(self) -> Result<PlainKeys, E> {
+        Ok(PlainKeys)
+    }
+    fn visit_none<E>(self) -> Result<PlainKeys, E> {
+        Ok(PlainKeys)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<PlainKeys, D::Error> {
+        serde::Deserialize::deserialize(d)
+    }
+    fn visit_newtype_struct<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> Result<PlainKeys, D::Error> {
+        serde::Deserialize::deserialize(d)
+    }
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<PlainKeys, A::Error> {
+        use serde::de::VariantAccess;
+        let (PlainKeys, variant) = data.variant::<PlainKeys>()?;
+        variant.newtype_variant::<PlainKeys>()
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<PlainKeys, A::Error> {
+        while seq.next_element::<PlainKeys>()?.is_some() {}
+        Ok(PlainKeys)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<PlainKeys, A::Error> {
+        use serde::de::Error as _;
+        let mut seen = std::collections::HashSet::new();
+        while let Some(Key(key)) = map.next_key::<Key>()? {
+            let Some(key) = key else {
+                return Err(A::Error::custom(NOT_A_STRING_KEY));
+            };
+            if !seen.insert(key.clone()) {
+                return Err(A::Error::custom(format!(
+                    "the key `{}` {REPEATED_KEY}",
+                    excerpt(&key)
+                )));
+            }
+            map.next_value::<PlainKeys>()?;
+        }
+        Ok(PlainKeys)
+    }
+}
+
 /// openapiv3 flattens the maps of paths and of responses, and serde loses the position of an
 /// error inside a flattened map. For such an error, each entry is checked on its own to find
 /// the pointer of the entry that is wrong.
