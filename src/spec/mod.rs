@@ -9,6 +9,7 @@ mod bundle;
 mod openapi3;
 mod openapi31;
 mod parse;
+mod shapes;
 mod swagger2;
 
 use std::path::{Path, PathBuf};
@@ -84,6 +85,7 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<Api> {
             Some("Swagger 2.0")
         }
     };
+    shapes::check(path, &value, converted)?;
     let doc: openapiv3::OpenAPI = match parse::from_value(path, &value, converted) {
         Ok(doc) => doc,
         // The file as written is what failed: its text gives the line and column.

@@ -444,7 +444,7 @@ fn pointer(path: &serde_path_to_error::Path) -> String {
 
 /// Says in the user's terms what serde says in its own, quoting at most an excerpt of the
 /// value (serde quotes it whole).
-fn readable(message: &str) -> String {
+pub(super) fn readable(message: &str) -> String {
     let message = excerpt_quoted(message);
     message
         .replace(

@@ -1090,7 +1090,10 @@ pub fn run(config: &Config, seeds: &[Seed]) -> Report {
         if stop {
             break;
         }
-        let _ = std::fs::remove_dir_all(&dir);
+        // A replayed input stays on disk, to be looked at.
+        if config.only.is_none() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         if let Some(every) = config.progress
             && last_progress.elapsed() >= every
         {
