@@ -156,6 +156,38 @@ mod tests {
         assert!(err.to_string().contains("/paths"), "{err}");
     }
 
+    /// Found by the fuzzer: YAML aliases that repeat each other took seconds and a gigabyte
+    /// in a document of 300 kB, under the YAML parser's own limit.
+    #[test]
+    fn yaml_aliases_cannot_expand_a_document_without_bound() {
+        let mut spec = "openapi: 3.0.0\ninfo: {title: t, version: '1'}\npaths: {}\n".to_owned();
+        // Enough events that the YAML parser's limit (100 alias jumps per event) lets it through.
+        spec.push_str(&format!("x-pad: [{}1]\n", "1,".repeat(20_000)));
+        spec.push_str(
+            "x-a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
+        for (name, previous) in [
+            ("b", "a"),
+            ("c", "b"),
+            ("d", "c"),
+            ("e", "d"),
+            ("f", "e"),
+            ("g", "f"),
+        ] {
+            let items = vec![format!("*{previous}"); 9].join(",");
+            spec.push_str(&format!("x-{name}: &{name} [{items}]\n"));
+        }
+        let started = std::time::Instant::now();
+        let message = read_text("api.yaml", &spec)
+            .expect_err("too big")
+            .to_string();
+        assert!(message.contains("expands to too many values"), "{message}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        // Aliases used as they are meant to be still read.
+        let reuse = "openapi: 3.0.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get: &op\n      responses: {'204': {description: none}}\n  /b:\n    get: *op\n";
+        read_text("api.yaml", reuse).expect("valid");
+    }
+
     #[test]
     fn an_error_quotes_only_an_excerpt_of_a_huge_value() {
         let huge = "Z".repeat(1 << 20);
