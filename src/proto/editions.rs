@@ -155,6 +155,11 @@ fn blank_features(source: &str) -> String {
     let bytes = code.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
+        // The scan goes by bytes; a byte inside a multi-byte character starts nothing.
+        if !code.is_char_boundary(i) {
+            i += 1;
+            continue;
+        }
         let rest = &code[i..];
         let at_word = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
         if at_word && (rest.starts_with("option features") || rest.starts_with("extensions ")) {
@@ -196,6 +201,15 @@ fn blank_features(source: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the fuzzer: a multi-byte character made the scan slice inside it.
+    #[test]
+    fn non_ascii_text_does_not_break_the_rewrite() {
+        let source = "edition = \"2023\";\n// 🦀\nmessage 🦀 { string a = 1 [default = \"é\"]; }\n";
+        let (out, edition) = rewrite(source).expect("an editions file");
+        assert_eq!(edition, "2023");
+        assert!(out.contains("syntax = \"proto3\";"), "{out}");
+    }
 
     #[test]
     fn an_editions_file_becomes_proto3_with_its_lines_in_place() {
