@@ -54,6 +54,7 @@ fn main() {
             crate_name: "bench".into(),
             includes: Vec::new(),
             strict: false,
+            allowed_ref_dirs: Vec::new(),
         };
         std::hint::black_box(codegen::spec::read(&spec, &options).expect("the spec reads"));
     });

@@ -82,6 +82,10 @@ struct CrateArgs {
     /// warning.
     #[arg(long)]
     strict: bool,
+    /// A folder whose files `$ref`s may read besides the spec's own folder and its subfolders
+    /// (repeat for more). References that lead elsewhere, symlinks included, are refused.
+    #[arg(long = "allow-ref-dir", value_name = "DIR")]
+    allowed_ref_dirs: Vec<PathBuf>,
 }
 
 /// What to generate: the spec and the options, resolved from the flags and the record.
@@ -100,6 +104,7 @@ impl CrateArgs {
             && self.runtime_version.is_none()
             && self.includes.is_empty()
             && !self.strict
+            && self.allowed_ref_dirs.is_empty()
     }
 
     /// Options for a new crate at `dir`, from the flags alone.
@@ -118,6 +123,7 @@ impl CrateArgs {
             runtime,
             includes: self.includes.clone(),
             strict: self.strict,
+            allowed_ref_dirs: self.allowed_ref_dirs.clone(),
         })
     }
 
@@ -135,6 +141,9 @@ impl CrateArgs {
             options.includes = self.includes.clone();
         }
         options.strict |= self.strict;
+        if !self.allowed_ref_dirs.is_empty() {
+            options.allowed_ref_dirs = self.allowed_ref_dirs.clone();
+        }
         Ok(options)
     }
 
@@ -198,6 +207,7 @@ fn default_output(spec: &Path, name: Option<&str>) -> anyhow::Result<PathBuf> {
             crate_name: "api".into(),
             includes: Vec::new(),
             strict: false,
+            allowed_ref_dirs: Vec::new(),
         };
         let title = package_name(&codegen::spec::read(spec, &read)?.title);
         if validate_package_name(&title).is_ok() {
@@ -535,6 +545,9 @@ fn regenerate_command(job: &Job) -> String {
     }
     for include in &job.options.includes {
         command.push_str(&format!(" -I {}", include.display()));
+    }
+    for dir in &job.options.allowed_ref_dirs {
+        command.push_str(&format!(" --allow-ref-dir {}", dir.display()));
     }
     if job.options.strict {
         command.push_str(" --strict");

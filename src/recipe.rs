@@ -28,6 +28,9 @@ pub struct Recipe {
     pub includes: Vec<String>,
     /// Whether a part of the description that cannot be read is an error (`--strict`).
     pub strict: bool,
+    /// The folders besides the spec's own that references may read (`--allow-ref-dir`),
+    /// relative to the crate.
+    pub allowed_ref_dirs: Vec<String>,
 }
 
 impl Recipe {
@@ -50,6 +53,11 @@ impl Recipe {
                 .map(|dir| relative(dir))
                 .collect::<Result<_>>()?,
             strict: options.strict,
+            allowed_ref_dirs: options
+                .allowed_ref_dirs
+                .iter()
+                .map(|dir| relative(dir))
+                .collect::<Result<_>>()?,
         })
     }
 
@@ -65,6 +73,11 @@ impl Recipe {
             runtime: self.runtime.clone(),
             includes: self.includes.iter().map(|i| join(crate_dir, i)).collect(),
             strict: self.strict,
+            allowed_ref_dirs: self
+                .allowed_ref_dirs
+                .iter()
+                .map(|d| join(crate_dir, d))
+                .collect(),
         }
     }
 
@@ -86,6 +99,10 @@ impl Recipe {
         if !self.includes.is_empty() {
             let list: Vec<String> = self.includes.iter().map(|i| toml_str(i)).collect();
             out.push_str(&format!("include = [{}]\n", list.join(", ")));
+        }
+        if !self.allowed_ref_dirs.is_empty() {
+            let list: Vec<String> = self.allowed_ref_dirs.iter().map(|d| toml_str(d)).collect();
+            out.push_str(&format!("allow-ref-dir = [{}]\n", list.join(", ")));
         }
         if self.strict {
             out.push_str("strict = true\n");
@@ -155,6 +172,7 @@ impl Recipe {
             runtime,
             includes: record.include,
             strict: record.strict,
+            allowed_ref_dirs: record.allow_ref_dir,
         }))
     }
 }
@@ -229,6 +247,8 @@ struct Record {
     include: Vec<String>,
     #[serde(default)]
     strict: bool,
+    #[serde(default)]
+    allow_ref_dir: Vec<String>,
 }
 
 #[cfg(test)]
@@ -242,6 +262,7 @@ mod tests {
             runtime,
             includes: includes.iter().map(|s| (*s).to_owned()).collect(),
             strict: !includes.is_empty(),
+            allowed_ref_dirs: includes.iter().map(|s| format!("{s}/shared")).collect(),
         }
     }
 

@@ -474,3 +474,231 @@ fn the_crate_is_named_after_its_folder_unless_named() {
     );
     assert!(Path::new(&out).join("src/lib.rs").exists());
 }
+
+/// Runs `codegen` with `args` after the spec and the output folder (`DIR/out`), and returns
+/// the exit status and stderr with the folder shown as `DIR`.
+fn gen_in(dir: &Path, spec: &str, args: &[&str]) -> (i32, String) {
+    let spec = dir.join(spec);
+    let out = dir.join("out");
+    let mut all = vec!["gen", spec.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let output = codegen(&all);
+    let message = stderr(&output).replace(dir.to_str().unwrap(), "DIR");
+    (output.status.code().unwrap(), message)
+}
+
+/// Writes `files` (relative paths, contents) under `dir`.
+fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    for (name, contents) in files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+    }
+}
+
+/// A file outside the spec's folder whose contents must never be shown: a schema, so that a
+/// reference that read it would put its description into the generated crate.
+const SECRET: &str = "Secret:\n  type: object\n  description: TOP-SECRET-CONTENTS\n";
+
+#[test]
+fn references_outside_the_spec_folder_are_refused_without_showing_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_files(root, &[("secret/passwd.yaml", SECRET)]);
+    let depth = root.components().count() + 2;
+    let climb = "../".repeat(depth);
+    let references = [
+        "../secret/passwd.yaml#/Secret".to_owned(),
+        format!("{climb}etc/passwd"),
+        "/etc/passwd".to_owned(),
+        format!("{}/secret/passwd.yaml#/Secret", root.display()),
+        "../secret/missing.yaml#/Secret".to_owned(),
+    ];
+    for reference in &references {
+        let spec = ROOT_WITH_REF.replace("REF", reference);
+        write_files(root, &[("api/api.yaml", &spec)]);
+        let (code, message) = gen_in(root, "api/api.yaml", &[]);
+        assert_eq!(code, 2, "{reference}: {message}");
+        let shown = reference.replace(root.to_str().unwrap(), "DIR");
+        assert!(
+            message.starts_with(&format!(
+                "error: DIR/api/api.yaml: #/components/schemas/Pet/properties/owner/$ref: `{shown}` refers to "
+            )),
+            "{reference}: {message}"
+        );
+        assert!(
+            message.contains("outside the folders references may read (DIR/api)")
+                && message.contains("pass --allow-ref-dir DIR"),
+            "{reference}: {message}"
+        );
+        assert!(
+            !message.contains("TOP-SECRET") && !message.contains("root:"),
+            "{message}"
+        );
+        assert!(!root.join("out").exists(), "nothing is written");
+    }
+}
+
+#[test]
+fn a_symlink_cannot_lead_a_reference_out_of_the_spec_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let spec = ROOT_WITH_REF.replace("REF", "parts/owner.yaml#/Secret");
+    write_files(
+        root,
+        &[("secret/owner.yaml", SECRET), ("api/api.yaml", &spec)],
+    );
+    std::fs::create_dir_all(root.join("api/parts")).unwrap();
+    std::os::unix::fs::symlink(
+        root.join("secret/owner.yaml"),
+        root.join("api/parts/owner.yaml"),
+    )
+    .unwrap();
+    let (code, message) = gen_in(root, "api/api.yaml", &[]);
+    assert_eq!(code, 2, "{message}");
+    assert!(
+        message.contains("`parts/owner.yaml#/Secret` refers to DIR/api/parts/owner.yaml (which is DIR/secret/owner.yaml), outside the folders references may read"),
+        "{message}"
+    );
+    assert!(message.contains("--allow-ref-dir"), "{message}");
+    assert!(!message.contains("TOP-SECRET"), "{message}");
+
+    // A symlinked folder is the same.
+    std::fs::remove_file(root.join("api/parts/owner.yaml")).unwrap();
+    std::fs::remove_dir(root.join("api/parts")).unwrap();
+    std::os::unix::fs::symlink(root.join("secret"), root.join("api/parts")).unwrap();
+    let (code, message) = gen_in(root, "api/api.yaml", &[]);
+    assert_eq!(code, 2, "{message}");
+    assert!(message.contains("outside the folders"), "{message}");
+}
+
+#[test]
+fn allow_ref_dir_lets_references_read_a_sibling_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let spec = ROOT_WITH_REF.replace("REF", "../shared/owner.yaml#/Owner");
+    let owner = "Owner:\n  type: object\n  description: An owner from the shared folder.\n  properties:\n    name: {type: string}\n";
+    write_files(
+        root,
+        &[("shared/owner.yaml", owner), ("api/api.yaml", &spec)],
+    );
+    let (code, message) = gen_in(root, "api/api.yaml", &[]);
+    assert_eq!(code, 2, "{message}");
+    assert!(message.contains("pass --allow-ref-dir"), "{message}");
+
+    let shared = root.join("shared");
+    let (code, message) = gen_in(
+        root,
+        "api/api.yaml",
+        &["--allow-ref-dir", shared.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{message}");
+    let types = std::fs::read_to_string(root.join("out/src/types.rs")).unwrap();
+    assert!(
+        types.contains("An owner from the shared folder.") && types.contains("pub struct Owner"),
+        "{types}"
+    );
+
+    // The flag widens by the folder named, not by what is beside it.
+    std::fs::remove_dir_all(root.join("out")).unwrap();
+    let (code, message) = gen_in(
+        root,
+        "api/api.yaml",
+        &["--allow-ref-dir", root.join("secret").to_str().unwrap()],
+    );
+    assert_eq!(code, 2, "{message}");
+    assert!(
+        message.contains("DIR/secret: --allow-ref-dir names no folder"),
+        "{message}"
+    );
+}
+
+#[test]
+fn proto_imports_stay_in_the_include_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let service =
+        "syntax = \"proto3\";\npackage p;\nimport \"IMPORT\";\nmessage A { string name = 1; }\n";
+    write_files(
+        root,
+        &[
+            ("secret/other.proto", "TOP-SECRET-CONTENTS\n"),
+            (
+                "api/service.proto",
+                &service.replace("IMPORT", "../secret/other.proto"),
+            ),
+        ],
+    );
+    // protox refuses `..` and absolute imports itself.
+    let (code, message) = gen_in(root, "api/service.proto", &[]);
+    assert_eq!(code, 2, "{message}");
+    assert!(message.contains("service.proto:3:"), "{message}");
+    assert!(!message.contains("TOP-SECRET"), "{message}");
+
+    // A symlink in the include folder is resolved, and refused when it leads out.
+    write_files(
+        root,
+        &[(
+            "api/service.proto",
+            &service.replace("IMPORT", "other.proto"),
+        )],
+    );
+    std::os::unix::fs::symlink(
+        root.join("secret/other.proto"),
+        root.join("api/other.proto"),
+    )
+    .unwrap();
+    let (code, message) = gen_in(root, "api/service.proto", &[]);
+    assert_eq!(code, 2, "{message}");
+    assert!(
+        message.contains("import 'other.proto' resolves to DIR/secret/other.proto (through DIR/api/other.proto), outside the include folders: pass -I or --allow-ref-dir"),
+        "{message}"
+    );
+    assert!(!message.contains("TOP-SECRET"), "{message}");
+}
+
+#[test]
+fn errors_quote_only_an_excerpt_of_a_huge_value() {
+    let huge = "A".repeat(200_000);
+    let spec = format!(
+        "{{\"openapi\": \"3.0.0\", \"info\": {{\"title\": \"{huge}\", \"version\": \"1\"}}, \"paths\": {{\"/x\": {{\"get\": {{\"parameters\": \"{huge}\", \"responses\": {{}}}}}}}}}}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api.json");
+    std::fs::write(&path, &spec).unwrap();
+    let out = dir.path().join("out");
+    let (path, out) = (path.to_str().unwrap(), out.to_str().unwrap());
+    // As an error (--strict) and as the warning of the skipped operation.
+    let strict = codegen(&["gen", path, "-o", out, "--strict"]);
+    assert_eq!(strict.status.code(), Some(2));
+    let lenient = codegen(&["gen", path, "-o", out]);
+    assert_eq!(lenient.status.code(), Some(0), "{}", stderr(&lenient));
+    for output in [&strict, &lenient] {
+        let message = stderr(output);
+        let first = message.lines().next().unwrap_or_default();
+        assert!(first.len() < 400, "{} bytes", first.len());
+        assert!(
+            first.contains("/paths/~1x/get/parameters") && first.contains("AAAA…"),
+            "{first}"
+        );
+        assert!(message.len() < 2000, "{} bytes", message.len());
+    }
+    let reference = format!("#/components/schemas/{huge}");
+    let yaml = dir.path().join("ref.yaml");
+    std::fs::write(&yaml, ROOT_WITH_REF.replace("REF", &reference)).unwrap();
+    let output = codegen(&["gen", yaml.to_str().unwrap(), "-o", out, "--strict"]);
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(message.len() < 400, "{} bytes: {message}", message.len());
+}
+
+/// Found by the fuzzer: a `$ref` at the document's root that leads to a value that is not an
+/// object panicked while bundling.
+#[test]
+fn a_reference_at_the_document_root_is_an_error_not_a_panic() {
+    let spec = "openapi: 3.1.0\ninfo: jwt\npaths: {}\ncomponents: jwt\n$ref: '#/components'\n";
+    let (code, message) = gen_text("api.yaml", spec);
+    assert_eq!(code, 2, "{message}");
+    assert!(message.starts_with("error: DIR/api.yaml: "), "{message}");
+    assert!(!message.contains("panicked"), "{message}");
+}

@@ -11,6 +11,7 @@ fn petstore() -> codegen::Generated {
         runtime: RuntimeDependency::Path("../../runtime".into()),
         includes: Vec::new(),
         strict: false,
+        allowed_ref_dirs: Vec::new(),
     };
     codegen::generate(&support::root().join("fixtures/petstore.yaml"), &options).unwrap()
 }

@@ -15,6 +15,7 @@ fn generated_code_matches_the_snapshots() {
             runtime: RuntimeDependency::Path("../runtime".into()),
             includes: Vec::new(),
             strict: true,
+            allowed_ref_dirs: Vec::new(),
         };
         let generated = codegen::generate(&spec, &options).unwrap();
         for file in &generated.files {

@@ -74,6 +74,9 @@ pub struct Options {
     /// Whether a part of the description that cannot be read (an operation, a schema) is an
     /// error; by default it is skipped and named in [`Generated::warnings`].
     pub strict: bool,
+    /// Folders besides the root document's own whose files `$ref`s may read
+    /// (`--allow-ref-dir`); see [`ReadOptions::allowed_ref_dirs`].
+    pub allowed_ref_dirs: Vec<PathBuf>,
 }
 
 /// One file of a generated crate.
@@ -103,6 +106,7 @@ pub fn generate(spec_path: &Path, options: &Options) -> Result<Generated> {
         crate_name: options.crate_name.clone(),
         includes: options.includes.clone(),
         strict: options.strict,
+        allowed_ref_dirs: options.allowed_ref_dirs.clone(),
     };
     let api = spec::read(spec_path, &read)?;
     let source = spec_path
@@ -121,6 +125,17 @@ pub fn render_api(api: &Api, source: &str, options: &Options) -> Result<Generate
         notes: api.notes.clone(),
         warnings: api.warnings.clone(),
     })
+}
+
+/// Renders the crate of an API already read without formatting it: the text that
+/// [`render_api`] gives rustfmt. rustfmt runs a process per file, which costs more than reading
+/// and rendering; this is for tests and the fuzzer, which check the generator, not rustfmt.
+pub fn render_unformatted(
+    api: &Api,
+    source: &str,
+    options: &Options,
+) -> Result<Vec<GeneratedFile>> {
+    templates::render(api, source, options)
 }
 
 #[cfg(test)]

@@ -13,10 +13,20 @@ use std::sync::{Arc, Mutex};
 
 use protox::file::{File, FileResolver, IncludeFileResolver};
 
+use crate::error::excerpt;
+
 /// Include folders whose editions files are read as proto3; it records each (name, edition).
+///
+/// It is also where the files of a compilation are confined: protox refuses imports with `..`
+/// or an absolute path (`is_valid_import`), and this resolver refuses a file whose real path
+/// (symlinks resolved) is outside the include folders and the other permitted folders.
 pub(super) struct AsProto3 {
     pub(super) includes: Vec<PathBuf>,
     pub(super) read: Arc<Mutex<Vec<(String, String)>>>,
+    /// Canonical folders whose files may be read: the include folders and `--allow-ref-dir`s.
+    pub(super) permitted: Vec<PathBuf>,
+    /// The canonical path of the file the user named, which is read wherever it leads.
+    pub(super) root: Option<PathBuf>,
 }
 
 impl FileResolver for AsProto3 {
@@ -27,6 +37,7 @@ impl FileResolver for AsProto3 {
     }
 
     fn open_file(&self, name: &str) -> Result<File, protox::Error> {
+        // `is_file` follows symlinks and is false for devices and pipes, which could block.
         let Some(path) = self
             .includes
             .iter()
@@ -35,8 +46,19 @@ impl FileResolver for AsProto3 {
         else {
             return Err(protox::Error::file_not_found(name));
         };
+        let real = std::fs::canonicalize(&path).map_err(protox::Error::new)?;
+        let permitted = self.root.as_ref() == Some(&real)
+            || self.permitted.iter().any(|dir| real.starts_with(dir));
+        if !permitted {
+            return Err(protox::Error::new(format!(
+                "import '{}' resolves to {} (through {}), outside the include folders: pass -I or --allow-ref-dir with the folder that holds it",
+                excerpt(name),
+                real.display(),
+                path.display()
+            )));
+        }
         // protox parses as it opens, so the text is read here first.
-        let text = std::fs::read_to_string(&path).ok();
+        let text = std::fs::read_to_string(&real).ok();
         match text.as_deref().and_then(rewrite) {
             Some((source, edition)) => {
                 if let Ok(mut read) = self.read.lock() {
@@ -133,6 +155,11 @@ fn blank_features(source: &str) -> String {
     let bytes = code.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
+        // The scan goes by bytes; a byte inside a multi-byte character starts nothing.
+        if !code.is_char_boundary(i) {
+            i += 1;
+            continue;
+        }
         let rest = &code[i..];
         let at_word = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
         if at_word && (rest.starts_with("option features") || rest.starts_with("extensions ")) {
@@ -174,6 +201,15 @@ fn blank_features(source: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the fuzzer: a multi-byte character made the scan slice inside it.
+    #[test]
+    fn non_ascii_text_does_not_break_the_rewrite() {
+        let source = "edition = \"2023\";\n// 🦀\nmessage 🦀 { string a = 1 [default = \"é\"]; }\n";
+        let (out, edition) = rewrite(source).expect("an editions file");
+        assert_eq!(edition, "2023");
+        assert!(out.contains("syntax = \"proto3\";"), "{out}");
+    }
 
     #[test]
     fn an_editions_file_becomes_proto3_with_its_lines_in_place() {

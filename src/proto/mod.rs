@@ -26,7 +26,7 @@ use prost_reflect::{DescriptorPool, FileDescriptor, MethodDescriptor};
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 
 use crate::Result;
-use crate::error::Error;
+use crate::error::{Error, excerpt_quoted};
 use crate::ir::names::{RESERVED_TYPES, Scope, snake_ident};
 use crate::ir::{Api, box_recursive_fields};
 use crate::spec::ReadOptions;
@@ -71,13 +71,24 @@ impl FileResolver for Bundled {
 }
 
 /// Reads the services of the `.proto` file at `path`, with imports looked up in `includes`
-/// (the file's folder when there are none).
-pub fn read(path: &Path, includes: &[PathBuf], options: &ReadOptions) -> Result<Api> {
+/// (the file's folder when there are none). Files are read only from the include folders and
+/// the canonical folders `allowed` (`--allow-ref-dir`), symlinks resolved.
+pub fn read(
+    path: &Path,
+    includes: &[PathBuf],
+    allowed: &[PathBuf],
+    options: &ReadOptions,
+) -> Result<Api> {
     let includes: Vec<PathBuf> = if includes.is_empty() {
         vec![path.parent().unwrap_or(Path::new(".")).to_owned()]
     } else {
         includes.to_vec()
     };
+    let mut permitted: Vec<PathBuf> = includes
+        .iter()
+        .filter_map(|i| std::fs::canonicalize(i).ok())
+        .collect();
+    permitted.extend(allowed.iter().cloned());
     let mut resolver = ChainFileResolver::new();
     // The well-known types as protox knows them first: copies of descriptor.proto in include
     // folders are often newer than the syntax any compiler but protoc's latest reads, and the
@@ -87,6 +98,8 @@ pub fn read(path: &Path, includes: &[PathBuf], options: &ReadOptions) -> Result<
     resolver.add(editions::AsProto3 {
         includes: includes.clone(),
         read: editions.clone(),
+        permitted,
+        root: std::fs::canonicalize(path).ok(),
     });
     resolver.add(Bundled);
     let mut compiler = protox::Compiler::with_file_resolver(resolver);
@@ -121,7 +134,8 @@ pub fn read(path: &Path, includes: &[PathBuf], options: &ReadOptions) -> Result<
 
 /// A protox error as the generator's: file, line and column when it has them.
 fn compile_error(path: &Path, includes: &[PathBuf], err: &protox::Error) -> Error {
-    let mut message = err.to_string();
+    // protox quotes names and tokens of the file; they are cut to excerpts.
+    let mut message = excerpt_quoted(&err.to_string());
     if err.is_file_not_found() {
         let folders: Vec<String> = includes.iter().map(|i| i.display().to_string()).collect();
         message.push_str(&format!(
@@ -157,7 +171,7 @@ fn compile_error(path: &Path, includes: &[PathBuf], err: &protox::Error) -> Erro
         None => Error::NotOpenApi {
             path: file,
             reason: match err.help() {
-                Some(help) => format!("{message} ({help})"),
+                Some(help) => format!("{message} ({})", excerpt_quoted(&help.to_string())),
                 None => message,
             },
         },

@@ -12,6 +12,11 @@
 //!
 //! A reference that resolves to nothing is an error naming the file and the JSON pointer where
 //! it was written. Remote (`http:`) references are not fetched.
+//!
+//! A spec may come from someone else, so references read files only inside the root document's
+//! folder (and its subfolders) and the folders the user allows (`--allow-ref-dir`), symlinks
+//! resolved first; only regular files are read. Copies of references are bounded in size and
+//! nesting, so a small document cannot expand into an unbounded one.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -21,7 +26,20 @@ use serde_json::{Map, Value};
 use super::parse;
 use super::skips::Skips;
 use crate::Result;
-use crate::error::{Error, pointer_token};
+use crate::error::{Error, excerpt, excerpt_pointer, pointer_token};
+
+/// How deep the walk over the documents may go (values inside values, through references):
+/// beyond this a document is refused rather than risk the stack. Parsers stop at 128 levels of
+/// one file; references to other files and copies add levels.
+const MAX_WALK_DEPTH: usize = 2_000;
+
+/// How deep a copied reference may sit in the bundled document (levels of keys): the OpenAPI
+/// reader recurses on it.
+const MAX_RESULT_DEPTH: usize = 192;
+
+/// How many JSON values the copies of references may add in all, beyond the documents' own
+/// size: references that each copy others twice would otherwise grow exponentially.
+const MIN_COPY_BUDGET: usize = 2_000_000;
 
 /// Keys whose value is a schema.
 const SCHEMA_KEYS: &[&str] = &[
@@ -84,18 +102,28 @@ pub(super) struct Bundled {
 /// Rewrites the references of `root` (read from `path`) in place. `schemas_at` is where named
 /// schemas live: `/components/schemas` or `/definitions`. An operation or component whose
 /// references cannot be followed is skipped by `skips` (or is the error, when strict).
+/// schemas live: `/components/schemas` or `/definitions`. References may read files in the
+/// folder of `path` and in `allowed_ref_dirs` (canonical folders; see [`super::allowed_dirs`]),
+/// and their subfolders.
 pub(super) fn bundle(
     path: &Path,
     root: &mut Value,
     schemas_at: &str,
     skips: &mut Skips,
+    allowed_ref_dirs: &[PathBuf],
 ) -> Result<Bundled> {
     if !needs_bundling(root, schemas_at) {
         return Ok(Bundled { changed: false });
     }
     let root_path = canonical(path);
+    let mut allowed = vec![root_path.parent().unwrap_or(Path::new("/")).to_owned()];
+    allowed.extend(allowed_ref_dirs.iter().cloned());
+    let copy_budget = MIN_COPY_BUDGET.max(4 * size(root));
     let mut bundler = Bundler {
         root_path: root_path.clone(),
+        allowed,
+        copy_budget,
+        depth: 0,
         docs: HashMap::new(),
         ids: HashMap::new(),
         hoisted: HashMap::new(),
@@ -166,7 +194,14 @@ fn existing_names(root: &Value, schemas_at: &str) -> BTreeSet<String> {
 fn ensure_object<'a>(root: &'a mut Value, pointer: &str) -> &'a mut Map<String, Value> {
     let mut at = root;
     for token in pointer.split('/').skip(1) {
-        let map = at.as_object_mut().expect("the document root is an object");
+        // A document whose root is not an object (a `$ref` at the root that leads to a list)
+        // is refused by the reader afterwards; here it only needs a place to write to.
+        if !at.is_object() {
+            *at = Value::Object(Map::new());
+        }
+        let Value::Object(map) = at else {
+            unreachable!("made an object above")
+        };
         at = map
             .entry(token.to_owned())
             .or_insert_with(|| Value::Object(Map::new()));
@@ -183,6 +218,12 @@ fn canonical(path: &Path) -> PathBuf {
 
 struct Bundler<'s> {
     root_path: PathBuf,
+    /// The folders references may read files in, canonical: the root's first.
+    allowed: Vec<PathBuf>,
+    /// How many more JSON values copies of references may add.
+    copy_budget: usize,
+    /// The current depth of the walk.
+    depth: usize,
     /// Every file read so far, as it was read.
     docs: HashMap<PathBuf, Value>,
     /// `$id` values and `$anchor`s (`file#name`) to the file and pointer they name.
@@ -210,6 +251,28 @@ struct Target {
 
 impl Bundler<'_> {
     fn walk(
+        &mut self,
+        value: &mut Value,
+        file: &Path,
+        keys: &mut Vec<String>,
+        at: &mut String,
+    ) -> Result<()> {
+        if self.depth >= MAX_WALK_DEPTH {
+            return Err(Error::Invalid {
+                path: self.root_path.clone(),
+                location: excerpt_pointer(at),
+                message: format!(
+                    "the references nest more than {MAX_WALK_DEPTH} levels deep through each other"
+                ),
+            });
+        }
+        self.depth += 1;
+        let result = self.walk_value(value, file, keys, at);
+        self.depth -= 1;
+        result
+    }
+
+    fn walk_value(
         &mut self,
         value: &mut Value,
         file: &Path,
@@ -327,11 +390,34 @@ impl Bundler<'_> {
             return Err(self.error(
                 at,
                 format!(
-                    "`{reference}` is part of a cycle of references that never reaches a schema"
+                    "`{}` is part of a cycle of references that never reaches a schema",
+                    excerpt(reference)
                 ),
             ));
         }
-        let mut copy = self.lookup(&target, reference, at)?.clone();
+        if keys.len() > MAX_RESULT_DEPTH {
+            return Err(self.error(
+                at,
+                format!(
+                    "`{}` is copied more than {MAX_RESULT_DEPTH} levels deep into the document",
+                    excerpt(reference)
+                ),
+            ));
+        }
+        let found = self.lookup(&target, reference, at)?;
+        let cost = size(found);
+        if cost > self.copy_budget {
+            return Err(self.error(
+                at,
+                format!(
+                    "`{}` makes the copies of references grow past {} values: references that copy each other many times",
+                    excerpt(reference),
+                    MIN_COPY_BUDGET.max(self.copy_budget)
+                ),
+            ));
+        }
+        let mut copy = found.clone();
+        self.copy_budget -= cost;
         self.inlining.push(key);
         let mut keys = keys.to_vec();
         let mut inner_at = format!("{}#{}", target.file.display(), target.pointer);
@@ -390,27 +476,27 @@ impl Bundler<'_> {
             None => (reference, String::new()),
         };
         let anchor = (!fragment.is_empty() && !fragment.starts_with('/')).then(|| fragment.clone());
+        let candidate = file.parent().unwrap_or(Path::new(".")).join(location);
         // A schema known by its `$id` (absolute, or relative to where the ids are written).
-        let local = location.is_empty()
-            || (!location.contains("://")
-                && file
-                    .parent()
-                    .unwrap_or(Path::new("."))
-                    .join(location)
-                    .exists());
+        let local = location.is_empty() || (!location.contains("://") && candidate.exists());
         if !local {
             let Some(id) = self.by_id(location) else {
+                if !location.contains("://") && !self.permits(&lexical(&candidate)) {
+                    // Whether a file outside exists is not said either.
+                    return Err(self.refused(at, self.outside(reference, &candidate, None)));
+                }
                 return Err(self.error(
                     at,
                     if location.contains("://") {
                         format!(
-                            "`{reference}` is a remote reference, which is not fetched: download the file and refer to it by a relative path"
+                            "`{}` is a remote reference, which is not fetched: download the file and refer to it by a relative path",
+                            excerpt(reference)
                         )
                     } else {
-                        let path = file.parent().unwrap_or(Path::new(".")).join(location);
                         format!(
-                            "`{reference}` refers to {}, which cannot be read (no such file, and no schema has it as its `$id`)",
-                            path.display()
+                            "`{}` refers to {}, which cannot be read (no such file, and no schema has it as its `$id`)",
+                            excerpt(reference),
+                            shown(&candidate)
                         )
                     },
                 ));
@@ -425,13 +511,17 @@ impl Bundler<'_> {
                     pointer: format!("{pointer}{}", if anchor.is_some() { "" } else { &fragment }),
                     anchor,
                 }),
-                None => Err(self.error(at, format!("`{reference}` names no schema"))),
+                None => Err(self.error(at, format!("`{}` names no schema", excerpt(reference)))),
             };
         }
         let target_file = if location.is_empty() {
             file.to_owned()
         } else {
-            let joined = canonical(&file.parent().unwrap_or(Path::new(".")).join(location));
+            let joined = canonical(&candidate);
+            if !self.permits(&joined) {
+                let message = self.outside(reference, &candidate, Some(&joined));
+                return Err(self.refused(at, message));
+            }
             self.load(&joined, reference, at)?;
             joined
         };
@@ -445,8 +535,9 @@ impl Bundler<'_> {
                 None => Err(self.error(
                     at,
                     format!(
-                        "`{reference}` names no `$anchor` of {}",
-                        target_file.display()
+                        "`{}` names no `$anchor` of {}",
+                        excerpt(reference),
+                        shown(&target_file)
                     ),
                 )),
             };
@@ -478,19 +569,51 @@ impl Bundler<'_> {
         found.first().map(|id| (*id).clone())
     }
 
+    /// Whether a reference may read the file at `path` (canonical, or normalised when it does
+    /// not exist): it is in one of the allowed folders.
+    fn permits(&self, path: &Path) -> bool {
+        self.allowed.iter().any(|dir| path.starts_with(dir))
+    }
+
+    /// The message for a reference to a file outside the allowed folders.
+    fn outside(&self, reference: &str, path: &Path, resolved: Option<&Path>) -> String {
+        let place = match resolved {
+            Some(resolved) if resolved != normalized(path) => {
+                format!("{} (which is {})", shown(path), shown(resolved))
+            }
+            _ => shown(path),
+        };
+        let folders: Vec<String> = self
+            .allowed
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        format!(
+            "`{}` refers to {place}, outside the folders references may read ({}): pass --allow-ref-dir DIR to allow the folder that holds it",
+            excerpt(reference),
+            folders.join(", ")
+        )
+    }
+
     fn load(&mut self, path: &Path, reference: &str, at: &str) -> Result<()> {
         if self.docs.contains_key(path) {
             return Ok(());
         }
-        let text = std::fs::read_to_string(path).map_err(|err| {
+        let cannot = |why: String| {
             self.error(
                 at,
                 format!(
-                    "`{reference}` refers to {}, which cannot be read: {err}",
-                    path.display()
+                    "`{}` refers to {}, which cannot be read: {why}",
+                    excerpt(reference),
+                    shown(path)
                 ),
             )
-        })?;
+        };
+        // A device or a pipe could block or never end.
+        if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+            return Err(cannot("it is not a regular file".into()));
+        }
+        let text = std::fs::read_to_string(path).map_err(|err| cannot(err.to_string()))?;
         let value = parse::value(path, &text, parse::Format::of(path, &text))?;
         self.index_ids(path, &value);
         self.docs.insert(path.to_owned(), value);
@@ -550,7 +673,12 @@ impl Bundler<'_> {
         self.docs
             .get(&target.file)
             .and_then(|doc| doc.pointer(&target.pointer))
-            .ok_or_else(|| self.error(at, format!("`{reference}` does not resolve to anything")))
+            .ok_or_else(|| {
+                self.error(
+                    at,
+                    format!("`{}` does not resolve to anything", excerpt(reference)),
+                )
+            })
     }
 
     /// An error at the `$ref` written at `at`: `#<pointer>` in the root document,
@@ -558,7 +686,17 @@ impl Bundler<'_> {
     fn error(&self, at: &str, message: String) -> Error {
         Error::Invalid {
             path: self.root_path.clone(),
-            location: format!("{at}/$ref"),
+            location: format!("{}/$ref", excerpt_pointer(at)),
+            message,
+        }
+    }
+
+    /// The error of a reference written at `at` that leads outside the allowed folders: never
+    /// skipped, as the user has to allow the folder.
+    fn refused(&self, at: &str, message: String) -> Error {
+        Error::Refused {
+            path: self.root_path.clone(),
+            location: format!("{}/$ref", excerpt_pointer(at)),
             message,
         }
     }
@@ -627,6 +765,55 @@ fn suggested_name(target: &Target) -> String {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default(),
     }
+}
+
+/// A path in a message: the names in it may come from the spec, so each is cut to an excerpt.
+fn shown(path: &Path) -> String {
+    excerpt_pointer(&path.display().to_string())
+}
+
+/// How many JSON values `value` holds, itself included.
+fn size(value: &Value) -> usize {
+    match value {
+        Value::Object(map) => 1 + map.values().map(size).sum::<usize>(),
+        Value::Array(items) => 1 + items.iter().map(size).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+/// An absolute path with `.` and `..` resolved lexically.
+fn normalized(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut out = PathBuf::new();
+    for component in absolute.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Where a path that may not exist would be: `.` and `..` resolved lexically, and the deepest
+/// folder of it that exists canonicalised (so it compares with canonical folders).
+fn lexical(path: &Path) -> PathBuf {
+    let out = normalized(path);
+    let mut missing = Vec::new();
+    let mut existing = out.as_path();
+    while !existing.exists() {
+        let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else {
+            return out;
+        };
+        missing.push(name.to_owned());
+        existing = parent;
+    }
+    let mut found = canonical(existing);
+    found.extend(missing.iter().rev());
+    found
 }
 
 fn unescape(token: &str) -> String {

@@ -18,6 +18,7 @@
 use serde_json::{Map, Value, json};
 
 use super::bundle::is_schema_position;
+use crate::error::excerpt;
 
 /// The extension under which a fixed-length `prefixItems` reaches the reader (openapiv3 keeps
 /// only `x-` keys it does not know): a list of schemas, one per item of a tuple.
@@ -34,12 +35,12 @@ pub(super) fn downgrade(doc: &mut Value) -> Vec<String> {
     if let Some(Value::Object(webhooks)) = root.remove("webhooks")
         && !webhooks.is_empty()
     {
-        let names: Vec<&str> = webhooks.keys().map(String::as_str).collect();
+        let names: Vec<String> = webhooks.keys().map(|name| excerpt(name)).collect();
         notes.push(format!(
             "skipped {} webhook{} ({}): webhooks are requests the API sends, so they get no task",
             names.len(),
             if names.len() == 1 { "" } else { "s" },
-            names.join(", ")
+            excerpt(&names.join(", "))
         ));
     }
     if let Some(Value::Object(components)) = root.get_mut("components") {
@@ -54,7 +55,8 @@ pub(super) fn downgrade(doc: &mut Value) -> Vec<String> {
             for name in mutual {
                 schemes.remove(&name);
                 notes.push(format!(
-                    "security scheme `{name}` is mutual TLS, which the generated client does not set up: give the worker a client that presents the certificate"
+                    "security scheme `{}` is mutual TLS, which the generated client does not set up: give the worker a client that presents the certificate",
+                    excerpt(&name)
                 ));
             }
         }

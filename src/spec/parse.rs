@@ -6,7 +6,7 @@ use openapiv3::{PathItem, Response};
 use serde::de::DeserializeOwned;
 
 use crate::Result;
-use crate::error::{Error, pointer_token};
+use crate::error::{Error, excerpt, excerpt_quoted, pointer_token};
 
 /// The syntax of a spec file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +48,12 @@ pub(crate) enum Version {
 }
 
 /// Parses a file into a JSON value; syntax errors name the line and column.
+///
+/// YAML aliases repeat what they name, so a small file can expand into a huge value; the YAML
+/// parser's own limit grows with the file, so the values are counted here too, against
+/// [`value_budget`].
 pub(crate) fn value(path: &Path, text: &str, format: Format) -> Result<serde_json::Value> {
+    use serde::de::DeserializeSeed;
     let value: serde_json::Value = match format {
         Format::Json => match serde_json::from_str(text) {
             Ok(value) => value,
@@ -56,113 +61,123 @@ pub(crate) fn value(path: &Path, text: &str, format: Format) -> Result<serde_jso
             // it as its text (a bound written so is then dropped with a note, see `repair`).
             // Only then, as YAML is slower to parse.
             Err(err) if err.is_syntax() && err.to_string().starts_with("number out of range") => {
-                yaml_serde::from_str::<Lenient>(text)
+                let budget = std::cell::Cell::new(value_budget(text));
+                Budgeted(&budget)
+                    .deserialize(yaml_serde::Deserializer::from_str(text))
                     .map_err(|_| json_error(path, &err, None))?
-                    .0
             }
             Err(err) => return Err(json_error(path, &err, None)),
         },
         Format::Yaml => {
-            yaml_serde::from_str::<Lenient>(text)
+            let budget = std::cell::Cell::new(value_budget(text));
+            Budgeted(&budget)
+                .deserialize(yaml_serde::Deserializer::from_str(text))
                 .map_err(|err| yaml_error(path, &err, None))?
-                .0
         }
     };
     Ok(value)
 }
 
-/// A JSON value read from YAML, where an integer too large for 64 bits (YAML has no limit;
-/// `minimum: -9223372036854776000` is found in real descriptions) is kept as the nearest
-/// float, as JSON parsers do, instead of failing the whole file.
-struct Lenient(serde_json::Value);
+/// How many values a YAML file of `text` may expand to: a value takes at least two bytes
+/// written out, so this leaves aliases room to repeat the document's size a few times over.
+fn value_budget(text: &str) -> usize {
+    (4 * text.len()).max(1_000_000)
+}
 
-impl<'de> serde::Deserialize<'de> for Lenient {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(LenientVisitor).map(Lenient)
+/// Builds a `serde_json::Value` as serde_json's own visitor does, counting the values against a
+/// budget.
+struct Budgeted<'a>(&'a std::cell::Cell<usize>);
+
+impl Budgeted<'_> {
+    fn spend<E: serde::de::Error>(&self) -> Result<(), E> {
+        match self.0.get().checked_sub(1) {
+            Some(left) => {
+                self.0.set(left);
+                Ok(())
+            }
+            None => Err(E::custom(
+                "the document expands to too many values (YAML aliases that repeat each other?)",
+            )),
+        }
     }
 }
 
-struct LenientVisitor;
+impl<'de> serde::de::DeserializeSeed<'de> for Budgeted<'_> {
+    type Value = serde_json::Value;
 
-impl<'de> serde::de::Visitor<'de> for LenientVisitor {
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Budgeted<'_> {
     type Value = serde_json::Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any YAML value")
+        f.write_str("any value")
     }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        self.spend()?;
         Ok(v.into())
     }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        self.spend()?;
         Ok(v.into())
     }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        self.spend()?;
         Ok(v.into())
     }
-
-    fn visit_i128<E>(self, v: i128) -> Result<Self::Value, E> {
-        Ok(i64::try_from(v).map_or_else(|_| float(v as f64), Into::into))
+    fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Self::Value, E> {
+        match i64::try_from(v) {
+            Ok(v) => self.visit_i64(v),
+            Err(_) => self.visit_f64(v as f64),
+        }
     }
-
-    fn visit_u128<E>(self, v: u128) -> Result<Self::Value, E> {
-        Ok(u64::try_from(v).map_or_else(|_| float(v as f64), Into::into))
+    fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Self::Value, E> {
+        match u64::try_from(v) {
+            Ok(v) => self.visit_u64(v),
+            Err(_) => self.visit_f64(v as f64),
+        }
     }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(float(v))
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        self.spend()?;
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
     }
-
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        self.spend()?;
         Ok(v.into())
     }
-
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+        self.spend()?;
         Ok(v.into())
     }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        self.spend()?;
         Ok(serde_json::Value::Null)
     }
-
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(serde_json::Value::Null)
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        self.visit_unit()
     }
-
     fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
+        serde::de::DeserializeSeed::deserialize(self, d)
     }
-
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(Lenient(item)) = seq.next_element()? {
+        self.spend()?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Budgeted(self.0))? {
             items.push(item);
         }
         Ok(serde_json::Value::Array(items))
     }
-
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        self.spend()?;
         let mut out = serde_json::Map::new();
-        while let Some((key, Lenient(value))) = map.next_entry::<Key, Lenient>()? {
-            out.insert(key.0, value);
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(Budgeted(self.0))?;
+            out.insert(key, value);
         }
         Ok(serde_json::Value::Object(out))
-    }
-}
-
-/// A float as JSON has it: infinities and NaN (`.inf`, `.nan`) become `null`.
-fn float(v: f64) -> serde_json::Value {
-    serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
-}
-
-/// A mapping key, as serde_json reads one (YAML scalars such as `200` are read as their text).
-struct Key(String);
-
-impl<'de> serde::Deserialize<'de> for Key {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Key)
     }
 }
 
@@ -189,7 +204,8 @@ pub(crate) fn version(path: &Path, probe: &serde_json::Value) -> Result<Version>
         return Err(Error::NotOpenApi {
             path: path.to_owned(),
             reason: format!(
-                "unknown OpenAPI version `{v}` at /openapi (expected 2.0, 3.0.x or 3.1.x)"
+                "unknown OpenAPI version `{}` at /openapi (expected 2.0, 3.0.x or 3.1.x)",
+                excerpt(&v)
             ),
         });
     }
@@ -199,7 +215,10 @@ pub(crate) fn version(path: &Path, probe: &serde_json::Value) -> Result<Version>
         }
         return Err(Error::NotOpenApi {
             path: path.to_owned(),
-            reason: format!("unknown Swagger version `{v}` at /swagger (expected 2.0)"),
+            reason: format!(
+                "unknown Swagger version `{}` at /swagger (expected 2.0)",
+                excerpt(&v)
+            ),
         });
     }
     Err(Error::NotOpenApi {
@@ -252,6 +271,176 @@ fn parse_document<T: DeserializeOwned>(path: &Path, text: &str, format: Format) 
                 yaml_error(path, err.inner(), Some(pointer))
             })
         }
+    }
+}
+
+/// Whether every key of the document is a string that its map does not repeat; a repeated key is
+/// an error with its line and column.
+///
+/// Deserialising the text itself (for the line and column of an error) is only safe then:
+/// openapiv3 reads a `$ref`-or-item once from serde's buffered form, which keeps repeated keys
+/// and keys of other types, and, when that fails, again from a `serde_json::Value`, which keeps
+/// the last of repeated keys and makes every key a string; when the second read succeeds it
+/// panics (`somehow this parsed successfully the second time`).
+pub(crate) fn keys_are_plain(path: &Path, text: &str, format: Format) -> Result<bool> {
+    let checked = match format {
+        Format::Json => serde_json::from_str::<PlainKeys>(text)
+            .map(|_| ())
+            .map_err(|err| json_error(path, &err, None)),
+        Format::Yaml => yaml_serde::from_str::<PlainKeys>(text)
+            .map(|_| ())
+            .map_err(|err| yaml_error(path, &err, None)),
+    };
+    match checked {
+        Ok(()) => Ok(true),
+        Err(
+            Error::Syntax { message, .. }
+            | Error::NotOpenApi {
+                reason: message, ..
+            },
+        ) if message.contains(NOT_A_STRING_KEY) => Ok(false),
+        Err(
+            Error::Syntax { message, .. }
+            | Error::NotOpenApi {
+                reason: message, ..
+            },
+        ) if !message.contains(REPEATED_KEY) => {
+            // Not this check's business: the caller has an error already.
+            Ok(false)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+const REPEATED_KEY: &str = "is repeated in this mapping";
+const NOT_A_STRING_KEY: &str = "a key that is not a string";
+
+/// Any value, refused when a map repeats a key or has a key that is not a string.
+struct PlainKeys;
+
+impl<'de> serde::Deserialize<'de> for PlainKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(PlainKeysVisitor)
+    }
+}
+
+/// A key: `Some` when it is a string.
+struct Key(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'v> serde::de::Visitor<'v> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key, E> {
+                Ok(Key(Some(v.to_owned())))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Key, E> {
+                Ok(Key(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Key, E> {
+                Ok(Key(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Key, E> {
+                Ok(Key(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Key, E> {
+                Ok(Key(None))
+            }
+            fn visit_unit<E>(self) -> Result<Key, E> {
+                Ok(Key(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'v>>(self, mut seq: A) -> Result<Key, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Key(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'v>>(self, mut map: A) -> Result<Key, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Key(None))
+            }
+        }
+        deserializer.deserialize_any(KeyVisitor)
+    }
+}
+
+struct PlainKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for PlainKeysVisitor {
+    type Value = PlainKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<PlainKeys, E> {
+        Ok(PlainKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<PlainKeys, E> {
+        Ok(PlainKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<PlainKeys, E> {
+        Ok(PlainKeys)
+    }
+    fn visit_i128<E>(self, _: i128) -> Result<PlainKeys, E> {
+        Ok(PlainKeys)
+    }
+    fn visit_u128<E>(self, _: u128) -> Result<PlainKeys, E> {
+        Ok(PlainKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<PlainKeys, E> {
+        Ok(PlainKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<PlainKeys, E> {
+        Ok(PlainKeys)
+    }
+    fn visit_bytes<E>(self, _: &[u8]) -> Result<PlainKeys, E> {
+        Ok(PlainKeys)
+    }
+    fn visit_unit<E>(self) -> Result<PlainKeys, E> {
+        Ok(PlainKeys)
+    }
+    fn visit_none<E>(self) -> Result<PlainKeys, E> {
+        Ok(PlainKeys)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<PlainKeys, D::Error> {
+        serde::Deserialize::deserialize(d)
+    }
+    fn visit_newtype_struct<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> Result<PlainKeys, D::Error> {
+        serde::Deserialize::deserialize(d)
+    }
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<PlainKeys, A::Error> {
+        use serde::de::VariantAccess;
+        let (PlainKeys, variant) = data.variant::<PlainKeys>()?;
+        variant.newtype_variant::<PlainKeys>()
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<PlainKeys, A::Error> {
+        while seq.next_element::<PlainKeys>()?.is_some() {}
+        Ok(PlainKeys)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<PlainKeys, A::Error> {
+        use serde::de::Error as _;
+        let mut seen = std::collections::HashSet::new();
+        while let Some(Key(key)) = map.next_key::<Key>()? {
+            let Some(key) = key else {
+                return Err(A::Error::custom(NOT_A_STRING_KEY));
+            };
+            if !seen.insert(key.clone()) {
+                return Err(A::Error::custom(format!(
+                    "the key `{}` {REPEATED_KEY}",
+                    excerpt(&key)
+                )));
+            }
+            map.next_value::<PlainKeys>()?;
+        }
+        Ok(PlainKeys)
     }
 }
 
@@ -370,7 +559,7 @@ pub(crate) fn pointer(path: &serde_path_to_error::Path) -> String {
             Segment::Seq { index } => out.push_str(&format!("/{index}")),
             Segment::Map { key } => {
                 out.push('/');
-                out.push_str(&pointer_token(key));
+                out.push_str(&pointer_token(&excerpt(key)));
             }
             Segment::Enum { .. } | Segment::Unknown => {}
         }
@@ -378,8 +567,10 @@ pub(crate) fn pointer(path: &serde_path_to_error::Path) -> String {
     out
 }
 
-/// Says in the user's terms what serde says in its own.
+/// Says in the user's terms what serde says in its own, quoting at most an excerpt of the
+/// value (serde quotes it whole).
 pub(crate) fn readable(message: &str) -> String {
+    let message = excerpt_quoted(message);
     message
         .replace(
             "data did not match any variant of untagged enum ReferenceOr",

@@ -43,7 +43,8 @@ impl Skips {
     /// Records that `what` (`skipped operation GET /pets (#/paths/~1pets/get)`) happened
     /// because of `err`; in strict mode returns `err` instead.
     pub(crate) fn skip(&mut self, what: String, err: Error) -> Result<()> {
-        if self.strict || !err.is_input_error() {
+        // A reference out of the allowed folders is the user's to allow, not to skip.
+        if self.strict || !err.is_input_error() || matches!(err, Error::Refused { .. }) {
             return Err(err);
         }
         let reason = match &err {

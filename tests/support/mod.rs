@@ -59,6 +59,7 @@ pub fn options(name: &str, dir: &Path) -> Options {
         runtime: RuntimeDependency::path_from(dir, &root().join("runtime")).expect("paths resolve"),
         includes: Vec::new(),
         strict: true,
+        allowed_ref_dirs: Vec::new(),
     }
 }
 

@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 use openapiv3::{OpenAPI, ReferenceOr, Schema};
 
 use crate::Result;
-use crate::error::{Error, pointer_token};
+use crate::error::{Error, excerpt, excerpt_pointer, pointer_token};
 use crate::ir::names::{RESERVED_TYPES, Scope, pascal_ident, snake_ident};
 use crate::ir::{Api, TypeDef, TypeId, TypeKind, TypeRef, box_recursive_fields};
 
@@ -186,28 +186,30 @@ impl<'a> Reader<'a> {
     /// The error of a `$ref` written at `pointer` where a component of `section` is expected,
     /// which does not name one: what it names instead, or that it names nothing.
     pub(super) fn bad_ref(&self, reference: &str, pointer: &str, section: &str) -> Error {
-        let location = format!("{pointer}/$ref");
+        let location = format!("{}/$ref", excerpt_pointer(pointer));
         if !reference.starts_with('#') {
             return Error::Unsupported {
                 path: self.path.to_owned(),
                 location,
                 message: format!(
-                    "`{reference}` points into another file; this version reads one file"
+                    "`{}` points into another file; this version reads one file",
+                    excerpt(reference)
                 ),
             };
         }
         let expected = kind_name(section);
+        let quoted = excerpt(reference);
         let message = if self.skips.was_removed(reference) {
-            format!("`{reference}` cannot be read (see its warning), so neither can this")
+            format!("`{quoted}` cannot be read (see its warning), so neither can this")
         } else if let Some(found) = self.component_section(reference) {
             format!(
-                "`{reference}` is {} {}, where {} {expected} is expected: the shapes differ",
+                "`{quoted}` is {} {}, where {} {expected} is expected: the shapes differ",
                 article(kind_name(found)),
                 kind_name(found),
                 article(expected),
             )
         } else {
-            format!("`{reference}` does not resolve to anything in this document")
+            format!("`{quoted}` does not resolve to anything in this document")
         };
         Error::Invalid {
             path: self.path.to_owned(),
@@ -265,7 +267,7 @@ impl<'a> Reader<'a> {
         }
         Err(Error::Invalid {
             path: self.path.to_owned(),
-            location: pointer.to_owned(),
+            location: excerpt_pointer(pointer),
             message: format!("the `$ref`s of these {section} form a cycle"),
         })
     }

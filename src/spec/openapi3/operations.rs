@@ -28,8 +28,11 @@ impl<'a> Reader<'a> {
                 ReferenceOr::Reference { reference } => {
                     return Err(Error::Unsupported {
                         path: self.path.to_owned(),
-                        location: format!("{path_pointer}/$ref"),
-                        message: format!("path item references (`{reference}`) are not read yet"),
+                        location: format!("{}/$ref", crate::error::excerpt_pointer(&path_pointer)),
+                        message: format!(
+                            "path item references (`{}`) are not read yet",
+                            crate::error::excerpt(reference)
+                        ),
                     });
                 }
             };

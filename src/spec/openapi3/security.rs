@@ -31,7 +31,7 @@ impl Reader<'_> {
                     if key.trim().is_empty() {
                         return Err(Error::Invalid {
                             path: self.path.to_owned(),
-                            location: format!("{pointer}/name"),
+                            location: format!("{}/name", crate::error::excerpt_pointer(&pointer)),
                             message: "an apiKey scheme needs the name of its header, query parameter or cookie".into(),
                         });
                     }
