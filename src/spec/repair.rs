@@ -285,6 +285,9 @@ fn cross_kind_references(root: &mut Value) -> Vec<String> {
     find_cross(root, &mut Vec::new(), &mut found);
     let mut out = Vec::new();
     for (at, expected, reference) in found {
+        let Some((kind, _)) = component_of(&reference) else {
+            continue;
+        };
         let Some(replacement) = converted(root, &reference, expected) else {
             continue;
         };
@@ -297,7 +300,6 @@ fn cross_kind_references(root: &mut Value) -> Vec<String> {
             merged.insert(k.clone(), v.clone());
         }
         *place = merged;
-        let (kind, _) = component_of(&reference).expect("found as a component");
         out.push(format!(
             "#{at} (the {} `{reference}` as a {})",
             kind.name(),
