@@ -346,7 +346,10 @@ fn check_jobs(paths: &[PathBuf], crate_args: &CrateArgs) -> anyhow::Result<Vec<J
         // the flags given replacing them.
         let options = match Recipe::read(dir) {
             Ok(Some(recipe)) => crate_args.override_recorded(dir, &recipe)?,
-            _ => crate_args.options(dir)?,
+            // No record (an older crate), or no crate yet: the flags say it all.
+            Ok(None) | Err(codegen::Error::Read { .. }) => crate_args.options(dir)?,
+            // A record that cannot be read is not ignored.
+            Err(err) => return Err(err.into()),
         };
         return Ok(vec![Job {
             spec: spec.clone(),

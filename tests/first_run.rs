@@ -156,6 +156,33 @@ fn check_and_gen_read_the_recorded_options_back() {
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     assert_eq!(std::fs::metadata(&lib).unwrap().modified().unwrap(), before);
 
+    // A record broken by hand is an error, in either form of `check`, not ignored.
+    let manifest_path = crate_dir.join("Cargo.toml");
+    std::fs::write(
+        &manifest_path,
+        manifest.replace("runtime-path = ", "runtime-pth = "),
+    )
+    .unwrap();
+    for args in [
+        &["check", "crates/pets"][..],
+        &["check", "specs/petstore.yaml", "crates/pets"][..],
+    ] {
+        let broken = codegen_in(dir.path(), args);
+        assert_eq!(
+            broken.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&broken)
+        );
+        assert!(
+            stderr(&broken).contains("crates/pets/Cargo.toml:")
+                && stderr(&broken).contains("unknown field `runtime-pth`"),
+            "{args:?}: {}",
+            stderr(&broken)
+        );
+    }
+    std::fs::write(&manifest_path, &manifest).unwrap();
+
     // A flag given to `check` replaces the recorded option.
     let other = codegen_in(
         dir.path(),
