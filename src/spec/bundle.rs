@@ -100,11 +100,11 @@ pub(super) struct Bundled {
 }
 
 /// Rewrites the references of `root` (read from `path`) in place. `schemas_at` is where named
-/// schemas live: `/components/schemas` or `/definitions`. An operation or component whose
-/// references cannot be followed is skipped by `skips` (or is the error, when strict).
 /// schemas live: `/components/schemas` or `/definitions`. References may read files in the
 /// folder of `path` and in `allowed_ref_dirs` (canonical folders; see [`super::allowed_dirs`]),
-/// and their subfolders.
+/// and their subfolders. An operation or component whose references cannot be followed is
+/// skipped by `skips` (or is the error, when strict); one that leads outside those folders is
+/// always the error.
 pub(super) fn bundle(
     path: &Path,
     root: &mut Value,
