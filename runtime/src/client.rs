@@ -9,9 +9,10 @@ use serde_json::Value;
 
 use crate::backend::sqlite::now_ms;
 use crate::backend::{
-    BackendError, Commit, DeadLetter, InstanceInfo, Message, MessageBody, MessageQueue, StateStore,
-    Status, Topic,
+    BackendError, Commit, Cursor, DeadFilter, DeadLetter, Inspect, InstanceFilter, InstanceInfo,
+    Message, MessageBody, MessageQueue, ServiceStats, StateStore, Status, TaskMessage, Topic,
 };
+use crate::operate::{self, InstanceDetail};
 use crate::worker::ids;
 use crate::workflow::Event;
 use crate::workflow::replay::RecordedHistory;
@@ -70,6 +71,9 @@ pub enum ClientError {
         /// The decoder's message.
         message: String,
     },
+    /// No dead task has this id.
+    #[error("no dead task `{0}`: list them with `dead` (it may have been retried already)")]
+    UnknownDeadTask(String),
     /// The backend failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -79,20 +83,60 @@ pub enum ClientError {
 #[derive(Debug)]
 pub struct Client<B> {
     backend: Arc<B>,
+    /// Who acts, recorded in the history of every instance this client changes.
+    actor: Option<String>,
 }
 
 impl<B> Clone for Client<B> {
     fn clone(&self) -> Self {
         Self {
             backend: self.backend.clone(),
+            actor: self.actor.clone(),
         }
+    }
+}
+
+impl<B> Client<B> {
+    /// The same client, recording `by` (a person, a tool, a token's name) in the history of
+    /// every instance it signals, cancels, resumes or retries a task of, as an
+    /// [`Event::OperatorAction`].
+    #[must_use]
+    pub fn acting_as(mut self, by: impl Into<String>) -> Self {
+        self.actor = Some(by.into());
+        self
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<B> {
+        &self.backend
+    }
+
+    /// The record of an action on instance `id`, when this client names who acts.
+    fn action(&self, id: &str, action: &str, detail: String) -> Option<Message> {
+        let by = self.actor.clone()?;
+        Some(Message {
+            id: format!("{id}/action/{}", uuid::Uuid::new_v4()),
+            topic: Topic::Workflows,
+            key: id.to_owned(),
+            deliver_at: now_ms(),
+            body: MessageBody::Event {
+                event: Event::OperatorAction {
+                    action: action.to_owned(),
+                    by,
+                    detail,
+                },
+            },
+        })
     }
 }
 
 impl<B: StateStore + MessageQueue> Client<B> {
     /// A client of `backend`.
     pub fn new(backend: Arc<B>) -> Self {
-        Self { backend }
+        Self {
+            backend,
+            actor: None,
+        }
     }
 
     /// Starts an instance of workflow `name` (its newest version) with `input`, and returns its
@@ -230,7 +274,11 @@ impl<B: StateStore + MessageQueue> Client<B> {
                 },
             },
         };
-        Ok(self.backend.send(vec![message]).await?)
+        let record = self.action(id, "signal", format!("`{name}`"));
+        Ok(self
+            .backend
+            .send(record.into_iter().chain([message]).collect())
+            .await?)
     }
 
     /// Cancels a running instance, its children and its timers.
@@ -247,7 +295,11 @@ impl<B: StateStore + MessageQueue> Client<B> {
                 },
             },
         };
-        Ok(self.backend.send(vec![message]).await?)
+        let record = self.action(id, "cancel", reason.to_owned());
+        Ok(self
+            .backend
+            .send(record.into_iter().chain([message]).collect())
+            .await?)
     }
 
     /// Replays a parked instance again, after fixed code was deployed.
@@ -266,7 +318,9 @@ impl<B: StateStore + MessageQueue> Client<B> {
             deliver_at: now_ms(),
             body: MessageBody::Wake,
         };
-        self.reopen(info, vec![wake]).await
+        let record = self.action(id, "resume", String::new());
+        self.reopen(info, record.into_iter().chain([wake]).collect())
+            .await
     }
 
     /// Marks an instance running again, sending `messages` with the change. If a worker changed
@@ -334,9 +388,14 @@ impl<B: StateStore + MessageQueue> Client<B> {
     /// because of it goes on from there, as if the task had succeeded the first time.
     pub async fn retry_dead_task(&self, id: &str) -> Result<(), ClientError> {
         let dead = self.backend.dead_letters().await?;
-        let letter = dead.into_iter().find(|d| d.id == id).ok_or_else(|| {
-            BackendError::Invalid(format!("no dead task `{id}`: list them with `dead_tasks` (it may have been retried already)"))
-        })?;
+        let letter = dead
+            .into_iter()
+            .find(|d| d.id == id)
+            .ok_or_else(|| ClientError::UnknownDeadTask(id.to_owned()))?;
+        self.retry_letter(letter).await
+    }
+
+    async fn retry_letter(&self, letter: DeadLetter) -> Result<(), ClientError> {
         let message = match serde_json::from_str::<MessageBody>(&letter.body) {
             Ok(MessageBody::Task(mut task)) => {
                 task.attempt = 0;
@@ -352,14 +411,18 @@ impl<B: StateStore + MessageQueue> Client<B> {
             _ => None,
         };
         let reopen = message.is_some();
-        self.backend.redrive(id, message).await?;
+        self.backend.redrive(&letter.id, message).await?;
+        let record = self.action(&letter.key, "retry", format!("dead task `{}`", letter.id));
         // A workflow that failed because of the task waits for its new result (the worker
         // rewinds it when the result comes, whether or not this change is made first).
         if reopen
             && let Some(info) = self.backend.instance(&letter.key).await?
             && info.status == Status::Failed
         {
-            self.reopen(info, Vec::new()).await?;
+            return self.reopen(info, record.into_iter().collect()).await;
+        }
+        if let Some(record) = record {
+            self.backend.send(vec![record]).await?;
         }
         Ok(())
     }
@@ -373,5 +436,117 @@ impl<B: StateStore + MessageQueue> Client<B> {
             });
         }
         Ok(info)
+    }
+}
+
+/// A page of instances, and the cursor of the next page when there is one.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct InstancePage {
+    /// The instances, newest first.
+    pub instances: Vec<InstanceInfo>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
+/// A dead letter, with what its task message says when it is one.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct DeadTask {
+    /// The dead letter as stored.
+    #[serde(flatten)]
+    pub letter: DeadLetter,
+    /// The task, when the message is a task that decodes.
+    pub task: Option<TaskMessage>,
+}
+
+impl DeadTask {
+    fn new(letter: DeadLetter) -> Self {
+        let task = match serde_json::from_str::<MessageBody>(&letter.body) {
+            Ok(MessageBody::Task(task)) => Some(task),
+            _ => None,
+        };
+        Self { letter, task }
+    }
+
+    /// The attempts the task had made when it died (0 when unknown).
+    pub fn attempts(&self) -> u32 {
+        self.task.as_ref().map_or(0, |t| t.attempt + 1)
+    }
+}
+
+impl<B: StateStore + MessageQueue + Inspect> Client<B> {
+    /// A page of instances, newest first: at most `limit`, after `after` when given.
+    pub async fn instances(
+        &self,
+        filter: &InstanceFilter,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<InstancePage, ClientError> {
+        let limit = limit.max(1);
+        let mut instances = self.backend.instances(filter, after, limit + 1).await?;
+        let next = if instances.len() > limit {
+            instances.truncate(limit);
+            instances.last().map(Cursor::after)
+        } else {
+            None
+        };
+        Ok(InstancePage { instances, next })
+    }
+
+    /// How many instances have each status (of workflow `name` when given), each counted up to
+    /// `cap`.
+    pub async fn status_counts(
+        &self,
+        name: Option<&str>,
+        cap: u64,
+    ) -> Result<Vec<(Status, u64)>, ClientError> {
+        Ok(self.backend.status_counts(name, cap).await?)
+    }
+
+    /// Everything an operator looks at about one instance: status, children, what it waits
+    /// on, and its timeline.
+    pub async fn detail(&self, id: &str) -> Result<InstanceDetail, ClientError> {
+        let instance = self.status(id).await?;
+        let history: Vec<_> = self
+            .backend
+            .history(id)
+            .await?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+        let children = self.backend.children(id).await?;
+        let attempts = self.backend.attempts(id).await?;
+        Ok(operate::detail(
+            instance,
+            children,
+            &history,
+            &attempts,
+            now_ms(),
+        ))
+    }
+
+    /// Dead letters, newest first, at most `limit`.
+    pub async fn dead(
+        &self,
+        filter: &DeadFilter,
+        limit: usize,
+    ) -> Result<Vec<DeadTask>, ClientError> {
+        let letters = self.backend.dead(filter, limit).await?;
+        Ok(letters.into_iter().map(DeadTask::new).collect())
+    }
+
+    /// Runs dead task `id` again (see [`Client::retry_dead_task`]), found by its id.
+    pub async fn retry_dead(&self, id: &str) -> Result<(), ClientError> {
+        let letter = self
+            .backend
+            .dead_letter(id)
+            .await?
+            .ok_or_else(|| ClientError::UnknownDeadTask(id.to_owned()))?;
+        self.retry_letter(letter).await
+    }
+
+    /// Each service's queue and its attempts within the last `window`.
+    pub async fn services(&self, window: Duration) -> Result<Vec<ServiceStats>, ClientError> {
+        let since = now_ms() - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        Ok(self.backend.services(since).await?)
     }
 }

@@ -54,13 +54,14 @@ mod error;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 pub mod http;
+pub mod operate;
 mod retry;
 pub mod schema;
 mod task;
 pub mod worker;
 pub mod workflow;
 
-pub use client::{Client, ClientError};
+pub use client::{Client, ClientError, DeadTask, InstancePage};
 pub use error::{ErrorKind, TaskError};
 pub use retry::RetryPolicy;
 pub use task::Task;

@@ -49,6 +49,12 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Resolves when `topic` may have a message, or after `max_wait_ms`.
     async fn wait(&self, topic: &Topic, max_wait_ms: i64);
+
+    /// How many messages wait in `topic`, when the transport can tell cheaply.
+    async fn queue(&self, topic: &Topic) -> BackendResult<Option<super::inspect::QueueDepth>> {
+        let _ = topic;
+        Ok(None)
+    }
 }
 
 /// What [`Transport::receive`] hands over.
@@ -98,6 +104,10 @@ impl Transport for super::sqlite::SqliteBackend {
     async fn wait(&self, topic: &Topic, max_wait_ms: i64) {
         MessageQueue::wait(self, topic, max_wait_ms).await;
     }
+
+    async fn queue(&self, topic: &Topic) -> BackendResult<Option<super::inspect::QueueDepth>> {
+        self.queue_depth(topic).await.map(Some)
+    }
 }
 
 /// The schema, one migration per entry; entry `n` takes the database to version `n + 1`.
@@ -145,6 +155,41 @@ CREATE TABLE codegen_dead_letters (
     reason TEXT NOT NULL,
     died_at BIGINT NOT NULL
 );
+", "
+CREATE INDEX codegen_instances_by_created_id ON codegen_instances (created_at DESC, id DESC);
+CREATE INDEX codegen_instances_by_status_created ON codegen_instances (status, created_at DESC, id DESC);
+CREATE INDEX codegen_instances_by_name_created ON codegen_instances (name, created_at DESC, id DESC);
+CREATE INDEX codegen_instances_by_name_status_created ON codegen_instances (name, status, created_at DESC, id DESC);
+CREATE INDEX codegen_instances_by_id_bytes ON codegen_instances (id COLLATE \"C\");
+CREATE INDEX codegen_instances_by_parent ON codegen_instances (parent_id) WHERE parent_id IS NOT NULL;
+DROP INDEX codegen_instances_by_name_status;
+DROP INDEX codegen_instances_by_status;
+DROP INDEX codegen_instances_by_created;
+CREATE INDEX codegen_dead_letters_by_time ON codegen_dead_letters (died_at DESC, id DESC);
+CREATE INDEX codegen_dead_letters_by_key ON codegen_dead_letters (key);
+CREATE TABLE codegen_task_attempts (
+    instance_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    redrive INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    task TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    ended_at BIGINT NOT NULL,
+    outcome TEXT NOT NULL,
+    error TEXT,
+    retry_at BIGINT,
+    PRIMARY KEY (instance_id, seq, redrive, attempt)
+);
+CREATE TABLE codegen_task_stats (
+    service TEXT NOT NULL,
+    minute BIGINT NOT NULL,
+    worker TEXT NOT NULL,
+    ok BIGINT NOT NULL,
+    retried BIGINT NOT NULL,
+    dead BIGINT NOT NULL,
+    PRIMARY KEY (service, minute, worker)
+);
 "];
 
 /// The key of the advisory lock that serialises migrations between processes.
@@ -168,13 +213,16 @@ pub struct PostgresConfig {
 /// The distributed backend: a [`StateStore`] on PostgreSQL and a [`MessageQueue`] on a
 /// [`Transport`].
 pub struct DistributedBackend<T> {
-    inner: Arc<Inner<T>>,
+    pub(super) inner: Arc<Inner<T>>,
     relay: tokio::task::JoinHandle<()>,
 }
 
-struct Inner<T> {
+pub(super) struct Inner<T> {
     pool: Pool,
-    transport: T,
+    /// Names this process in the per-minute figures of services, so that processes do not
+    /// contend for one row.
+    pub(super) worker: String,
+    pub(super) transport: T,
     /// The messages of deliveries not yet settled, for their dead letters.
     pending: Mutex<HashMap<Receipt, Message>>,
     changed: Notify,
@@ -193,7 +241,7 @@ impl<T> Drop for DistributedBackend<T> {
 }
 
 /// Says what a PostgreSQL error means for the user.
-fn pg_error(what: &str, err: &tokio_postgres::Error) -> BackendError {
+pub(super) fn pg_error(what: &str, err: &tokio_postgres::Error) -> BackendError {
     let detail = match (err.as_db_error(), std::error::Error::source(err)) {
         (Some(db), _) => db.message().to_owned(),
         (None, Some(source)) => format!("{err}: {source}"),
@@ -236,7 +284,7 @@ fn pool_error(err: deadpool_postgres::PoolError) -> BackendError {
     }
 }
 
-fn corrupt(what: &str, err: impl std::fmt::Display) -> BackendError {
+pub(super) fn corrupt(what: &str, err: impl std::fmt::Display) -> BackendError {
     BackendError::Corrupt(format!("PostgreSQL: {what} does not decode ({err})"))
 }
 
@@ -252,7 +300,7 @@ pub(crate) fn parse_topic(name: &str) -> Topic {
     }
 }
 
-fn read_instance(row: &tokio_postgres::Row) -> BackendResult<InstanceInfo> {
+pub(super) fn read_instance(row: &tokio_postgres::Row) -> BackendResult<InstanceInfo> {
     let get = |e: tokio_postgres::Error| corrupt("an instance row", e);
     let status: String = row.try_get("status").map_err(get)?;
     let input: String = row.try_get("input").map_err(get)?;
@@ -404,6 +452,7 @@ impl<T: Transport> DistributedBackend<T> {
         let inner = Arc::new(Inner {
             pool,
             transport,
+            worker: uuid::Uuid::new_v4().to_string(),
             pending: Mutex::new(HashMap::new()),
             changed: Notify::new(),
         });
@@ -424,7 +473,7 @@ impl<T: Transport> DistributedBackend<T> {
 }
 
 impl<T: Transport> Inner<T> {
-    async fn client(&self) -> BackendResult<deadpool_postgres::Object> {
+    pub(super) async fn client(&self) -> BackendResult<deadpool_postgres::Object> {
         self.pool.get().await.map_err(pool_error)
     }
 
@@ -831,6 +880,8 @@ impl<T: Transport> MessageQueue for DistributedBackend<T> {
             messages.extend(s.messages.iter().cloned());
             acks.push(s.receipt.clone());
         }
+        super::inspect::postgres::record_attempts(&tx, &self.inner.worker, &settlements, now)
+            .await?;
         tx.commit().await.map_err(|e| pg_error("settling", &e))?;
         drop(client);
         self.inner.after_commit(messages, acks).await

@@ -8,11 +8,15 @@
 //! process killed between the two would otherwise lose a task or send one twice for one change.
 
 pub mod distributed;
+pub mod inspect;
 #[cfg(feature = "pulsar")]
 pub mod pulsar;
 pub mod sqlite;
 pub mod url;
 
+pub use inspect::{
+    AttemptOutcome, Cursor, DeadFilter, Inspect, InstanceFilter, ServiceStats, TaskAttempt,
+};
 pub use url::{Backend, BackendUrl};
 
 use serde::{Deserialize, Serialize};
@@ -145,6 +149,9 @@ pub struct Settlement {
     pub dead: Option<String>,
     /// Messages its outcome sends (a result, a retry).
     pub messages: Vec<Message>,
+    /// The attempt it was, for operators: counted in its service's figures, and kept when it
+    /// failed.
+    pub attempt: Option<TaskAttempt>,
 }
 
 /// A message that could not be handled, kept for an operator.
@@ -181,6 +188,15 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in the order they are shown.
+    pub const ALL: [Self; 5] = [
+        Self::Running,
+        Self::Parked,
+        Self::Failed,
+        Self::Completed,
+        Self::Cancelled,
+    ];
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -349,6 +365,7 @@ pub fn event_id(event: &Event) -> String {
         Event::TimerFired { seq } => format!("timer/{seq}"),
         Event::ChildCompleted { seq, .. } => format!("child/{seq}"),
         Event::SignalReceived { .. } => "signal".to_owned(),
+        Event::OperatorAction { .. } => "action".to_owned(),
         Event::CancelRequested { .. } => "cancel".to_owned(),
         Event::WorkflowCompleted { .. }
         | Event::WorkflowFailed { .. }

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::workflow::HistoryEvent;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS instances (
@@ -35,8 +35,13 @@ CREATE TABLE IF NOT EXISTS instances (
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS instances_by_name_status ON instances (name, status, created_at);
-CREATE INDEX IF NOT EXISTS instances_by_status ON instances (status, created_at);
+DROP INDEX IF EXISTS instances_by_name_status;
+DROP INDEX IF EXISTS instances_by_status;
+CREATE INDEX IF NOT EXISTS instances_by_created ON instances (created_at, id);
+CREATE INDEX IF NOT EXISTS instances_by_status_created ON instances (status, created_at, id);
+CREATE INDEX IF NOT EXISTS instances_by_name_created ON instances (name, created_at, id);
+CREATE INDEX IF NOT EXISTS instances_by_name_status_created ON instances (name, status, created_at, id);
+CREATE INDEX IF NOT EXISTS instances_by_parent ON instances (parent_id) WHERE parent_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS history (
     instance_id TEXT NOT NULL,
     idx INTEGER NOT NULL,
@@ -65,6 +70,30 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     reason TEXT NOT NULL,
     died_at INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS dead_letters_by_time ON dead_letters (died_at, id);
+CREATE INDEX IF NOT EXISTS dead_letters_by_key ON dead_letters (key);
+CREATE TABLE IF NOT EXISTS task_attempts (
+    instance_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    redrive INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    task TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    ended_at INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    error TEXT,
+    retry_at INTEGER,
+    PRIMARY KEY (instance_id, seq, redrive, attempt)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS task_stats (
+    service TEXT NOT NULL,
+    minute INTEGER NOT NULL,
+    ok INTEGER NOT NULL,
+    retried INTEGER NOT NULL,
+    dead INTEGER NOT NULL,
+    PRIMARY KEY (service, minute)
+) WITHOUT ROWID;
 ";
 
 /// The embedded backend: a [`StateStore`] and a [`MessageQueue`] on one SQLite file.
@@ -158,7 +187,7 @@ impl SqliteBackend {
     }
 
     /// Runs `f` with the read connection on a blocking thread.
-    async fn with_reader<T: Send + 'static>(
+    pub(super) async fn with_reader<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection, &Path) -> BackendResult<T> + Send + 'static,
     ) -> BackendResult<T> {
@@ -189,7 +218,7 @@ impl SqliteBackend {
 }
 
 /// Says what a SQLite error means for the user.
-fn error(path: &Path, err: rusqlite::Error) -> BackendError {
+pub(super) fn error(path: &Path, err: rusqlite::Error) -> BackendError {
     let file = path.display();
     match err.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
@@ -212,7 +241,7 @@ fn error(path: &Path, err: rusqlite::Error) -> BackendError {
     }
 }
 
-fn corrupt(path: &Path, what: &str, err: impl std::fmt::Display) -> BackendError {
+pub(super) fn corrupt(path: &Path, what: &str, err: impl std::fmt::Display) -> BackendError {
     BackendError::Corrupt(format!(
         "{}: {what} does not decode ({err})",
         path.display()
@@ -261,14 +290,14 @@ fn parse_receipt(receipt: &str) -> BackendResult<(i64, i64)> {
         })
 }
 
-fn parse_topic(name: &str) -> Topic {
+pub(super) fn parse_topic(name: &str) -> Topic {
     match name.strip_prefix("tasks/") {
         Some(service) => Topic::Tasks(service.to_owned()),
         None => Topic::Workflows,
     }
 }
 
-fn read_instance(
+pub(super) fn read_instance(
     row: &rusqlite::Row<'_>,
     path: &Path,
 ) -> rusqlite::Result<BackendResult<InstanceInfo>> {
@@ -587,6 +616,7 @@ impl MessageQueue for SqliteBackend {
                 delete_receipts(&tx, path, std::slice::from_ref(&s.receipt))?;
                 insert_messages(&tx, path, &s.messages)?;
             }
+            super::inspect::sqlite::record_attempts(&tx, path, &settlements, now)?;
             tx.commit().map_err(|e| error(path, e))
         })
         .await?;

@@ -16,8 +16,9 @@ use super::distributed::{DistributedBackend, PostgresConfig};
 use super::pulsar::{PulsarConfig, PulsarTransport};
 use super::sqlite::SqliteBackend;
 use super::{
-    BackendError, BackendResult, Commit, DeadLetter, Delivery, InstanceInfo, Message, MessageQueue,
-    Receipt, Settlement, StateStore, Status, Topic,
+    BackendError, BackendResult, Commit, Cursor, DeadFilter, DeadLetter, Delivery, Inspect,
+    InstanceFilter, InstanceInfo, Message, MessageQueue, Receipt, ServiceStats, Settlement,
+    StateStore, Status, TaskAttempt, Topic,
 };
 use crate::workflow::HistoryEvent;
 
@@ -272,6 +273,46 @@ impl MessageQueue for Backend {
 
     async fn wait(&self, topic: &Topic, max_wait_ms: i64) {
         both!(self, b => b.wait(topic, max_wait_ms).await);
+    }
+}
+
+#[async_trait::async_trait]
+impl Inspect for Backend {
+    async fn instances(
+        &self,
+        filter: &InstanceFilter,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> BackendResult<Vec<InstanceInfo>> {
+        both!(self, b => b.instances(filter, after, limit).await)
+    }
+
+    async fn status_counts(
+        &self,
+        name: Option<&str>,
+        cap: u64,
+    ) -> BackendResult<Vec<(Status, u64)>> {
+        both!(self, b => b.status_counts(name, cap).await)
+    }
+
+    async fn children(&self, id: &str) -> BackendResult<Vec<InstanceInfo>> {
+        both!(self, b => b.children(id).await)
+    }
+
+    async fn attempts(&self, id: &str) -> BackendResult<Vec<TaskAttempt>> {
+        both!(self, b => b.attempts(id).await)
+    }
+
+    async fn services(&self, since: i64) -> BackendResult<Vec<ServiceStats>> {
+        both!(self, b => b.services(since).await)
+    }
+
+    async fn dead(&self, filter: &DeadFilter, limit: usize) -> BackendResult<Vec<DeadLetter>> {
+        both!(self, b => b.dead(filter, limit).await)
+    }
+
+    async fn dead_letter(&self, id: &str) -> BackendResult<Option<DeadLetter>> {
+        both!(self, b => b.dead_letter(id).await)
     }
 }
 

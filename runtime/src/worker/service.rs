@@ -14,8 +14,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use super::ids;
 use crate::backend::sqlite::now_ms;
 use crate::backend::{
-    BackendError, BackendResult, Delivery, Message, MessageBody, MessageQueue, Settlement,
-    TaskMessage, Topic,
+    AttemptOutcome, BackendError, BackendResult, Delivery, Message, MessageBody, MessageQueue,
+    Settlement, TaskAttempt, TaskMessage, Topic,
 };
 use crate::http::{CallOptions, HttpClient, HttpOperation};
 use crate::workflow::Event;
@@ -242,25 +242,42 @@ async fn commit_outcomes<Q: MessageQueue>(
 /// Runs one task; its outcome, to record.
 async fn handle(service: &str, handlers: &Handlers, delivery: Delivery) -> Settlement {
     let Delivery { receipt, message } = delivery;
-    let settle = |dead: Option<String>, messages: Vec<Message>| Settlement {
+    let settle = |dead: Option<String>, messages: Vec<Message>, attempt| Settlement {
         receipt: receipt.clone(),
         dead,
         messages,
+        attempt,
     };
     let MessageBody::Task(task) = message.body else {
-        return settle(Some("not a task message".into()), Vec::new());
+        return settle(Some("not a task message".into()), Vec::new(), None);
+    };
+    let started_at = now_ms();
+    let attempt = task.attempt + 1;
+    let report = |outcome, error: Option<String>, retry_at| TaskAttempt {
+        instance_id: task.instance_id.clone(),
+        seq: task.seq,
+        attempt,
+        redrive: task.redrive,
+        service: task.service.clone(),
+        task: task.name.clone(),
+        started_at,
+        ended_at: now_ms(),
+        outcome,
+        error,
+        retry_at,
     };
     let Some(handler) = handlers.by_name.get(&task.name).cloned() else {
         let error = TaskError::permanent(format!(
             "service `{service}` has no handler for task `{}`: deploy a worker that has it, then retry the dead task",
             task.name
         ));
+        let record = report(AttemptOutcome::Dead, Some(error.to_string()), None);
         let failed = result_message(&task, Err(error.clone()));
-        return settle(Some(error.message().to_owned()), vec![failed]);
+        return settle(Some(error.message().to_owned()), vec![failed], Some(record));
     };
     let ctx = TaskContext {
         task_id: task.task_id.clone(),
-        attempt: task.attempt + 1,
+        attempt,
     };
     // A panicking handler fails its task, never the worker.
     let outcome = match AssertUnwindSafe(handler(task.input.clone(), ctx))
@@ -273,26 +290,35 @@ async fn handle(service: &str, handlers: &Handlers, delivery: Delivery) -> Settl
             panic_message(&panic)
         ))),
     };
-    let attempt = task.attempt + 1;
     match outcome {
-        Ok(output) => settle(None, vec![result_message(&task, Ok(output))]),
+        Ok(output) => {
+            let record = report(AttemptOutcome::Ok, None, None);
+            settle(None, vec![result_message(&task, Ok(output))], Some(record))
+        }
         Err(error) => match task.retry_policy.next_delay(attempt, &error) {
             Some(delay) => {
                 tracing::debug!(task = %task.task_id, attempt, ?delay, %error, "retrying");
+                let retry_at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+                let record = report(
+                    AttemptOutcome::Retry,
+                    Some(error.to_string()),
+                    Some(retry_at),
+                );
                 let retry = Message {
                     id: message.id,
                     topic: message.topic,
                     key: message.key,
-                    deliver_at: now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
+                    deliver_at: retry_at,
                     body: MessageBody::Task(TaskMessage { attempt, ..task }),
                 };
-                settle(None, vec![retry])
+                settle(None, vec![retry], Some(record))
             }
             None => {
                 let reason = format!("failed after {attempt} attempt(s): {error}");
                 tracing::warn!(task = %task.task_id, %reason, "task dead");
+                let record = report(AttemptOutcome::Dead, Some(error.to_string()), None);
                 let failed = result_message(&task, Err(error));
-                settle(Some(reason), vec![failed])
+                settle(Some(reason), vec![failed], Some(record))
             }
         },
     }

@@ -529,7 +529,9 @@ fn rewind(events: &mut History, index: usize) -> History {
         .into_iter()
         .skip(1)
         .filter(|(_, e)| match &e.event {
-            Event::SignalReceived { .. } | Event::CancelRequested { .. } => true,
+            Event::SignalReceived { .. }
+            | Event::CancelRequested { .. }
+            | Event::OperatorAction { .. } => true,
             Event::TaskCompleted { seq, .. }
             | Event::TaskFailed { seq, .. }
             | Event::TimerFired { seq }

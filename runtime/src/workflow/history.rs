@@ -112,6 +112,17 @@ pub enum Event {
         /// The change id.
         change_id: String,
     },
+    /// An operator acted on the instance (from `codegen flows`, its console, or a client that
+    /// names itself): kept for the record, ignored by replay.
+    OperatorAction {
+        /// What was done: `signal`, `cancel`, `resume`, `retry`...
+        action: String,
+        /// Who or what did it.
+        by: String,
+        /// Details: the signal name, the reason, the dead task.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        detail: String,
+    },
     /// A client asked to cancel the instance.
     CancelRequested {
         /// Why.
@@ -183,6 +194,7 @@ impl Event {
             Self::ChildCompleted { seq, .. } => format!("end of child {seq}"),
             Self::MarkerRecorded { change_id, .. } => format!("patch marker `{change_id}`"),
             Self::CancelRequested { .. } => "cancel request".to_owned(),
+            Self::OperatorAction { action, by, .. } => format!("{action} by {by}"),
             Self::WorkflowCompleted { .. } => "completion".to_owned(),
             Self::WorkflowFailed { .. } => "failure".to_owned(),
             Self::WorkflowCancelled => "cancellation".to_owned(),

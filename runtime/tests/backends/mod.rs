@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use codegen_runtime::backend::distributed::{DistributedBackend, PostgresConfig};
 use codegen_runtime::backend::sqlite::SqliteBackend;
-use codegen_runtime::backend::{BackendError, MessageQueue, StateStore};
+use codegen_runtime::backend::{BackendError, Inspect, MessageQueue, StateStore};
 
 /// What a conformance test needs of a backend.
-pub(crate) trait Conformant: StateStore + MessageQueue {}
+pub(crate) trait Conformant: StateStore + MessageQueue + Inspect {}
 
-impl<B: StateStore + MessageQueue> Conformant for B {}
+impl<B: StateStore + MessageQueue + Inspect> Conformant for B {}
 
 /// Keeps what a backend needs alive for the length of a test (a temporary directory).
 pub(crate) type Guard = Box<dyn std::any::Any + Send>;
