@@ -6,6 +6,7 @@
 
 pub mod emit;
 mod error;
+pub mod flows;
 pub mod ir;
 pub mod proto;
 pub mod recipe;

@@ -57,6 +57,11 @@ enum Command {
         #[command(flatten)]
         crate_args: CrateArgs,
     },
+    /// See and steer workflow instances: list, show, history, start, signal, cancel, resume,
+    /// dead tasks and their retry.
+    ///
+    /// Works on any backend, named by --backend or CODEGEN_BACKEND. Read commands take --json.
+    Flows(codegen::flows::FlowsArgs),
 }
 
 /// Settings that shape the generated crate. Given to `gen` with a SPEC, they are recorded in the
@@ -264,6 +269,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Flows(args) => Ok(codegen::flows::run(args)),
         Command::Gen {
             spec,
             output,
