@@ -28,8 +28,9 @@ pub struct InstanceFilter {
 }
 
 /// Where a page of instances continues: after the instance with this start time and id (the
-/// list is newest first, ties by id, descending). Written `<start time>:<id>`.
+/// list is newest first, ties by id, descending). Written `<start time>:<id>`, in JSON too.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct Cursor {
     /// The start time of the last instance of the previous page.
     pub created_at: i64,
@@ -50,6 +51,20 @@ impl Cursor {
 impl fmt::Display for Cursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.created_at, self.id)
+    }
+}
+
+impl From<Cursor> for String {
+    fn from(cursor: Cursor) -> Self {
+        cursor.to_string()
+    }
+}
+
+impl TryFrom<String> for Cursor {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
     }
 }
 
