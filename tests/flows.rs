@@ -349,6 +349,23 @@ fn commands(f: &Fleet) {
         "charged ada"
     );
     assert_eq!(f.ok(&["dead"]), "no dead tasks\n");
+    let services = f.json(&["services", "--window", "10m"]);
+    let payments = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service"] == "payments")
+        .expect("payments has figures");
+    assert_eq!(payments["retried"], 1, "{payments}");
+    assert_eq!(payments["dead"], 1, "{payments}");
+    assert_eq!(payments["ok"], 1, "{payments}");
+    assert_eq!(
+        payments["ready"], 0,
+        "the queue is known and empty: {payments}"
+    );
+    let table = f.ok(&["services"]);
+    assert!(table.starts_with("SERVICE "), "{table}");
+    assert!(table.contains("payments"), "{table}");
 
     // a parked instance, resumed after the fix
     f.ok(&["start", "buggy", "--id", "b-1"]);
@@ -395,7 +412,11 @@ async fn every_command_works_on_postgres_and_pulsar() {
         .unwrap_or_else(|_| "postgres://codegen:codegen@127.0.0.1:15432/codegen".to_owned());
     let pulsar =
         std::env::var("CODEGEN_TEST_PULSAR").unwrap_or_else(|_| "pulsar://127.0.0.1:16650".into());
-    let url = format!("{postgres}?pulsar={pulsar}&schema={unique}&pulsar_prefix={unique}-&pool=4");
+    let admin = std::env::var("CODEGEN_TEST_PULSAR_ADMIN")
+        .unwrap_or_else(|_| "http://127.0.0.1:18080".into());
+    let url = format!(
+        "{postgres}?pulsar={pulsar}&pulsar_admin={admin}&schema={unique}&pulsar_prefix={unique}-&pool=4"
+    );
     match Fleet::start(url, None).await {
         Ok(fleet) => every_command(fleet).await,
         Err(err) => missing(&format!(

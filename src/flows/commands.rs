@@ -1,6 +1,7 @@
 //! The `flows` commands: their flags, and what each does.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::time::Duration;
 
 use clap::Args;
 use codegen_runtime::Client;
@@ -142,6 +143,24 @@ pub struct RetryArgs {
     /// Do not ask to confirm a bulk retry.
     #[arg(long, short = 'y')]
     yes: bool,
+}
+
+/// `flows services`.
+#[derive(Debug, Args)]
+pub struct ServicesArgs {
+    /// The window of the per-minute figures.
+    #[arg(long, default_value = "5m", value_parser = parse_window)]
+    window: Duration,
+    /// Print as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_window(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .ok()
+        .filter(|d| d.as_secs() >= 60 && d.as_secs() <= 86_400)
+        .ok_or_else(|| format!("`{s}` is not a window between 1m and 24h (as 5m, 1h)"))
 }
 
 fn parse_status(s: &str) -> Result<Status, String> {
@@ -313,6 +332,15 @@ pub(super) async fn retry(client: &Client<Backend>, a: RetryArgs) -> Result<(), 
         }
     }
     eprintln!("retried {retried} of {what}");
+    Ok(())
+}
+
+pub(super) async fn services(client: &Client<Backend>, a: ServicesArgs) -> Result<(), Failure> {
+    let services = client.services(a.window).await?;
+    if a.json {
+        return print_json(&services);
+    }
+    print!("{}", text::services(&services, a.window, text::now()));
     Ok(())
 }
 

@@ -58,6 +58,8 @@ pub enum FlowsCommand {
     Dead(commands::DeadArgs),
     /// Run dead tasks again: one by id, or all of a service.
     Retry(commands::RetryArgs),
+    /// Each service's queue, oldest waiting task, and attempts per minute.
+    Services(commands::ServicesArgs),
 }
 
 /// A failure of a `flows` command: the line to print and the exit status.
@@ -144,6 +146,7 @@ async fn dispatch(args: FlowsArgs) -> Result<(), Failure> {
         FlowsCommand::Resume(a) => commands::resume(&client, a).await,
         FlowsCommand::Dead(a) => commands::dead(&client, a).await,
         FlowsCommand::Retry(a) => commands::retry(&client, a).await,
+        FlowsCommand::Services(a) => commands::services(&client, a).await,
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use codegen_runtime::backend::{InstanceInfo, Status};
+use codegen_runtime::backend::{InstanceInfo, ServiceStats, Status};
 use codegen_runtime::operate::{InstanceDetail, Span, SpanKind, SpanOutcome, Waiting};
 use codegen_runtime::{DeadTask, InstancePage};
 
@@ -312,6 +312,49 @@ pub(crate) fn dead(tasks: &[DeadTask], now: i64) -> String {
         out,
         "retry one with `codegen flows retry DEAD_TASK`, or all of a service with `--service S`"
     );
+    out
+}
+
+/// Each service's queue and figures as a table.
+pub(crate) fn services(services: &[ServiceStats], window: std::time::Duration, now: i64) -> String {
+    if services.is_empty() {
+        return "no service has had a task yet\n".to_owned();
+    }
+    let minutes = (window.as_secs() as f64 / 60.0).max(1.0);
+    let known = |n: Option<u64>| n.map_or_else(|| "?".to_owned(), |n| n.to_string());
+    let rate = |n: u64| format!("{:.1}", n as f64 / minutes);
+    let rows: Vec<Vec<String>> = services
+        .iter()
+        .map(|s| {
+            vec![
+                s.service.clone(),
+                known(s.ready),
+                known(s.delayed),
+                s.oldest_ready_at
+                    .map_or_else(|| "-".to_owned(), |t| duration(now - t)),
+                rate(s.ok + s.retried + s.dead),
+                rate(s.retried + s.dead),
+                s.dead_letters.to_string(),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "SERVICE",
+            "READY",
+            "DELAYED",
+            "OLDEST WAITING",
+            "TASKS/MIN",
+            "ERRORS/MIN",
+            "DEAD",
+        ],
+        &rows,
+    );
+    if services.iter().any(|s| s.ready.is_none()) {
+        out.push_str(
+            "? = not known: on Pulsar, add `pulsar_admin=http://HOST:8080` to the backend URL\n",
+        );
+    }
     out
 }
 

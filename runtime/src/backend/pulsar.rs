@@ -23,6 +23,7 @@ use pulsar::{Consumer, ConsumerOptions, Producer, Pulsar, SubType, TokioExecutor
 use tokio::sync::{Mutex, mpsc};
 
 use super::distributed::{Received, Transport};
+use super::inspect::QueueDepth;
 use super::sqlite::now_ms;
 use super::{BackendError, BackendResult, Delivery, Message, Receipt, Topic};
 
@@ -38,6 +39,9 @@ pub struct PulsarConfig {
     /// Put before every topic name (`codegen-` by default), so several deployments can share
     /// a namespace.
     pub prefix: String,
+    /// The broker's admin API (`http://HOST:8080`), for the queue depths operators see; without
+    /// it they are not known.
+    pub admin: Option<String>,
 }
 
 impl PulsarConfig {
@@ -48,6 +52,7 @@ impl PulsarConfig {
             tenant: "public".to_owned(),
             namespace: "default".to_owned(),
             prefix: "codegen-".to_owned(),
+            admin: None,
         }
     }
 
@@ -61,6 +66,26 @@ impl PulsarConfig {
             "persistent://{}/{}/{}{local}",
             self.tenant, self.namespace, self.prefix
         )
+    }
+}
+
+/// The subscription of the workflow workers.
+const WORKFLOW_SUBSCRIPTION: &str = "codegen-workflow-workers";
+
+/// The subscription of the service workers of one service.
+const SERVICE_SUBSCRIPTION: &str = "codegen-service-workers";
+
+/// A subscription's queue, from its stats in the admin API: what is due and not handed to a
+/// worker, what waits for its time, and the publish time of the oldest unacknowledged message
+/// (which may be one in flight: the broker gives no closer figure).
+fn queue_depth(stats: &serde_json::Value) -> QueueDepth {
+    let count = |name: &str| stats[name].as_u64().unwrap_or(0);
+    QueueDepth {
+        ready: count("msgBacklogNoDelayed").saturating_sub(count("unackedMessages")),
+        delayed: count("msgDelayed"),
+        oldest_ready_at: stats["earliestMsgPublishTimeInBacklog"]
+            .as_i64()
+            .filter(|t| *t > 0),
     }
 }
 
@@ -134,6 +159,8 @@ pub struct PulsarTransport {
     consumers: Mutex<HashMap<Topic, Arc<Subscription>>>,
     /// What each receipt acknowledges: the topic and the Pulsar message id.
     receipts: std::sync::Mutex<HashMap<Receipt, (Topic, MessageIdData)>>,
+    /// Asks the admin API for queue depths.
+    admin: reqwest::Client,
 }
 
 impl std::fmt::Debug for PulsarTransport {
@@ -193,10 +220,23 @@ impl PulsarTransport {
                     )
                 })
         };
+        if let Some(admin) = &config.admin
+            && !admin.starts_with("http://")
+            && !admin.starts_with("https://")
+        {
+            return Err(BackendError::Invalid(format!(
+                "Pulsar admin `{admin}`: expected the admin API's URL, http://HOST:PORT"
+            )));
+        }
         let client = connect().await?;
         let consuming = connect().await?;
+        let admin = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .map_err(|e| BackendError::Invalid(format!("the Pulsar admin client: {e}")))?;
         Ok(Self {
             config,
+            admin,
             client,
             consuming,
             producers: Mutex::new(HashMap::new()),
@@ -216,8 +256,8 @@ impl PulsarTransport {
             return Ok(s.clone());
         }
         let (name, sub_type) = match topic {
-            Topic::Workflows => ("codegen-workflow-workers", SubType::KeyShared),
-            Topic::Tasks(_) => ("codegen-service-workers", SubType::Shared),
+            Topic::Workflows => (WORKFLOW_SUBSCRIPTION, SubType::KeyShared),
+            Topic::Tasks(_) => (SERVICE_SUBSCRIPTION, SubType::Shared),
         };
         let full = self.config.topic(topic);
         let lease = Duration::from_millis(u64::try_from(lease_ms.max(1_000)).unwrap_or(30_000));
@@ -285,6 +325,42 @@ impl PulsarTransport {
 
 #[async_trait::async_trait]
 impl Transport for PulsarTransport {
+    async fn queue(&self, topic: &Topic) -> BackendResult<Option<QueueDepth>> {
+        let Some(admin) = &self.config.admin else {
+            return Ok(None);
+        };
+        let full = self.config.topic(topic);
+        let path = full.replacen("persistent://", "", 1);
+        let url = format!(
+            "{}/admin/v2/persistent/{path}/stats?getEarliestTimeInBacklog=true",
+            admin.trim_end_matches('/')
+        );
+        let response = match self.admin.get(&url).send().await {
+            Ok(r) => r,
+            Err(err) => {
+                // The figures are for people; the workers do not need them.
+                tracing::warn!(%err, %full, "the Pulsar admin API did not answer");
+                return Ok(None);
+            }
+        };
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            // No message was ever sent to it.
+            return Ok(Some(QueueDepth::default()));
+        }
+        let stats: serde_json::Value = match response.error_for_status() {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(err) => {
+                tracing::warn!(%err, %full, "the Pulsar admin API refused the stats");
+                return Ok(None);
+            }
+        };
+        let subscription = match topic {
+            Topic::Workflows => WORKFLOW_SUBSCRIPTION,
+            Topic::Tasks(_) => SERVICE_SUBSCRIPTION,
+        };
+        Ok(Some(queue_depth(&stats["subscriptions"][subscription])))
+    }
+
     async fn publish(&self, messages: &[Message]) -> BackendResult<()> {
         if messages.is_empty() {
             return Ok(());
@@ -420,5 +496,31 @@ impl Transport for PulsarTransport {
             }
             Ok(None) | Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_depths_come_from_the_subscription_stats() {
+        let stats = serde_json::json!({
+            "msgBacklog": 12,
+            "msgBacklogNoDelayed": 9,
+            "msgDelayed": 3,
+            "unackedMessages": 4,
+            "earliestMsgPublishTimeInBacklog": 1_764_590_000_000_i64
+        });
+        assert_eq!(
+            queue_depth(&stats),
+            QueueDepth {
+                ready: 5,
+                delayed: 3,
+                oldest_ready_at: Some(1_764_590_000_000),
+            }
+        );
+        let empty = serde_json::json!({"msgBacklog": 0, "earliestMsgPublishTimeInBacklog": -1});
+        assert_eq!(queue_depth(&empty), QueueDepth::default());
     }
 }

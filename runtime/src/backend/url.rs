@@ -4,7 +4,8 @@
 //! - `postgres://USER:PASSWORD@HOST:PORT/DATABASE?pulsar=pulsar://HOST:PORT`: the distributed
 //!   backend, state in PostgreSQL and messages over Apache Pulsar (cargo feature `pulsar`).
 //!   More parameters: `pulsar_tenant` (`public`), `pulsar_namespace` (`default`),
-//!   `pulsar_prefix` (`codegen-`), `schema` (the PostgreSQL schema of the tables, `public`),
+//!   `pulsar_prefix` (`codegen-`), `pulsar_admin` (the broker's admin API, `http://HOST:8080`,
+//!   for the queue depths operators see), `schema` (the PostgreSQL schema of the tables, `public`),
 //!   `pool` (PostgreSQL connections, 16). Other parameters go to PostgreSQL as they are.
 
 use std::time::Duration;
@@ -39,6 +40,8 @@ pub enum BackendUrl {
         namespace: String,
         /// Put before every topic name.
         prefix: String,
+        /// The broker's admin API, for queue depths.
+        pulsar_admin: Option<String>,
     },
 }
 
@@ -73,6 +76,7 @@ impl BackendUrl {
         let mut tenant = "public".to_owned();
         let mut namespace = "default".to_owned();
         let mut prefix = "codegen-".to_owned();
+        let mut pulsar_admin = None;
         let mut schema = None;
         let mut pool = 16;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -83,6 +87,7 @@ impl BackendUrl {
                 "pulsar_tenant" => tenant = decoded,
                 "pulsar_namespace" => namespace = decoded,
                 "pulsar_prefix" => prefix = decoded,
+                "pulsar_admin" => pulsar_admin = Some(decoded),
                 "schema" => schema = Some(decoded),
                 "pool" => {
                     pool = decoded.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
@@ -120,6 +125,7 @@ impl BackendUrl {
             tenant,
             namespace,
             prefix,
+            pulsar_admin,
         })
     }
 
@@ -183,12 +189,14 @@ impl Backend {
                 tenant,
                 namespace,
                 prefix,
+                pulsar_admin,
             } => {
                 let transport = PulsarTransport::connect(PulsarConfig {
                     url: pulsar.clone(),
                     tenant: tenant.clone(),
                     namespace: namespace.clone(),
                     prefix: prefix.clone(),
+                    admin: pulsar_admin.clone(),
                 })
                 .await?;
                 Ok(Self::Distributed(
@@ -351,6 +359,7 @@ mod tests {
                 tenant: "public".into(),
                 namespace: "default".into(),
                 prefix: "prod-".into(),
+                pulsar_admin: None,
             }
         );
         assert_eq!(

@@ -124,6 +124,10 @@ pub(crate) async fn pulsar(test: &str) -> Option<Opened<Distributed>> {
     use codegen_runtime::backend::pulsar::{PulsarConfig, PulsarTransport};
     let mut config = PulsarConfig::new(pulsar_url());
     config.prefix = format!("{}-", unique(test).replace('_', "-"));
+    config.admin = Some(
+        std::env::var("CODEGEN_TEST_PULSAR_ADMIN")
+            .unwrap_or_else(|_| "http://127.0.0.1:18080".to_owned()),
+    );
     let transport = match PulsarTransport::connect(config).await {
         Ok(t) => t,
         Err(err) => {

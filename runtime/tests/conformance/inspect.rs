@@ -159,6 +159,11 @@ pub(crate) async fn an_instance_detail_shows_each_retry_with_its_error_and_what_
     let figures = env.client.services(Duration::from_secs(600)).await.unwrap();
     let flaky = figures.iter().find(|s| s.service == "flaky").unwrap();
     assert_eq!((flaky.ok, flaky.retried, flaky.dead), (1, 2, 0));
+    assert_eq!(
+        (flaky.ready, flaky.delayed),
+        (Some(0), Some(0)),
+        "nothing waits: {flaky:?}"
+    );
     let math = figures.iter().find(|s| s.service == "math");
     assert!(math.is_none_or(|m| m.retried == 0));
 
