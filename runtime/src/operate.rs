@@ -1,8 +1,8 @@
 //! What operators see of one instance: what it waits on now, and its history as a timeline of
 //! spans (each task attempt, timer and child as a bar, signals and actions as marks).
 //!
-//! Both are derived from the history and the failed task attempts the service workers report
-//! ([`TaskAttempt`]); nothing here is stored. `codegen flows show` and the console's instance
+//! Both are derived from the history and the task attempts the service workers record for tasks
+//! that failed once ([`TaskAttempt`]); nothing here is stored. `codegen flows show` and the console's instance
 //! page read the same values.
 
 use std::collections::BTreeMap;
@@ -305,7 +305,10 @@ pub fn detail(
             seq: *seq,
             service: task.service.clone(),
             task: task.task.clone(),
-            attempt: last.map_or(1, |a| a.attempt + 1),
+            // After a dead attempt, an operator's retry starts again from the first.
+            attempt: last
+                .filter(|a| a.outcome != AttemptOutcome::Dead)
+                .map_or(1, |a| a.attempt + 1),
             retry_at: last.and_then(|a| a.retry_at).filter(|at| *at > now),
             last_error: last.and_then(|a| a.error.clone()),
             since: task.scheduled,
@@ -358,8 +361,10 @@ pub fn detail(
     }
 }
 
-/// The spans of one task: its failed attempts with the waits between them, and the attempt
-/// that gave its result (`result`: when, and the error if it failed), or the one under way.
+/// The spans of one task: its recorded attempts with the waits between them, and the attempt
+/// that gave its result when it was not recorded (a first attempt that succeeded: from the
+/// scheduling to the result, `result` being when and the error if it failed), or the one under
+/// way.
 fn task_spans(
     spans: &mut Vec<Span>,
     seq: u32,
@@ -371,6 +376,7 @@ fn task_spans(
     let mut next_start = task.scheduled;
     let mut next_attempt = 1;
     let mut died = false;
+    let mut succeeded = false;
     for a in tried.into_iter().flatten() {
         spans.push(Span {
             kind: SpanKind::Attempt,
@@ -380,12 +386,14 @@ fn task_spans(
             start: a.started_at,
             end: Some(a.ended_at),
             outcome: match a.outcome {
+                AttemptOutcome::Ok => SpanOutcome::Ok,
                 AttemptOutcome::Retry => SpanOutcome::Retried,
-                _ => SpanOutcome::Failed,
+                AttemptOutcome::Dead => SpanOutcome::Failed,
             },
             error: a.error.clone(),
         });
         died = a.outcome == AttemptOutcome::Dead;
+        succeeded = a.outcome == AttemptOutcome::Ok;
         next_attempt = a.attempt + 1;
         next_start = a.ended_at;
         if let Some(retry_at) = a.retry_at {
@@ -406,7 +414,8 @@ fn task_spans(
         }
     }
     match result {
-        // The result is that of the dead attempt already shown.
+        // The result is that of the attempt already shown.
+        Some(_) if succeeded => {}
         Some((_, Some(_))) if died => {}
         Some((at, error)) => spans.push(Span {
             kind: SpanKind::Attempt,

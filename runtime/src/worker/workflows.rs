@@ -226,7 +226,16 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         };
         let mut events: History = history;
         let mut wake = false;
+        // Whether anything came that the workflow reacts to: an operator's record alone is
+        // appended without a replay.
+        let mut news = false;
         for d in deliveries {
+            news |= !matches!(
+                d.message.body,
+                MessageBody::Event {
+                    event: Event::OperatorAction { .. }
+                }
+            );
             match d.message.body {
                 MessageBody::Start {
                     name,
@@ -328,7 +337,9 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         if commit.create && commit.events.is_empty() && commit.instance.status != Status::Failed {
             return Ok(None);
         }
-        if commit.instance.status.is_final() || (commit.instance.status == Status::Parked && !wake)
+        if !news
+            || commit.instance.status.is_final()
+            || (commit.instance.status == Status::Parked && !wake)
         {
             return Ok(Some((commit, read)));
         }

@@ -283,6 +283,29 @@ pub(crate) async fn operator_actions_are_recorded_with_who_did_them_and_replay_i
         env.client.result::<String>("a-2", WAIT).await.unwrap(),
         "k:a-2/task/0:1"
     );
+    let detail = env.client.detail("a-2").await.unwrap();
+    let attempts: Vec<_> = detail
+        .spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Attempt)
+        .collect();
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|s| (s.attempt, s.outcome))
+            .collect::<Vec<_>>(),
+        [
+            (Some(1), SpanOutcome::Retried),
+            (Some(2), SpanOutcome::Retried),
+            (Some(3), SpanOutcome::Failed),
+            (Some(1), SpanOutcome::Ok),
+        ],
+        "the operator's retry is a fresh first attempt: {attempts:?}"
+    );
+    assert!(
+        attempts[3].start >= attempts[2].end.unwrap(),
+        "the retried attempt is shown when it ran, not from the death on: {attempts:?}"
+    );
     until("the record of the retry", async || {
         actions(env.client.history("a-2").await.unwrap())
             .iter()

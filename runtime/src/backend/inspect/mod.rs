@@ -125,9 +125,10 @@ impl AttemptOutcome {
 
 /// One attempt of a task, as the service worker that ran it reports it.
 ///
-/// Every attempt is counted in the service's figures; failed attempts are kept too, one row
-/// each, so that an instance's timeline shows its retries and their errors. Successful attempts
-/// leave no row (the history holds their result), which keeps the common path to one write.
+/// Every attempt is counted in the service's figures; the attempts of a task that failed once
+/// are kept too, one row each, so that an instance's timeline shows its retries, their errors
+/// and the attempt that succeeded in the end. A first attempt that succeeds leaves no row (the
+/// history holds its result), which keeps the common path to one write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskAttempt {
     /// The instance that called the task.
@@ -152,6 +153,13 @@ pub struct TaskAttempt {
     pub error: Option<String>,
     /// When the next attempt is due, when there is one.
     pub retry_at: Option<i64>,
+}
+
+impl TaskAttempt {
+    /// Whether the attempt is kept as a row: it failed, or it follows one that did.
+    pub fn is_kept(&self) -> bool {
+        self.outcome != AttemptOutcome::Ok || self.attempt > 1 || self.redrive > 0
+    }
 }
 
 /// What is known of one service's tasks.

@@ -18,8 +18,9 @@ const STATS_KEPT_MINUTES: i64 = 24 * 60;
 
 type Param = Box<dyn ToSql + Sync + Send>;
 
-/// Records the attempts of settled tasks, in the transaction of the settlement: each failed one
-/// as a row, and all of them in this process's per-minute figures of their service.
+/// Records the attempts of settled tasks, in the transaction of the settlement: those of tasks
+/// that failed once as rows (see [`TaskAttempt::is_kept`]), and all of them in this process's
+/// per-minute figures of their service.
 pub(crate) async fn record_attempts(
     tx: &deadpool_postgres::Transaction<'_>,
     worker: &str,
@@ -28,7 +29,7 @@ pub(crate) async fn record_attempts(
 ) -> BackendResult<()> {
     let minute = now / 60_000;
     let mut counts: BTreeMap<&str, [i64; 3]> = BTreeMap::new();
-    let mut failed = Vec::new();
+    let mut kept = Vec::new();
     for attempt in settlements.iter().filter_map(|s| s.attempt.as_ref()) {
         let slot = match attempt.outcome {
             AttemptOutcome::Ok => 0,
@@ -36,16 +37,16 @@ pub(crate) async fn record_attempts(
             AttemptOutcome::Dead => 2,
         };
         counts.entry(&attempt.service).or_default()[slot] += 1;
-        if attempt.outcome != AttemptOutcome::Ok {
-            failed.push(attempt);
+        if attempt.is_kept() {
+            kept.push(attempt);
         }
     }
-    if !failed.is_empty() {
+    if !kept.is_empty() {
         let column = |f: fn(&TaskAttempt) -> Option<i64>| -> Vec<Option<i64>> {
-            failed.iter().map(|a| f(a)).collect()
+            kept.iter().map(|a| f(a)).collect()
         };
         let text = |f: fn(&TaskAttempt) -> Option<String>| -> Vec<Option<String>> {
-            failed.iter().map(|a| f(a)).collect()
+            kept.iter().map(|a| f(a)).collect()
         };
         tx.execute(
             "INSERT INTO codegen_task_attempts
@@ -55,9 +56,9 @@ pub(crate) async fn record_attempts(
              ON CONFLICT (instance_id, seq, redrive, attempt) DO NOTHING",
             &[
                 &text(|a| Some(a.instance_id.clone())),
-                &failed.iter().map(|a| i32::try_from(a.seq).unwrap_or(i32::MAX)).collect::<Vec<_>>(),
-                &failed.iter().map(|a| i32::try_from(a.redrive).unwrap_or(i32::MAX)).collect::<Vec<_>>(),
-                &failed.iter().map(|a| i32::try_from(a.attempt).unwrap_or(i32::MAX)).collect::<Vec<_>>(),
+                &kept.iter().map(|a| i32::try_from(a.seq).unwrap_or(i32::MAX)).collect::<Vec<_>>(),
+                &kept.iter().map(|a| i32::try_from(a.redrive).unwrap_or(i32::MAX)).collect::<Vec<_>>(),
+                &kept.iter().map(|a| i32::try_from(a.attempt).unwrap_or(i32::MAX)).collect::<Vec<_>>(),
                 &text(|a| Some(a.service.clone())),
                 &text(|a| Some(a.task.clone())),
                 &column(|a| Some(a.started_at)),
@@ -68,7 +69,7 @@ pub(crate) async fn record_attempts(
             ],
         )
         .await
-        .map_err(|e| pg_error("recording failed task attempts", &e))?;
+        .map_err(|e| pg_error("recording task attempts", &e))?;
     }
     for (service, [ok, retried, dead]) in counts {
         tx.execute(

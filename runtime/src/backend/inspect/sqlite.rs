@@ -16,8 +16,9 @@ use crate::backend::{BackendResult, DeadLetter, InstanceInfo, Settlement, Status
 /// How long the per-minute figures of services are kept.
 const STATS_KEPT_MINUTES: i64 = 24 * 60;
 
-/// Records the attempts of settled tasks: each failed one as a row, and all of them in the
-/// per-minute figures of their service. Runs in the transaction of the settlement.
+/// Records the attempts of settled tasks: those of tasks that failed once as rows (see
+/// [`TaskAttempt::is_kept`]), and all of them in the per-minute figures of their service. Runs
+/// in the transaction of the settlement.
 pub(crate) fn record_attempts(
     tx: &rusqlite::Transaction<'_>,
     path: &Path,
@@ -33,7 +34,7 @@ pub(crate) fn record_attempts(
             AttemptOutcome::Dead => 2,
         };
         counts.entry(&attempt.service).or_default()[slot] += 1;
-        if attempt.outcome == AttemptOutcome::Ok {
+        if !attempt.is_kept() {
             continue;
         }
         let mut insert = tx
