@@ -226,16 +226,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         };
         let mut events: History = history;
         let mut wake = false;
-        // Whether anything came that the workflow reacts to: an operator's record alone is
-        // appended without a replay.
-        let mut news = false;
         for d in deliveries {
-            news |= !matches!(
-                d.message.body,
-                MessageBody::Event {
-                    event: Event::OperatorAction { .. }
-                }
-            );
             match d.message.body {
                 MessageBody::Start {
                     name,
@@ -337,6 +328,14 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         if commit.create && commit.events.is_empty() && commit.instance.status != Status::Failed {
             return Ok(None);
         }
+        // Replay only for something new the workflow reacts to: not for a duplicate, and not
+        // for an operator's record alone (an instance reopened for a retried task would
+        // otherwise end again, as before, while its task runs).
+        let news = wake
+            || commit
+                .events
+                .iter()
+                .any(|(_, e)| !matches!(e.event, Event::OperatorAction { .. }));
         if !news
             || commit.instance.status.is_final()
             || (commit.instance.status == Status::Parked && !wake)
