@@ -5,7 +5,7 @@
 //! the instance's history as done by `cli:<user>@<host>`.
 
 mod commands;
-mod text;
+pub(crate) mod text;
 
 use std::process::ExitCode;
 
@@ -58,6 +58,9 @@ pub enum FlowsCommand {
     Dead(commands::DeadArgs),
     /// Run dead tasks again: one by id, or all of a service.
     Retry(commands::RetryArgs),
+    /// Serve the web console: instances, timelines, dead tasks, services, and actions that
+    /// need its token. Listens on 127.0.0.1 unless told otherwise; runs until Ctrl-C or SIGTERM.
+    Serve(crate::console::ServeArgs),
 }
 
 /// A failure of a `flows` command: the line to print and the exit status.
@@ -144,6 +147,8 @@ async fn dispatch(args: FlowsArgs) -> Result<(), Failure> {
         FlowsCommand::Resume(a) => commands::resume(&client, a).await,
         FlowsCommand::Dead(a) => commands::dead(&client, a).await,
         FlowsCommand::Retry(a) => commands::retry(&client, a).await,
+        // Each action of the console names its own actor (`console:<client address>`).
+        FlowsCommand::Serve(a) => crate::console::serve(client, a).await,
     }
 }
 
