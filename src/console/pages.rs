@@ -144,6 +144,9 @@ pub(super) async fn not_found() -> Response {
     )
 }
 
+/// A page that refuses a request, in place of what it asked for.
+type Refused = Box<Response>;
+
 /// Name-value pairs of a query string or a form, in order.
 struct Params(Vec<(String, String)>);
 
@@ -177,13 +180,13 @@ impl Params {
         &self,
         name: &str,
         parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<Option<T>, Response> {
+    ) -> Result<Option<T>, Refused> {
         self.get(name)
-            .map(|v| parse(v).map_err(|e| bad_parameter(name, &e)))
+            .map(|v| parse(v).map_err(|e| Box::new(bad_parameter(name, &e))))
             .transpose()
     }
 
-    fn limit(&self, default: usize, max: usize) -> Result<usize, Response> {
+    fn limit(&self, default: usize, max: usize) -> Result<usize, Refused> {
         Ok(self
             .parse_with("limit", |v| match v.parse::<usize>() {
                 Ok(n) if (1..=max).contains(&n) => Ok(n),
@@ -228,7 +231,11 @@ impl Row {
             started_ago: text::relative(i.created_at, now),
             updated_ago: text::relative(i.updated_at, now),
             events: i.events,
-            error: i.error.as_deref().map(|e| text::clip(e, 90)).unwrap_or_default(),
+            error: i
+                .error
+                .as_deref()
+                .map(|e| text::clip(e, 90))
+                .unwrap_or_default(),
         }
     }
 }
@@ -271,7 +278,7 @@ fn count_text(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -291,23 +298,23 @@ pub(super) async fn instances(
     let q = Params::query(raw);
     let status = match q.parse_with("status", parse_status) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let from = match q.parse_with("from", crate::flows::parse_time) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let to = match q.parse_with("to", crate::flows::parse_time) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let after = match q.parse_with("after", |v| v.parse::<Cursor>()) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let limit = match q.limit(50, 500) {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let workflow = q.get("workflow").map(str::to_owned);
     let filter = InstanceFilter {
@@ -349,10 +356,7 @@ pub(super) async fn instances(
     let counts = Status::ALL
         .iter()
         .map(|s| {
-            let n = counts
-                .iter()
-                .find(|(c, _)| c == s)
-                .map_or(0, |(_, n)| *n);
+            let n = counts.iter().find(|(c, _)| c == s).map_or(0, |(_, n)| *n);
             let mut pairs = base.to_vec();
             pairs[1] = ("status", s.as_str());
             Count {
@@ -369,7 +373,9 @@ pub(super) async fn instances(
         pairs.push(("after", cursor.as_str()));
         format!("/instances?{}", query_of(&pairs))
     });
-    let first = after.as_ref().map(|_| format!("/instances?{}", query_of(&base)));
+    let first = after
+        .as_ref()
+        .map(|_| format!("/instances?{}", query_of(&base)));
     let filtered = base.iter().any(|(_, v)| !v.is_empty());
     render(
         StatusCode::OK,
@@ -491,10 +497,13 @@ fn done_text(code: Option<&str>) -> Option<&'static str> {
     })
 }
 
-fn required_id(q: &Params) -> Result<String, Response> {
-    q.get("id")
-        .map(str::to_owned)
-        .ok_or_else(|| bad_parameter("id", "missing: give the instance id, as /instance?id=ID"))
+fn required_id(q: &Params) -> Result<String, Refused> {
+    q.get("id").map(str::to_owned).ok_or_else(|| {
+        Box::new(bad_parameter(
+            "id",
+            "missing: give the instance id, as /instance?id=ID",
+        ))
+    })
 }
 
 /// `GET /instance?id=`: one instance, its timeline, what it waits on, its children.
@@ -506,7 +515,7 @@ pub(super) async fn instance(
     let q = Params::query(raw);
     let id = match required_id(&q) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let detail = match console.client.detail(&id).await {
         Ok(d) => d,
@@ -542,7 +551,7 @@ pub(super) async fn instance_live(
     let q = Params::query(raw);
     let id = match required_id(&q) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match console.client.detail(&id).await {
         Ok(d) => render(StatusCode::OK, &live(&d, text::now())),
@@ -583,11 +592,11 @@ pub(super) async fn dead(
     let q = Params::query(raw);
     let since = match q.parse_with("since", crate::flows::parse_time) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let limit = match q.limit(100, RETRY_MAX) {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let filter = DeadFilter {
         service: q.get("service").map(str::to_owned),
@@ -683,7 +692,7 @@ pub(super) async fn services(
         _ => Err(format!("`{v}` is not a window from 1s to 30d (as 15m, 1h)")),
     }) {
         Ok(w) => w.unwrap_or(Duration::from_secs(15 * 60)),
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let stats = match console.client.services(window).await {
         Ok(s) => s,
@@ -793,7 +802,14 @@ pub(super) async fn signin(
 }
 
 /// `POST /signout`.
-pub(super) async fn signout(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+pub(super) async fn signout(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(refused) = authorize(&console, &headers, None, &body) {
+        return *refused;
+    }
     console.sessions.close(&headers);
     let mut response = Redirect::to("/instances").into_response();
     if let Ok(cookie) = HeaderValue::from_str(&expired_cookie()) {
@@ -809,21 +825,21 @@ fn authorize(
     headers: &HeaderMap,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: &[u8],
-) -> Result<(Params, Client<codegen_runtime::backend::Backend>), Response> {
+) -> Result<(Params, Client<codegen_runtime::backend::Backend>), Refused> {
     let form = Params::parse(body);
     let Some(csrf) = console.sessions.csrf(headers) else {
-        return Err(error_page(
+        return Err(Box::new(error_page(
             StatusCode::UNAUTHORIZED,
             "Sign in first",
             "Actions need the console's token: sign in with it, then try again.",
-        ));
+        )));
     };
     if !same(form.get("csrf").unwrap_or_default(), &csrf) {
-        return Err(error_page(
+        return Err(Box::new(error_page(
             StatusCode::FORBIDDEN,
             "Stale or forged form",
             "The form's CSRF token does not match this session: reload the page and try again.",
-        ));
+        )));
     }
     let by = match peer {
         Some(Extension(ConnectInfo(addr))) => format!("console:{}", addr.ip()),
@@ -845,7 +861,7 @@ pub(super) async fn signal(
 ) -> Response {
     let (form, client) = match authorize(&console, &headers, peer, &body) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(id) = form.get("id") else {
         return bad_parameter("id", "missing");
@@ -880,7 +896,7 @@ pub(super) async fn cancel(
 ) -> Response {
     let (form, client) = match authorize(&console, &headers, peer, &body) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(id) = form.get("id") else {
         return bad_parameter("id", "missing");
@@ -903,7 +919,7 @@ pub(super) async fn resume(
 ) -> Response {
     let (form, client) = match authorize(&console, &headers, peer, &body) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(id) = form.get("id") else {
         return bad_parameter("id", "missing");
@@ -923,7 +939,7 @@ pub(super) async fn retry(
 ) -> Response {
     let (form, client) = match authorize(&console, &headers, peer, &body) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let ids = match form.get("one") {
         Some(one) => vec![one.to_owned()],

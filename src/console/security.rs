@@ -112,7 +112,11 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// Checks every request and sets the headers of every response: a `Host` the console serves
 /// (against DNS rebinding), no POST from another site, no POST at all when read-only.
-pub(super) async fn guard(State(console): State<Arc<Console>>, req: Request, next: Next) -> Response {
+pub(super) async fn guard(
+    State(console): State<Arc<Console>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let headers = req.headers();
     let host = headers
         .get(header::HOST)
@@ -153,7 +157,9 @@ pub(super) async fn guard(State(console): State<Arc<Console>>, req: Request, nex
         (header::CONTENT_SECURITY_POLICY, CSP),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // Not `no-referrer`: under it browsers send `Origin: null` with forms, and the origin
+        // check above needs the real one. `same-origin` still sends nothing to other sites.
+        (header::REFERRER_POLICY, "same-origin"),
     ] {
         h.insert(name, HeaderValue::from_static(value));
     }
@@ -212,13 +218,19 @@ mod tests {
     fn another_origin_or_site_is_cross_site() {
         let mut h = HeaderMap::new();
         assert!(!cross_site(&h, "127.0.0.1:1"));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:1"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:1"),
+        );
         assert!(!cross_site(&h, "127.0.0.1:1"));
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(cross_site(&h, "127.0.0.1:1"));
         h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
         assert!(!cross_site(&h, "127.0.0.1:1"));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
         assert!(cross_site(&h, "127.0.0.1:1"));
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
         assert!(cross_site(&h, "127.0.0.1:1"));

@@ -259,7 +259,13 @@ mod tests {
 
     #[test]
     fn each_command_gets_a_row_and_labels_are_escaped() {
-        let mut failed = span(SpanKind::Attempt, Some(0), "pay/<charge>", 1_000, Some(1_500));
+        let mut failed = span(
+            SpanKind::Attempt,
+            Some(0),
+            "pay/<charge>",
+            1_000,
+            Some(1_500),
+        );
         failed.outcome = SpanOutcome::Retried;
         failed.error = Some("503 <b>busy</b>".into());
         let detail = InstanceDetail {
@@ -268,9 +274,21 @@ mod tests {
             waiting: vec![],
             signals: BTreeMap::new(),
             spans: vec![
-                span(SpanKind::Lifecycle, None, "started w v1", 1_000, Some(1_000)),
+                span(
+                    SpanKind::Lifecycle,
+                    None,
+                    "started w v1",
+                    1_000,
+                    Some(1_000),
+                ),
                 failed,
-                span(SpanKind::Backoff, Some(0), "pay/<charge> backoff", 1_500, Some(2_000)),
+                span(
+                    SpanKind::Backoff,
+                    Some(0),
+                    "pay/<charge> backoff",
+                    1_500,
+                    Some(2_000),
+                ),
                 span(SpanKind::Attempt, Some(0), "pay/<charge>", 2_000, None),
                 span(SpanKind::Timer, Some(1), "timer", 1_200, Some(3_000)),
             ],
@@ -281,7 +299,11 @@ mod tests {
         assert!(!svg.contains("<charge>") && !svg.contains("<b>"), "{svg}");
         assert!(svg.contains("pay/&lt;charge&gt;"));
         assert!(svg.contains("503 &lt;b&gt;busy&lt;/b&gt;"));
-        assert_eq!(svg.matches(r#"class="row"#).count(), 3, "events, seq 0, seq 1");
+        assert_eq!(
+            svg.matches(r#"class="row"#).count(),
+            3,
+            "events, seq 0, seq 1"
+        );
         assert!(svg.contains("bar attempt retried") && svg.contains("bar attempt open"));
         assert!(svg.contains(r#"class="backoff""#) && svg.contains("bar timer ok"));
     }
