@@ -4,6 +4,7 @@
 //! The pipeline is `spec` (read and resolve) -> `ir` (one named, ordered model) -> `emit` (askama
 //! templates, formatting, files). The same input gives the same bytes on every run.
 
+pub mod console;
 pub mod emit;
 mod error;
 pub mod flows;

@@ -58,7 +58,7 @@ enum Command {
         crate_args: CrateArgs,
     },
     /// See and steer workflow instances: list, show, history, start, signal, cancel, resume,
-    /// dead tasks and their retry.
+    /// dead tasks and their retry; `serve` runs the web console.
     ///
     /// Works on any backend, named by --backend or CODEGEN_BACKEND. Read commands take --json.
     Flows(codegen::flows::FlowsArgs),

@@ -5,7 +5,7 @@
 //! the instance's history as done by `cli:<user>@<host>`.
 
 mod commands;
-mod text;
+pub(crate) mod text;
 
 use std::process::ExitCode;
 
@@ -60,6 +60,9 @@ pub enum FlowsCommand {
     Retry(commands::RetryArgs),
     /// Each service's queue, oldest waiting task, and attempts per minute.
     Services(commands::ServicesArgs),
+    /// Serve the web console: instances, timelines, dead tasks, services, and actions that
+    /// need its token. Listens on 127.0.0.1 unless told otherwise; runs until Ctrl-C or SIGTERM.
+    Serve(crate::console::ServeArgs),
 }
 
 /// A failure of a `flows` command: the line to print and the exit status.
@@ -147,6 +150,8 @@ async fn dispatch(args: FlowsArgs) -> Result<(), Failure> {
         FlowsCommand::Dead(a) => commands::dead(&client, a).await,
         FlowsCommand::Retry(a) => commands::retry(&client, a).await,
         FlowsCommand::Services(a) => commands::services(&client, a).await,
+        // Each action of the console names its own actor (`console:<client address>`).
+        FlowsCommand::Serve(a) => crate::console::serve(client, a).await,
     }
 }
 

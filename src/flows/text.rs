@@ -74,7 +74,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// One line, at most `max` characters.
-fn clip(text: &str, max: usize) -> String {
+pub(crate) fn clip(text: &str, max: usize) -> String {
     let line = text.lines().next().unwrap_or("");
     if line.chars().count() <= max && !text.contains('\n') {
         return line.to_owned();
@@ -183,7 +183,7 @@ pub(crate) fn detail(d: &InstanceDetail, now: i64) -> String {
     out
 }
 
-fn waiting(w: &Waiting, now: i64) -> String {
+pub(crate) fn waiting(w: &Waiting, now: i64) -> String {
     match w {
         Waiting::Task {
             seq,
