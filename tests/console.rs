@@ -7,7 +7,8 @@
 //!   as `codegen flows serve`, and headless Chromium (Debian's `chromium` and `chromium-driver`,
 //!   which scripts/test.sh installs) loads each page, filters the list, opens an instance and its
 //!   timeline, retries a dead task and watches the workflow complete, sends a signal, and checks
-//!   that an action without the token is refused. The screenshots in `docs/` come from here.
+//!   that an action without the token is refused. The screenshots in `docs/` come from here
+//!   (`CODEGEN_UPDATE_SCREENSHOTS=1` writes them there; otherwise under `target/`).
 //!
 //! Without chromedriver the browser test fails when `CI` is set, and is skipped otherwise with a
 //! line saying how to install it. Everything listens on 127.0.0.1.
@@ -485,10 +486,18 @@ fn missing(what: &str) {
     let _ = writeln!(std::io::stderr(), "skipped {line}");
 }
 
+/// Where a screenshot goes: `docs/` with `CODEGEN_UPDATE_SCREENSHOTS=1` (to refresh those the
+/// README shows), else the target folder, so a test run leaves the checkout as it was.
 fn docs(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("docs")
-        .join(name)
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = if std::env::var_os("CODEGEN_UPDATE_SCREENSHOTS").is_some() {
+        root.join("docs")
+    } else {
+        let dir = root.join("target/console-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    };
+    dir.join(name)
 }
 
 /// Starts `codegen flows serve`; the process and its address.
