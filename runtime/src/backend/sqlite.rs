@@ -135,8 +135,8 @@ impl SqliteBackend {
     /// Opens (or creates) the database at `path` with `options`.
     pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> BackendResult<Self> {
         let path = path.as_ref().to_owned();
-        let conn = Connection::open(&path).map_err(|e| error(&path, e))?;
-        conn.busy_timeout(Duration::from_secs(10))
+        let mut conn = Connection::open(&path).map_err(|e| error(&path, e))?;
+        conn.busy_handler(Some(busy_handler()))
             .map_err(|e| error(&path, e))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| error(&path, e))?;
@@ -154,9 +154,9 @@ impl SqliteBackend {
         conn.execute_batch(SCHEMA).map_err(|e| error(&path, e))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(|e| error(&path, e))?;
-        let reader = Connection::open(&path).map_err(|e| error(&path, e))?;
+        let mut reader = Connection::open(&path).map_err(|e| error(&path, e))?;
         reader
-            .busy_timeout(Duration::from_secs(10))
+            .busy_handler(Some(busy_handler()))
             .map_err(|e| error(&path, e))?;
         let waiters = Arc::new(Waiters::default());
         let wake = if options.process_wakeups {
@@ -227,6 +227,29 @@ impl SqliteBackend {
         })
         .await
         .map_err(|e| BackendError::Unavailable(format!("the database thread failed: {e}")))?
+    }
+}
+
+/// How long a connection waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Waits for a lock held by another connection (another process, in practice: this one's
+/// writes share one connection), trying again soon: SQLite's own handler sleeps 1, 2, 5, 10...
+/// ms between tries, many commits' worth, each time two processes write at once. Gives up
+/// after [`BUSY_TIMEOUT`].
+fn busy_handler() -> impl FnMut(i32) -> bool + Send + 'static {
+    let mut started = std::time::Instant::now();
+    move |tries| {
+        if tries == 0 {
+            started = std::time::Instant::now();
+        }
+        if started.elapsed() >= BUSY_TIMEOUT {
+            return false;
+        }
+        // 50, 100, 200, 400, 800 microseconds, then 800 each time.
+        let shift = u32::try_from(tries.clamp(0, 4)).unwrap_or(4);
+        std::thread::sleep(Duration::from_micros(50 << shift));
+        true
     }
 }
 
