@@ -18,13 +18,22 @@
 //!   `synchronous = FULL`; PostgreSQL with its default `synchronous_commit = on`, and every
 //!   message through the Pulsar broker);
 //! - the latency of a workflow of three sequential tasks, from start to result (p50, p99).
+//!
+//! The embedded backend is measured in two shapes: everything in this process, and the service
+//! worker in a process of its own on the same SQLite file (this benchmark run again as that
+//! process, as the generated `<name>-worker` runs beside a workflow worker), each with
+//! cross-process wake-ups on and off (then the other process is heard of when its idle wait,
+//! 200 ms, runs out).
 
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use codegen_runtime::__private::{Bytes, HttpOperation, RequestParts, decode};
-use codegen_runtime::backend::sqlite::SqliteBackend;
+use codegen_runtime::backend::sqlite::{SqliteBackend, SqliteOptions};
 use codegen_runtime::backend::{MessageQueue, StateStore};
 use codegen_runtime::http::HttpClient;
 use codegen_runtime::worker::{
@@ -107,6 +116,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
+/// Set in the environment of the service-worker process: the database, the HTTP server, and
+/// whether cross-process wake-ups are on (`1`) or off (`0`).
+const CHILD_DB: &str = "CODEGEN_BENCH_SERVICE_DB";
+const CHILD_URL: &str = "CODEGEN_BENCH_SERVICE_URL";
+const CHILD_WAKEUPS: &str = "CODEGEN_BENCH_SERVICE_WAKEUPS";
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // Warnings of the runtime (a backend that stalls says why), on stderr.
@@ -117,6 +132,13 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .try_init();
+    if let (Ok(db), Ok(url), Ok(wakeups)) = (
+        std::env::var(CHILD_DB),
+        std::env::var(CHILD_URL),
+        std::env::var(CHILD_WAKEUPS),
+    ) {
+        return service_process(&db, &url, wakeups == "1").await;
+    }
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(serve(listener));
@@ -141,16 +163,120 @@ async fn main() {
     }
     let raw = count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
 
-    println!("runtime benchmark, 2 worker threads, everything in this process");
+    println!("runtime benchmark, 2 worker threads per process");
     println!(
         "{:<58} {:>10.0}/s",
         "plain reqwest calls, concurrency 64 (no runtime)", raw
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = Arc::new(SqliteBackend::open(dir.path().join("bench.db")).unwrap());
-    measure("embedded backend (SQLite, synchronous=FULL)", sqlite, &http).await;
+    for (label, two_processes, wakeups, runs) in [
+        (
+            "one process, cross-process wake-ups on (the default)",
+            false,
+            true,
+            300,
+        ),
+        ("one process, cross-process wake-ups off", false, false, 300),
+        (
+            "two processes, cross-process wake-ups on (the default)",
+            true,
+            true,
+            300,
+        ),
+        (
+            "two processes, cross-process wake-ups off (idle-wait polling)",
+            true,
+            false,
+            30,
+        ),
+    ] {
+        let db = dir
+            .path()
+            .join(format!("bench-{two_processes}-{wakeups}.db"));
+        let options = SqliteOptions::default().with_process_wakeups(wakeups);
+        let sqlite = Arc::new(SqliteBackend::open_with(&db, options).unwrap());
+        let service = if two_processes {
+            Service::Process(ServiceProcess::start(&db, &url, wakeups))
+        } else {
+            Service::InProcess
+        };
+        measure(
+            &format!("embedded backend (SQLite, synchronous=FULL), {label}"),
+            sqlite,
+            &http,
+            service,
+            runs,
+        )
+        .await;
+    }
     distributed(&http).await;
+}
+
+/// The service worker in a process of its own: runs until its standard input closes.
+async fn service_process(db: &str, url: &str, wakeups: bool) {
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
+    let options = SqliteOptions::default().with_process_wakeups(wakeups);
+    let backend = Arc::new(SqliteBackend::open_with(db, options).unwrap());
+    let mut handlers = Handlers::new();
+    handlers.http::<Ping>(HttpClient::new(url.to_owned()));
+    let service = ServiceWorker::new(backend, "bench", handlers, ServiceWorkerOptions::default());
+    let (_stop, rx) = watch::channel(false);
+    let running = tokio::spawn(async move { service.run(rx).await.unwrap() });
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    running.await.unwrap();
+}
+
+/// Where the service worker runs.
+enum Service {
+    InProcess,
+    Process(ServiceProcess),
+}
+
+/// A service worker running.
+enum Running {
+    Task(tokio::task::JoinHandle<()>),
+    Process(ServiceProcess),
+}
+
+/// The service-worker process, killed when dropped (on a panic too); it also ends by itself
+/// when this process dies, as its standard input closes.
+struct ServiceProcess(Child);
+
+impl ServiceProcess {
+    fn start(db: &Path, url: &str, wakeups: bool) -> Self {
+        let mut child = Self(
+            Command::new(std::env::current_exe().unwrap())
+                .env(CHILD_DB, db)
+                .env(CHILD_URL, url)
+                .env(CHILD_WAKEUPS, if wakeups { "1" } else { "0" })
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut line = String::new();
+        std::io::BufReader::new(child.0.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "the service-worker process did not start"
+        );
+        child
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The distributed backend, when this build and this machine have it.
@@ -166,9 +292,11 @@ async fn distributed(http: &HttpClient) {
     match Backend::open(&url).await {
         Ok(backend) => {
             measure(
-                "distributed backend (PostgreSQL + Pulsar standalone, loopback)",
+                "distributed backend (PostgreSQL + Pulsar standalone, loopback), one process",
                 Arc::new(backend),
                 http,
+                Service::InProcess,
+                300,
             )
             .await;
         }
@@ -185,19 +313,32 @@ async fn distributed(_: &HttpClient) {
     );
 }
 
-/// Durable task executions per second and three-step latency on one backend.
-async fn measure<B: StateStore + MessageQueue>(label: &str, backend: Arc<B>, http: &HttpClient) {
+/// Durable task executions per second and three-step latency (`runs` runs) on one backend,
+/// the service worker where `service` says.
+async fn measure<B: StateStore + MessageQueue>(
+    label: &str,
+    backend: Arc<B>,
+    http: &HttpClient,
+    service: Service,
+    runs: u64,
+) {
     let (stop, rx) = watch::channel(false);
-    let mut handlers = Handlers::new();
-    handlers.http::<Ping>(http.clone());
-    let service = ServiceWorker::new(
-        backend.clone(),
-        "bench",
-        handlers,
-        ServiceWorkerOptions::default(),
-    );
-    let rx2 = rx.clone();
-    let service = tokio::spawn(async move { service.run(rx2).await.unwrap() });
+    // The in-process service worker's task, or the process, to stop at the end.
+    let service = match service {
+        Service::InProcess => {
+            let mut handlers = Handlers::new();
+            handlers.http::<Ping>(http.clone());
+            let service = ServiceWorker::new(
+                backend.clone(),
+                "bench",
+                handlers,
+                ServiceWorkerOptions::default(),
+            );
+            let rx2 = rx.clone();
+            Running::Task(tokio::spawn(async move { service.run(rx2).await.unwrap() }))
+        }
+        Service::Process(process) => Running::Process(process),
+    };
     let mut workflows = Workflows::new();
     workflows.register("fan_out", 1, |ctx: WorkflowContext, n: u64| async move {
         let calls = (0..n).map(|i| ctx.call(&Ping { n: i })).collect();
@@ -237,7 +378,7 @@ async fn measure<B: StateStore + MessageQueue>(label: &str, backend: Arc<B>, htt
 
     // 3. Three sequential steps, one workflow at a time.
     let mut latencies = Vec::new();
-    for i in 0..300u64 {
+    for i in 0..runs {
         let started = Instant::now();
         let id = client
             .start("three_steps", Some(&format!("seq-{i}")), &i)
@@ -250,7 +391,12 @@ async fn measure<B: StateStore + MessageQueue>(label: &str, backend: Arc<B>, htt
     latencies.sort();
     let _ = stop.send(true);
     let _ = engine.await;
-    let _ = service.await;
+    match service {
+        Running::Task(task) => {
+            let _ = task.await;
+        }
+        Running::Process(process) => drop(process),
+    }
 
     println!("{label}");
     println!(
@@ -260,7 +406,7 @@ async fn measure<B: StateStore + MessageQueue>(label: &str, backend: Arc<B>, htt
     );
     println!(
         "  {:<56} p50 {:>6.2} ms   p99 {:>6.2} ms",
-        "three-step workflow, start to result (300 runs)",
+        format!("three-step workflow, start to result ({runs} runs)"),
         percentile(&latencies, 0.50).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3
     );

@@ -230,10 +230,11 @@ impl<B: StateStore + MessageQueue> Client<B> {
             if left.is_zero() {
                 return Err(ClientError::Timeout(id.to_owned()));
             }
-            // Woken at once by a change made in this process; a change made by a worker in
-            // another process is seen on the next check.
+            // Woken at once by a change made in this process, and on the embedded backend by one
+            // made in another process on the same file; the bound is for a change in another
+            // process on the distributed backend, and for a lost notification.
             self.backend
-                .wait_for_change(id, left.min(Duration::from_millis(100)))
+                .wait_for_change(&info, left.min(Duration::from_millis(100)))
                 .await;
         }
     }

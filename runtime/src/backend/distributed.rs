@@ -781,8 +781,16 @@ impl<T: Transport> StateStore for DistributedBackend<T> {
         rows.iter().map(read_instance).collect()
     }
 
-    async fn wait_for_change(&self, _id: &str, max_wait: Duration) {
-        let _ = tokio::time::timeout(max_wait, self.inner.changed.notified()).await;
+    async fn wait_for_change(&self, seen: &InstanceInfo, max_wait: Duration) {
+        // Woken by commits of this process; another process's are seen when `max_wait` ends.
+        let notified = self.inner.changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        match self.instance(&seen.id).await {
+            Ok(Some(now)) if now == *seen => {}
+            _ => return,
+        }
+        let _ = tokio::time::timeout(max_wait, notified).await;
     }
 }
 

@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod pulsar;
 pub mod sqlite;
 pub mod url;
+mod wake;
 
 pub use inspect::{
     AttemptOutcome, Cursor, DeadFilter, Inspect, InstanceFilter, ServiceStats, TaskAttempt,
@@ -315,8 +316,9 @@ pub trait StateStore: Send + Sync + 'static {
         limit: usize,
     ) -> BackendResult<Vec<InstanceInfo>>;
 
-    /// Resolves when instance `id` may have changed, or after `max_wait`.
-    async fn wait_for_change(&self, id: &str, max_wait: std::time::Duration);
+    /// Resolves when the instance may differ from `seen` (what the caller last read of it), or
+    /// after `max_wait`. A change committed after `seen` was read is not missed.
+    async fn wait_for_change(&self, seen: &InstanceInfo, max_wait: std::time::Duration);
 }
 
 /// Messages: at-least-once delivery, delays, leases, dead letters.

@@ -1,22 +1,20 @@
 //! The embedded backend: workflow state and messages in one SQLite file.
 //!
 //! Nothing to install or start. Several processes on one machine may share the file (WAL mode;
-//! writers take turns). Within a process, receivers learn of new messages at once; a receiver
-//! in another process learns of them when its wait runs out (`wait`'s bound).
+//! writers take turns). Receivers learn of new messages at once, in this process and in the
+//! others that share the file (see [`super::wake`]).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
-use tokio::sync::Notify;
-
+use super::wake::{Waiters, Wake};
 use super::{
     BackendError, BackendResult, Commit, DeadLetter, Delivery, InstanceInfo, Message, MessageBody,
     MessageQueue, Receipt, Settlement, StateStore, Status, Topic,
 };
 use crate::workflow::HistoryEvent;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 const SCHEMA_VERSION: i64 = 2;
 
@@ -108,9 +106,37 @@ struct Inner {
     conn: Mutex<Connection>,
     /// Reads that need no transaction with writes; in WAL mode they do not wait for writers.
     reader: Mutex<Connection>,
-    notify: Mutex<HashMap<String, Arc<Notify>>>,
-    /// Fired after every commit of instance state.
-    changed: Notify,
+    /// The waiters of this process.
+    waiters: Arc<Waiters>,
+    /// Tells other processes on the file of this one's commits, and wakes `waiters` for theirs.
+    wake: Option<Arc<Wake>>,
+}
+
+/// Options of [`SqliteBackend::open_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SqliteOptions {
+    /// Tell the other processes that share the file of this one's commits, and hear of theirs,
+    /// through a watched folder beside the file (`<file>-wake/`). On by default; off, a
+    /// process learns of another's messages only when its wait runs out (the workers' idle
+    /// wait). Processes that leave it on are still woken by those that do.
+    pub process_wakeups: bool,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            process_wakeups: true,
+        }
+    }
+}
+
+impl SqliteOptions {
+    /// These options with cross-process wake-ups on or off.
+    pub fn with_process_wakeups(mut self, on: bool) -> Self {
+        self.process_wakeups = on;
+        self
+    }
 }
 
 impl std::fmt::Debug for SqliteBackend {
@@ -132,9 +158,14 @@ pub(crate) fn now_ms() -> i64 {
 impl SqliteBackend {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: impl AsRef<Path>) -> BackendResult<Self> {
+        Self::open_with(path, SqliteOptions::default())
+    }
+
+    /// Opens (or creates) the database at `path` with `options`.
+    pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> BackendResult<Self> {
         let path = path.as_ref().to_owned();
-        let conn = Connection::open(&path).map_err(|e| error(&path, e))?;
-        conn.busy_timeout(Duration::from_secs(10))
+        let mut conn = Connection::open(&path).map_err(|e| error(&path, e))?;
+        conn.busy_handler(Some(busy_handler()))
             .map_err(|e| error(&path, e))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| error(&path, e))?;
@@ -152,17 +183,29 @@ impl SqliteBackend {
         conn.execute_batch(SCHEMA).map_err(|e| error(&path, e))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(|e| error(&path, e))?;
-        let reader = Connection::open(&path).map_err(|e| error(&path, e))?;
+        let mut reader = Connection::open(&path).map_err(|e| error(&path, e))?;
         reader
-            .busy_timeout(Duration::from_secs(10))
+            .busy_handler(Some(busy_handler()))
             .map_err(|e| error(&path, e))?;
+        let waiters = Arc::new(Waiters::default());
+        let wake = if options.process_wakeups {
+            match Wake::start(&path, waiters.clone()) {
+                Ok(wake) => Some(Arc::new(wake)),
+                Err(message) => {
+                    tracing::warn!(%message, "other processes on this database will be seen when a wait runs out");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
                 conn: Mutex::new(conn),
                 reader: Mutex::new(reader),
-                notify: Mutex::new(HashMap::new()),
-                changed: Notify::new(),
+                waiters,
+                wake,
             }),
         })
     }
@@ -172,18 +215,17 @@ impl SqliteBackend {
         &self.inner.path
     }
 
-    fn notifier(&self, topic: &str) -> Arc<Notify> {
-        let mut map = self.inner.notify.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(topic.to_owned()).or_default().clone()
+    /// Wakes the waiters of this process on `topics`.
+    fn wake(&self, topics: &[String]) {
+        for topic in topics {
+            self.inner.waiters.topic(topic).notify_waiters();
+        }
     }
 
-    fn wake(&self, messages: &[Message]) {
-        let mut topics: Vec<String> = messages.iter().map(|m| m.topic.name()).collect();
-        topics.sort();
-        topics.dedup();
-        for topic in topics {
-            self.notifier(&topic).notify_waiters();
-        }
+    /// What tells the other processes of a commit, to call right after it on the database
+    /// thread.
+    fn announcer(&self) -> Option<Arc<Wake>> {
+        self.inner.wake.clone()
     }
 
     /// Runs `f` with the read connection on a blocking thread.
@@ -214,6 +256,29 @@ impl SqliteBackend {
         })
         .await
         .map_err(|e| BackendError::Unavailable(format!("the database thread failed: {e}")))?
+    }
+}
+
+/// How long a connection waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Waits for a lock held by another connection (another process, in practice: this one's
+/// writes share one connection), trying again soon: SQLite's own handler sleeps 1, 2, 5, 10...
+/// ms between tries, many commits' worth, each time two processes write at once. Gives up
+/// after [`BUSY_TIMEOUT`].
+fn busy_handler() -> impl FnMut(i32) -> bool + Send + 'static {
+    let mut started = std::time::Instant::now();
+    move |tries| {
+        if tries == 0 {
+            started = std::time::Instant::now();
+        }
+        if started.elapsed() >= BUSY_TIMEOUT {
+            return false;
+        }
+        // 50, 100, 200, 400, 800 microseconds, then 800 each time.
+        let shift = u32::try_from(tries.clamp(0, 4)).unwrap_or(4);
+        std::thread::sleep(Duration::from_micros(50 << shift));
+        true
     }
 }
 
@@ -279,6 +344,14 @@ fn delete_receipts(
             .map_err(|e| error(path, e))?;
     }
     Ok(())
+}
+
+/// The topics that `messages` go to, each once.
+fn topics(messages: &[Message]) -> Vec<String> {
+    let mut topics: Vec<String> = messages.iter().map(|m| m.topic.name()).collect();
+    topics.sort();
+    topics.dedup();
+    topics
 }
 
 fn parse_receipt(receipt: &str) -> BackendResult<(i64, i64)> {
@@ -393,6 +466,9 @@ impl StateStore for SqliteBackend {
             .iter()
             .flat_map(|c| c.messages.iter().cloned())
             .collect();
+        let topics = topics(&messages);
+        let sent = topics.clone();
+        let announcer = self.announcer();
         self.with_conn(move |conn, path| {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -451,16 +527,28 @@ impl StateStore for SqliteBackend {
                 insert_messages(&tx, path, &c.messages)?;
                 delete_receipts(&tx, path, &c.acks)?;
             }
-            tx.commit().map_err(|e| error(path, e))
+            tx.commit().map_err(|e| error(path, e))?;
+            if let Some(wake) = announcer {
+                wake.announce(&sent, true);
+            }
+            Ok(())
         })
         .await?;
-        self.wake(&messages);
-        self.inner.changed.notify_waiters();
+        self.wake(&topics);
+        self.inner.waiters.changed.notify_waiters();
         Ok(())
     }
 
-    async fn wait_for_change(&self, _id: &str, max_wait: Duration) {
-        let _ = tokio::time::timeout(max_wait, self.inner.changed.notified()).await;
+    async fn wait_for_change(&self, seen: &InstanceInfo, max_wait: Duration) {
+        let notified = self.inner.waiters.changed.notified();
+        tokio::pin!(notified);
+        // Registered before the check: a change committed after the check wakes it.
+        notified.as_mut().enable();
+        match self.instance(&seen.id).await {
+            Ok(Some(now)) if now == *seen => {}
+            _ => return,
+        }
+        let _ = tokio::time::timeout(max_wait, notified).await;
     }
 
     async fn instance(&self, id: &str) -> BackendResult<Option<InstanceInfo>> {
@@ -533,16 +621,22 @@ impl StateStore for SqliteBackend {
 #[async_trait::async_trait]
 impl MessageQueue for SqliteBackend {
     async fn send(&self, messages: Vec<Message>) -> BackendResult<()> {
-        let sent = messages.clone();
+        let topics = topics(&messages);
+        let sent = topics.clone();
+        let announcer = self.announcer();
         self.with_conn(move |conn, path| {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(|e| error(path, e))?;
             insert_messages(&tx, path, &messages)?;
-            tx.commit().map_err(|e| error(path, e))
+            tx.commit().map_err(|e| error(path, e))?;
+            if let Some(wake) = announcer {
+                wake.announce(&sent, false);
+            }
+            Ok(())
         })
         .await?;
-        self.wake(&sent);
+        self.wake(&topics);
         Ok(())
     }
 
@@ -594,10 +688,13 @@ impl MessageQueue for SqliteBackend {
     }
 
     async fn settle(&self, settlements: Vec<Settlement>) -> BackendResult<()> {
-        let sent: Vec<Message> = settlements
+        let messages: Vec<Message> = settlements
             .iter()
             .flat_map(|s| s.messages.iter().cloned())
             .collect();
+        let topics = topics(&messages);
+        let sent = topics.clone();
+        let announcer = self.announcer();
         self.with_conn(move |conn, path| {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -617,10 +714,16 @@ impl MessageQueue for SqliteBackend {
                 insert_messages(&tx, path, &s.messages)?;
             }
             super::inspect::sqlite::record_attempts(&tx, path, &settlements, now)?;
-            tx.commit().map_err(|e| error(path, e))
+            tx.commit().map_err(|e| error(path, e))?;
+            if !sent.is_empty()
+                && let Some(wake) = announcer
+            {
+                wake.announce(&sent, false);
+            }
+            Ok(())
         })
         .await?;
-        self.wake(&sent);
+        self.wake(&topics);
         Ok(())
     }
 
@@ -648,7 +751,7 @@ impl MessageQueue for SqliteBackend {
 
     async fn redrive(&self, id: &str, message: Option<Message>) -> BackendResult<()> {
         let id = id.to_owned();
-        let woken = message.clone();
+        let announcer = self.announcer();
         let topic = self
             .with_conn(move |conn, path| {
                 let tx = conn
@@ -660,35 +763,41 @@ impl MessageQueue for SqliteBackend {
                     })
                     .optional()
                     .map_err(|e| error(path, e))?;
-                let Some((topic, key, body)) = dead else {
+                let Some((stored, key, body)) = dead else {
                     return Err(BackendError::Invalid(format!(
                         "no dead letter `{id}`: list them with `dead_letters` (it may have been retried already)"
                     )));
                 };
                 tx.execute("DELETE FROM dead_letters WHERE id = ?1", [&id]).map_err(|e| error(path, e))?;
-                match &message {
-                    Some(m) => insert_messages(&tx, path, std::slice::from_ref(m))?,
+                let topic = match &message {
+                    Some(m) => {
+                        insert_messages(&tx, path, std::slice::from_ref(m))?;
+                        m.topic.name()
+                    }
                     None => {
                         tx.execute(
                             "INSERT OR IGNORE INTO messages (id, topic, key, body, deliver_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                            params![id, topic, key, body, now_ms()],
+                            params![id, stored, key, body, now_ms()],
                         )
                         .map_err(|e| error(path, e))?;
+                        stored
                     }
-                }
+                };
                 tx.commit().map_err(|e| error(path, e))?;
+                if let Some(wake) = announcer {
+                    wake.announce(std::slice::from_ref(&topic), false);
+                }
                 Ok(topic)
             })
             .await?;
-        match woken {
-            Some(m) => self.wake(&[m]),
-            None => self.notifier(&topic).notify_waiters(),
-        }
+        self.wake(&[topic]);
         Ok(())
     }
 
     async fn wait(&self, topic: &Topic, max_wait_ms: i64) {
-        let notify = self.notifier(&topic.name());
+        // Registered before the check: a message sent after it, by this process or another,
+        // wakes this wait.
+        let notify = self.inner.waiters.topic(&topic.name());
         let notified = notify.notified();
         let name = topic.name();
         let next_due = self
@@ -716,5 +825,133 @@ impl MessageQueue for SqliteBackend {
             notified,
         )
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    fn task(id: &str) -> Message {
+        Message {
+            id: id.to_owned(),
+            topic: Topic::Tasks("billing".to_owned()),
+            key: "instance".to_owned(),
+            deliver_at: 0,
+            body: MessageBody::Wake,
+        }
+    }
+
+    /// Two backends on one file know nothing of each other but the file and its wake-up
+    /// folder, as two processes would.
+    fn two(options: SqliteOptions) -> (tempfile::TempDir, SqliteBackend, SqliteBackend) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared.db");
+        let a = SqliteBackend::open_with(&path, options.clone()).unwrap();
+        let b = SqliteBackend::open_with(&path, options).unwrap();
+        (dir, a, b)
+    }
+
+    #[tokio::test]
+    async fn a_message_sent_by_another_backend_on_the_file_ends_a_long_wait() {
+        let (_dir, a, b) = two(SqliteOptions::default());
+        let topic = Topic::Tasks("billing".to_owned());
+        let started = Instant::now();
+        let waiting = tokio::spawn(async move { b.wait(&topic, 60_000).await });
+        // Let the wait find nothing and park.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        a.send(vec![task("t1")]).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), waiting)
+            .await
+            .expect("the wait was not woken by the other backend's message")
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+
+    #[tokio::test]
+    async fn a_message_for_another_topic_does_not_end_a_wait() {
+        let (_dir, a, b) = two(SqliteOptions::default());
+        let waiting =
+            tokio::spawn(async move { b.wait(&Topic::Tasks("other".to_owned()), 60_000).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        a.send(vec![task("t1")]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished());
+        waiting.abort();
+    }
+
+    #[tokio::test]
+    async fn a_commit_by_another_backend_on_the_file_ends_a_wait_for_change() {
+        let (_dir, a, b) = two(SqliteOptions::default());
+        let info = InstanceInfo::new("i1", "w", serde_json::json!(1), now_ms());
+        let commit = |status: Status, create: bool, expected_events: u64| Commit {
+            instance: InstanceInfo {
+                status,
+                ..info.clone()
+            },
+            create,
+            expected_events,
+            events: Vec::new(),
+            messages: Vec::new(),
+            acks: Vec::new(),
+            truncate_to: None,
+        };
+        a.commit(vec![commit(Status::Running, true, 0)])
+            .await
+            .unwrap();
+        let seen = b.instance("i1").await.unwrap().unwrap();
+        let waiting = tokio::spawn({
+            let seen = seen.clone();
+            async move { b.wait_for_change(&seen, Duration::from_secs(60)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished(), "nothing changed yet");
+        a.commit(vec![commit(Status::Completed, false, 0)])
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(30), waiting)
+            .await
+            .expect("the wait was not woken by the other backend's commit")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_wait_for_change_returns_at_once_when_the_instance_already_changed() {
+        let (_dir, a, _b) = two(SqliteOptions::default());
+        let mut seen = InstanceInfo::new("i1", "w", serde_json::json!(1), now_ms());
+        a.commit(vec![Commit {
+            instance: seen.clone(),
+            create: true,
+            expected_events: 0,
+            events: Vec::new(),
+            messages: Vec::new(),
+            acks: Vec::new(),
+            truncate_to: None,
+        }])
+        .await
+        .unwrap();
+        // What the caller saw is older than what is stored.
+        seen.updated_at -= 1;
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            a.wait_for_change(&seen, Duration::from_secs(60)),
+        )
+        .await
+        .expect("the change was already there");
+    }
+
+    #[tokio::test]
+    async fn without_process_wakeups_there_is_no_folder_and_a_wait_runs_to_its_bound() {
+        let (dir, a, b) = two(SqliteOptions::default().with_process_wakeups(false));
+        assert!(!dir.path().join("shared.db-wake").exists());
+        let topic = Topic::Tasks("billing".to_owned());
+        let waiting = tokio::spawn(async move { b.wait(&topic, 60_000).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        a.send(vec![task("t1")]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished());
+        waiting.abort();
     }
 }

@@ -243,8 +243,8 @@ impl StateStore for Backend {
         both!(self, b => b.list(name, status, limit).await)
     }
 
-    async fn wait_for_change(&self, id: &str, max_wait: Duration) {
-        both!(self, b => b.wait_for_change(id, max_wait).await);
+    async fn wait_for_change(&self, seen: &InstanceInfo, max_wait: Duration) {
+        both!(self, b => b.wait_for_change(seen, max_wait).await);
     }
 }
 

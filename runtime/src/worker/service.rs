@@ -102,7 +102,9 @@ pub struct ServiceWorkerOptions {
     pub concurrency: usize,
     /// How long a task stays claimed before another worker may take it.
     pub lease: Duration,
-    /// The longest wait for news from other processes sharing the backend.
+    /// The longest wait without news. News of messages comes by notification, from this
+    /// process and from the others on the backend; the bound is a safety net for a lost one
+    /// (a process killed between its commit and the notification).
     pub idle_wait: Duration,
     /// How long shutdown waits for tasks under way; those still running after it are delivered
     /// again when their lease runs out.

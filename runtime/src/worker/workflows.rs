@@ -23,7 +23,9 @@ pub struct WorkflowWorkerOptions {
     pub batch: usize,
     /// How long an instance stays claimed by this worker before another may take it.
     pub lease: Duration,
-    /// The longest wait for news from other processes sharing the backend.
+    /// The longest wait without news. News of messages comes by notification, from this
+    /// process and from the others on the backend; the bound is a safety net for a lost one
+    /// (a process killed between its commit and the notification).
     pub idle_wait: Duration,
     /// The clock of instances this worker starts (they keep it).
     pub clock: Clock,
