@@ -118,6 +118,16 @@ fn token_from_env() -> Result<(String, bool), Failure> {
 
 /// Serves the console until Ctrl-C or SIGTERM.
 pub async fn serve(client: Client<Backend>, args: ServeArgs) -> Result<(), Failure> {
+    serve_until(client, args, shutdown()).await
+}
+
+/// Serves the console until `stop` resolves (a program that embeds it, like the billing demo,
+/// decides how long).
+pub async fn serve_until(
+    client: Client<Backend>,
+    args: ServeArgs,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Failure> {
     let token = if args.read_only {
         None
     } else {
@@ -151,7 +161,7 @@ pub async fn serve(client: Client<Backend>, args: ServeArgs) -> Result<(), Failu
     }
     let app = router(console).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
+        .with_graceful_shutdown(stop)
         .await
         .map_err(|e| Failure::backend(format!("the console stopped: {e}")))?;
     println!("console stopped");

@@ -95,6 +95,17 @@ struct RunArgs {
     /// The SQLite file (a temporary one by default).
     #[arg(long)]
     db: Option<PathBuf>,
+    /// Serve the web console (`codegen flows serve`) during the run, and keep it and the
+    /// workers up afterwards (see --console-minutes), so the workflows can be looked at and
+    /// dead tasks retried from it.
+    #[arg(long)]
+    console: bool,
+    /// Where the console listens.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8480", requires = "console")]
+    console_listen: SocketAddr,
+    /// How long the console stays up after the run (Ctrl-C ends it sooner).
+    #[arg(long, default_value_t = 10, requires = "console")]
+    console_minutes: u64,
 }
 
 /// `run`'s defaults, for `billing-demo` without a subcommand.
@@ -207,6 +218,31 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let engine = WorkflowWorker::new(backend.clone(), workflows, options);
     workers.push(tokio::spawn(async move { engine.run(stopped).await }));
+
+    let (console_stop, console_stopped) = watch::channel(false);
+    let console = if args.console {
+        let client = Client::new(Arc::new(Backend::Sqlite(backend.as_ref().clone())));
+        let serve = codegen::console::ServeArgs {
+            listen: args.console_listen,
+            read_only: false,
+        };
+        let mut stopped = console_stopped;
+        let until = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let console = tokio::spawn(codegen::console::serve_until(client, serve, until));
+        // The console prints its address and token as it starts.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if console.is_finished() {
+            match console.await? {
+                Ok(()) => bail!("the console stopped at once"),
+                Err(failure) => bail!("the console: {}", failure.message),
+            }
+        }
+        Some(console)
+    } else {
+        None
+    };
 
     let client = Client::new(backend);
     println!(
@@ -324,6 +360,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         "took:                  {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    if let Some(console) = console {
+        println!(
+            "the console stays up for {} minutes at http://{}/ with the workers running: look at the timelines, retry dead tasks; Ctrl-C ends it",
+            args.console_minutes, args.console_listen
+        );
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(args.console_minutes * 60)) => {}
+            () = shutdown_signal() => {}
+        }
+        let _ = console_stop.send(true);
+        if let Err(failure) = console.await? {
+            eprintln!("the console: {}", failure.message);
+        }
+    }
     let _ = stop.send(true);
     for w in workers {
         w.await??;
