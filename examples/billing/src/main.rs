@@ -101,7 +101,12 @@ struct RunArgs {
     #[arg(long)]
     console: bool,
     /// Where the console listens.
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8480", requires = "console")]
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        default_value = "127.0.0.1:8480",
+        requires = "console"
+    )]
     console_listen: SocketAddr,
     /// How long the console stays up after the run (Ctrl-C ends it sooner).
     #[arg(long, default_value_t = 10, requires = "console")]

@@ -79,7 +79,9 @@ fn the_demo_serves_its_workflows_in_the_console_after_the_run() {
         }
     }
     assert!(
-        printed.iter().any(|l| l == &format!("console: http://{addr}/")),
+        printed
+            .iter()
+            .any(|l| l == &format!("console: http://{addr}/")),
         "the URL is printed: {printed:#?}"
     );
     assert!(
@@ -98,5 +100,8 @@ fn the_demo_serves_its_workflows_in_the_console_after_the_run() {
     assert!(page.contains("completed"), "{page}");
     let instance = get(&addr, "/instance?id=billing-user-0");
     assert!(instance.starts_with("HTTP/1.1 200"), "{instance}");
-    assert!(instance.contains("<svg"), "the timeline is drawn: {instance}");
+    assert!(
+        instance.contains("<svg"),
+        "the timeline is drawn: {instance}"
+    );
 }
