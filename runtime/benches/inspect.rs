@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench -p codegen-runtime --bench inspect            # 1,000,000 instances
 //! cargo bench -p codegen-runtime --bench inspect -- 20000   # a quick run
+//! cargo bench -p codegen-runtime --bench inspect -- sqlite  # one backend (or `postgres`)
 //! scripts/postgres.sh start                                 # to measure PostgreSQL too
 //! ```
 //!
@@ -1000,21 +1001,30 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .try_init();
-    // `cargo bench` passes `--bench`; the one other argument is the number of instances.
-    let n = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .map(|a| {
-            a.replace(['_', ','], "")
-                .parse::<usize>()
-                .expect("the argument is the number of instances, as 1000000")
-        })
-        .unwrap_or(1_000_000);
+    // `cargo bench` passes `--bench`; the others are the number of instances and a backend.
+    let mut n = 1_000_000;
+    let (mut sqlite_too, mut postgres_too) = (true, true);
+    for arg in std::env::args().skip(1).filter(|a| !a.starts_with('-')) {
+        match arg.as_str() {
+            "sqlite" => postgres_too = false,
+            "postgres" => sqlite_too = false,
+            number => {
+                n = number
+                    .replace(['_', ','], "")
+                    .parse()
+                    .expect("the arguments are the number of instances (1000000) and `sqlite` or `postgres` for one backend only");
+            }
+        }
+    }
     assert!(n >= 1_000, "fill at least 1,000 instances");
     println!(
         "Operators' reads on {n} instances ({} cores)",
         std::thread::available_parallelism().map_or(1, |p| p.get())
     );
-    sqlite(n).await;
-    postgres(n).await;
+    if sqlite_too {
+        sqlite(n).await;
+    }
+    if postgres_too {
+        postgres(n).await;
+    }
 }
