@@ -110,6 +110,120 @@ fn to_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// The instances of a status, up to a cap: read from an index alone.
+const COUNT: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM instances WHERE status = ?1 LIMIT ?2)";
+/// The same among the instances of one workflow.
+const COUNT_OF_WORKFLOW: &str =
+    "SELECT COUNT(*) FROM (SELECT 1 FROM instances WHERE status = ?1 AND name = ?3 LIMIT ?2)";
+
+/// Up to how many ids with a prefix a page is read from the ids and sorted by time; with more,
+/// it is read from an index in time order, skipping the other ids.
+const PREFIX_SORTED_MAX: i64 = 2_000;
+
+/// Whether fewer than [`PREFIX_SORTED_MAX`] ids start with `prefix` (counted on the primary key
+/// up to that many, without reading rows).
+fn few_ids_start_with(
+    conn: &rusqlite::Connection,
+    path: &Path,
+    prefix: &str,
+) -> BackendResult<bool> {
+    let (from, to) = prefix_range(prefix);
+    let count: i64 = match to {
+        Some(to) => conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM instances WHERE id >= ?1 AND id < ?2 LIMIT ?3)",
+            )
+            .map_err(|e| error(path, e))?
+            .query_row(params![from, to, PREFIX_SORTED_MAX], |r| r.get(0)),
+        None => conn
+            .prepare_cached("SELECT COUNT(*) FROM (SELECT 1 FROM instances WHERE id >= ?1 LIMIT ?2)")
+            .map_err(|e| error(path, e))?
+            .query_row(params![from, PREFIX_SORTED_MAX], |r| r.get(0)),
+    }
+    .map_err(|e| error(path, e))?;
+    Ok(count < PREFIX_SORTED_MAX)
+}
+
+/// The query of a page of instances. Each filter has an index that also gives the order
+/// (`instances_by_*_created`), so a page reads its rows and no more; an id prefix is the one
+/// filter whose rows come in another order, and `by_id` says whether its range of the primary
+/// key is small enough to read whole and sort (else the `+` keeps the planner off that index).
+fn instances_sql(
+    filter: &InstanceFilter,
+    after: Option<&Cursor>,
+    limit: usize,
+    by_id: bool,
+) -> (String, Vec<Sql>) {
+    let mut sql = String::from("SELECT * FROM instances WHERE 1 = 1");
+    let mut args: Vec<Sql> = Vec::new();
+    // With few ids to read, the primary key drives, sorted after: `+` keeps the planner off
+    // the other indexes, whose walk could be long.
+    let by_id = by_id && filter.id_prefix.is_some();
+    let col = |name: &str| {
+        if by_id {
+            format!("+{name}")
+        } else {
+            name.to_owned()
+        }
+    };
+    let mut arg = |sql: &mut String, clause: &str, value: Sql| {
+        args.push(value);
+        sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(name) = &filter.name {
+        arg(
+            &mut sql,
+            &format!(" AND {} = ?", col("name")),
+            Sql::Text(name.clone()),
+        );
+    }
+    if let Some(status) = filter.status {
+        arg(
+            &mut sql,
+            &format!(" AND {} = ?", col("status")),
+            Sql::Text(status.as_str().to_owned()),
+        );
+    }
+    if let Some(prefix) = &filter.id_prefix {
+        let (from, to) = prefix_range(prefix);
+        let id = if by_id { "id" } else { "+id" };
+        arg(&mut sql, &format!(" AND {id} >= ?"), Sql::Text(from));
+        if let Some(to) = to {
+            arg(&mut sql, &format!(" AND {id} < ?"), Sql::Text(to));
+        }
+    }
+    if let Some(from) = filter.started_from {
+        arg(
+            &mut sql,
+            &format!(" AND {} >= ?", col("created_at")),
+            Sql::Integer(from),
+        );
+    }
+    if let Some(before) = filter.started_before {
+        arg(
+            &mut sql,
+            &format!(" AND {} < ?", col("created_at")),
+            Sql::Integer(before),
+        );
+    }
+    if let Some(cursor) = after {
+        // A row value, which SQLite seeks to in the `(…, created_at, id)` indexes (an `OR` of
+        // the two comparisons made it walk the index from the newest entry down to the cursor).
+        arg(
+            &mut sql,
+            &format!(" AND ({}, id) < (?", col("created_at")),
+            Sql::Integer(cursor.created_at),
+        );
+        arg(&mut sql, ", ?)", Sql::Text(cursor.id.clone()));
+    }
+    arg(
+        &mut sql,
+        " ORDER BY created_at DESC, id DESC LIMIT ?",
+        Sql::Integer(to_i64(limit)),
+    );
+    (sql, args)
+}
+
 fn read_attempt(
     row: &rusqlite::Row<'_>,
     path: &Path,
@@ -152,54 +266,14 @@ impl Inspect for SqliteBackend {
         after: Option<&Cursor>,
         limit: usize,
     ) -> BackendResult<Vec<InstanceInfo>> {
-        let mut sql = String::from("SELECT * FROM instances WHERE 1 = 1");
-        let mut args: Vec<Sql> = Vec::new();
-        let mut arg = |sql: &mut String, clause: &str, value: Sql| {
-            args.push(value);
-            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
-        };
-        if let Some(name) = &filter.name {
-            arg(&mut sql, " AND name = ?", Sql::Text(name.clone()));
-        }
-        if let Some(status) = filter.status {
-            arg(
-                &mut sql,
-                " AND status = ?",
-                Sql::Text(status.as_str().to_owned()),
-            );
-        }
-        if let Some(prefix) = &filter.id_prefix {
-            let (from, to) = prefix_range(prefix);
-            arg(&mut sql, " AND id >= ?", Sql::Text(from));
-            if let Some(to) = to {
-                arg(&mut sql, " AND id < ?", Sql::Text(to));
-            }
-        }
-        if let Some(from) = filter.started_from {
-            arg(&mut sql, " AND created_at >= ?", Sql::Integer(from));
-        }
-        if let Some(before) = filter.started_before {
-            arg(&mut sql, " AND created_at < ?", Sql::Integer(before));
-        }
-        if let Some(cursor) = after {
-            arg(
-                &mut sql,
-                " AND (created_at < ?",
-                Sql::Integer(cursor.created_at),
-            );
-            arg(
-                &mut sql,
-                " OR (created_at = ?",
-                Sql::Integer(cursor.created_at),
-            );
-            arg(&mut sql, " AND id < ?))", Sql::Text(cursor.id.clone()));
-        }
-        arg(
-            &mut sql,
-            " ORDER BY created_at DESC, id DESC LIMIT ?",
-            Sql::Integer(to_i64(limit)),
-        );
+        let filter = filter.clone();
+        let after = after.cloned();
         self.with_reader(move |conn, path| {
+            let by_id = match &filter.id_prefix {
+                Some(prefix) => few_ids_start_with(conn, path, prefix)?,
+                None => false,
+            };
+            let (sql, args) = instances_sql(&filter, after.as_ref(), limit, by_id);
             let mut stmt = conn.prepare_cached(&sql).map_err(|e| error(path, e))?;
             let rows = stmt
                 .query_map(params_from_iter(args), |row| read_instance(row, path))
@@ -219,8 +293,8 @@ impl Inspect for SqliteBackend {
         let cap = i64::try_from(cap).unwrap_or(i64::MAX);
         self.with_reader(move |conn, path| {
             let sql = match name {
-                Some(_) => "SELECT COUNT(*) FROM (SELECT 1 FROM instances WHERE status = ?1 AND name = ?3 LIMIT ?2)",
-                None => "SELECT COUNT(*) FROM (SELECT 1 FROM instances WHERE status = ?1 LIMIT ?2)",
+                Some(_) => COUNT_OF_WORKFLOW,
+                None => COUNT,
             };
             let mut stmt = conn.prepare_cached(sql).map_err(|e| error(path, e))?;
             let mut out = Vec::new();
@@ -384,5 +458,109 @@ impl Inspect for SqliteBackend {
                 .map_err(|e| error(path, e))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan SQLite chooses for a page, one line per step.
+    fn plan(conn: &rusqlite::Connection, sql: &str, args: Vec<Sql>) -> Vec<String> {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        stmt.query_map(params_from_iter(args), |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_page_of_instances_is_read_from_an_index_in_its_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        drop(SqliteBackend::open(&path).unwrap());
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let cursor = Cursor {
+            created_at: 1_700_000_000_000,
+            id: "bill-u1-2025-06".into(),
+        };
+        let name = || Some("bill".to_owned());
+        let status = || Some(Status::Failed);
+        let prefix = || Some("bill-u12".to_owned());
+        let filters = [
+            InstanceFilter::default(),
+            InstanceFilter {
+                name: name(),
+                ..Default::default()
+            },
+            InstanceFilter {
+                status: status(),
+                ..Default::default()
+            },
+            InstanceFilter {
+                name: name(),
+                status: status(),
+                ..Default::default()
+            },
+            InstanceFilter {
+                started_from: Some(1),
+                started_before: Some(2),
+                ..Default::default()
+            },
+            InstanceFilter {
+                status: status(),
+                started_from: Some(1),
+                ..Default::default()
+            },
+            InstanceFilter {
+                id_prefix: prefix(),
+                ..Default::default()
+            },
+            InstanceFilter {
+                id_prefix: prefix(),
+                status: status(),
+                ..Default::default()
+            },
+        ];
+        for filter in &filters {
+            for after in [None, Some(&cursor)] {
+                for by_id in [false, true] {
+                    let (sql, args) = instances_sql(filter, after, 50, by_id);
+                    let plan = plan(&conn, &sql, args);
+                    let sorted = by_id && filter.id_prefix.is_some();
+                    let expected = if sorted {
+                        "USING INDEX sqlite_autoindex_instances_1 (id>? AND id<?)"
+                    } else {
+                        "USING INDEX instances_by_"
+                    };
+                    // After a cursor the index is entered at the cursor (or at the end of
+                    // the time range asked for).
+                    let seeks = after.is_none()
+                        || sorted
+                        || filter.started_before.is_some()
+                        || plan[0].contains("(created_at,id)<(?,?)");
+                    assert!(
+                        plan.len() == 1 + usize::from(sorted)
+                            && plan[0].contains(expected)
+                            && seeks,
+                        "{filter:?} after {after:?} (by id: {by_id}): {plan:?}"
+                    );
+                }
+            }
+        }
+        for sql in [COUNT, COUNT_OF_WORKFLOW] {
+            let args = [
+                Sql::Text("failed".into()),
+                Sql::Integer(10),
+                Sql::Text("bill".into()),
+            ];
+            let args = args[..if sql.contains("?3") { 3 } else { 2 }].to_vec();
+            let plan = plan(&conn, sql, args);
+            assert!(
+                plan.iter()
+                    .any(|step| step.contains("USING COVERING INDEX instances_by_")),
+                "{sql}: {plan:?}"
+            );
+        }
     }
 }
