@@ -6,9 +6,9 @@
 #
 # Installs (with apt-get, as root or through sudo) protoc (the Pulsar client's build), Java 17
 # and Maven (the Pulsar standalone broker, fetched from Maven Central into ~/.m2), PostgreSQL,
-# and Chromium with chromedriver (the console's browser test); and rustfmt and clippy with rustup. Starts PostgreSQL and Pulsar on 127.0.0.1
-# (scripts/postgres.sh, scripts/pulsar.sh) unless they already run, and stops those it started,
-# also when a step fails. Reads the API corpus from ../shared/corpus beside the repository.
+# and Chromium with chromedriver (the console's browser test); and rustfmt and clippy with
+# rustup. Starts PostgreSQL and Pulsar on 127.0.0.1 (scripts/postgres.sh, scripts/pulsar.sh)
+# unless they already run, and stops those it started, also when a step fails. Reads the API corpus from ../shared/corpus beside the repository.
 # CI runs this same script (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
