@@ -4,7 +4,7 @@
 #   scripts/postgres.sh install   apt-get install postgresql (when its programs are missing)
 #   scripts/postgres.sh start     install if needed, initdb a data directory, start, wait
 #   scripts/postgres.sh stop      stop the server started here, by its process id
-#   scripts/postgres.sh status    say whether the server started here runs
+#   scripts/postgres.sh status    say whether a server answers on the port (started here or not)
 #   scripts/postgres.sh url       print the URL the tests use (CODEGEN_TEST_POSTGRES)
 #
 # Port: PG_PORT (default 15432). Data: PG_DIR (default target/services/postgres), made anew at
@@ -97,6 +97,16 @@ case "${1:-}" in
     start) start ;;
     stop) stop ;;
     url) url ;;
-    status) if p="$(pid)"; then echo "postgres: running on 127.0.0.1:$port ($p)"; else echo "postgres: not running"; exit 1; fi ;;
+    status)
+        if p="$(pid)"; then
+            echo "postgres: running on 127.0.0.1:$port ($p)"
+        elif b="$(bindir)" && as_owner "$b/pg_isready" -q -h 127.0.0.1 -p "$port"; then
+            # Started elsewhere (another checkout's script, or by hand): the tests can use it.
+            echo "postgres: a server started elsewhere answers on 127.0.0.1:$port"
+        else
+            echo "postgres: not running"
+            exit 1
+        fi
+        ;;
     *) echo "usage: $0 install|start|stop|status|url" >&2; exit 2 ;;
 esac
