@@ -6,9 +6,11 @@
 #
 # Installs (with apt-get, as root or through sudo) protoc (the Pulsar client's build), Java 17
 # and Maven (the Pulsar standalone broker, fetched from Maven Central into ~/.m2), PostgreSQL,
-# and Chromium with chromedriver (the console's browser test); and rustfmt and clippy with
-# rustup. Starts PostgreSQL and Pulsar on 127.0.0.1 (scripts/postgres.sh, scripts/pulsar.sh)
-# unless they already run, and stops those it started, also when a step fails. Reads the API corpus from ../shared/corpus beside the repository.
+# Chromium with chromedriver (the console's browser test) and Prometheus (the telemetry test
+# starts its own on 127.0.0.1); and rustfmt and clippy with rustup. Starts PostgreSQL and
+# Pulsar on 127.0.0.1 (scripts/postgres.sh, scripts/pulsar.sh) unless they already run, and
+# stops those it started, also when a step fails. Reads the API corpus from ../shared/corpus
+# beside the repository.
 # CI runs this same script (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +46,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
 # The console's browser test (tests/console.rs) drives headless Chromium through chromedriver.
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
+# The telemetry test (tests/telemetry.rs) has a real Prometheus scrape the workers.
+command -v prometheus >/dev/null 2>&1 || packages+=(prometheus)
 if [ "${#packages[@]}" -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then
         sudo=()

@@ -39,6 +39,9 @@ fn build_worker(package: &str) -> PathBuf {
             "--quiet",
             "-p",
             package,
+            // As tests/telemetry.rs builds it, so the two share one build.
+            "--features",
+            "otel",
             "--bin",
             &format!("{package}-worker"),
             "--target-dir",

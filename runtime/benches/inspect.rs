@@ -257,6 +257,7 @@ fn instance(
         version: 1,
         input: input.clone(),
         clock: Default::default(),
+        trace: None,
     }];
     let mut times = vec![at];
     let mut push = |events: &mut Vec<Event>, at: &mut i64, event: Event, rng: &mut ChaCha8Rng| {
@@ -419,6 +420,7 @@ fn task_message(f: &Failing, attempt: u32, deliver_at: i64) -> Message {
             retry_policy: RetryPolicy::default(),
             attempt,
             redrive: 0,
+            trace: None,
         }),
     }
 }

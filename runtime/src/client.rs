@@ -167,6 +167,7 @@ impl<B: StateStore + MessageQueue> Client<B> {
                     name: name.to_owned(),
                     input: input.clone(),
                     parent: None,
+                    trace: crate::telemetry::trace::traceparent(&tracing::Span::current()),
                 },
             }],
             acks: Vec::new(),

@@ -29,6 +29,8 @@ pub struct TaskError {
     body: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "millis")]
     retry_after: Option<Duration>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    timed_out: bool,
 }
 
 impl TaskError {
@@ -42,6 +44,14 @@ impl TaskError {
         Self::new(ErrorKind::Permanent, message)
     }
 
+    /// An attempt that took too long: retryable, and counted apart in the metrics.
+    pub fn timed_out(message: impl Into<String>) -> Self {
+        Self {
+            timed_out: true,
+            ..Self::retryable(message)
+        }
+    }
+
     fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
@@ -49,7 +59,13 @@ impl TaskError {
             status: None,
             body: None,
             retry_after: None,
+            timed_out: false,
         }
+    }
+
+    /// Whether the attempt failed by taking too long.
+    pub fn is_timeout(&self) -> bool {
+        self.timed_out
     }
 
     /// Records the HTTP status and the response body that caused the error.

@@ -234,7 +234,7 @@ impl GrpcClient {
             }
         };
         let json = tokio::time::timeout(timeout, call).await.map_err(|_| {
-            TaskError::retryable(format!(
+            TaskError::timed_out(format!(
                 "{} did not finish within {timeout:?} (GrpcClient::with_timeout)",
                 T::PATH
             ))
@@ -257,6 +257,12 @@ impl GrpcClient {
             if let (Ok(key), Ok(value)) = (key, value) {
                 call.metadata_mut().insert(key, value);
             }
+        }
+        // The attempt's span, so the server's trace joins the workflow's.
+        if let Some(parent) = crate::telemetry::trace::traceparent(&tracing::Span::current())
+            && let Ok(value) = tonic::metadata::MetadataValue::try_from(parent.as_str())
+        {
+            call.metadata_mut().insert("traceparent", value);
         }
         call
     }

@@ -58,6 +58,7 @@ pub mod operate;
 mod retry;
 pub mod schema;
 mod task;
+pub mod telemetry;
 pub mod worker;
 pub mod workflow;
 

@@ -60,8 +60,8 @@ pub trait Transport: Send + Sync + 'static {
 /// What [`Transport::receive`] hands over.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Received {
-    /// A message that decodes.
-    Message(Delivery),
+    /// A message that decodes (boxed: the other variant is small).
+    Message(Box<Delivery>),
     /// A message whose body does not decode: it goes to the dead letters.
     Undecodable {
         /// What acknowledges it.
@@ -94,7 +94,10 @@ impl Transport for super::sqlite::SqliteBackend {
         lease_ms: i64,
     ) -> BackendResult<Vec<Received>> {
         let deliveries = MessageQueue::receive(self, topic, max, lease_ms).await?;
-        Ok(deliveries.into_iter().map(Received::Message).collect())
+        Ok(deliveries
+            .into_iter()
+            .map(|d| Received::Message(Box::new(d)))
+            .collect())
     }
 
     async fn ack(&self, receipts: &[Receipt]) -> BackendResult<()> {
@@ -811,7 +814,7 @@ impl<T: Transport> MessageQueue for DistributedBackend<T> {
         let mut dead = Vec::new();
         for r in received {
             match r {
-                Received::Message(d) => out.push(d),
+                Received::Message(d) => out.push(*d),
                 Received::Undecodable {
                     receipt,
                     id,

@@ -92,6 +92,9 @@ pub enum MessageBody {
         input: Value,
         /// The parent instance and the command number that started this one.
         parent: Option<(String, u32)>,
+        /// The W3C `traceparent` of the span that started it, when traced.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trace: Option<String>,
     },
     /// Append an event to the history of the instance.
     Event {
@@ -126,6 +129,9 @@ pub struct TaskMessage {
     /// How many times an operator retried the task from the dead-letter list.
     #[serde(default)]
     pub redrive: u32,
+    /// The W3C `traceparent` of the activation that scheduled it, when traced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 /// A message handed to a worker, to acknowledge once handled.

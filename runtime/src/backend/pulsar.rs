@@ -304,7 +304,7 @@ impl PulsarTransport {
             .insert(receipt.clone(), (topic.clone(), id));
         let data = &m.payload.data;
         match serde_json::from_slice::<Message>(data) {
-            Ok(message) => Received::Message(Delivery { receipt, message }),
+            Ok(message) => Received::Message(Box::new(Delivery { receipt, message })),
             Err(e) => Received::Undecodable {
                 receipt,
                 id: m

@@ -360,7 +360,7 @@ async fn fetch_token(
             if err.is_builder() {
                 TaskError::permanent(format!("{what}: {err}"))
             } else if err.is_timeout() {
-                TaskError::retryable(format!("{what} timed out"))
+                TaskError::timed_out(format!("{what} timed out"))
             } else {
                 TaskError::retryable(format!("{what} failed: {err}"))
             }

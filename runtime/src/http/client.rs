@@ -15,6 +15,7 @@ use super::auth::{
     Applied, Credential, KeyLocation, SchemeKind, Secret, SecurityScheme, TokenCache,
 };
 use super::{HttpOperation, RequestParts};
+use crate::telemetry::{record, trace};
 use crate::{RetryPolicy, TaskError};
 
 /// Options for one call, overriding the client's.
@@ -307,8 +308,16 @@ impl HttpClient {
                 key.map(|k| (header.clone(), k)),
                 T::ACCEPT,
             )?;
-            let response = self.http.execute(request).await.map_err(transport_error)?;
+            let response = match self.http.execute(request).await {
+                Ok(response) => response,
+                Err(err) => {
+                    record::http_response(T::SERVICE, T::NAME, None);
+                    return Err(transport_error(err));
+                }
+            };
             let status = response.status();
+            record::http_response(T::SERVICE, T::NAME, Some(status.as_u16()));
+            tracing::Span::current().record("http.response.status_code", status.as_u16());
             // A refused OAuth 2 token may have been revoked early: fetch a new one, once.
             if status == StatusCode::UNAUTHORIZED
                 && refused.is_none()
@@ -462,6 +471,10 @@ impl HttpClient {
         if let Some((header, key)) = idempotency_key {
             builder = builder.header(header, key);
         }
+        // The attempt's span, so the called API's trace joins the workflow's.
+        if let Some(parent) = trace::traceparent(&tracing::Span::current()) {
+            builder = builder.header("traceparent", parent);
+        }
         if let Some(body) = parts.body {
             builder = builder
                 .header(reqwest::header::CONTENT_TYPE, body.content_type)
@@ -504,7 +517,7 @@ fn transport_error(err: reqwest::Error) -> TaskError {
     if err.is_builder() {
         TaskError::permanent(format!("invalid request: {detail}"))
     } else if err.is_timeout() {
-        TaskError::retryable(format!("timed out: {detail}"))
+        TaskError::timed_out(format!("timed out: {detail}"))
     } else if err.is_connect() {
         TaskError::retryable(format!("cannot connect: {detail}"))
     } else {

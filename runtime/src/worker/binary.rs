@@ -187,6 +187,14 @@ fn command(binary: &ServiceBinary, prefix: &str) -> Command {
                 .help("Gives up on an HTTP attempt after this long (the task is retried)"),
         )
         .arg(
+            Arg::new("metrics_listen")
+                .long("metrics-listen")
+                .value_name("ADDR")
+                .env(env("METRICS_LISTEN"))
+                .value_parser(clap::value_parser!(std::net::SocketAddr))
+                .help("Serves Prometheus metrics at /metrics, and /healthz and /readyz for probes, on this address (e.g. 127.0.0.1:9464); off unless given"),
+        )
+        .arg(
             Arg::new("grace")
                 .long("grace")
                 .value_name("SECONDS")
@@ -201,13 +209,14 @@ fn command(binary: &ServiceBinary, prefix: &str) -> Command {
 pub fn run_service_worker(binary: ServiceBinary) -> ExitCode {
     let prefix = env_prefix(binary.service);
     let matches = command(&binary, &prefix).get_matches();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    let name = format!("{}-worker", binary.service.replace('_', "-"));
+    let _traces = match crate::telemetry::trace::init(&name) {
+        Ok(guard) => guard,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
     match run(&binary, &matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -262,6 +271,7 @@ fn run(binary: &ServiceBinary, matches: &clap::ArgMatches) -> Result<(), String>
     let options = ServiceWorkerOptions {
         concurrency: usize::from(*matches.get_one::<u16>("concurrency").unwrap_or(&64)),
         grace: Duration::from_secs(*matches.get_one::<u64>("grace").unwrap_or(&30)),
+        metrics_listen: matches.get_one("metrics_listen").copied(),
         ..ServiceWorkerOptions::default()
     };
     let runtime = tokio::runtime::Runtime::new()
@@ -269,6 +279,9 @@ fn run(binary: &ServiceBinary, matches: &clap::ArgMatches) -> Result<(), String>
     runtime.block_on(async {
         let shown = backend.display();
         let backend = Arc::new(Backend::open_parsed(&backend).await.map_err(|e| e.to_string())?);
+        if options.metrics_listen.is_some() {
+            crate::telemetry::watch_queues(backend.clone())?;
+        }
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(async move {
             shutdown_signal().await;

@@ -5,11 +5,12 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tracing::Instrument;
 
 use super::ids;
 use crate::backend::sqlite::now_ms;
@@ -18,6 +19,7 @@ use crate::backend::{
     Settlement, TaskAttempt, TaskMessage, Topic,
 };
 use crate::http::{CallOptions, HttpClient, HttpOperation};
+use crate::telemetry::{self, Readiness, ReadyFlag, record, trace};
 use crate::workflow::Event;
 use crate::workflow::engine::panic_message;
 use crate::{Task, TaskError};
@@ -109,6 +111,9 @@ pub struct ServiceWorkerOptions {
     /// How long shutdown waits for tasks under way; those still running after it are delivered
     /// again when their lease runs out.
     pub grace: Duration,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` (see [`crate::telemetry`]); none
+    /// unless set. Workers of one process may share an address.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for ServiceWorkerOptions {
@@ -118,6 +123,7 @@ impl Default for ServiceWorkerOptions {
             lease: Duration::from_secs(60),
             idle_wait: Duration::from_millis(200),
             grace: Duration::from_secs(30),
+            metrics_listen: None,
         }
     }
 }
@@ -153,6 +159,16 @@ impl<Q: MessageQueue> ServiceWorker<Q> {
         let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
         let lease = i64::try_from(self.options.lease.as_millis()).unwrap_or(i64::MAX);
         let idle = i64::try_from(self.options.idle_wait.as_millis()).unwrap_or(i64::MAX);
+        if let Some(addr) = self.options.metrics_listen {
+            telemetry::serve(addr)
+                .await
+                .map_err(BackendError::Invalid)?;
+        }
+        let ready = ReadyFlag::register(
+            format!("service worker `{}`", self.service),
+            self.options.metrics_listen.is_some(),
+        );
+        record::concurrency(&self.service, self.options.concurrency.max(1));
         // Outcomes are recorded by one committer, many per transaction (group commit); a task's
         // concurrency permit is released once its outcome is recorded.
         let (outcomes, inbox) = mpsc::unbounded_channel::<(Settlement, OwnedSemaphorePermit)>();
@@ -169,8 +185,13 @@ impl<Q: MessageQueue> ServiceWorker<Q> {
                 continue;
             }
             let deliveries = match self.queue.receive(&topic, free, lease).await {
-                Ok(d) => d,
+                Ok(d) => {
+                    ready.set(Readiness::Ready);
+                    d
+                }
                 Err(BackendError::Unavailable(message)) => {
+                    ready.set(Readiness::Unavailable);
+                    record::unavailable("service");
                     tracing::warn!(%message, "backend unavailable; trying again");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
@@ -195,7 +216,9 @@ impl<Q: MessageQueue> ServiceWorker<Q> {
                 let service = self.service.clone();
                 let outcomes = outcomes.clone();
                 running.spawn(async move {
+                    record::in_flight(&service, 1.0);
                     let settlement = handle(&service, &handlers, delivery).await;
+                    record::in_flight(&service, -1.0);
                     let _ = outcomes.send((settlement, permit));
                 });
             }
@@ -207,6 +230,7 @@ impl<Q: MessageQueue> ServiceWorker<Q> {
                 }
             }
         }
+        ready.set(Readiness::Stopping);
         let drained = tokio::time::timeout(self.options.grace, async {
             while running.join_next().await.is_some() {}
         });
@@ -233,7 +257,10 @@ async fn commit_outcomes<Q: MessageQueue>(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while inbox.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (settlements, permits): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
-        if let Err(err) = queue.settle(settlements).await {
+        let started = Instant::now();
+        let settled = queue.settle(settlements).await;
+        record::commit("settle", started.elapsed());
+        if let Err(err) = settled {
             // Not recorded: the tasks are delivered again when their leases run out.
             tracing::error!(%err, "cannot record task outcomes; they will be delivered again");
         }
@@ -251,10 +278,31 @@ async fn handle(service: &str, handlers: &Handlers, delivery: Delivery) -> Settl
         attempt,
     };
     let MessageBody::Task(task) = message.body else {
+        record::attempt(service, "unknown", "dead", Duration::ZERO);
+        record::dead_letter(service, "unknown");
         return settle(Some("not a task message".into()), Vec::new(), None);
     };
     let started_at = now_ms();
+    let started = Instant::now();
     let attempt = task.attempt + 1;
+    let span = tracing::debug_span!(
+        "task.attempt",
+        service = %task.service,
+        task = %task.name,
+        attempt,
+        instance = %task.instance_id,
+        outcome = tracing::field::Empty,
+        "http.response.status_code" = tracing::field::Empty,
+        "otel.status_code" = tracing::field::Empty,
+    );
+    trace::set_parent(&span, task.trace.as_deref());
+    let finish = |outcome: &'static str| {
+        record::attempt(service, &task.name, outcome, started.elapsed());
+        span.record("outcome", outcome);
+        if outcome != "ok" {
+            span.record("otel.status_code", "ERROR");
+        }
+    };
     let report = |outcome, error: Option<String>, retry_at| TaskAttempt {
         instance_id: task.instance_id.clone(),
         seq: task.seq,
@@ -273,6 +321,8 @@ async fn handle(service: &str, handlers: &Handlers, delivery: Delivery) -> Settl
             "service `{service}` has no handler for task `{}`: deploy a worker that has it, then retry the dead task",
             task.name
         ));
+        finish("dead");
+        record::dead_letter(service, &task.name);
         let record = report(AttemptOutcome::Dead, Some(error.to_string()), None);
         let failed = result_message(&task, Err(error.clone()));
         return settle(Some(error.message().to_owned()), vec![failed], Some(record));
@@ -284,6 +334,7 @@ async fn handle(service: &str, handlers: &Handlers, delivery: Delivery) -> Settl
     // A panicking handler fails its task, never the worker.
     let outcome = match AssertUnwindSafe(handler(task.input.clone(), ctx))
         .catch_unwind()
+        .instrument(span.clone())
         .await
     {
         Ok(outcome) => outcome,
@@ -294,11 +345,17 @@ async fn handle(service: &str, handlers: &Handlers, delivery: Delivery) -> Settl
     };
     match outcome {
         Ok(output) => {
+            finish("ok");
             let record = report(AttemptOutcome::Ok, None, None);
             settle(None, vec![result_message(&task, Ok(output))], Some(record))
         }
         Err(error) => match task.retry_policy.next_delay(attempt, &error) {
             Some(delay) => {
+                finish(if error.is_timeout() {
+                    "timed_out"
+                } else {
+                    "retryable_error"
+                });
                 tracing::debug!(task = %task.task_id, attempt, ?delay, %error, "retrying");
                 let retry_at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
                 let record = report(
@@ -316,6 +373,12 @@ async fn handle(service: &str, handlers: &Handlers, delivery: Delivery) -> Settl
                 settle(None, vec![retry], Some(record))
             }
             None => {
+                finish(if error.is_retryable() {
+                    "dead"
+                } else {
+                    "permanent_error"
+                });
+                record::dead_letter(service, &task.name);
                 let reason = format!("failed after {attempt} attempt(s): {error}");
                 tracing::warn!(task = %task.task_id, %reason, "task dead");
                 let record = report(AttemptOutcome::Dead, Some(error.to_string()), None);

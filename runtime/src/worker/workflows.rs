@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::watch;
@@ -13,6 +13,7 @@ use crate::backend::{
     BackendError, BackendResult, Commit, Delivery, InstanceInfo, Message, MessageBody,
     MessageQueue, StateStore, Status, TaskMessage, Topic, event_id,
 };
+use crate::telemetry::{self, Readiness, ReadyFlag, record, trace};
 use crate::workflow::engine::{Outcome, activate};
 use crate::workflow::{Clock, Event, HistoryEvent, WorkflowError, Workflows};
 
@@ -29,6 +30,9 @@ pub struct WorkflowWorkerOptions {
     pub idle_wait: Duration,
     /// The clock of instances this worker starts (they keep it).
     pub clock: Clock,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` (see [`crate::telemetry`]); none
+    /// unless set. Workers of one process may share an address.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for WorkflowWorkerOptions {
@@ -38,6 +42,7 @@ impl Default for WorkflowWorkerOptions {
             lease: Duration::from_secs(30),
             idle_wait: Duration::from_millis(200),
             clock: Clock::Real,
+            metrics_listen: None,
         }
     }
 }
@@ -118,10 +123,24 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> BackendResult<()> {
         let lease = i64::try_from(self.options.lease.as_millis()).unwrap_or(i64::MAX);
         let idle = i64::try_from(self.options.idle_wait.as_millis()).unwrap_or(i64::MAX);
+        if let Some(addr) = self.options.metrics_listen {
+            telemetry::serve(addr)
+                .await
+                .map_err(BackendError::Invalid)?;
+        }
+        let ready = ReadyFlag::register(
+            "workflow worker".to_owned(),
+            self.options.metrics_listen.is_some(),
+        );
         while !*shutdown.borrow() {
             let handled = match self.round(lease).await {
-                Ok(handled) => handled,
+                Ok(handled) => {
+                    ready.set(Readiness::Ready);
+                    handled
+                }
                 Err(BackendError::Unavailable(message)) => {
+                    ready.set(Readiness::Unavailable);
+                    record::unavailable("workflow");
                     tracing::warn!(%message, "backend unavailable; trying again");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
@@ -137,6 +156,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                 }
             }
         }
+        ready.set(Readiness::Stopping);
         Ok(())
     }
 
@@ -156,11 +176,13 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         let count = by_instance.len();
         let mut commits = Vec::with_capacity(count);
         let mut before = HashMap::with_capacity(count);
+        let mut prior = HashMap::with_capacity(count);
         let mut stray = Vec::new();
         for (id, deliveries) in by_instance {
             let receipts: Vec<_> = deliveries.iter().map(|d| d.receipt.clone()).collect();
             match self.handle(&id, deliveries).await? {
-                Some((commit, history)) => {
+                Some((commit, history, status)) => {
+                    prior.insert(id.clone(), status);
                     before.insert(id, history);
                     commits.push(commit);
                 }
@@ -173,15 +195,24 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         if !stray.is_empty() {
             self.backend.ack(stray).await?;
         }
-        match self.backend.commit(commits.clone()).await {
-            Ok(()) => self.remember(&commits, &before),
+        let started = Instant::now();
+        let committed = self.backend.commit(commits.clone()).await;
+        record::commit("commit", started.elapsed());
+        match committed {
+            Ok(()) => {
+                count_transitions(&commits, &prior);
+                self.remember(&commits, &before);
+            }
             // Another process changed one of them (a lease ran out): commit the others alone;
             // the news of the conflicting one is delivered again.
             Err(BackendError::Conflict(_)) => {
+                record::conflict();
                 self.forget(&commits);
                 for commit in commits {
-                    match self.backend.commit(vec![commit]).await {
-                        Ok(()) | Err(BackendError::Conflict(_)) => {}
+                    let one = [commit];
+                    match self.backend.commit(one.to_vec()).await {
+                        Ok(()) => count_transitions(&one, &prior),
+                        Err(BackendError::Conflict(_)) => record::conflict(),
                         Err(err) => return Err(err),
                     }
                 }
@@ -194,13 +225,13 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         Ok(count)
     }
 
-    /// The change one instance's news makes, with the history it read; `None` for news of an
-    /// instance that does not exist.
+    /// The change one instance's news makes, with the history it read and the status it had
+    /// (none for a new one); `None` for news of an instance that does not exist.
     async fn handle(
         &self,
         id: &str,
         deliveries: Vec<Delivery>,
-    ) -> BackendResult<Option<(Commit, History)>> {
+    ) -> BackendResult<Option<(Commit, History, Option<Status>)>> {
         let now = now_ms();
         let (info, history) = match self.cached(id) {
             Some((info, history)) => (Some(info), history),
@@ -214,6 +245,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
             }
         };
         let read = history.clone();
+        let prior = info.as_ref().map(|i| i.status);
         let acks = deliveries.iter().map(|d| d.receipt.clone()).collect();
         let mut commit = Commit {
             expected_events: info.as_ref().map_or(0, |i| i.events),
@@ -234,6 +266,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                     name,
                     input,
                     parent,
+                    trace,
                 } => {
                     if !events.is_empty() || !commit.events.is_empty() {
                         continue; // already started: a duplicate start
@@ -264,6 +297,9 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                     commit.instance.version = version;
                     commit.instance.input = input.clone();
                     commit.instance.parent = parent;
+                    let span =
+                        tracing::debug_span!("workflow", workflow = %name, instance = id, version);
+                    trace::set_parent(&span, trace.as_deref());
                     commit.events.push((
                         "start".to_owned(),
                         HistoryEvent {
@@ -273,6 +309,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                                 version,
                                 input,
                                 clock: self.options.clock,
+                                trace: trace::traceparent(&span),
                             },
                         },
                     ));
@@ -342,7 +379,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
             || commit.instance.status.is_final()
             || (commit.instance.status == Status::Parked && !wake)
         {
-            return Ok(Some((commit, read)));
+            return Ok(Some((commit, read, prior)));
         }
         events.extend(
             commit
@@ -361,20 +398,35 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                 "version {} of workflow `{}` is not registered with this worker: deploy it, then resume the instance",
                 commit.instance.version, commit.instance.name
             ));
-            return Ok(Some((commit, read)));
+            return Ok(Some((commit, read, prior)));
         };
+        let (clock, parent_trace) = match events.first().map(|(_, e)| &e.event) {
+            Some(Event::WorkflowStarted { clock, trace, .. }) => (*clock, trace.as_deref()),
+            _ => (Clock::Real, None),
+        };
+        let span = tracing::debug_span!(
+            "workflow.activation",
+            workflow = %commit.instance.name,
+            instance = id,
+            events = events.len(),
+        );
+        trace::set_parent(&span, parent_trace);
         let replayed: Vec<HistoryEvent> = events.iter().map(|(_, e)| e.clone()).collect();
-        let activation = activate(workflow.as_ref(), id, &replayed);
+        let started = Instant::now();
+        let activation = span.in_scope(|| activate(workflow.as_ref(), id, &replayed));
+        record::activation(&commit.instance.name, started.elapsed(), replayed.len());
+        let trace = trace::traceparent(&span);
         commit.instance.status = Status::Running;
         commit.instance.error = None;
-        let clock = match events.first().map(|(_, e)| &e.event) {
-            Some(Event::WorkflowStarted { clock, .. }) => *clock,
-            _ => Clock::Real,
-        };
         for event in activation.new_events {
-            commit
-                .messages
-                .extend(self.messages_for(id, &commit.instance, &event, now, clock));
+            commit.messages.extend(self.messages_for(
+                id,
+                &commit.instance,
+                &event,
+                now,
+                clock,
+                trace.as_deref(),
+            ));
             if let Event::WorkflowCompleted { output } = &event {
                 commit.instance.output = Some(output.clone());
             }
@@ -423,7 +475,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                 commit.instance.error = Some(reason.to_string());
             }
         }
-        Ok(Some((commit, read)))
+        Ok(Some((commit, read, prior)))
     }
 
     /// What a new event of the engine sends.
@@ -434,6 +486,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         event: &Event,
         now: i64,
         clock: Clock,
+        trace: Option<&str>,
     ) -> Vec<Message> {
         match event {
             Event::TaskScheduled {
@@ -457,6 +510,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                     retry_policy: retry_policy.clone(),
                     attempt: 0,
                     redrive: 0,
+                    trace: trace.map(str::to_owned),
                 }),
             }],
             Event::TimerStarted { seq, fire_at } => vec![Message {
@@ -482,6 +536,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                     name: name.clone(),
                     input: input.clone(),
                     parent: Some((id.to_owned(), *seq)),
+                    trace: trace.map(str::to_owned),
                 },
             }],
             Event::WorkflowCompleted { output } => match &instance.parent {
@@ -493,6 +548,34 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                 None => Vec::new(),
             },
             _ => Vec::new(),
+        }
+    }
+}
+
+/// Counts the instances that `commits` started, ended or parked; `prior` holds each one's
+/// status before (none for a new one).
+fn count_transitions(commits: &[Commit], prior: &HashMap<String, Option<Status>>) {
+    for commit in commits {
+        let name = &commit.instance.name;
+        if commit
+            .events
+            .iter()
+            .any(|(_, e)| matches!(e.event, Event::WorkflowStarted { .. }))
+        {
+            record::started(name);
+        }
+        let status = commit.instance.status;
+        let ended = match status {
+            Status::Running => None,
+            Status::Completed => Some("completed"),
+            Status::Failed => Some("failed"),
+            Status::Cancelled => Some("cancelled"),
+            Status::Parked => Some("parked"),
+        };
+        if let Some(ended) = ended
+            && prior.get(&commit.instance.id).copied().flatten() != Some(status)
+        {
+            record::ended(name, ended);
         }
     }
 }

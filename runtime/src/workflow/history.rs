@@ -40,6 +40,10 @@ pub enum Event {
         /// The clock the instance is pinned to.
         #[serde(default, skip_serializing_if = "Clock::is_real")]
         clock: Clock,
+        /// The W3C `traceparent` of the instance's `workflow` span, when traced: every
+        /// activation of the instance is its child.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trace: Option<String>,
     },
     /// Command: a task was scheduled.
     TaskScheduled {

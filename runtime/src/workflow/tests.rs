@@ -49,6 +49,7 @@ impl History {
                 version: 1,
                 input,
                 clock: Clock::Real,
+                trace: None,
             },
         }])
     }
