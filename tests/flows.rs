@@ -479,3 +479,96 @@ fn backends_that_cannot_be_used_get_one_line_and_no_secret() {
         .unwrap();
     check(&out, 2, "set CODEGEN_BACKEND");
 }
+
+/// A child process, killed when the test ends, also when it fails.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_metrics_listen_measures_the_queues_and_answers_the_probes() {
+    use codegen_runtime::backend::{Message, MessageBody, MessageQueue, TaskMessage, Topic};
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("state.db").display());
+    let backend = Backend::open(&url).await.unwrap();
+    // Two tasks wait for a `math` worker that is not running.
+    let now = chrono::Utc::now().timestamp_millis();
+    let tasks = (0..2)
+        .map(|n| Message {
+            id: format!("waiting:{n}"),
+            topic: Topic::Tasks("math".into()),
+            key: format!("waiting-{n}"),
+            deliver_at: now - 5_000,
+            body: MessageBody::Task(TaskMessage {
+                task_id: format!("waiting:{n}"),
+                instance_id: format!("waiting-{n}"),
+                seq: 0,
+                service: "math".into(),
+                name: "add".into(),
+                input: serde_json::json!({"a": 1, "b": 2}),
+                retry_policy: RetryPolicy::default(),
+                attempt: 0,
+                redrive: 0,
+                trace: None,
+            }),
+        })
+        .collect();
+    backend.send(tasks).await.unwrap();
+
+    let (console, metrics) = (free_port(), free_port());
+    let _serve = Killed(
+        Command::new(env!("CARGO_BIN_EXE_codegen"))
+            .args(["flows", "--backend", &url, "serve", "--read-only"])
+            .args(["--listen", &format!("127.0.0.1:{console}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let get = |path: &'static str| async move {
+        match reqwest::get(format!("http://127.0.0.1:{metrics}{path}")).await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = get("/readyz").await;
+        if status == 200 {
+            assert!(body.contains("console: ready"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "/readyz: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(get("/healthz").await.0, 200);
+    let (status, page) = get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("codegen_queue_messages{topic=\"tasks/math\",state=\"ready\"} 2"),
+        "{page}"
+    );
+    let age = page
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("codegen_queue_oldest_message_age_seconds{topic=\"tasks/math\"} ")
+        })
+        .unwrap_or_else(|| panic!("no age of the oldest task in\n{page}"));
+    assert!(age.parse::<f64>().unwrap() >= 5.0, "{age}");
+    assert_eq!(get("/nowhere").await.0, 404);
+}

@@ -414,6 +414,28 @@ async fn prometheus_scrapes_the_workers_and_each_workflow_is_one_trace_across_pr
         "no task died"
     );
 
+    // Every query of the Grafana dashboard is valid PromQL over these metrics, and those of
+    // the panels the run fed have data.
+    for expr in dashboard_queries() {
+        let concrete = expr
+            .replace("$__rate_interval", "1m")
+            .replace("$service", ".*")
+            .replace("$workflow", ".*");
+        let url = format!(
+            "http://127.0.0.1:{prometheus_port}/api/v1/query?query={}",
+            percent_encode(&concrete)
+        );
+        let (status, body) = get(&url).await;
+        assert_eq!(status, 200, "the dashboard's `{expr}`: {body}");
+    }
+    for fed in [
+        "codegen_task_attempts_total",
+        "codegen_workflow_activations_total",
+    ] {
+        let expr = format!("sum({fed})");
+        assert!(query(prometheus_port, &expr).await.is_some(), "{expr}");
+    }
+
     // The worker stops on SIGTERM and sends its last spans; so does this process.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(worker.0.id() as i32),
@@ -526,4 +548,51 @@ async fn prometheus_scrapes_the_workers_and_each_workflow_is_one_trace_across_pr
         !raw.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
         "the token was exported"
     );
+}
+
+/// The PromQL of every panel of docs/grafana-dashboard.json.
+fn dashboard_queries() -> Vec<String> {
+    let text = std::fs::read_to_string(support::root().join("docs/grafana-dashboard.json"))
+        .expect("docs/grafana-dashboard.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            queries.push(target["expr"].as_str().expect("an expression").to_owned());
+        }
+    }
+    queries
+}
+
+#[test]
+fn the_grafana_dashboard_shows_every_metric_and_only_those_the_workers_export() {
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 16, "{queries:#?}");
+    let mut used = Vec::new();
+    for expr in &queries {
+        let mut rest = expr.as_str();
+        while let Some(at) = rest.find("codegen_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            let base = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(&name)
+                .to_owned();
+            assert!(
+                telemetry::names::ALL.contains(&base.as_str()),
+                "the dashboard queries `{name}`, which no worker exports: {expr}"
+            );
+            used.push(base);
+        }
+    }
+    for name in telemetry::names::ALL {
+        assert!(
+            used.iter().any(|u| u == name),
+            "no panel of the dashboard shows `{name}`"
+        );
+    }
 }

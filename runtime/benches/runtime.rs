@@ -210,6 +210,35 @@ async fn main() {
         )
         .await;
     }
+    // The same as the first, with the Prometheus recorder installed and `/metrics` served: what
+    // the metrics cost the hot path. Last, since a recorder cannot be uninstalled.
+    let metrics = codegen_runtime::telemetry::serve("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let db = dir.path().join("bench-metrics.db");
+    let options = SqliteOptions::default().with_process_wakeups(true);
+    let sqlite = Arc::new(SqliteBackend::open_with(&db, options).unwrap());
+    measure(
+        "embedded backend (SQLite, synchronous=FULL), one process, metrics on (served at /metrics)",
+        sqlite,
+        &http,
+        Service::InProcess,
+        300,
+    )
+    .await;
+    let started = Instant::now();
+    let page = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    println!(
+        "  {:<56} {:>7.2} ms ({} lines)",
+        "one scrape of /metrics",
+        started.elapsed().as_secs_f64() * 1e3,
+        page.lines().count()
+    );
     distributed(&http).await;
 }
 

@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// Serve the pages only: no retry, resume, cancel or signal, and no sign-in.
     #[arg(long)]
     pub read_only: bool,
+    /// Also serve Prometheus metrics (the queues of every service) at /metrics, and /healthz
+    /// and /readyz for probes, on this address; off unless given.
+    #[arg(long, value_name = "ADDR:PORT", env = "CODEGEN_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// What the console's handlers share.
@@ -159,13 +163,46 @@ pub async fn serve_until(
         ),
         Some((_, false)) => println!("token: from CODEGEN_CONSOLE_TOKEN"),
     }
+    let ready = match args.metrics_listen {
+        Some(metrics) => Some(serve_metrics(&console.client, metrics).await?),
+        None => None,
+    };
     let app = router(console).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await
         .map_err(|e| Failure::backend(format!("the console stopped: {e}")))?;
+    if let Some(ready) = ready {
+        ready.abort();
+    }
     println!("console stopped");
     Ok(())
+}
+
+/// Serves the metrics of `client`'s backend on `addr`, with `/readyz` following whether the
+/// backend answers (asked every 10 s); the task that asks.
+async fn serve_metrics(
+    client: &Client<Backend>,
+    addr: SocketAddr,
+) -> Result<tokio::task::JoinHandle<()>, Failure> {
+    use codegen_runtime::backend::inspect::Inspect;
+    use codegen_runtime::telemetry::{self, Readiness, ReadyFlag};
+
+    let bound = telemetry::serve(addr).await.map_err(Failure::input)?;
+    println!("metrics: http://{bound}/metrics (and /healthz, /readyz)");
+    let backend = client.backend().clone();
+    telemetry::watch_queues(backend.clone()).map_err(Failure::backend)?;
+    let flag = ReadyFlag::register("console").map_err(Failure::backend)?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let since = chrono::Utc::now().timestamp_millis();
+            flag.set(match backend.services(since).await {
+                Ok(_) => Readiness::Ready,
+                Err(_) => Readiness::Unavailable,
+            });
+            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        }
+    }))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

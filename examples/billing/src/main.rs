@@ -53,6 +53,9 @@ enum Command {
         /// Gives up on an HTTP attempt after this many milliseconds.
         #[arg(long, default_value_t = 500)]
         timeout_ms: u64,
+        /// Serves Prometheus metrics at /metrics, and /healthz and /readyz, on this address.
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Runs the workflow worker.
     Workflows {
@@ -66,6 +69,9 @@ enum Command {
         /// Where workflow time starts running fast (milliseconds since the Unix epoch).
         #[arg(long)]
         clock_origin: Option<i64>,
+        /// Serves Prometheus metrics at /metrics, and /healthz and /readyz, on this address.
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics_listen: Option<SocketAddr>,
     },
 }
 
@@ -111,6 +117,10 @@ struct RunArgs {
     /// How long the console stays up after the run (Ctrl-C ends it sooner).
     #[arg(long, default_value_t = 10, requires = "console")]
     console_minutes: u64,
+    /// Serves the workers' Prometheus metrics at /metrics, and /healthz and /readyz, on this
+    /// address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// `run`'s defaults, for `billing-demo` without a subcommand.
@@ -139,7 +149,11 @@ async fn main() -> anyhow::Result<()> {
             backend,
             base_url,
             timeout_ms,
+            metrics_listen,
         } => {
+            let _traces =
+                codegen_runtime::telemetry::trace::init(&format!("billing-{service}-worker"))
+                    .map_err(anyhow::Error::msg)?;
             let name = services::service_name(&service)
                 .with_context(|| format!("no service `{service}`"))?;
             let handlers =
@@ -149,8 +163,13 @@ async fn main() -> anyhow::Result<()> {
             let options = ServiceWorkerOptions {
                 lease: Duration::from_secs(3),
                 idle_wait: Duration::from_millis(50),
+                metrics_listen,
                 ..Default::default()
             };
+            if metrics_listen.is_some() {
+                codegen_runtime::telemetry::watch_queues(backend.clone())
+                    .map_err(anyhow::Error::msg)?;
+            }
             let (stop, stopped) = watch::channel(false);
             tokio::spawn(async move {
                 shutdown_signal().await;
@@ -165,7 +184,10 @@ async fn main() -> anyhow::Result<()> {
             backend,
             month_ms,
             clock_origin,
+            metrics_listen,
         } => {
+            let _traces = codegen_runtime::telemetry::trace::init("billing-workflows")
+                .map_err(anyhow::Error::msg)?;
             let backend = Arc::new(Backend::open(&backend).await?);
             let mut workflows = Workflows::new();
             workflow::register(&mut workflows);
@@ -173,6 +195,7 @@ async fn main() -> anyhow::Result<()> {
                 lease: Duration::from_secs(2),
                 idle_wait: Duration::from_millis(50),
                 clock: clock(month_ms, clock_origin),
+                metrics_listen,
                 ..Default::default()
             };
             let (stop, stopped) = watch::channel(false);
@@ -206,12 +229,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let handlers =
             services::handlers(service, &server.url(service), Duration::from_millis(500))
                 .expect("a known service");
-        let worker = ServiceWorker::new(
-            backend.clone(),
-            name,
-            handlers,
-            ServiceWorkerOptions::default(),
-        );
+        let options = ServiceWorkerOptions {
+            metrics_listen: args.metrics_listen,
+            ..ServiceWorkerOptions::default()
+        };
+        let worker = ServiceWorker::new(backend.clone(), name, handlers, options);
         let stopped = stopped.clone();
         workers.push(tokio::spawn(async move { worker.run(stopped).await }));
     }
@@ -219,8 +241,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     workflow::register(&mut workflows);
     let options = WorkflowWorkerOptions {
         clock: clock(args.month_ms, None),
+        metrics_listen: args.metrics_listen,
         ..Default::default()
     };
+    if args.metrics_listen.is_some() {
+        codegen_runtime::telemetry::watch_queues(backend.clone()).map_err(anyhow::Error::msg)?;
+    }
     let engine = WorkflowWorker::new(backend.clone(), workflows, options);
     workers.push(tokio::spawn(async move { engine.run(stopped).await }));
 
@@ -230,6 +256,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let serve = codegen::console::ServeArgs {
             listen: args.console_listen,
             read_only: false,
+            metrics_listen: None,
         };
         let mut stopped = console_stopped;
         let until = async move {

@@ -174,12 +174,16 @@ async fn readiness_page(State(telemetry): State<&'static Telemetry>) -> Response
     (status, body).into_response()
 }
 
-/// Where a worker stands, as `/readyz` reports it.
+/// Where a component stands, as `/readyz` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Readiness {
+pub enum Readiness {
+    /// Not connected to its backend yet.
     Starting = 0,
+    /// Connected and taking work.
     Ready = 1,
+    /// Its last call to the backend failed; it is trying again.
     Unavailable = 2,
+    /// Shutting down.
     Stopping = 3,
 }
 
@@ -203,29 +207,40 @@ impl Readiness {
     }
 }
 
-/// A worker's entry in `/readyz`, removed when dropped.
+/// A component's entry in `/readyz` (the workers register their own); removed when dropped.
+/// `/readyz` answers `200` when every entry is [`Readiness::Ready`].
 #[derive(Debug)]
-pub(crate) struct ReadyFlag {
+pub struct ReadyFlag {
     key: Option<u64>,
     state: Arc<AtomicU8>,
 }
 
 impl ReadyFlag {
-    /// An entry named `name`, starting; one that reports nowhere when telemetry is not served.
-    pub(crate) fn register(name: String, served: bool) -> Self {
+    /// An entry named `name`, [`Readiness::Starting`]; installs the recorder.
+    pub fn register(name: impl Into<String>) -> Result<Self, String> {
+        let telemetry = telemetry()?;
         let state = Arc::new(AtomicU8::new(Readiness::Starting as u8));
-        let key = match served.then(telemetry) {
-            Some(Ok(telemetry)) => {
-                let key = telemetry.next.fetch_add(1, Ordering::Relaxed);
-                lock(&telemetry.components).insert(key, (name, state.clone()));
-                Some(key)
-            }
-            _ => None,
-        };
-        Self { key, state }
+        let key = telemetry.next.fetch_add(1, Ordering::Relaxed);
+        lock(&telemetry.components).insert(key, (name.into(), state.clone()));
+        Ok(Self {
+            key: Some(key),
+            state,
+        })
     }
 
-    pub(crate) fn set(&self, readiness: Readiness) {
+    /// An entry when `served`, otherwise one that reports nowhere (and installs nothing).
+    pub(crate) fn register_if(name: String, served: bool) -> Self {
+        match served.then(|| Self::register(name)) {
+            Some(Ok(flag)) => flag,
+            _ => Self {
+                key: None,
+                state: Arc::new(AtomicU8::new(Readiness::Starting as u8)),
+            },
+        }
+    }
+
+    /// Sets where the component stands.
+    pub fn set(&self, readiness: Readiness) {
         self.state.store(readiness as u8, Ordering::Relaxed);
     }
 }

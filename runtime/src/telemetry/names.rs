@@ -62,6 +62,26 @@ pub const BACKEND_CONFLICTS: &str = "codegen_backend_conflicts_total";
 /// Rounds that found the backend unavailable.
 pub const BACKEND_UNAVAILABLE: &str = "codegen_backend_unavailable_total";
 
+/// Every metric above.
+pub const ALL: &[&str] = &[
+    TASK_ATTEMPTS,
+    TASK_ATTEMPT_DURATION,
+    TASK_DEAD_LETTERS,
+    TASKS_IN_FLIGHT,
+    TASK_CONCURRENCY,
+    HTTP_RESPONSES,
+    QUEUE_MESSAGES,
+    QUEUE_OLDEST_AGE,
+    WORKFLOW_ACTIVATIONS,
+    WORKFLOW_REPLAY_DURATION,
+    WORKFLOW_HISTORY_EVENTS,
+    WORKFLOW_STARTED,
+    WORKFLOW_ENDED,
+    BACKEND_COMMIT_DURATION,
+    BACKEND_CONFLICTS,
+    BACKEND_UNAVAILABLE,
+];
+
 /// The buckets of every histogram in seconds: 1 ms to 2 minutes.
 pub(crate) const SECONDS_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,

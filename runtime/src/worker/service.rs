@@ -164,7 +164,7 @@ impl<Q: MessageQueue> ServiceWorker<Q> {
                 .await
                 .map_err(BackendError::Invalid)?;
         }
-        let ready = ReadyFlag::register(
+        let ready = ReadyFlag::register_if(
             format!("service worker `{}`", self.service),
             self.options.metrics_listen.is_some(),
         );

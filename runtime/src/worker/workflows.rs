@@ -128,7 +128,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                 .await
                 .map_err(BackendError::Invalid)?;
         }
-        let ready = ReadyFlag::register(
+        let ready = ReadyFlag::register_if(
             "workflow worker".to_owned(),
             self.options.metrics_listen.is_some(),
         );
