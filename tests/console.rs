@@ -13,11 +13,13 @@
 //! Without chromedriver the browser test fails when `CI` is set, and is skipped otherwise with a
 //! line saying how to install it. Everything listens on 127.0.0.1.
 
+mod support;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,6 +36,7 @@ use codegen_runtime::{Client, RetryPolicy, Task, TaskError};
 use fantoccini::{ClientBuilder, Locator};
 use http::{Request, StatusCode, header};
 use serde::{Deserialize, Serialize};
+use support::{Killed, free_port};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
@@ -456,24 +459,6 @@ async fn hostile_ids_and_inputs_are_escaped_everywhere() {
 }
 
 // ---- the browser ---------------------------------------------------------------------------
-
-/// A process killed when dropped, on a panic too.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn missing(what: &str) {
     let line = format!(

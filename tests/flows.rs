@@ -3,6 +3,8 @@
 //! `scripts/pulsar.sh`; missing, they skip the test with a line saying so, and fail it when `CI`
 //! is set).
 
+mod support;
+
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +19,7 @@ use codegen_runtime::workflow::{Event, WorkflowContext, WorkflowError, Workflows
 use codegen_runtime::{RetryPolicy, Task, TaskError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use support::{Killed, free_port};
 use tokio::sync::watch;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -480,24 +483,6 @@ fn backends_that_cannot_be_used_get_one_line_and_no_secret() {
     check(&out, 2, "set CODEGEN_BACKEND");
 }
 
-/// A child process, killed when the test ends, also when it fails.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_with_metrics_listen_measures_the_queues_and_answers_the_probes() {
     use codegen_runtime::backend::{Message, MessageBody, MessageQueue, TaskMessage, Topic};
@@ -561,6 +546,10 @@ async fn serve_with_metrics_listen_measures_the_queues_and_answers_the_probes() 
     assert_eq!(status, 200);
     assert!(
         page.contains("codegen_queue_messages{topic=\"tasks/math\",state=\"ready\"} 2"),
+        "{page}"
+    );
+    assert!(
+        page.contains("codegen_queue_messages{topic=\"workflows\",state=\"ready\"} 0"),
         "{page}"
     );
     let age = page

@@ -154,6 +154,72 @@ async fn a_worker_retries_503_and_unavailable_until_both_servers_answer() {
     }
 }
 
+/// A W3C `traceparent`: version, trace id, span id, flags.
+fn is_traceparent(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    parts.len() == 4
+        && parts[0] == "00"
+        && parts[1].len() == 32
+        && parts[2].len() == 16
+        && parts
+            .iter()
+            .all(|p| p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traced_calls_carry_their_attempts_traceparent_as_grpc_metadata_and_http_header() {
+    // Spans are made (and exported to a collector that is not there: nothing is received).
+    let traces =
+        codegen_runtime::telemetry::trace::init_exporting_to("grpc-test", "http://127.0.0.1:9")
+            .unwrap();
+    let greeting =
+        r#"{"name": "greetings/ada", "text": "Hello", "tags": ["warm"], "mood": "HAPPY"}"#;
+    let http = Server::start(vec![Reply::new(200, greeting), Reply::new(200, greeting)]).await;
+    let grpc = GreeterServer::start(1).await;
+    let mut workflows = Workflows::new();
+    workflows.register("greet", 1, greet);
+    let workers = Workers::start(
+        workflows,
+        &HttpClient::new(http.url()),
+        &GrpcClient::new(grpc.url(), greeter::DESCRIPTOR),
+    );
+    let client = workers.client();
+    let id = client.start("greet", Some("traced"), &"ada").await.unwrap();
+    let _: String = client.result(&id, Duration::from_secs(30)).await.unwrap();
+
+    // One per attempt of SayHello: the refused one and the answered one, each its own span.
+    let grpc_parents = grpc.traceparents();
+    assert_eq!(grpc_parents.len(), 2, "{grpc_parents:?}");
+    assert!(
+        grpc_parents.iter().all(|p| is_traceparent(p)),
+        "{grpc_parents:?}"
+    );
+    assert_ne!(
+        grpc_parents[0], grpc_parents[1],
+        "each attempt is its own span"
+    );
+    let http_parents: Vec<String> = http
+        .received()
+        .iter()
+        .filter_map(|r| r.header("traceparent").map(str::to_owned))
+        .collect();
+    assert_eq!(http_parents.len(), 2, "{http_parents:?}");
+    // The instance is one trace: every call names the same trace id.
+    let trace_id = |p: &str| p.split('-').nth(1).unwrap_or_default().to_owned();
+    let first = trace_id(&grpc_parents[0]);
+    assert!(
+        grpc_parents
+            .iter()
+            .chain(&http_parents)
+            .all(|p| trace_id(p) == first),
+        "{grpc_parents:?} {http_parents:?}"
+    );
+    drop(workers);
+    tokio::task::spawn_blocking(move || drop(traces))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_permanent_grpc_status_fails_the_call_at_once() {
     let grpc = GreeterServer::start_failing(Code::InvalidArgument).await;
@@ -476,6 +542,8 @@ struct State {
     always: Option<Code>,
     streams: Mutex<VecDeque<Plan>>,
     calls: Mutex<Vec<Call>>,
+    /// The `traceparent` metadata of every call that had one.
+    traceparents: Mutex<Vec<String>>,
 }
 
 impl GreeterServer {
@@ -496,6 +564,7 @@ impl GreeterServer {
             always,
             streams: Mutex::new(VecDeque::new()),
             calls: Mutex::new(Vec::new()),
+            traceparents: Mutex::new(Vec::new()),
         });
         let service = GreeterService(state.clone());
         let incoming = futures_util::stream::unfold(listener, |listener| async move {
@@ -531,6 +600,10 @@ impl GreeterServer {
     fn calls(&self) -> Vec<Call> {
         self.state.calls.lock().unwrap().clone()
     }
+
+    fn traceparents(&self) -> Vec<String> {
+        self.state.traceparents.lock().unwrap().clone()
+    }
 }
 
 impl Drop for GreeterServer {
@@ -563,6 +636,10 @@ impl tower::Service<http::Request<tonic::body::Body>> for GreeterService {
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         let state = self.0.clone();
         let path = request.uri().path().to_owned();
+        if let Some(parent) = request.headers().get("traceparent") {
+            let parent = String::from_utf8_lossy(parent.as_bytes()).into_owned();
+            state.traceparents.lock().unwrap().push(parent);
+        }
         Box::pin(async move {
             let mut grpc = tonic::server::Grpc::new(RawCodec);
             let handler = Handler { state, path };

@@ -11,7 +11,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ use petstore::operations::{CreatePet, ShowPetById};
 use petstore::types::NewPet;
 use prost::Message as _;
 use support::server::{Reply, Server};
+use support::{Killed, free_port};
 use tokio::sync::watch;
 
 const PET: &str = r#"{"id": 7, "name": "Rex", "createdAt": "2026-11-26T10:00:00Z"}"#;
@@ -46,24 +47,6 @@ async fn adopt(ctx: WorkflowContext, name: String) -> Result<String, WorkflowErr
         .call_with(&ShowPetById { pet_id: created.id }, policy)
         .await?;
     Ok(format!("{} #{}", shown.name, shown.id))
-}
-
-/// A child process, killed when the test ends, also when it fails.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Builds `petstore-worker` with the `otel` feature, into the target directory the

@@ -5,6 +5,7 @@
 //! cargo bench -p codegen-runtime --bench runtime
 //! scripts/postgres.sh start && scripts/pulsar.sh start
 //! cargo bench -p codegen-runtime --features pulsar --bench runtime
+//! cargo bench -p codegen-runtime --bench runtime -- "one process"   # only the cases named so
 //! ```
 //!
 //! The distributed backend is measured when the `pulsar` feature is on, at the URL in
@@ -139,35 +140,23 @@ async fn main() {
     ) {
         return service_process(&db, &url, wakeups == "1").await;
     }
+    // Words after `--` choose the cases whose label has one of them; none runs every case.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let selected = |label: &str| filters.is_empty() || filters.iter().any(|f| label.contains(f));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(serve(listener));
+    println!("runtime benchmark, 2 worker threads per process");
 
     // 1. Plain HTTP calls, no runtime.
     let http = HttpClient::new(url.clone());
-    let count = Arc::new(AtomicU64::new(0));
-    let until = Instant::now() + Duration::from_secs(3);
-    let mut loops = Vec::new();
-    for i in 0..64 {
-        let (http, count) = (http.clone(), count.clone());
-        loops.push(tokio::spawn(async move {
-            while Instant::now() < until {
-                http.attempt(&Ping { n: i }, None).await.unwrap();
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
+    let plain = "plain reqwest calls, concurrency 64 (no runtime)";
+    if selected(plain) {
+        plain_calls(&http, plain).await;
     }
-    let started = Instant::now();
-    for l in loops {
-        l.await.unwrap();
-    }
-    let raw = count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
-
-    println!("runtime benchmark, 2 worker threads per process");
-    println!(
-        "{:<58} {:>10.0}/s",
-        "plain reqwest calls, concurrency 64 (no runtime)", raw
-    );
 
     let dir = tempfile::tempdir().unwrap();
     for (label, two_processes, wakeups, runs) in [
@@ -191,6 +180,10 @@ async fn main() {
             30,
         ),
     ] {
+        let label = format!("embedded backend (SQLite, synchronous=FULL), {label}");
+        if !selected(&label) {
+            continue;
+        }
         let db = dir
             .path()
             .join(format!("bench-{two_processes}-{wakeups}.db"));
@@ -201,31 +194,52 @@ async fn main() {
         } else {
             Service::InProcess
         };
-        measure(
-            &format!("embedded backend (SQLite, synchronous=FULL), {label}"),
-            sqlite,
-            &http,
-            service,
-            runs,
-        )
-        .await;
+        measure(&label, sqlite, &http, service, runs).await;
     }
     // The same as the first, with the Prometheus recorder installed and `/metrics` served: what
     // the metrics cost the hot path. Last, since a recorder cannot be uninstalled.
+    let label =
+        "embedded backend (SQLite, synchronous=FULL), one process, metrics on (served at /metrics)";
+    if selected(label) {
+        metrics_on(label, &dir, &http).await;
+    }
+    if selected("distributed") {
+        distributed(&http).await;
+    }
+}
+
+/// Plain HTTP calls at concurrency 64 for 3 s, printed under `label`.
+async fn plain_calls(http: &HttpClient, label: &str) {
+    let count = Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut loops = Vec::new();
+    for i in 0..64 {
+        let (http, count) = (http.clone(), count.clone());
+        loops.push(tokio::spawn(async move {
+            while Instant::now() < until {
+                http.attempt(&Ping { n: i }, None).await.unwrap();
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let started = Instant::now();
+    for l in loops {
+        l.await.unwrap();
+    }
+    let raw = count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+
+    println!("{label:<58} {raw:>10.0}/s");
+}
+
+/// The one-process case with the Prometheus recorder installed, and one scrape.
+async fn metrics_on(label: &str, dir: &tempfile::TempDir, http: &HttpClient) {
     let metrics = codegen_runtime::telemetry::serve("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let db = dir.path().join("bench-metrics.db");
     let options = SqliteOptions::default().with_process_wakeups(true);
     let sqlite = Arc::new(SqliteBackend::open_with(&db, options).unwrap());
-    measure(
-        "embedded backend (SQLite, synchronous=FULL), one process, metrics on (served at /metrics)",
-        sqlite,
-        &http,
-        Service::InProcess,
-        300,
-    )
-    .await;
+    measure(label, sqlite, http, Service::InProcess, 300).await;
     let started = Instant::now();
     let page = reqwest::get(format!("http://{metrics}/metrics"))
         .await
@@ -239,7 +253,6 @@ async fn main() {
         started.elapsed().as_secs_f64() * 1e3,
         page.lines().count()
     );
-    distributed(&http).await;
 }
 
 /// The service worker in a process of its own: runs until its standard input closes.

@@ -125,3 +125,22 @@ pub fn declared_version(spec: &Path) -> Option<String> {
             .unwrap_or_else(|| field.to_string()),
     )
 }
+
+/// A child process killed when dropped: when its test ends, and when it fails.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port free on 127.0.0.1 a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -311,6 +311,10 @@ impl Inspect for Backend {
         both!(self, b => b.attempts(id).await)
     }
 
+    async fn queue(&self, topic: &Topic) -> BackendResult<Option<super::inspect::QueueDepth>> {
+        both!(self, b => b.queue(topic).await)
+    }
+
     async fn services(&self, since: i64) -> BackendResult<Vec<ServiceStats>> {
         both!(self, b => b.services(since).await)
     }

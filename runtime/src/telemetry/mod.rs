@@ -34,6 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use crate::backend::Topic;
 use crate::backend::inspect::Inspect;
 
 /// The process's telemetry: its recorder, the workers that say whether they are ready, and the
@@ -138,8 +139,18 @@ async fn metrics_page(State(telemetry): State<&'static Telemetry>) -> Response {
     for backend in queues {
         // A slow backend must not hold the scrape past Prometheus's own timeout.
         let since = crate::backend::sqlite::now_ms() - 60_000;
-        match tokio::time::timeout(Duration::from_secs(2), backend.services(since)).await {
-            Ok(Ok(services)) => record::queues(&services),
+        let measured = tokio::time::timeout(Duration::from_secs(2), async {
+            let services = backend.services(since).await?;
+            let workflows = backend.queue(&Topic::Workflows).await?;
+            Ok::<_, crate::backend::BackendError>((services, workflows))
+        });
+        match measured.await {
+            Ok(Ok((services, workflows))) => {
+                record::queues(&services);
+                if let Some(depth) = workflows {
+                    record::queue(&Topic::Workflows.name(), &depth);
+                }
+            }
             Ok(Err(err)) => tracing::debug!(%err, "cannot measure the queues"),
             Err(_) => tracing::debug!("measuring the queues took over 2 s; skipped"),
         }

@@ -22,7 +22,7 @@
 //! | `codegen_backend_conflicts_total` | counter | |
 //! | `codegen_backend_unavailable_total` | counter | `worker` (`workflow`, `service`) |
 //!
-//! An attempt's `outcome` is `ok`, `retryable_error` (it runs again), `timed_out` (it runs
+//! A `topic` is `workflows` or `tasks/<service>`. An attempt's `outcome` is `ok`, `retryable_error` (it runs again), `timed_out` (it runs
 //! again), `permanent_error` (its task dies) or `dead` (a retryable failure with no attempt
 //! left, or a task the worker has no handler for). Every task that dies also counts once in
 //! `codegen_task_dead_letters_total`.

@@ -233,6 +233,9 @@ pub trait Inspect: Send + Sync + 'static {
     /// Each service's queue and its attempts since `since` (milliseconds since the Unix epoch).
     async fn services(&self, since: i64) -> BackendResult<Vec<ServiceStats>>;
 
+    /// The messages waiting in `topic`, when the backend can tell.
+    async fn queue(&self, topic: &crate::backend::Topic) -> BackendResult<Option<QueueDepth>>;
+
     /// Dead letters, newest first, at most `limit`.
     async fn dead(&self, filter: &DeadFilter, limit: usize) -> BackendResult<Vec<DeadLetter>>;
 

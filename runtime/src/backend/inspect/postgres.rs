@@ -252,6 +252,10 @@ impl<T: Transport> Inspect for DistributedBackend<T> {
         rows.iter().map(read_attempt).collect()
     }
 
+    async fn queue(&self, topic: &Topic) -> BackendResult<Option<super::QueueDepth>> {
+        self.inner.transport.queue(topic).await
+    }
+
     async fn services(&self, since: i64) -> BackendResult<Vec<ServiceStats>> {
         let client = self.inner.client().await?;
         let figures = client

@@ -345,6 +345,10 @@ impl Inspect for SqliteBackend {
         .await
     }
 
+    async fn queue(&self, topic: &Topic) -> BackendResult<Option<QueueDepth>> {
+        self.queue_depth(topic).await.map(Some)
+    }
+
     async fn services(&self, since: i64) -> BackendResult<Vec<ServiceStats>> {
         self.with_reader(move |conn, path| {
             let now = now_ms();
