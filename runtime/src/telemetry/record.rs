@@ -6,7 +6,7 @@ use std::time::Duration;
 use metrics::{counter, gauge, histogram};
 
 use super::names;
-use crate::backend::inspect::ServiceStats;
+use crate::backend::inspect::{QueueDepth, ServiceStats};
 use crate::backend::sqlite::now_ms;
 
 /// One task attempt and how it ended.
@@ -48,24 +48,30 @@ pub(crate) fn http_response(service: &'static str, operation: &'static str, stat
         .increment(1);
 }
 
-/// The queues of each service, as a backend reports them.
+/// The queues of each service, as a backend reports them (when it can tell).
 pub(crate) fn queues(services: &[ServiceStats]) {
-    let now = now_ms();
     for service in services {
-        let topic = format!("tasks/{}", service.service);
-        if let Some(ready) = service.ready {
-            gauge!(names::QUEUE_MESSAGES, "topic" => topic.clone(), "state" => "ready")
-                .set(ready as f64);
+        if let (Some(ready), Some(delayed)) = (service.ready, service.delayed) {
+            let depth = QueueDepth {
+                ready,
+                delayed,
+                oldest_ready_at: service.oldest_ready_at,
+            };
+            queue(&format!("tasks/{}", service.service), &depth);
         }
-        if let Some(delayed) = service.delayed {
-            gauge!(names::QUEUE_MESSAGES, "topic" => topic.clone(), "state" => "delayed")
-                .set(delayed as f64);
-        }
-        let age = service
-            .oldest_ready_at
-            .map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0);
-        gauge!(names::QUEUE_OLDEST_AGE, "topic" => topic).set(age);
     }
+}
+
+/// The depth of one topic.
+pub(crate) fn queue(topic: &str, depth: &QueueDepth) {
+    let age = depth
+        .oldest_ready_at
+        .map_or(0.0, |at| (now_ms() - at).max(0) as f64 / 1000.0);
+    gauge!(names::QUEUE_MESSAGES, "topic" => topic.to_owned(), "state" => "ready")
+        .set(depth.ready as f64);
+    gauge!(names::QUEUE_MESSAGES, "topic" => topic.to_owned(), "state" => "delayed")
+        .set(depth.delayed as f64);
+    gauge!(names::QUEUE_OLDEST_AGE, "topic" => topic.to_owned()).set(age);
 }
 
 /// One replay of an instance of `workflow` with a history of `events`.
