@@ -7,12 +7,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::backend::sqlite::now_ms;
 use crate::backend::{
     BackendError, Commit, Cursor, DeadFilter, DeadLetter, Inspect, InstanceFilter, InstanceInfo,
     Message, MessageBody, MessageQueue, ServiceStats, StateStore, Status, TaskMessage, Topic,
 };
 use crate::operate::{self, InstanceDetail};
+use crate::time::now_ms;
 use crate::worker::ids;
 use crate::workflow::Event;
 use crate::workflow::replay::RecordedHistory;

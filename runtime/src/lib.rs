@@ -59,6 +59,7 @@ mod retry;
 pub mod schema;
 mod task;
 pub mod telemetry;
+mod time;
 pub mod worker;
 pub mod workflow;
 

@@ -4,9 +4,9 @@
 //! A commit writes the instance, its new events and the messages it sends (an outbox table) in
 //! one PostgreSQL transaction, with optimistic concurrency on the event count: the row is locked
 //! and a writer that read fewer events than are stored gets [`BackendError::Conflict`] and
-//! changes nothing. After the transaction the messages are published and their outbox rows
-//! deleted, then the consumed deliveries are acknowledged. A process killed in between leaves
-//! the outbox rows, which a relay in every process publishes after a few seconds; a message can
+//! changes nothing. After the transaction the consumed deliveries are acknowledged, then the
+//! messages are published and their outbox rows deleted (see `after_commit` for why in that
+//! order). A process killed in between leaves the outbox rows, which a relay in every process publishes after a few seconds; a message can
 //! so be published twice, never lost, and its id (deterministic) lets the receiver drop the
 //! second: histories skip event ids they hold, task calls carry the same idempotency key.
 //!
@@ -20,11 +20,11 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::Notify;
 use tokio_postgres::error::SqlState;
 
-use super::sqlite::now_ms;
 use super::{
     BackendError, BackendResult, Commit, DeadLetter, Delivery, InstanceInfo, Message, MessageBody,
     MessageQueue, Receipt, Settlement, StateStore, Status, Topic,
 };
+use crate::time::now_ms;
 use crate::workflow::HistoryEvent;
 
 /// How messages travel for the distributed backend: publish, receive under a lease, acknowledge.
@@ -295,14 +295,6 @@ fn to_json<V: serde::Serialize>(value: &V) -> BackendResult<String> {
     serde_json::to_string(value).map_err(|e| BackendError::Invalid(e.to_string()))
 }
 
-/// The topic of a stored topic name.
-pub(crate) fn parse_topic(name: &str) -> Topic {
-    match name.strip_prefix("tasks/") {
-        Some(service) => Topic::Tasks(service.to_owned()),
-        None => Topic::Workflows,
-    }
-}
-
 pub(super) fn read_instance(row: &tokio_postgres::Row) -> BackendResult<InstanceInfo> {
     let get = |e: tokio_postgres::Error| corrupt("an instance row", e);
     let status: String = row.try_get("status").map_err(get)?;
@@ -551,7 +543,7 @@ impl<T: Transport> Inner<T> {
                 serde_json::from_str(&body).map_err(|e| corrupt("an outbox message", e))?;
             messages.push(Message {
                 id: id.clone(),
-                topic: parse_topic(&topic),
+                topic: Topic::from_name(&topic),
                 key: row.get(2),
                 deliver_at: row.get(3),
                 body,
@@ -911,7 +903,7 @@ impl<T: Transport> MessageQueue for DistributedBackend<T> {
             .iter()
             .map(|r| DeadLetter {
                 id: r.get(0),
-                topic: parse_topic(&r.get::<_, String>(1)),
+                topic: Topic::from_name(&r.get::<_, String>(1)),
                 key: r.get(2),
                 body: r.get(3),
                 reason: r.get(4),
@@ -944,7 +936,7 @@ impl<T: Transport> MessageQueue for DistributedBackend<T> {
                 let body: String = row.get(2);
                 Message {
                     id: id.to_owned(),
-                    topic: parse_topic(&row.get::<_, String>(0)),
+                    topic: Topic::from_name(&row.get::<_, String>(0)),
                     key: row.get(1),
                     deliver_at: now_ms(),
                     body: serde_json::from_str(&body).map_err(|e| {

@@ -63,6 +63,14 @@ impl Topic {
             Self::Tasks(service) => format!("tasks/{service}"),
         }
     }
+
+    /// The topic a stored name names: the reverse of [`Topic::name`].
+    pub fn from_name(name: &str) -> Self {
+        match name.strip_prefix("tasks/") {
+            Some(service) => Self::Tasks(service.to_owned()),
+            None => Self::Workflows,
+        }
+    }
 }
 
 /// A message: an instance to start, an event for an instance, or a task to run.
@@ -110,7 +118,7 @@ pub enum MessageBody {
 /// A task to run, with what it takes to retry it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskMessage {
-    /// `<instance id>:<command number>`: the idempotency key of the call.
+    /// `<instance id>/task/<command number>`: the idempotency key of the call.
     pub task_id: String,
     /// The instance that called it.
     pub instance_id: String,

@@ -24,8 +24,8 @@ use tokio::sync::{Mutex, mpsc};
 
 use super::distributed::{Received, Transport};
 use super::inspect::QueueDepth;
-use super::sqlite::now_ms;
 use super::{BackendError, BackendResult, Delivery, Message, Receipt, Topic};
+use crate::time::now_ms;
 
 /// Where the broker is and how topics are named.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,13 +6,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::wake::{Waiters, Wake};
 use super::{
     BackendError, BackendResult, Commit, DeadLetter, Delivery, InstanceInfo, Message, MessageBody,
     MessageQueue, Receipt, Settlement, StateStore, Status, Topic,
 };
+use crate::time::now_ms;
 use crate::workflow::HistoryEvent;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
@@ -145,14 +146,6 @@ impl std::fmt::Debug for SqliteBackend {
             .field("path", &self.inner.path)
             .finish()
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 impl SqliteBackend {
@@ -361,13 +354,6 @@ fn parse_receipt(receipt: &str) -> BackendResult<(i64, i64)> {
         .ok_or_else(|| {
             BackendError::Invalid(format!("`{receipt}` is not a receipt of this backend"))
         })
-}
-
-pub(super) fn parse_topic(name: &str) -> Topic {
-    match name.strip_prefix("tasks/") {
-        Some(service) => Topic::Tasks(service.to_owned()),
-        None => Topic::Workflows,
-    }
 }
 
 pub(super) fn read_instance(
@@ -736,7 +722,7 @@ impl MessageQueue for SqliteBackend {
                 .query_map([], |r| {
                     Ok(DeadLetter {
                         id: r.get(0)?,
-                        topic: parse_topic(&r.get::<_, String>(1)?),
+                        topic: Topic::from_name(&r.get::<_, String>(1)?),
                         key: r.get(2)?,
                         body: r.get(3)?,
                         reason: r.get(4)?,

@@ -138,7 +138,7 @@ async fn metrics_page(State(telemetry): State<&'static Telemetry>) -> Response {
     let queues: Vec<_> = lock(&telemetry.queues).clone();
     for backend in queues {
         // A slow backend must not hold the scrape past Prometheus's own timeout.
-        let since = crate::backend::sqlite::now_ms() - 60_000;
+        let since = crate::time::now_ms() - 60_000;
         let measured = tokio::time::timeout(Duration::from_secs(2), async {
             let services = backend.services(since).await?;
             let workflows = backend.queue(&Topic::Workflows).await?;

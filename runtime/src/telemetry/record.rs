@@ -7,7 +7,7 @@ use metrics::{counter, gauge, histogram};
 
 use super::names;
 use crate::backend::inspect::{QueueDepth, ServiceStats};
-use crate::backend::sqlite::now_ms;
+use crate::time::now_ms;
 
 /// One task attempt and how it ended.
 pub(crate) fn attempt(service: &str, task: &str, outcome: &'static str, took: Duration) {

@@ -6,9 +6,18 @@ pub(crate) fn task_id(instance: &str, seq: u32) -> String {
     format!("{instance}/task/{seq}")
 }
 
-/// The message carrying the result of command `seq`.
-pub(crate) fn result_id(instance: &str, seq: u32) -> String {
-    format!("{instance}/result/{seq}")
+/// The message carrying the result of command `seq`, the first time its task ran
+/// (`redrive` 0) or after the `redrive`-th retry of it from the dead-letter list.
+pub(crate) fn result_id(instance: &str, seq: u32, redrive: u32) -> String {
+    match redrive {
+        0 => format!("{instance}/result/{seq}"),
+        n => format!("{instance}/result/{seq}/retry/{n}"),
+    }
+}
+
+/// Whether a result message comes from a task an operator retried from the dead-letter list.
+pub(crate) fn is_retry(message_id: &str) -> bool {
+    message_id.contains("/retry/")
 }
 
 /// The message that fires timer `seq`.

@@ -13,13 +13,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::Instrument;
 
 use super::ids;
-use crate::backend::sqlite::now_ms;
 use crate::backend::{
     AttemptOutcome, BackendError, BackendResult, Delivery, Message, MessageBody, MessageQueue,
     Settlement, TaskAttempt, TaskMessage, Topic,
 };
 use crate::http::{CallOptions, HttpClient, HttpOperation};
 use crate::telemetry::{self, Readiness, ReadyFlag, record, trace};
+use crate::time::now_ms;
 use crate::workflow::Event;
 use crate::workflow::engine::panic_message;
 use crate::{Task, TaskError};
@@ -401,12 +401,8 @@ fn result_message(task: &TaskMessage, outcome: Result<Value, TaskError>) -> Mess
             error,
         },
     };
-    let id = match task.redrive {
-        0 => ids::result_id(&task.instance_id, task.seq),
-        n => format!("{}/retry/{n}", ids::result_id(&task.instance_id, task.seq)),
-    };
     Message {
-        id,
+        id: ids::result_id(&task.instance_id, task.seq, task.redrive),
         topic: Topic::Workflows,
         key: task.instance_id.clone(),
         deliver_at: now_ms(),

@@ -8,12 +8,12 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::ids;
-use crate::backend::sqlite::now_ms;
 use crate::backend::{
     BackendError, BackendResult, Commit, Delivery, InstanceInfo, Message, MessageBody,
     MessageQueue, StateStore, Status, TaskMessage, Topic, event_id,
 };
 use crate::telemetry::{self, Readiness, ReadyFlag, record, trace};
+use crate::time::now_ms;
 use crate::workflow::engine::{Outcome, activate};
 use crate::workflow::{Clock, Event, HistoryEvent, WorkflowError, Workflows};
 
@@ -233,29 +233,16 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         deliveries: Vec<Delivery>,
     ) -> BackendResult<Option<(Commit, History, Option<Status>)>> {
         let now = now_ms();
-        let (info, history) = match self.cached(id) {
-            Some((info, history)) => (Some(info), history),
-            None => {
-                let info = self.backend.instance(id).await?;
-                let history = match &info {
-                    Some(_) => self.backend.history(id).await?,
-                    None => Vec::new(),
-                };
-                (info, history)
-            }
-        };
+        let (info, history) = self.load(id).await?;
         let read = history.clone();
         let prior = info.as_ref().map(|i| i.status);
-        let acks = deliveries.iter().map(|d| d.receipt.clone()).collect();
         let mut commit = Commit {
             expected_events: info.as_ref().map_or(0, |i| i.events),
             create: info.is_none(),
-            instance: info
-                .clone()
-                .unwrap_or_else(|| InstanceInfo::new(id, "", Value::Null, now)),
+            instance: info.unwrap_or_else(|| InstanceInfo::new(id, "", Value::Null, now)),
             events: Vec::new(),
             messages: Vec::new(),
-            acks,
+            acks: deliveries.iter().map(|d| d.receipt.clone()).collect(),
             truncate_to: None,
         };
         let mut events: History = history;
@@ -268,92 +255,19 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                     parent,
                     trace,
                 } => {
-                    if !events.is_empty() || !commit.events.is_empty() {
-                        continue; // already started: a duplicate start
-                    }
-                    let Some((version, _)) = self.workflows.newest(&name) else {
-                        commit.instance = InstanceInfo {
-                            name: name.clone(),
-                            status: Status::Failed,
-                            error: Some(format!(
-                                "no workflow named `{name}` is registered with this worker"
-                            )),
+                    // A second start of an instance that has begun is a duplicate.
+                    if events.is_empty() && commit.events.is_empty() {
+                        let start = Start {
+                            name,
                             input,
-                            parent: parent.clone(),
-                            ..commit.instance
+                            parent,
+                            trace,
                         };
-                        if let Some((parent, seq)) = parent {
-                            commit.messages.push(child_result(
-                                &parent,
-                                seq,
-                                Err(WorkflowError::new(format!(
-                                    "no workflow named `{name}` is registered"
-                                ))),
-                            ));
-                        }
-                        continue;
-                    };
-                    commit.instance.name = name.clone();
-                    commit.instance.version = version;
-                    commit.instance.input = input.clone();
-                    commit.instance.parent = parent;
-                    let span =
-                        tracing::debug_span!("workflow", workflow = %name, instance = id, version);
-                    trace::set_parent(&span, trace.as_deref());
-                    commit.events.push((
-                        "start".to_owned(),
-                        HistoryEvent {
-                            at: now,
-                            event: Event::WorkflowStarted {
-                                name,
-                                version,
-                                input,
-                                clock: self.options.clock,
-                                trace: trace::traceparent(&span),
-                            },
-                        },
-                    ));
+                        self.start(&mut commit, start, now);
+                    }
                 }
                 MessageBody::Event { event } => {
-                    let event_id = d.message.id.clone();
-                    let known = events
-                        .iter()
-                        .chain(&commit.events)
-                        .any(|(id, _)| *id == event_id);
-                    if known {
-                        continue;
-                    }
-                    match result_seq(&event).and_then(|seq| result_index(&events, seq)) {
-                        // The result of a task retried from the dead-letter list.
-                        Some(index)
-                            if is_retry(&event_id)
-                                && ended_in_failure(&events)
-                                && commit.truncate_to.is_none() =>
-                        {
-                            tracing::info!(
-                                instance = id,
-                                "the result of a retried task arrived; the workflow goes on from it"
-                            );
-                            let kept = rewind(&mut events, index);
-                            commit.truncate_to = Some(index as u64);
-                            // What was kept is older than what this batch brought so far.
-                            commit.events.splice(0..0, kept);
-                            commit.instance.status = Status::Running;
-                            commit.instance.error = None;
-                            commit
-                                .events
-                                .push((event_id, HistoryEvent { at: now, event }));
-                        }
-                        Some(_) => {
-                            tracing::warn!(
-                                instance = id,
-                                "a second result for a task the workflow already handled; dropped"
-                            );
-                        }
-                        None => commit
-                            .events
-                            .push((event_id, HistoryEvent { at: now, event })),
-                    }
+                    take_event(&mut commit, &mut events, d.message.id, event, now);
                 }
                 MessageBody::Wake => wake = true,
                 MessageBody::Task(_) => {
@@ -367,28 +281,89 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         if commit.create && commit.events.is_empty() && commit.instance.status != Status::Failed {
             return Ok(None);
         }
-        // Replay only for something new the workflow reacts to: not for a duplicate, and not
-        // for an operator's record alone (an instance reopened for a retried task would
-        // otherwise end again, as before, while its task runs).
-        let news = wake
-            || commit
-                .events
-                .iter()
-                .any(|(_, e)| !matches!(e.event, Event::OperatorAction { .. }));
-        if !news
-            || commit.instance.status.is_final()
-            || (commit.instance.status == Status::Parked && !wake)
-        {
-            return Ok(Some((commit, read, prior)));
+        if needs_replay(&commit, wake) {
+            for (event_id, event) in &commit.events {
+                if !events_contain(&events, event_id) {
+                    events.push((event_id.clone(), event.clone()));
+                }
+            }
+            self.replay(&mut commit, &events, now);
         }
-        events.extend(
-            commit
-                .events
-                .iter()
-                .filter(|(id, _)| !events_contain(&events, id))
-                .cloned()
-                .collect::<Vec<_>>(),
+        Ok(Some((commit, read, prior)))
+    }
+
+    /// The instance and its history, from what this worker committed last or else from the
+    /// backend; none and empty for an instance that does not exist.
+    async fn load(&self, id: &str) -> BackendResult<(Option<InstanceInfo>, History)> {
+        if let Some((info, history)) = self.cached(id) {
+            return Ok((Some(info), history));
+        }
+        let info = self.backend.instance(id).await?;
+        let history = match &info {
+            Some(_) => self.backend.history(id).await?,
+            None => Vec::new(),
+        };
+        Ok((info, history))
+    }
+
+    /// Starts the instance of `commit`: pinned to the newest version of the workflow, or
+    /// failed at once when this worker has none (telling its parent).
+    fn start(&self, commit: &mut Commit, start: Start, now: i64) {
+        let Start {
+            name,
+            input,
+            parent,
+            trace,
+        } = start;
+        let Some((version, _)) = self.workflows.newest(&name) else {
+            if let Some((parent, seq)) = &parent {
+                commit.messages.push(child_result(
+                    parent,
+                    *seq,
+                    Err(WorkflowError::new(format!(
+                        "no workflow named `{name}` is registered"
+                    ))),
+                ));
+            }
+            commit.instance.status = Status::Failed;
+            commit.instance.error = Some(format!(
+                "no workflow named `{name}` is registered with this worker"
+            ));
+            commit.instance.name = name;
+            commit.instance.input = input;
+            commit.instance.parent = parent;
+            return;
+        };
+        let span = tracing::debug_span!(
+            "workflow",
+            workflow = %name,
+            instance = %commit.instance.id,
+            version
         );
+        trace::set_parent(&span, trace.as_deref());
+        commit.instance.name = name.clone();
+        commit.instance.version = version;
+        commit.instance.input = input.clone();
+        commit.instance.parent = parent;
+        commit.events.push((
+            "start".to_owned(),
+            HistoryEvent {
+                at: now,
+                event: Event::WorkflowStarted {
+                    name,
+                    version,
+                    input,
+                    clock: self.options.clock,
+                    trace: trace::traceparent(&span),
+                },
+            },
+        ));
+    }
+
+    /// Replays `events` (the history with this batch's news) and adds what the workflow does
+    /// next to `commit`: its new events, the messages they send, and its status.
+    fn replay(&self, commit: &mut Commit, events: &History, now: i64) {
+        let id = commit.instance.id.clone();
         let Some(workflow) = self
             .workflows
             .get(&commit.instance.name, commit.instance.version)
@@ -398,7 +373,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                 "version {} of workflow `{}` is not registered with this worker: deploy it, then resume the instance",
                 commit.instance.version, commit.instance.name
             ));
-            return Ok(Some((commit, read, prior)));
+            return;
         };
         let (clock, parent_trace) = match events.first().map(|(_, e)| &e.event) {
             Some(Event::WorkflowStarted { clock, trace, .. }) => (*clock, trace.as_deref()),
@@ -407,20 +382,20 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         let span = tracing::debug_span!(
             "workflow.activation",
             workflow = %commit.instance.name,
-            instance = id,
+            instance = %id,
             events = events.len(),
         );
         trace::set_parent(&span, parent_trace);
         let replayed: Vec<HistoryEvent> = events.iter().map(|(_, e)| e.clone()).collect();
         let started = Instant::now();
-        let activation = span.in_scope(|| activate(workflow.as_ref(), id, &replayed));
+        let activation = span.in_scope(|| activate(workflow.as_ref(), &id, &replayed));
         record::activation(&commit.instance.name, started.elapsed(), replayed.len());
         let trace = trace::traceparent(&span);
         commit.instance.status = Status::Running;
         commit.instance.error = None;
         for event in activation.new_events {
             commit.messages.extend(self.messages_for(
-                id,
+                &id,
                 &commit.instance,
                 &event,
                 now,
@@ -437,45 +412,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                 .events
                 .push((event_id(&event), HistoryEvent { at: now, event }));
         }
-        match activation.outcome {
-            Outcome::Running => {}
-            Outcome::Finished => {
-                commit.instance.status = if commit.instance.output.is_some() {
-                    Status::Completed
-                } else {
-                    Status::Failed
-                };
-            }
-            Outcome::Cancelled { children } => {
-                commit.instance.status = Status::Cancelled;
-                for child in children {
-                    commit.messages.push(Message {
-                        id: ids::cancel_id(&child),
-                        topic: Topic::Workflows,
-                        key: child.clone(),
-                        deliver_at: now,
-                        body: MessageBody::Event {
-                            event: Event::CancelRequested {
-                                reason: format!("its parent `{id}` was cancelled"),
-                            },
-                        },
-                    });
-                }
-                if let Some((parent, seq)) = &commit.instance.parent {
-                    commit.messages.push(child_result(
-                        parent,
-                        *seq,
-                        Err(WorkflowError::new("cancelled")),
-                    ));
-                }
-            }
-            Outcome::Parked(reason) => {
-                tracing::error!(instance = id, %reason, "workflow parked");
-                commit.instance.status = Status::Parked;
-                commit.instance.error = Some(reason.to_string());
-            }
-        }
-        Ok(Some((commit, read, prior)))
+        settle_outcome(commit, activation.outcome, now);
     }
 
     /// What a new event of the engine sends.
@@ -552,6 +489,114 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
     }
 }
 
+/// A start message's fields.
+struct Start {
+    name: String,
+    input: Value,
+    parent: Option<(String, u32)>,
+    trace: Option<String>,
+}
+
+/// Adds an event that came as a message (a result, a timer, a signal...) to `commit`, unless
+/// the history holds it already. The result of a task an operator retried, for a workflow that
+/// failed of it, rewinds the history to before the failure.
+fn take_event(commit: &mut Commit, events: &mut History, event_id: String, event: Event, now: i64) {
+    let known = events
+        .iter()
+        .chain(&commit.events)
+        .any(|(id, _)| *id == event_id);
+    if known {
+        return;
+    }
+    let id = &commit.instance.id;
+    match result_seq(&event).and_then(|seq| result_index(events, seq)) {
+        Some(index)
+            if ids::is_retry(&event_id)
+                && ended_in_failure(events)
+                && commit.truncate_to.is_none() =>
+        {
+            tracing::info!(
+                instance = %id,
+                "the result of a retried task arrived; the workflow goes on from it"
+            );
+            let kept = rewind(events, index);
+            commit.truncate_to = Some(index as u64);
+            // What was kept is older than what this batch brought so far.
+            commit.events.splice(0..0, kept);
+            commit.instance.status = Status::Running;
+            commit.instance.error = None;
+            commit
+                .events
+                .push((event_id, HistoryEvent { at: now, event }));
+        }
+        Some(_) => {
+            tracing::warn!(
+                instance = %id,
+                "a second result for a task the workflow already handled; dropped"
+            );
+        }
+        None => commit
+            .events
+            .push((event_id, HistoryEvent { at: now, event })),
+    }
+}
+
+/// Whether `commit` brings something the workflow reacts to: not a duplicate, not an
+/// operator's record alone (an instance reopened for a retried task would otherwise end
+/// again, as before, while its task runs), and nothing for a finished instance or for a parked
+/// one unless it is woken (resumed).
+fn needs_replay(commit: &Commit, wake: bool) -> bool {
+    let news = wake
+        || commit
+            .events
+            .iter()
+            .any(|(_, e)| !matches!(e.event, Event::OperatorAction { .. }));
+    news && !commit.instance.status.is_final() && (commit.instance.status != Status::Parked || wake)
+}
+
+/// The status an activation's outcome gives the instance, and what a cancellation sends.
+fn settle_outcome(commit: &mut Commit, outcome: Outcome, now: i64) {
+    let id = commit.instance.id.clone();
+    match outcome {
+        Outcome::Running => {}
+        Outcome::Finished => {
+            commit.instance.status = if commit.instance.output.is_some() {
+                Status::Completed
+            } else {
+                Status::Failed
+            };
+        }
+        Outcome::Cancelled { children } => {
+            commit.instance.status = Status::Cancelled;
+            for child in children {
+                commit.messages.push(Message {
+                    id: ids::cancel_id(&child),
+                    topic: Topic::Workflows,
+                    key: child.clone(),
+                    deliver_at: now,
+                    body: MessageBody::Event {
+                        event: Event::CancelRequested {
+                            reason: format!("its parent `{id}` was cancelled"),
+                        },
+                    },
+                });
+            }
+            if let Some((parent, seq)) = &commit.instance.parent {
+                commit.messages.push(child_result(
+                    parent,
+                    *seq,
+                    Err(WorkflowError::new("cancelled")),
+                ));
+            }
+        }
+        Outcome::Parked(reason) => {
+            tracing::error!(instance = %id, %reason, "workflow parked");
+            commit.instance.status = Status::Parked;
+            commit.instance.error = Some(reason.to_string());
+        }
+    }
+}
+
 /// Counts the instances that `commits` started, ended or parked; `prior` holds each one's
 /// status before (none for a new one).
 fn count_transitions(commits: &[Commit], prior: &HashMap<String, Option<Status>>) {
@@ -593,11 +638,6 @@ fn result_index(events: &History, seq: u32) -> Option<usize> {
     events
         .iter()
         .position(|(_, e)| result_seq(&e.event) == Some(seq))
-}
-
-/// Whether a result message comes from a task an operator retried from the dead-letter list.
-fn is_retry(message_id: &str) -> bool {
-    message_id.contains("/retry/")
 }
 
 fn ended_in_failure(events: &[(String, HistoryEvent)]) -> bool {

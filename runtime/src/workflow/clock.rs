@@ -28,7 +28,7 @@ impl Clock {
     /// Workflow time runs `factor` times faster than real time from now on.
     pub fn scaled_from_now(factor: f64) -> Self {
         Self::Scaled {
-            origin: crate::backend::sqlite::now_ms(),
+            origin: crate::time::now_ms(),
             factor,
         }
     }

@@ -258,7 +258,7 @@ impl WorkflowContext {
 }
 
 /// The result of [`WorkflowContext::call`].
-#[must_use = "a task call does nothing unless awaited"]
+#[must_use = "the task is scheduled when called; await the future for its result"]
 pub struct TaskFuture<O> {
     state: Rc<RefCell<State>>,
     seq: u32,
@@ -286,7 +286,7 @@ impl<O: DeserializeOwned> Future for TaskFuture<O> {
 }
 
 /// The result of [`WorkflowContext::sleep`] and [`WorkflowContext::sleep_until`].
-#[must_use = "a timer does nothing unless awaited"]
+#[must_use = "the timer starts when made; await the future to wait for it"]
 pub struct TimerFuture {
     state: Rc<RefCell<State>>,
     seq: u32,

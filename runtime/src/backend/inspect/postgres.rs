@@ -9,7 +9,7 @@ use super::{
     prefix_range,
 };
 use crate::backend::distributed::{
-    DistributedBackend, Transport, corrupt, parse_topic, pg_error, read_instance,
+    DistributedBackend, Transport, corrupt, pg_error, read_instance,
 };
 use crate::backend::{BackendResult, DeadLetter, InstanceInfo, Settlement, Status, Topic};
 
@@ -130,7 +130,7 @@ fn read_dead(row: &tokio_postgres::Row) -> BackendResult<DeadLetter> {
     let get = |e: tokio_postgres::Error| corrupt("a dead letter row", e);
     Ok(DeadLetter {
         id: row.try_get("id").map_err(get)?,
-        topic: parse_topic(&row.try_get::<_, String>("topic").map_err(get)?),
+        topic: Topic::from_name(&row.try_get::<_, String>("topic").map_err(get)?),
         key: row.try_get("key").map_err(get)?,
         body: row.try_get("body").map_err(get)?,
         reason: row.try_get("reason").map_err(get)?,

@@ -10,8 +10,9 @@ use super::{
     AttemptOutcome, Cursor, DeadFilter, Inspect, InstanceFilter, QueueDepth, ServiceStats,
     TaskAttempt, prefix_range,
 };
-use crate::backend::sqlite::{SqliteBackend, corrupt, error, now_ms, parse_topic, read_instance};
+use crate::backend::sqlite::{SqliteBackend, corrupt, error, read_instance};
 use crate::backend::{BackendResult, DeadLetter, InstanceInfo, Settlement, Status, Topic};
+use crate::time::now_ms;
 
 /// How long the per-minute figures of services are kept.
 const STATS_KEPT_MINUTES: i64 = 24 * 60;
@@ -250,7 +251,7 @@ fn read_attempt(
 fn read_dead(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
     Ok(DeadLetter {
         id: row.get("id")?,
-        topic: parse_topic(&row.get::<_, String>("topic")?),
+        topic: Topic::from_name(&row.get::<_, String>("topic")?),
         key: row.get("key")?,
         body: row.get("body")?,
         reason: row.get("reason")?,
