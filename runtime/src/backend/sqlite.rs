@@ -2,7 +2,7 @@
 //!
 //! Nothing to install or start. Several processes on one machine may share the file (WAL mode;
 //! writers take turns). Receivers learn of new messages at once, in this process and in the
-//! others that share the file (see [`super::wake`]).
+//! others that share the file (see `backend/wake.rs`).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,159 @@
+//! The outbox: messages committed with the state, published after the transaction, and the relay
+//! that publishes what a stopped process left.
+
+use super::Inner;
+use super::RELAY_AFTER_MS;
+use super::errors::corrupt;
+use super::errors::pg_error;
+use super::errors::pool_error;
+use super::state::to_json;
+use super::transport::Transport;
+use std::time::Duration;
+
+use crate::backend::{BackendResult, Message, MessageBody, Receipt, Topic};
+use crate::time::now_ms;
+
+pub(super) async fn insert_outbox(
+    tx: &deadpool_postgres::Transaction<'_>,
+    messages: &[Message],
+    now: i64,
+) -> BackendResult<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::with_capacity(messages.len());
+    let mut topics = Vec::with_capacity(messages.len());
+    let mut keys = Vec::with_capacity(messages.len());
+    let mut due = Vec::with_capacity(messages.len());
+    let mut bodies = Vec::with_capacity(messages.len());
+    for m in messages {
+        ids.push(m.id.as_str());
+        topics.push(m.topic.name());
+        keys.push(m.key.as_str());
+        due.push(m.deliver_at);
+        bodies.push(to_json(&m.body)?);
+    }
+    tx.execute(
+        "INSERT INTO codegen_outbox (id, topic, key, deliver_at, body, created_at)
+         SELECT m.id, m.topic, m.key, m.deliver_at, m.body, $6
+         FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[]) AS m(id, topic, key, deliver_at, body)
+         ON CONFLICT (id) DO NOTHING",
+        &[&ids, &topics, &keys, &due, &bodies, &now],
+    )
+    .await
+    .map_err(|e| pg_error("writing the outbox", &e))?;
+    Ok(())
+}
+
+impl<T: Transport> Inner<T> {
+    pub(in crate::backend) async fn client(&self) -> BackendResult<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// After a commit: acknowledge what it consumed, then publish what it sends and delete
+    /// their outbox rows. Acknowledging first is safe, since the outbox keeps the messages
+    /// until they are published, and needed: a retry reuses the id of the delivery it replaces,
+    /// which a transport that drops duplicates by id would drop while that one is pending.
+    pub(super) async fn after_commit(
+        &self,
+        messages: Vec<Message>,
+        acks: Vec<Receipt>,
+    ) -> BackendResult<()> {
+        if !acks.is_empty() {
+            {
+                let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                for r in &acks {
+                    pending.remove(r);
+                }
+            }
+            if let Err(err) = self.transport.ack(&acks).await {
+                // Delivered again after the lease; the receiver drops it by id.
+                tracing::warn!(%err, "acknowledging after a commit failed");
+            }
+        }
+        if !messages.is_empty() {
+            if let Err(err) = self.transport.publish(&messages).await {
+                // The outbox keeps them: the relay publishes them when the transport is back.
+                tracing::warn!(%err, "publishing after a commit failed; the outbox relay will retry");
+                return Ok(());
+            }
+            let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
+            let mut client = self.client().await?;
+            // Losing this delete to a crash only publishes the messages again, which the
+            // receivers drop by id: it need not wait for the disk.
+            let tx = client
+                .transaction()
+                .await
+                .map_err(|e| pg_error("clearing the outbox", &e))?;
+            tx.batch_execute("SET LOCAL synchronous_commit TO OFF")
+                .await
+                .map_err(|e| pg_error("clearing the outbox", &e))?;
+            tx.execute("DELETE FROM codegen_outbox WHERE id = ANY($1)", &[&ids])
+                .await
+                .map_err(|e| pg_error("clearing the outbox", &e))?;
+            tx.commit()
+                .await
+                .map_err(|e| pg_error("clearing the outbox", &e))?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn relay(&self, older_than_ms: i64) -> BackendResult<usize> {
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| pg_error("relaying the outbox", &e))?;
+        let rows = tx
+            .query(
+                "SELECT id, topic, key, deliver_at, body FROM codegen_outbox WHERE created_at <= $1
+                 ORDER BY created_at, id LIMIT 500 FOR UPDATE SKIP LOCKED",
+                &[&(now_ms() - older_than_ms)],
+            )
+            .await
+            .map_err(|e| pg_error("reading the outbox", &e))?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut messages = Vec::with_capacity(rows.len());
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.get(0);
+            let topic: String = row.get(1);
+            let body: String = row.get(4);
+            let body: MessageBody =
+                serde_json::from_str(&body).map_err(|e| corrupt("an outbox message", e))?;
+            messages.push(Message {
+                id: id.clone(),
+                topic: Topic::from_name(&topic),
+                key: row.get(2),
+                deliver_at: row.get(3),
+                body,
+            });
+            ids.push(id);
+        }
+        self.transport.publish(&messages).await?;
+        tx.execute("DELETE FROM codegen_outbox WHERE id = ANY($1)", &[&ids])
+            .await
+            .map_err(|e| pg_error("clearing the outbox", &e))?;
+        tx.commit()
+            .await
+            .map_err(|e| pg_error("clearing the outbox", &e))?;
+        Ok(messages.len())
+    }
+}
+
+pub(super) async fn relay_loop<T: Transport>(inner: std::sync::Weak<Inner<T>>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(inner) = inner.upgrade() else { return };
+        match inner.relay(RELAY_AFTER_MS).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                messages = n,
+                "published outbox messages left by a stopped process"
+            ),
+            Err(err) => tracing::warn!(%err, "the outbox relay failed; trying again"),
+        }
+    }
+}

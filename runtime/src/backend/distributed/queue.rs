@@ -1,0 +1,204 @@
+//! The message queue over a transport: receive, settle, dead letters and redrive.
+
+use super::DistributedBackend;
+use super::errors::pg_error;
+use super::outbox::insert_outbox;
+use super::state::to_json;
+use super::transport::Received;
+use super::transport::Transport;
+use crate::backend::{
+    BackendError, BackendResult, DeadLetter, Delivery, Message, MessageQueue, Receipt, Settlement,
+    Topic,
+};
+use crate::time::now_ms;
+
+#[async_trait::async_trait]
+impl<T: Transport> MessageQueue for DistributedBackend<T> {
+    async fn send(&self, messages: Vec<Message>) -> BackendResult<()> {
+        self.inner.transport.publish(&messages).await
+    }
+
+    async fn receive(
+        &self,
+        topic: &Topic,
+        max: usize,
+        lease_ms: i64,
+    ) -> BackendResult<Vec<Delivery>> {
+        let received = self.inner.transport.receive(topic, max, lease_ms).await?;
+        let mut out = Vec::with_capacity(received.len());
+        let mut dead = Vec::new();
+        for r in received {
+            match r {
+                Received::Message(d) => out.push(*d),
+                Received::Undecodable {
+                    receipt,
+                    id,
+                    topic,
+                    key,
+                    body,
+                    error,
+                } => dead.push((
+                    receipt,
+                    DeadLetter {
+                        id,
+                        topic,
+                        key,
+                        body,
+                        reason: format!("the message does not decode: {error}"),
+                        died_at: now_ms(),
+                    },
+                )),
+            }
+        }
+        if !dead.is_empty() {
+            let client = self.inner.client().await?;
+            for (_, d) in &dead {
+                insert_dead_letter(&client, d).await?;
+            }
+            let receipts: Vec<Receipt> = dead.into_iter().map(|(r, _)| r).collect();
+            self.inner.transport.ack(&receipts).await?;
+        }
+        {
+            let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+            for d in &out {
+                pending.insert(d.receipt.clone(), d.message.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ack(&self, receipts: Vec<Receipt>) -> BackendResult<()> {
+        self.inner.after_commit(Vec::new(), receipts).await
+    }
+
+    async fn settle(&self, settlements: Vec<Settlement>) -> BackendResult<()> {
+        let mut client = self.inner.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| pg_error("settling", &e))?;
+        let now = now_ms();
+        let mut messages = Vec::new();
+        let mut acks = Vec::new();
+        for s in &settlements {
+            if let Some(reason) = &s.dead {
+                let message = {
+                    let pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+                    pending.get(&s.receipt).cloned()
+                };
+                let Some(m) = message else {
+                    return Err(BackendError::Invalid(format!(
+                        "receipt `{}` is not a delivery of this process",
+                        s.receipt.0
+                    )));
+                };
+                let letter = DeadLetter {
+                    id: m.id.clone(),
+                    topic: m.topic.clone(),
+                    key: m.key.clone(),
+                    body: to_json(&m.body)?,
+                    reason: reason.clone(),
+                    died_at: now,
+                };
+                insert_dead_letter(&tx, &letter).await?;
+            }
+            insert_outbox(&tx, &s.messages, now).await?;
+            messages.extend(s.messages.iter().cloned());
+            acks.push(s.receipt.clone());
+        }
+        crate::backend::inspect::postgres::record_attempts(
+            &tx,
+            &self.inner.worker,
+            &settlements,
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(|e| pg_error("settling", &e))?;
+        drop(client);
+        self.inner.after_commit(messages, acks).await
+    }
+
+    async fn dead_letters(&self) -> BackendResult<Vec<DeadLetter>> {
+        let client = self.inner.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, topic, key, body, reason, died_at FROM codegen_dead_letters ORDER BY died_at, id",
+                &[],
+            )
+            .await
+            .map_err(|e| pg_error("listing dead letters", &e))?;
+        Ok(rows
+            .iter()
+            .map(|r| DeadLetter {
+                id: r.get(0),
+                topic: Topic::from_name(&r.get::<_, String>(1)),
+                key: r.get(2),
+                body: r.get(3),
+                reason: r.get(4),
+                died_at: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn redrive(&self, id: &str, message: Option<Message>) -> BackendResult<()> {
+        let mut client = self.inner.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| pg_error("retrying a dead letter", &e))?;
+        let row = tx
+            .query_opt(
+                "DELETE FROM codegen_dead_letters WHERE id = $1 RETURNING topic, key, body",
+                &[&id],
+            )
+            .await
+            .map_err(|e| pg_error("retrying a dead letter", &e))?;
+        let Some(row) = row else {
+            return Err(BackendError::Invalid(format!(
+                "no dead letter `{id}`: list them with `dead_letters` (it may have been retried already)"
+            )));
+        };
+        let message = match message {
+            Some(m) => m,
+            None => {
+                let body: String = row.get(2);
+                Message {
+                    id: id.to_owned(),
+                    topic: Topic::from_name(&row.get::<_, String>(0)),
+                    key: row.get(1),
+                    deliver_at: now_ms(),
+                    body: serde_json::from_str(&body).map_err(|e| {
+                        BackendError::Invalid(format!(
+                            "dead letter `{id}` does not decode ({e}): it cannot be sent again as it is"
+                        ))
+                    })?,
+                }
+            }
+        };
+        insert_outbox(&tx, std::slice::from_ref(&message), now_ms()).await?;
+        tx.commit()
+            .await
+            .map_err(|e| pg_error("retrying a dead letter", &e))?;
+        drop(client);
+        self.inner.after_commit(vec![message], Vec::new()).await
+    }
+
+    async fn wait(&self, topic: &Topic, max_wait_ms: i64) {
+        self.inner.transport.wait(topic, max_wait_ms).await;
+    }
+}
+
+pub(super) async fn insert_dead_letter<C: deadpool_postgres::GenericClient>(
+    client: &C,
+    d: &DeadLetter,
+) -> BackendResult<()> {
+    client
+        .execute(
+            "INSERT INTO codegen_dead_letters (id, topic, key, body, reason, died_at) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body, reason = EXCLUDED.reason, died_at = EXCLUDED.died_at",
+            &[&d.id, &d.topic.name(), &d.key, &d.body, &d.reason, &d.died_at],
+        )
+        .await
+        .map_err(|e| pg_error("writing a dead letter", &e))?;
+    Ok(())
+}
