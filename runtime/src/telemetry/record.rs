@@ -23,9 +23,22 @@ pub(crate) fn dead_letter(service: &str, task: &str) {
         .increment(1);
 }
 
-/// Attempts starting (`+1`) or ending (`-1`).
-pub(crate) fn in_flight(service: &str, delta: f64) {
-    gauge!(names::TASKS_IN_FLIGHT, "service" => service.to_owned()).increment(delta);
+/// An attempt running, counted in `codegen_tasks_in_flight` until dropped (also when its task
+/// is aborted at shutdown).
+pub(crate) struct InFlight(metrics::Gauge);
+
+impl InFlight {
+    pub(crate) fn start(service: &str) -> Self {
+        let gauge = gauge!(names::TASKS_IN_FLIGHT, "service" => service.to_owned());
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 /// The concurrency a service worker runs at.

@@ -216,9 +216,9 @@ impl<Q: MessageQueue> ServiceWorker<Q> {
                 let service = self.service.clone();
                 let outcomes = outcomes.clone();
                 running.spawn(async move {
-                    record::in_flight(&service, 1.0);
+                    let in_flight = record::InFlight::start(&service);
                     let settlement = handle(&service, &handlers, delivery).await;
-                    record::in_flight(&service, -1.0);
+                    drop(in_flight);
                     let _ = outcomes.send((settlement, permit));
                 });
             }
