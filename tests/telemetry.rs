@@ -15,65 +15,26 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use codegen_runtime::Client;
 use codegen_runtime::backend::sqlite::{SqliteBackend, SqliteOptions};
 use codegen_runtime::telemetry;
 use codegen_runtime::worker::{WorkflowWorker, WorkflowWorkerOptions};
-use codegen_runtime::workflow::{WorkflowContext, WorkflowError, Workflows};
-use codegen_runtime::{Client, RetryPolicy};
+use codegen_runtime::workflow::Workflows;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
-use petstore::operations::{CreatePet, ShowPetById};
-use petstore::types::NewPet;
 use prost::Message as _;
+use support::petstore::{PET, adopt};
 use support::server::{Reply, Server};
 use support::{Killed, free_port};
 use tokio::sync::watch;
 
-const PET: &str = r#"{"id": 7, "name": "Rex", "createdAt": "2026-11-26T10:00:00Z"}"#;
 const INSTANCES: usize = 5;
 /// The worker's bearer token: it must reach the API and nothing else.
 const SECRET: &str = "TOKEN-SECRET";
 
-async fn adopt(ctx: WorkflowContext, name: String) -> Result<String, WorkflowError> {
-    let policy = RetryPolicy::default().with_initial_delay(Duration::from_millis(10));
-    let body = NewPet {
-        name,
-        tag: None,
-        status: None,
-        birthday: None,
-    };
-    let created = ctx.call_with(&CreatePet { body }, policy.clone()).await?;
-    let shown = ctx
-        .call_with(&ShowPetById { pet_id: created.id }, policy)
-        .await?;
-    Ok(format!("{} #{}", shown.name, shown.id))
-}
-
-/// Builds `petstore-worker` with the `otel` feature, into the target directory the
-/// generated-crate tests share.
+/// Builds `petstore-worker`, with the `otel` feature.
 fn worker_binary() -> PathBuf {
-    let root = support::root();
-    let target = root.join("target/generated-crates");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "petstore",
-            "--features",
-            "otel",
-            "--bin",
-            "petstore-worker",
-            "--target-dir",
-        ])
-        .arg(&target)
-        .current_dir(&root)
-        .env_remove("RUSTFLAGS")
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cannot build petstore-worker");
-    target.join("debug/petstore-worker")
+    support::petstore::build_worker("petstore")
 }
 
 /// A span as the receiver decoded it.

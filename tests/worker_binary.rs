@@ -16,43 +16,13 @@ use codegen_runtime::workflow::{Event, WorkflowContext, WorkflowError, Workflows
 use codegen_runtime::{Client, RetryPolicy};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use petstore::operations::{CreatePet, ShowPetById};
-use petstore::types::NewPet;
+use support::petstore::{PET, adopt, build_worker};
 use support::server::{Reply, Server};
 use tokio::sync::watch;
-
-const PET: &str = r#"{"id": 7, "name": "Rex", "createdAt": "2026-11-26T10:00:00Z"}"#;
 
 /// Builds the binary into the target directory the generated-crate tests share.
 fn worker_binary() -> PathBuf {
     build_worker("petstore")
-}
-
-/// Builds `<package>-worker` into the target directory the generated-crate tests share.
-fn build_worker(package: &str) -> PathBuf {
-    let root = support::root();
-    let target = root.join("target/generated-crates");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            package,
-            // As tests/telemetry.rs builds it, so the two share one build.
-            "--features",
-            "otel",
-            "--bin",
-            &format!("{package}-worker"),
-            "--target-dir",
-        ])
-        .arg(&target)
-        .current_dir(&root)
-        .env_remove("RUSTFLAGS")
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cannot build {package}-worker");
-    target.join(format!("debug/{package}-worker"))
 }
 
 fn spawn(binary: &PathBuf, db: &str, url: &str) -> Child {
@@ -72,21 +42,6 @@ fn spawn(binary: &PathBuf, db: &str, url: &str) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("petstore-worker starts")
-}
-
-async fn adopt(ctx: WorkflowContext, name: String) -> Result<String, WorkflowError> {
-    let policy = RetryPolicy::default().with_initial_delay(Duration::from_millis(10));
-    let body = NewPet {
-        name,
-        tag: None,
-        status: None,
-        birthday: None,
-    };
-    let created = ctx.call_with(&CreatePet { body }, policy.clone()).await?;
-    let shown = ctx
-        .call_with(&ShowPetById { pet_id: created.id }, policy)
-        .await?;
-    Ok(format!("{} #{}", shown.name, shown.id))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod petstore;
 pub mod server;
 
 use std::path::{Path, PathBuf};
