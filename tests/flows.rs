@@ -84,6 +84,10 @@ fn workflows(switches: &Arc<Switches>) -> Workflows {
         let word: String = ctx.signal("go").await?;
         Ok::<_, WorkflowError>(word)
     });
+    w.register("confirm", 1, |ctx: WorkflowContext, _: Value| async move {
+        let confirmation: String = ctx.completion().await?;
+        Ok::<_, WorkflowError>(confirmation)
+    });
     w.register(
         "charge",
         1,
@@ -309,6 +313,50 @@ fn commands(f: &Fleet) {
         "{timeline}"
     );
 
+    // completions from outside, once; run timeouts
+    f.ok(&["start", "confirm", "--id", "k-1"]);
+    let waits = f.until_status("k-1", "running");
+    let show = f.ok(&["show", "k-1"]);
+    assert!(
+        show.contains("an outside completion (command 0)"),
+        "{show}\n{waits:#}"
+    );
+    let recorded: RecordedHistory =
+        serde_json::from_value(f.json(&["history", "k-1"])).expect("a RecordedHistory");
+    let token = recorded
+        .events
+        .iter()
+        .find_map(|e| match &e.event {
+            Event::CompletionCreated { token, .. } => Some(token.clone()),
+            _ => None,
+        })
+        .expect("a completion token is recorded");
+    f.ok(&["complete", &token, "\"paid\""]);
+    assert_eq!(
+        f.until_status("k-1", "completed")["instance"]["output"],
+        "paid"
+    );
+    let again = f.fails(&["complete", &token, "\"twice\""], 2);
+    assert!(again.contains("a token resolves once"), "{again}");
+    let forged = f.fails(
+        &["complete", "cgc1.bm9wZQ.0.00000000000000000000000000000000"],
+        2,
+    );
+    assert!(
+        forged.contains("no workflow instance") || forged.contains("does not exist"),
+        "{forged}"
+    );
+    f.ok(&["start", "wait", "--id", "t-1", "--run-timeout", "200ms"]);
+    let timed_out = f.until_status("t-1", "failed");
+    assert!(
+        timed_out["instance"]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("run 0 ran past its run timeout of 200ms")),
+        "{timed_out:#}"
+    );
+    let bad = f.fails(&["start", "wait", "--run-timeout", "soon"], 2);
+    assert!(bad.contains("is not a duration"), "{bad}");
+
     // dead tasks and their retry
     f.switches.payments_down.store(true, Ordering::SeqCst);
     f.ok(&["start", "charge", "--input", "\"ada\"", "--id", "c-1"]);
@@ -508,6 +556,7 @@ async fn serve_with_metrics_listen_measures_the_queues_and_answers_the_probes() 
                 retry_policy: RetryPolicy::default(),
                 attempt: 0,
                 redrive: 0,
+                scheduled_at: 0,
                 trace: None,
             }),
         })

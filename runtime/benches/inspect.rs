@@ -258,6 +258,9 @@ fn instance(
         input: input.clone(),
         clock: Default::default(),
         trace: None,
+        run: 0,
+        first_seq: 0,
+        run_timeout_ms: None,
     }];
     let mut times = vec![at];
     let mut push = |events: &mut Vec<Event>, at: &mut i64, event: Event, rng: &mut ChaCha8Rng| {
@@ -420,6 +423,7 @@ fn task_message(f: &Failing, attempt: u32, deliver_at: i64) -> Message {
             retry_policy: RetryPolicy::default(),
             attempt,
             redrive: 0,
+            scheduled_at: 0,
             trace: None,
         }),
     }

@@ -71,6 +71,26 @@ pub enum ClientError {
         /// The decoder's message.
         message: String,
     },
+    /// A value is larger than one event may hold.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The string given is not a completion token, or names no completion of its instance.
+    #[error(
+        "{0}: a completion token is what `WorkflowContext::completion` gave the workflow (`cgc1.` and three parts), unchanged"
+    )]
+    InvalidToken(String),
+    /// The completion was resolved before: a token resolves once.
+    #[error(
+        "the completion (command {seq} of instance `{id}`) was already resolved {when}; a token resolves once, so this one changed nothing"
+    )]
+    AlreadyCompleted {
+        /// The instance id.
+        id: String,
+        /// The command number.
+        seq: u32,
+        /// When, and with what.
+        when: String,
+    },
     /// No dead task has this id.
     #[error("no dead task `{0}`: list them with `dead` (it may have been retried already)")]
     UnknownDeadTask(String),
@@ -85,6 +105,8 @@ pub struct Client<B> {
     backend: Arc<B>,
     /// Who acts, recorded in the history of every instance this client changes.
     actor: Option<String>,
+    /// The largest input, signal or completion value this client sends, in bytes of JSON.
+    max_event_bytes: usize,
 }
 
 impl<B> Clone for Client<B> {
@@ -92,8 +114,18 @@ impl<B> Clone for Client<B> {
         Self {
             backend: self.backend.clone(),
             actor: self.actor.clone(),
+            max_event_bytes: self.max_event_bytes,
         }
     }
+}
+
+/// How to start an instance, beyond its workflow, id and input.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartOptions {
+    /// How long each run of the instance may take: past it, the instance fails with a reason
+    /// that says so, and its children still running are cancelled. A run that continues as
+    /// new gives the next run the same bound, counted from its own start.
+    pub run_timeout: Option<Duration>,
 }
 
 impl<B> Client<B> {
@@ -104,6 +136,26 @@ impl<B> Client<B> {
     pub fn acting_as(mut self, by: impl Into<String>) -> Self {
         self.actor = Some(by.into());
         self
+    }
+
+    /// The same client, sending inputs, signals and completion values of at most `bytes` of
+    /// JSON (default [`crate::limits::MAX_EVENT_BYTES`]). Keep it at most the workers' own
+    /// `max_event_bytes`.
+    #[must_use]
+    pub fn with_max_event_bytes(mut self, bytes: usize) -> Self {
+        self.max_event_bytes = bytes;
+        self
+    }
+
+    /// Whether `value` fits in one event.
+    fn fits(&self, what: &str, value: &Value) -> Result<(), ClientError> {
+        crate::limits::check(
+            what,
+            value,
+            self.max_event_bytes,
+            "Client::with_max_event_bytes",
+        )
+        .map_err(ClientError::TooLarge)
     }
 
     /// The backend.
@@ -136,6 +188,7 @@ impl<B: StateStore + MessageQueue> Client<B> {
         Self {
             backend,
             actor: None,
+            max_event_bytes: crate::limits::MAX_EVENT_BYTES,
         }
     }
 
@@ -148,9 +201,25 @@ impl<B: StateStore + MessageQueue> Client<B> {
         id: Option<&str>,
         input: &I,
     ) -> Result<String, ClientError> {
+        self.start_with(name, id, input, &StartOptions::default())
+            .await
+    }
+
+    /// [`Client::start`] with options: a run timeout.
+    pub async fn start_with<I: Serialize>(
+        &self,
+        name: &str,
+        id: Option<&str>,
+        input: &I,
+        options: &StartOptions,
+    ) -> Result<String, ClientError> {
         let id = id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
         let input = serde_json::to_value(input)
             .map_err(|e| BackendError::Invalid(format!("cannot encode the input: {e}")))?;
+        self.fits("the workflow's input", &input)?;
+        let run_timeout_ms = options
+            .run_timeout
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let now = now_ms();
         let instance = InstanceInfo::new(&id, name, input.clone(), now);
         let commit = Commit {
@@ -168,6 +237,7 @@ impl<B: StateStore + MessageQueue> Client<B> {
                     input: input.clone(),
                     parent: None,
                     trace: crate::telemetry::trace::traceparent(&tracing::Span::current()),
+                    run_timeout_ms,
                 },
             }],
             acks: Vec::new(),
@@ -264,6 +334,7 @@ impl<B: StateStore + MessageQueue> Client<B> {
         self.running(id).await?;
         let payload = serde_json::to_value(payload)
             .map_err(|e| BackendError::Invalid(format!("cannot encode the signal: {e}")))?;
+        self.fits(&format!("the payload of signal `{name}`"), &payload)?;
         let message = Message {
             id: format!("{id}/signal/{signal_id}"),
             topic: Topic::Workflows,
@@ -402,6 +473,8 @@ impl<B: StateStore + MessageQueue> Client<B> {
             Ok(MessageBody::Task(mut task)) => {
                 task.attempt = 0;
                 task.redrive += 1;
+                // The schedule-to-close bound counts again from the operator's retry.
+                task.scheduled_at = now_ms();
                 Some(Message {
                     id: letter.id.clone(),
                     topic: letter.topic.clone(),
@@ -427,6 +500,105 @@ impl<B: StateStore + MessageQueue> Client<B> {
             self.backend.send(vec![record]).await?;
         }
         Ok(())
+    }
+
+    /// Resolves the completion `token` names with `value`: the workflow waiting on it goes on
+    /// with it. A token resolves once; a second completion is refused with
+    /// [`ClientError::AlreadyCompleted`], also when two race (the change is committed against
+    /// the instance's history, so one of them wins).
+    pub async fn complete<T: Serialize>(&self, token: &str, value: &T) -> Result<(), ClientError> {
+        let value = serde_json::to_value(value)
+            .map_err(|e| BackendError::Invalid(format!("cannot encode the completion: {e}")))?;
+        self.fits("the completion's value", &value)?;
+        self.resolve(token, Ok(value)).await
+    }
+
+    /// Resolves the completion `token` names with an error: the workflow waiting on it gets a
+    /// [`WorkflowError`](crate::workflow::WorkflowError) with `message`. Refused like
+    /// [`Client::complete`] when it was resolved before.
+    pub async fn fail_completion(&self, token: &str, message: &str) -> Result<(), ClientError> {
+        self.resolve(token, Err(message.to_owned())).await
+    }
+
+    async fn resolve(&self, token: &str, result: Result<Value, String>) -> Result<(), ClientError> {
+        let (id, seq) = crate::workflow::parse_completion_token(token)
+            .ok_or_else(|| ClientError::InvalidToken("this is not a completion token".into()))?;
+        let event_id = format!("completion/{seq}");
+        loop {
+            let info = match self.status(&id).await {
+                Err(ClientError::UnknownInstance(_)) => {
+                    return Err(ClientError::InvalidToken(format!(
+                        "the token's instance `{id}` does not exist (it may have been purged)"
+                    )));
+                }
+                other => other?,
+            };
+            let history = self.backend.history(&id).await?;
+            if history.len() as u64 != info.events {
+                continue; // A worker committed between the two reads.
+            }
+            let made = history.iter().any(|(_, e)| {
+                matches!(&e.event, Event::CompletionCreated { seq: s, token: t } if *s == seq && t == token.trim())
+            });
+            if !made {
+                return Err(ClientError::InvalidToken(format!(
+                    "instance `{id}` has no such completion in its current run (the token may be of an earlier run, or altered)"
+                )));
+            }
+            if let Some((_, resolved)) = history.iter().find(|(e, _)| *e == event_id) {
+                let how = match &resolved.event {
+                    Event::CompletionResolved { result: Ok(_), .. } => "with a value",
+                    _ => "with an error",
+                };
+                return Err(ClientError::AlreadyCompleted {
+                    id,
+                    seq,
+                    when: format!("at {} (Unix ms) {how}", resolved.at),
+                });
+            }
+            if info.status.is_final() {
+                return Err(ClientError::Ended {
+                    id,
+                    status: info.status,
+                });
+            }
+            let now = now_ms();
+            let record = self.action(&id, "complete", format!("completion {seq}"));
+            let news = Message {
+                id: ids::news_id(&id, &event_id),
+                topic: Topic::Workflows,
+                key: id.clone(),
+                deliver_at: now,
+                body: MessageBody::News,
+            };
+            let commit = Commit {
+                expected_events: info.events,
+                instance: InstanceInfo {
+                    updated_at: now,
+                    ..info
+                },
+                create: false,
+                events: vec![(
+                    event_id.clone(),
+                    crate::workflow::HistoryEvent {
+                        at: now,
+                        event: Event::CompletionResolved {
+                            seq,
+                            result: result.clone(),
+                        },
+                    },
+                )],
+                messages: record.into_iter().chain([news]).collect(),
+                acks: Vec::new(),
+                truncate_to: None,
+            };
+            match self.backend.commit(vec![commit]).await {
+                Ok(()) => return Ok(()),
+                // A worker changed the instance meanwhile: read it again.
+                Err(BackendError::Conflict(_)) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
     }
 
     async fn running(&self, id: &str) -> Result<InstanceInfo, ClientError> {

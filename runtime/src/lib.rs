@@ -54,6 +54,7 @@ mod error;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 pub mod http;
+pub mod limits;
 pub mod operate;
 mod retry;
 pub mod schema;
@@ -63,7 +64,7 @@ mod time;
 pub mod worker;
 pub mod workflow;
 
-pub use client::{Client, ClientError, DeadTask, InstancePage};
+pub use client::{Client, ClientError, DeadTask, InstancePage, StartOptions};
 pub use error::{ErrorKind, TaskError};
 pub use retry::RetryPolicy;
 pub use task::Task;

@@ -64,6 +64,13 @@ pub enum Waiting {
         /// The child's instance id.
         id: String,
     },
+    /// A completion token, for an outside system to resolve.
+    Completion {
+        /// The command number.
+        seq: u32,
+        /// When the token was made.
+        since: i64,
+    },
 }
 
 /// What a span of the timeline is.
@@ -165,14 +172,44 @@ pub fn detail(
     let mut timers: BTreeMap<u32, (i64, i64)> = BTreeMap::new();
     let mut child_starts: BTreeMap<u32, (String, String, i64)> = BTreeMap::new();
     let mut signals: BTreeMap<String, u32> = BTreeMap::new();
+    let mut completions: BTreeMap<u32, i64> = BTreeMap::new();
     for event in history {
         let at = event.at;
         match &event.event {
-            Event::WorkflowStarted { name, version, .. } => spans.push(Span::mark(
+            Event::WorkflowStarted {
+                name, version, run, ..
+            } => spans.push(Span::mark(
                 SpanKind::Lifecycle,
-                format!("started {name} v{version}"),
+                match run {
+                    0 => format!("started {name} v{version}"),
+                    n => format!("run {n} of {name} v{version} started (continued as new)"),
+                },
                 at,
                 SpanOutcome::Ok,
+            )),
+            Event::CompletionCreated { seq, .. } => {
+                completions.insert(*seq, at);
+            }
+            Event::CompletionResolved { seq, result } => {
+                completions.remove(seq);
+                let mut span = Span::mark(
+                    SpanKind::Signal,
+                    format!("completion {seq} resolved"),
+                    at,
+                    if result.is_ok() {
+                        SpanOutcome::Ok
+                    } else {
+                        SpanOutcome::Failed
+                    },
+                );
+                span.error = result.as_ref().err().cloned();
+                spans.push(span);
+            }
+            Event::RunTimedOut { run } => spans.push(Span::mark(
+                SpanKind::Lifecycle,
+                format!("run {run} timed out"),
+                at,
+                SpanOutcome::Failed,
             )),
             Event::TaskScheduled {
                 seq, service, name, ..
@@ -350,6 +387,12 @@ pub fn detail(
                 id: id.clone(),
             });
         }
+    }
+    if !ended {
+        waiting.extend(completions.iter().map(|(seq, since)| Waiting::Completion {
+            seq: *seq,
+            since: *since,
+        }));
     }
     spans.sort_by_key(|s| (s.start, s.seq));
     InstanceDetail {

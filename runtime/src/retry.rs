@@ -27,6 +27,16 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Fraction of the delay that is randomised, from 0 (none) to 1.
     pub jitter: f64,
+    /// The longest the call may take with all its attempts and the waits between them, from
+    /// when the workflow scheduled it (schedule-to-close). No attempt starts after it, one
+    /// under way is stopped at it, and the call then fails as timed out. `None`: only
+    /// `max_attempts` bounds it.
+    #[serde(
+        default,
+        with = "optional_millis",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub schedule_to_close: Option<Duration>,
 }
 
 impl Default for RetryPolicy {
@@ -38,6 +48,7 @@ impl Default for RetryPolicy {
             multiplier: 2.0,
             max_delay: Duration::from_secs(30),
             jitter: 0.2,
+            schedule_to_close: None,
         }
     }
 }
@@ -66,6 +77,12 @@ impl RetryPolicy {
     /// The same policy with another longest delay.
     pub fn with_max_delay(mut self, delay: Duration) -> Self {
         self.max_delay = delay;
+        self
+    }
+
+    /// The same policy, bounding all attempts of a call together by `bound`.
+    pub fn with_schedule_to_close(mut self, bound: Duration) -> Self {
+        self.schedule_to_close = Some(bound);
         self
     }
 
@@ -114,6 +131,28 @@ mod millis {
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+mod optional_millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => super::millis::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }
 }
 

@@ -13,12 +13,27 @@
 mod backends;
 #[path = "conformance/inspect.rs"]
 mod inspect;
+#[path = "conformance/long_lived.rs"]
+mod long_lived;
 
 use backends::{Conformant, Guard, Opened};
 use inspect::{
     an_instance_detail_shows_each_retry_with_its_error_and_what_it_waits_on,
     instances_page_by_cursor_newest_first_under_every_filter,
     operator_actions_are_recorded_with_who_did_them_and_replay_ignores_them,
+};
+use long_lived::{
+    a_call_bounded_by_a_timeout_gives_a_timeout_and_its_late_result_is_ignored,
+    a_completion_that_does_not_come_in_time_times_out,
+    a_completion_token_resolves_once_and_a_second_completion_is_refused,
+    a_run_timeout_fails_the_instance_with_its_reason,
+    a_signal_wait_with_a_timeout_times_out_and_the_next_wait_gets_the_signal,
+    a_task_error_keeps_its_status_and_body_through_question_mark,
+    continue_as_new_carries_the_signals_a_run_did_not_take,
+    continue_as_new_starts_a_fresh_history_under_the_same_id,
+    schedule_to_close_bounds_all_attempts_of_a_call_together,
+    select2_takes_the_first_of_a_timer_and_a_signal,
+    values_over_the_event_size_limit_are_refused_with_what_and_how_large,
 };
 
 use std::sync::Arc;
@@ -65,6 +80,19 @@ impl Task for Flaky {
     fn retry_policy() -> RetryPolicy {
         quick()
     }
+}
+
+/// A task that takes its time.
+#[derive(Debug, Serialize, Deserialize)]
+struct Slow {
+    ms: u64,
+}
+
+impl Task for Slow {
+    type Output = u64;
+    const SERVICE: &'static str = "slow";
+    const NAME: &'static str = "slow";
+    const IDEMPOTENT: bool = true;
 }
 
 fn quick() -> RetryPolicy {
@@ -125,12 +153,17 @@ fn env<B: Conformant>(store: Opened<B>, workflows: Workflows, behaviour: Arc<Beh
             Ok(format!("{}:{}:{}", t.key, ctx.task_id, ctx.attempt))
         }
     });
+    let mut slow = Handlers::new();
+    slow.task(|t: Slow, _ctx| async move {
+        tokio::time::sleep(Duration::from_millis(t.ms)).await;
+        Ok(t.ms)
+    });
     let mut workers = Vec::new();
     let options = ServiceWorkerOptions {
         idle_wait: Duration::from_millis(50),
         ..Default::default()
     };
-    for (service, handlers) in [("math", math), ("flaky", flaky)] {
+    for (service, handlers) in [("math", math), ("flaky", flaky), ("slow", slow)] {
         let worker = ServiceWorker::new(backend.clone(), service, handlers, options.clone());
         let rx = rx.clone();
         workers.push(tokio::spawn(async move { worker.run(rx).await.unwrap() }));
@@ -817,6 +850,17 @@ backends::conformance!(
     instances_page_by_cursor_newest_first_under_every_filter,
     an_instance_detail_shows_each_retry_with_its_error_and_what_it_waits_on,
     operator_actions_are_recorded_with_who_did_them_and_replay_ignores_them,
+    a_call_bounded_by_a_timeout_gives_a_timeout_and_its_late_result_is_ignored,
+    a_signal_wait_with_a_timeout_times_out_and_the_next_wait_gets_the_signal,
+    select2_takes_the_first_of_a_timer_and_a_signal,
+    continue_as_new_starts_a_fresh_history_under_the_same_id,
+    continue_as_new_carries_the_signals_a_run_did_not_take,
+    a_run_timeout_fails_the_instance_with_its_reason,
+    a_completion_token_resolves_once_and_a_second_completion_is_refused,
+    a_completion_that_does_not_come_in_time_times_out,
+    a_task_error_keeps_its_status_and_body_through_question_mark,
+    schedule_to_close_bounds_all_attempts_of_a_call_together,
+    values_over_the_event_size_limit_are_refused_with_what_and_how_large,
 );
 
 /// PostgreSQL only: the runtime applies its migrations once, whoever connects first, and

@@ -4,8 +4,8 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
 use clap::Args;
-use codegen_runtime::Client;
 use codegen_runtime::backend::{Backend, Cursor, DeadFilter, InstanceFilter, Status};
+use codegen_runtime::{Client, StartOptions};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -77,6 +77,22 @@ pub struct StartArgs {
     /// nothing.
     #[arg(long)]
     id: Option<String>,
+    /// How long each run may take (90s, 2h, 30d): past it the instance fails, saying so.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    run_timeout: Option<Duration>,
+}
+
+/// `flows complete`.
+#[derive(Debug, Args)]
+pub struct CompleteArgs {
+    /// The completion token the workflow handed out; `-` reads it from standard input.
+    token: String,
+    /// The value to complete it with, as JSON.
+    #[arg(value_name = "JSON", default_value = "null", value_parser = parse_json, conflicts_with = "error")]
+    value: Value,
+    /// Fail the completion with this message instead: the workflow gets it as an error.
+    #[arg(long, value_name = "MESSAGE")]
+    error: Option<String>,
 }
 
 /// `flows signal`.
@@ -181,6 +197,12 @@ fn parse_json(s: &str) -> Result<Value, String> {
     })
 }
 
+/// A duration given on the command line: `90s`, `15m`, `2h`, `30d`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|_| format!("`{s}` is not a duration: give one like 90s, 15m, 2h or 30d"))
+}
+
 /// A time given on the command line: RFC 3339, or an age before now (`90m`, `2h`, `7d`); in
 /// milliseconds since the Unix epoch.
 pub fn parse_time(s: &str) -> Result<i64, String> {
@@ -242,7 +264,12 @@ pub(super) async fn history(client: &Client<Backend>, a: HistoryArgs) -> Result<
 }
 
 pub(super) async fn start(client: &Client<Backend>, a: StartArgs) -> Result<(), Failure> {
-    let id = client.start(&a.name, a.id.as_deref(), &a.input).await?;
+    let options = StartOptions {
+        run_timeout: a.run_timeout,
+    };
+    let id = client
+        .start_with(&a.name, a.id.as_deref(), &a.input, &options)
+        .await?;
     println!("{id}");
     eprintln!(
         "started `{}` as `{id}`; a workflow worker that has it runs it (see `codegen flows show {id}`)",
@@ -254,6 +281,31 @@ pub(super) async fn start(client: &Client<Backend>, a: StartArgs) -> Result<(), 
 pub(super) async fn signal(client: &Client<Backend>, a: SignalArgs) -> Result<(), Failure> {
     client.signal(&a.id, &a.name, &a.payload).await?;
     eprintln!("sent signal `{}` to `{}`", a.name, a.id);
+    Ok(())
+}
+
+pub(super) async fn complete(client: &Client<Backend>, a: CompleteArgs) -> Result<(), Failure> {
+    let token = if a.token == "-" {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(|e| {
+            Failure::input(format!("cannot read the token from standard input: {e}"))
+        })?;
+        line.trim().to_owned()
+    } else {
+        a.token
+    };
+    match &a.error {
+        Some(message) => client.fail_completion(&token, message).await?,
+        None => client.complete(&token, &a.value).await?,
+    }
+    eprintln!(
+        "completed; the workflow waiting on it goes on {}",
+        if a.error.is_some() {
+            "with the error"
+        } else {
+            "with the value"
+        }
+    );
     Ok(())
 }
 

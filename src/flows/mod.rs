@@ -50,6 +50,9 @@ pub enum FlowsCommand {
     Start(commands::StartArgs),
     /// Send a signal to a running instance.
     Signal(commands::SignalArgs),
+    /// Resolve a completion token a workflow handed out (a payment confirmed, a link
+    /// followed), once: a second completion is refused.
+    Complete(commands::CompleteArgs),
     /// Cancel a running instance, its children and its timers.
     Cancel(commands::CancelArgs),
     /// Replay a parked instance again, after fixed code was deployed.
@@ -99,6 +102,9 @@ impl From<ClientError> for Failure {
             ClientError::UnknownInstance(_)
             | ClientError::UnknownDeadTask(_)
             | ClientError::DuplicateStart { .. }
+            | ClientError::InvalidToken(_)
+            | ClientError::AlreadyCompleted { .. }
+            | ClientError::TooLarge(_)
             | ClientError::Ended { .. } => Self::input(err.to_string()),
             other => Self::backend(other.to_string()),
         }
@@ -145,6 +151,7 @@ async fn dispatch(args: FlowsArgs) -> Result<(), Failure> {
         FlowsCommand::History(a) => commands::history(&client, a).await,
         FlowsCommand::Start(a) => commands::start(&client, a).await,
         FlowsCommand::Signal(a) => commands::signal(&client, a).await,
+        FlowsCommand::Complete(a) => commands::complete(&client, a).await,
         FlowsCommand::Cancel(a) => commands::cancel(&client, a).await,
         FlowsCommand::Resume(a) => commands::resume(&client, a).await,
         FlowsCommand::Dead(a) => commands::dead(&client, a).await,

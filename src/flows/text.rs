@@ -217,6 +217,10 @@ pub(crate) fn waiting(w: &Waiting, now: i64) -> String {
             time(*due)
         ),
         Waiting::Child { seq, name, id } => format!("child {id} ({name}, command {seq})"),
+        Waiting::Completion { seq, since } => format!(
+            "an outside completion (command {seq}), its token made {}; resolve it with `codegen flows complete TOKEN`",
+            relative(*since, now)
+        ),
     }
 }
 

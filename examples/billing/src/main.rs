@@ -291,6 +291,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             user_id: format!("user-{user}"),
             email: format!("user-{user}@example.com"),
             months: Some(args.months),
+            billed: 0,
         };
         client
             .start(

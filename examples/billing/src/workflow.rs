@@ -1,4 +1,7 @@
 //! The billing workflow: every month, while the user is subscribed, charge, invoice and email.
+//!
+//! Each run bills one month and then continues as new with the count so far, so a
+//! subscription that lasts ten years replays a one-month history, never a ten-year one.
 
 use std::time::{Duration, SystemTime};
 
@@ -11,7 +14,7 @@ use billing_payment::operations::RequestPayment;
 use billing_payment::types::PaymentRequest;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use codegen_runtime::RetryPolicy;
-use codegen_runtime::workflow::{WorkflowContext, WorkflowError, Workflows, select};
+use codegen_runtime::workflow::{Either, WorkflowContext, WorkflowError, Workflows, select2};
 use serde::{Deserialize, Serialize};
 
 /// The workflow's registered name.
@@ -29,6 +32,9 @@ pub struct Subscription {
     pub email: String,
     /// Stop after this many months (demos and tests); `None` bills until unsubscribed.
     pub months: Option<u32>,
+    /// Months billed by the runs before this one (0 for a new subscription).
+    #[serde(default)]
+    pub billed: u32,
 }
 
 /// What a subscription came to: the workflow's output.
@@ -48,84 +54,84 @@ fn patient() -> RetryPolicy {
         .with_max_delay(Duration::from_secs(2))
 }
 
-/// Bills `subscription` every month until it ends.
+/// Bills `subscription` for the month under way, then continues as new for the next one,
+/// until it ends.
 pub async fn monthly_billing(
     ctx: WorkflowContext,
     subscription: Subscription,
 ) -> Result<Billed, WorkflowError> {
     let user_id = subscription.user_id.clone();
-    let mut months = 0;
-    loop {
-        if subscription.months.is_some_and(|limit| months >= limit) {
-            return Ok(Billed {
-                months,
-                ended_by: "done".into(),
-            });
-        }
-        // Wait for the month to end, unless the user unsubscribes first.
-        let (month, next) = month_ending_after(ctx.now());
-        let month_ends = Box::pin(async {
-            ctx.sleep_until(next).await;
-            false
-        }) as std::pin::Pin<Box<dyn std::future::Future<Output = bool>>>;
-        let unsubscribed = Box::pin(async { ctx.signal::<()>(UNSUBSCRIBE).await.is_ok() });
-        if select(vec![month_ends, unsubscribed]).await.1 {
-            return Ok(Billed {
-                months,
-                ended_by: "unsubscribed".into(),
-            });
-        }
-
-        let subscribed = ctx
-            .call_with(
-                &GetSubscription {
-                    user_id: user_id.clone(),
-                },
-                patient(),
-            )
-            .await?;
-        if !subscribed.active {
-            return Ok(Billed {
-                months,
-                ended_by: "inactive".into(),
-            });
-        }
-        let query = GetConsumption {
-            user_id: user_id.clone(),
-            month: month.clone(),
-        };
-        let consumption = ctx.call_with(&query, patient()).await?;
-        let charge = PaymentRequest {
-            user_id: user_id.clone(),
-            month: month.clone(),
-            amount_cents: consumption.amount_cents,
-        };
-        let payment = ctx
-            .call_with(&RequestPayment { body: charge }, patient())
-            .await?;
-        let invoice = InvoiceRequest {
-            user_id: user_id.clone(),
-            month: month.clone(),
-            amount_cents: consumption.amount_cents,
-            payment_id: payment.payment_id.clone(),
-        };
-        let invoice = ctx
-            .call_with(&CreateInvoice { body: invoice }, patient())
-            .await?;
-        let email = Email {
-            to: subscription.email.clone(),
-            subject: format!("Your invoice for {month}"),
-            text: format!(
-                "{} units, {:.2} charged (payment {}, invoice {}).",
-                consumption.units,
-                consumption.amount_cents as f64 / 100.0,
-                payment.payment_id,
-                invoice.invoice_id
-            ),
-        };
-        ctx.call_with(&SendEmail { body: email }, patient()).await?;
-        months += 1;
+    let months = subscription.billed;
+    if subscription.months.is_some_and(|limit| months >= limit) {
+        return Ok(Billed {
+            months,
+            ended_by: "done".into(),
+        });
     }
+    // Wait for the month to end, unless the user unsubscribes first.
+    let (month, next) = month_ending_after(ctx.now());
+    let unsubscribed = ctx.signal::<()>(UNSUBSCRIBE);
+    if let Either::Right(_) = select2(ctx.sleep_until(next), unsubscribed).await {
+        return Ok(Billed {
+            months,
+            ended_by: "unsubscribed".into(),
+        });
+    }
+
+    let subscribed = ctx
+        .call_with(
+            &GetSubscription {
+                user_id: user_id.clone(),
+            },
+            patient(),
+        )
+        .await?;
+    if !subscribed.active {
+        return Ok(Billed {
+            months,
+            ended_by: "inactive".into(),
+        });
+    }
+    let query = GetConsumption {
+        user_id: user_id.clone(),
+        month: month.clone(),
+    };
+    let consumption = ctx.call_with(&query, patient()).await?;
+    let charge = PaymentRequest {
+        user_id: user_id.clone(),
+        month: month.clone(),
+        amount_cents: consumption.amount_cents,
+    };
+    let payment = ctx
+        .call_with(&RequestPayment { body: charge }, patient())
+        .await?;
+    let invoice = InvoiceRequest {
+        user_id: user_id.clone(),
+        month: month.clone(),
+        amount_cents: consumption.amount_cents,
+        payment_id: payment.payment_id.clone(),
+    };
+    let invoice = ctx
+        .call_with(&CreateInvoice { body: invoice }, patient())
+        .await?;
+    let email = Email {
+        to: subscription.email.clone(),
+        subject: format!("Your invoice for {month}"),
+        text: format!(
+            "{} units, {:.2} charged (payment {}, invoice {}).",
+            consumption.units,
+            consumption.amount_cents as f64 / 100.0,
+            payment.payment_id,
+            invoice.invoice_id
+        ),
+    };
+    ctx.call_with(&SendEmail { body: email }, patient()).await?;
+    // The next month starts a fresh run: the history never grows past one month.
+    let next = Subscription {
+        billed: months + 1,
+        ..subscription
+    };
+    ctx.continue_as_new(&next).await
 }
 
 /// The month under way at `now` (`YYYY-MM`) and the instant it ends.

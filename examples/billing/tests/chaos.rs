@@ -104,6 +104,7 @@ async fn every_month_is_billed_once_through_failures_and_kills() {
             user_id: format!("user-{user}"),
             email: format!("user-{user}@example.com"),
             months: Some(MONTHS),
+            billed: 0,
         };
         client
             .start(

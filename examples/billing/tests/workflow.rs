@@ -70,6 +70,7 @@ fn subscription(user: &str) -> Subscription {
         user_id: user.into(),
         email: format!("{user}@example.com"),
         months: None,
+        billed: 0,
     }
 }
 
@@ -133,5 +134,41 @@ async fn a_subscription_the_service_ends_stops_billing_at_the_next_month() {
     assert_eq!(result.ended_by, "inactive");
     assert!(result.months >= 2);
     assert_eq!(demo.server.ledger().payments.len(), result.months as usize);
+    demo.stop.send(true).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_month_is_a_fresh_run_so_the_history_stays_one_month_long() {
+    let demo = demo().await;
+    let mut subscription = subscription("cy");
+    subscription.months = Some(4);
+    let id = demo
+        .client
+        .start(workflow::NAME, Some("cy"), &subscription)
+        .await
+        .unwrap();
+    let result: Billed = demo.client.result(&id, WAIT).await.unwrap();
+    assert_eq!(
+        result,
+        Billed {
+            months: 4,
+            ended_by: "done".into()
+        }
+    );
+    // The last run only saw that four months were billed: its start and its end.
+    let history = demo.client.history(&id).await.unwrap();
+    let described: Vec<String> = history.events.iter().map(|e| e.event.describe()).collect();
+    assert_eq!(described, ["start of monthly_billing v1", "completion"]);
+    match &history.events[0].event {
+        codegen_runtime::workflow::Event::WorkflowStarted { run, input, .. } => {
+            assert_eq!(*run, 4, "one run per month");
+            assert_eq!(input["billed"], 4);
+        }
+        other => panic!("the history starts with {other:?}"),
+    }
+    let ledger = demo.server.ledger();
+    assert_eq!(ledger.payments.len(), 4, "one payment per month");
+    assert_eq!(ledger.invoices.len(), 4);
+    assert_eq!(ledger.emails.len(), 4);
     demo.stop.send(true).unwrap();
 }

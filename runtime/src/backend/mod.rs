@@ -103,6 +103,9 @@ pub enum MessageBody {
         /// The W3C `traceparent` of the span that started it, when traced.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         trace: Option<String>,
+        /// How long each run may take, in milliseconds, before it fails.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run_timeout_ms: Option<u64>,
     },
     /// Append an event to the history of the instance.
     Event {
@@ -113,6 +116,10 @@ pub enum MessageBody {
     Task(TaskMessage),
     /// Replay the instance even if it is parked (after a fix was deployed).
     Wake,
+    /// A client committed news to the history itself (a completion, which must be taken
+    /// exactly once): replay the instance from the stored history, unless it is parked or has
+    /// ended.
+    News,
 }
 
 /// A task to run, with what it takes to retry it.
@@ -137,6 +144,10 @@ pub struct TaskMessage {
     /// How many times an operator retried the task from the dead-letter list.
     #[serde(default)]
     pub redrive: u32,
+    /// When the workflow scheduled it (milliseconds since the Unix epoch; 0 when unknown):
+    /// where the retry policy's schedule-to-close bound counts from.
+    #[serde(default)]
+    pub scheduled_at: i64,
     /// The W3C `traceparent` of the activation that scheduled it, when traced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
@@ -376,7 +387,10 @@ pub fn event_id(event: &Event) -> String {
         Event::TaskScheduled { seq, .. }
         | Event::TimerStarted { seq, .. }
         | Event::ChildStarted { seq, .. }
-        | Event::MarkerRecorded { seq, .. } => format!("command/{seq}"),
+        | Event::MarkerRecorded { seq, .. }
+        | Event::CompletionCreated { seq, .. } => format!("command/{seq}"),
+        Event::CompletionResolved { seq, .. } => format!("completion/{seq}"),
+        Event::RunTimedOut { run } => format!("run-timeout/{run}"),
         Event::TaskCompleted { seq, .. } | Event::TaskFailed { seq, .. } => format!("result/{seq}"),
         Event::TimerFired { seq } => format!("timer/{seq}"),
         Event::ChildCompleted { seq, .. } => format!("child/{seq}"),

@@ -492,6 +492,11 @@ impl StateStore for SqliteBackend {
                     idx = i64::try_from(keep).unwrap_or(i64::MAX);
                     tx.execute("DELETE FROM history WHERE instance_id = ?1 AND idx >= ?2", params![i.id, idx])
                         .map_err(|e| error(path, e))?;
+                    // A new run (continued as new) has a new input.
+                    if keep == 0 {
+                        tx.execute("UPDATE instances SET input = ?2 WHERE id = ?1", params![i.id, i.input.to_string()])
+                            .map_err(|e| error(path, e))?;
+                    }
                 }
                 let mut insert = tx
                     .prepare_cached(

@@ -39,3 +39,13 @@ pub(crate) fn start_id(instance: &str) -> String {
 pub(crate) fn cancel_id(instance: &str) -> String {
     format!("{instance}/cancel")
 }
+
+/// The message that ends run `run` of an instance when its run timeout runs out.
+pub(crate) fn run_timeout_id(instance: &str, run: u32) -> String {
+    format!("{instance}/run-timeout/{run}")
+}
+
+/// The message that tells the workflow worker a client committed news to the history.
+pub(crate) fn news_id(instance: &str, what: &str) -> String {
+    format!("{instance}/news/{what}")
+}

@@ -114,6 +114,9 @@ pub struct ServiceWorkerOptions {
     /// Where to serve `/metrics`, `/healthz` and `/readyz` (see [`crate::telemetry`]); none
     /// unless set. Workers of one process may share an address.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The largest task output one event may hold, in bytes of JSON. A larger one fails its
+    /// task for good with an error that says how large, rather than writing a huge row.
+    pub max_event_bytes: usize,
 }
 
 impl Default for ServiceWorkerOptions {
@@ -124,6 +127,7 @@ impl Default for ServiceWorkerOptions {
             idle_wait: Duration::from_millis(200),
             grace: Duration::from_secs(30),
             metrics_listen: None,
+            max_event_bytes: crate::limits::MAX_EVENT_BYTES,
         }
     }
 }
@@ -215,9 +219,10 @@ impl<Q: MessageQueue> ServiceWorker<Q> {
                 let handlers = self.handlers.clone();
                 let service = self.service.clone();
                 let outcomes = outcomes.clone();
+                let limit = self.options.max_event_bytes;
                 running.spawn(async move {
                     let in_flight = record::InFlight::start(&service);
-                    let settlement = handle(&service, &handlers, delivery).await;
+                    let settlement = handle(&service, &handlers, delivery, limit).await;
                     drop(in_flight);
                     let _ = outcomes.send((settlement, permit));
                 });
@@ -269,7 +274,12 @@ async fn commit_outcomes<Q: MessageQueue>(
 }
 
 /// Runs one task; its outcome, to record.
-async fn handle(service: &str, handlers: &Handlers, delivery: Delivery) -> Settlement {
+async fn handle(
+    service: &str,
+    handlers: &Handlers,
+    delivery: Delivery,
+    max_event_bytes: usize,
+) -> Settlement {
     let Delivery { receipt, message } = delivery;
     let settle = |dead: Option<String>, messages: Vec<Message>, attempt| Settlement {
         receipt: receipt.clone(),
@@ -331,26 +341,56 @@ async fn handle(service: &str, handlers: &Handlers, delivery: Delivery) -> Settl
         task_id: task.task_id.clone(),
         attempt,
     };
-    // A panicking handler fails its task, never the worker.
-    let outcome = match AssertUnwindSafe(handler(task.input.clone(), ctx))
-        .catch_unwind()
-        .instrument(span.clone())
-        .await
-    {
-        Ok(outcome) => outcome,
-        Err(panic) => Err(TaskError::permanent(format!(
-            "the handler panicked: {}",
-            panic_message(&panic)
-        ))),
+    // The schedule-to-close bound: every attempt of the call together, from its scheduling.
+    let bound = task
+        .retry_policy
+        .schedule_to_close
+        .filter(|_| task.scheduled_at > 0);
+    let deadline = bound.map(|b| task.scheduled_at.saturating_add(millis(b)));
+    let outcome = match deadline {
+        Some(deadline) if started_at >= deadline => Err(past_deadline(bound)),
+        _ => {
+            // A panicking handler fails its task, never the worker.
+            let run = AssertUnwindSafe(handler(task.input.clone(), ctx))
+                .catch_unwind()
+                .instrument(span.clone());
+            let ran = match deadline {
+                Some(deadline) => {
+                    let left = u64::try_from(deadline - started_at).unwrap_or(0);
+                    tokio::time::timeout(Duration::from_millis(left), run)
+                        .await
+                        .unwrap_or_else(|_| Ok(Err(past_deadline(bound))))
+                }
+                None => run.await,
+            };
+            match ran {
+                Ok(outcome) => outcome,
+                Err(panic) => Err(TaskError::permanent(format!(
+                    "the handler panicked: {}",
+                    panic_message(&panic)
+                ))),
+            }
+        }
     };
+    let outcome = outcome.and_then(|output| {
+        let what = format!("the output of task {service}/{}", task.name);
+        crate::limits::check(
+            &what,
+            &output,
+            max_event_bytes,
+            "ServiceWorkerOptions::max_event_bytes",
+        )
+        .map(|()| output)
+        .map_err(TaskError::permanent)
+    });
     match outcome {
         Ok(output) => {
             finish("ok");
             let record = report(AttemptOutcome::Ok, None, None);
             settle(None, vec![result_message(&task, Ok(output))], Some(record))
         }
-        Err(error) => match task.retry_policy.next_delay(attempt, &error) {
-            Some(delay) => {
+        Err(error) => match retry_within(&task, attempt, error, deadline, bound) {
+            (Some(delay), error) => {
                 finish(if error.is_timeout() {
                     "timed_out"
                 } else {
@@ -372,7 +412,7 @@ async fn handle(service: &str, handlers: &Handlers, delivery: Delivery) -> Settl
                 };
                 settle(None, vec![retry], Some(record))
             }
-            None => {
+            (None, error) => {
                 finish(if error.is_retryable() {
                     "dead"
                 } else {
@@ -386,6 +426,40 @@ async fn handle(service: &str, handlers: &Handlers, delivery: Delivery) -> Settl
                 settle(Some(reason), vec![failed], Some(record))
             }
         },
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The error of a call whose schedule-to-close bound passed.
+fn past_deadline(bound: Option<Duration>) -> TaskError {
+    TaskError::timed_out(format!(
+        "gave up: the call's attempts together passed its schedule-to-close bound of {:?}",
+        bound.unwrap_or_default()
+    ))
+}
+
+/// The delay before the next attempt after `attempt` failed with `error`, if there is one
+/// before the call's deadline; with the error to record (saying so when the deadline stops it).
+fn retry_within(
+    task: &TaskMessage,
+    attempt: u32,
+    error: TaskError,
+    deadline: Option<i64>,
+    bound: Option<Duration>,
+) -> (Option<Duration>, TaskError) {
+    let now = now_ms();
+    match task.retry_policy.next_delay(attempt, &error) {
+        // The attempt was stopped by the deadline: its error says so already.
+        Some(_) if deadline.is_some_and(|d| now >= d) => (None, error),
+        Some(delay) if deadline.is_some_and(|d| now.saturating_add(millis(delay)) >= d) => {
+            let reason = past_deadline(bound);
+            let message = format!("{}; {}", error.message(), reason.message());
+            (None, TaskError::timed_out(message))
+        }
+        next => (next, error),
     }
 }
 

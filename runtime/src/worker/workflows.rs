@@ -12,9 +12,10 @@ use crate::backend::{
     BackendError, BackendResult, Commit, Delivery, InstanceInfo, Message, MessageBody,
     MessageQueue, StateStore, Status, TaskMessage, Topic, event_id,
 };
+use crate::limits;
 use crate::telemetry::{self, Readiness, ReadyFlag, record, trace};
 use crate::time::now_ms;
-use crate::workflow::engine::{Outcome, activate};
+use crate::workflow::engine::{Outcome, ParkReason, activate};
 use crate::workflow::{Clock, Event, HistoryEvent, WorkflowError, Workflows};
 
 /// Settings of a workflow worker.
@@ -33,6 +34,10 @@ pub struct WorkflowWorkerOptions {
     /// Where to serve `/metrics`, `/healthz` and `/readyz` (see [`crate::telemetry`]); none
     /// unless set. Workers of one process may share an address.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The largest value one event may hold, in bytes of JSON: a task's input, a child's or
+    /// the next run's input, the workflow's output. A workflow that makes a larger one fails
+    /// with an error that says which and how large, rather than writing a huge row.
+    pub max_event_bytes: usize,
 }
 
 impl Default for WorkflowWorkerOptions {
@@ -43,6 +48,7 @@ impl Default for WorkflowWorkerOptions {
             idle_wait: Duration::from_millis(200),
             clock: Clock::Real,
             metrics_listen: None,
+            max_event_bytes: crate::limits::MAX_EVENT_BYTES,
         }
     }
 }
@@ -65,6 +71,10 @@ type History = Vec<(String, HistoryEvent)>;
 
 /// Histories kept in memory at most; past it the cache starts afresh.
 const CACHED_HISTORIES: usize = 10_000;
+
+/// Runs one activation may start by continuing as new before the instance is parked: a run
+/// that continues without waiting for anything would loop forever.
+const MAX_RUNS_PER_ACTIVATION: u32 = 100;
 
 impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
     /// A worker for `workflows` on `backend`.
@@ -233,6 +243,16 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         deliveries: Vec<Delivery>,
     ) -> BackendResult<Option<(Commit, History, Option<Status>)>> {
         let now = now_ms();
+        // A client wrote to the history: what this worker remembers of it is behind.
+        if deliveries
+            .iter()
+            .any(|d| matches!(d.message.body, MessageBody::News))
+        {
+            self.cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(id);
+        }
         let (info, history) = self.load(id).await?;
         let read = history.clone();
         let prior = info.as_ref().map(|i| i.status);
@@ -247,6 +267,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         };
         let mut events: History = history;
         let mut wake = false;
+        let mut news = false;
         for d in deliveries {
             match d.message.body {
                 MessageBody::Start {
@@ -254,6 +275,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                     input,
                     parent,
                     trace,
+                    run_timeout_ms,
                 } => {
                     // A second start of an instance that has begun is a duplicate.
                     if events.is_empty() && commit.events.is_empty() {
@@ -262,6 +284,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                             input,
                             parent,
                             trace,
+                            run_timeout_ms,
                         };
                         self.start(&mut commit, start, now);
                     }
@@ -270,6 +293,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                     take_event(&mut commit, &mut events, d.message.id, event, now);
                 }
                 MessageBody::Wake => wake = true,
+                MessageBody::News => news = true,
                 MessageBody::Task(_) => {
                     tracing::warn!(
                         instance = id,
@@ -281,7 +305,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         if commit.create && commit.events.is_empty() && commit.instance.status != Status::Failed {
             return Ok(None);
         }
-        if needs_replay(&commit, wake) {
+        if needs_replay(&commit, wake) || (news && commit.instance.status == Status::Running) {
             for (event_id, event) in &commit.events {
                 if !events_contain(&events, event_id) {
                     events.push((event_id.clone(), event.clone()));
@@ -314,6 +338,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
             input,
             parent,
             trace,
+            run_timeout_ms,
         } = start;
         let Some((version, _)) = self.workflows.newest(&name) else {
             if let Some((parent, seq)) = &parent {
@@ -345,17 +370,24 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         commit.instance.version = version;
         commit.instance.input = input.clone();
         commit.instance.parent = parent;
+        let started = Event::WorkflowStarted {
+            name,
+            version,
+            input,
+            clock: self.options.clock,
+            trace: trace::traceparent(&span),
+            run: 0,
+            first_seq: 0,
+            run_timeout_ms,
+        };
+        commit
+            .messages
+            .extend(run_timeout(&commit.instance.id, &started, now));
         commit.events.push((
             "start".to_owned(),
             HistoryEvent {
                 at: now,
-                event: Event::WorkflowStarted {
-                    name,
-                    version,
-                    input,
-                    clock: self.options.clock,
-                    trace: trace::traceparent(&span),
-                },
+                event: started,
             },
         ));
     }
@@ -363,6 +395,11 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
     /// Replays `events` (the history with this batch's news) and adds what the workflow does
     /// next to `commit`: its new events, the messages they send, and its status.
     fn replay(&self, commit: &mut Commit, events: &History, now: i64) {
+        self.replay_run(commit, events, now, 0);
+    }
+
+    /// [`Self::replay`], for the `depth`-th run started in this activation.
+    fn replay_run(&self, commit: &mut Commit, events: &History, now: i64, depth: u32) {
         let id = commit.instance.id.clone();
         let Some(workflow) = self
             .workflows
@@ -388,11 +425,17 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         trace::set_parent(&span, parent_trace);
         let replayed: Vec<HistoryEvent> = events.iter().map(|(_, e)| e.clone()).collect();
         let started = Instant::now();
-        let activation = span.in_scope(|| activate(workflow.as_ref(), &id, &replayed));
+        let mut activation = span.in_scope(|| activate(workflow.as_ref(), &id, &replayed));
         record::activation(&commit.instance.name, started.elapsed(), replayed.len());
+        if let Some(error) = self.oversized(&activation.new_events, &activation.outcome) {
+            tracing::error!(instance = %id, %error, "workflow failed: an event is too large");
+            activation.new_events = vec![Event::WorkflowFailed { error }];
+            activation.outcome = Outcome::Finished;
+        }
         let trace = trace::traceparent(&span);
         commit.instance.status = Status::Running;
         commit.instance.error = None;
+        let continuing = matches!(activation.outcome, Outcome::ContinuedAsNew { .. });
         for event in activation.new_events {
             commit.messages.extend(self.messages_for(
                 &id,
@@ -402,6 +445,11 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                 clock,
                 trace.as_deref(),
             ));
+            // The commands of a run's last step are carried out, but the run's history is
+            // replaced by the next one's.
+            if continuing {
+                continue;
+            }
             if let Event::WorkflowCompleted { output } = &event {
                 commit.instance.output = Some(output.clone());
             }
@@ -412,7 +460,127 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                 .events
                 .push((event_id(&event), HistoryEvent { at: now, event }));
         }
-        settle_outcome(commit, activation.outcome, now);
+        match activation.outcome {
+            Outcome::ContinuedAsNew {
+                input,
+                carried,
+                next_seq,
+            } if depth < MAX_RUNS_PER_ACTIVATION => {
+                let next = self.next_run(commit, &replayed, input, carried, next_seq, now);
+                self.replay_run(commit, &next, now, depth + 1);
+            }
+            Outcome::ContinuedAsNew { .. } => {
+                let reason = format!(
+                    "the workflow continued as new {MAX_RUNS_PER_ACTIVATION} times without waiting for anything: a loop that never waits would run forever; make each run wait (a task, a timer, a signal) before it continues"
+                );
+                settle_outcome(commit, Outcome::Parked(ParkReason::BadHistory(reason)), now);
+            }
+            outcome => settle_outcome(commit, outcome, now),
+        }
+    }
+
+    /// Replaces the history in `commit` by the start of the next run, with what this run
+    /// leaves it (signals it did not take, a cancellation), and returns that history.
+    fn next_run(
+        &self,
+        commit: &mut Commit,
+        ending: &[HistoryEvent],
+        input: Value,
+        carried: Vec<Event>,
+        next_seq: u32,
+        now: i64,
+    ) -> History {
+        let id = commit.instance.id.clone();
+        let (run, clock, trace, run_timeout_ms) = match ending.first().map(|e| &e.event) {
+            Some(Event::WorkflowStarted {
+                run,
+                clock,
+                trace,
+                run_timeout_ms,
+                ..
+            }) => (*run + 1, *clock, trace.clone(), *run_timeout_ms),
+            _ => (1, Clock::Real, None, None),
+        };
+        let name = commit.instance.name.clone();
+        let version = self
+            .workflows
+            .newest(&name)
+            .map_or(commit.instance.version, |(v, _)| v);
+        tracing::debug!(instance = %id, run, "workflow continued as new");
+        let started = Event::WorkflowStarted {
+            name,
+            version,
+            input: input.clone(),
+            clock,
+            trace,
+            run,
+            first_seq: next_seq,
+            run_timeout_ms,
+        };
+        commit.messages.extend(run_timeout(&id, &started, now));
+        let mut history: History = vec![(
+            "start".to_owned(),
+            HistoryEvent {
+                at: now,
+                event: started,
+            },
+        )];
+        for (n, event) in carried.into_iter().enumerate() {
+            history.push((
+                format!("carried/{run}/{n}"),
+                HistoryEvent { at: now, event },
+            ));
+        }
+        commit.instance.version = version;
+        commit.instance.input = input;
+        commit.instance.output = None;
+        commit.truncate_to = Some(0);
+        commit.events.clone_from(&history);
+        history
+    }
+
+    /// Why an activation's new events cannot be recorded: a value larger than
+    /// [`WorkflowWorkerOptions::max_event_bytes`].
+    fn oversized(&self, events: &[Event], outcome: &Outcome) -> Option<WorkflowError> {
+        let limit = self.options.max_event_bytes;
+        let next_run = match outcome {
+            Outcome::ContinuedAsNew { input, .. } => {
+                Some(("the input of the next run".to_owned(), input))
+            }
+            _ => None,
+        };
+        events
+            .iter()
+            .filter_map(|event| match event {
+                Event::TaskScheduled {
+                    seq,
+                    service,
+                    name,
+                    input,
+                    ..
+                } => Some((
+                    format!("the input of task {service}/{name} (command {seq})"),
+                    input,
+                )),
+                Event::ChildStarted {
+                    seq, name, input, ..
+                } => Some((format!("the input of child {name} (command {seq})"), input)),
+                Event::WorkflowCompleted { output } => {
+                    Some(("the workflow's output".to_owned(), output))
+                }
+                _ => None,
+            })
+            .chain(next_run)
+            .find_map(|(what, value)| {
+                limits::check(
+                    &what,
+                    value,
+                    limit,
+                    "WorkflowWorkerOptions::max_event_bytes",
+                )
+                .err()
+                .map(WorkflowError::new)
+            })
     }
 
     /// What a new event of the engine sends.
@@ -447,6 +615,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                     retry_policy: retry_policy.clone(),
                     attempt: 0,
                     redrive: 0,
+                    scheduled_at: now,
                     trace: trace.map(str::to_owned),
                 }),
             }],
@@ -474,6 +643,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                     input: input.clone(),
                     parent: Some((id.to_owned(), *seq)),
                     trace: trace.map(str::to_owned),
+                    run_timeout_ms: None,
                 },
             }],
             Event::WorkflowCompleted { output } => match &instance.parent {
@@ -495,6 +665,30 @@ struct Start {
     input: Value,
     parent: Option<(String, u32)>,
     trace: Option<String>,
+    run_timeout_ms: Option<u64>,
+}
+
+/// The message that ends the run `started` begins when its run timeout runs out.
+fn run_timeout(id: &str, started: &Event, now: i64) -> Option<Message> {
+    let Event::WorkflowStarted {
+        run,
+        run_timeout_ms: Some(ms),
+        clock,
+        ..
+    } = started
+    else {
+        return None;
+    };
+    let ms = i64::try_from(*ms).unwrap_or(i64::MAX);
+    Some(Message {
+        id: ids::run_timeout_id(id, *run),
+        topic: Topic::Workflows,
+        key: id.to_owned(),
+        deliver_at: clock.to_real(clock.to_workflow(now).saturating_add(ms)),
+        body: MessageBody::Event {
+            event: Event::RunTimedOut { run: *run },
+        },
+    })
 }
 
 /// Adds an event that came as a message (a result, a timer, a signal...) to `commit`, unless
@@ -509,7 +703,27 @@ fn take_event(commit: &mut Commit, events: &mut History, event_id: String, event
         return;
     }
     let id = &commit.instance.id;
-    match result_seq(&event).and_then(|seq| result_index(events, seq)) {
+    // News of an earlier run (the late result of a task it left running, its timers, its
+    // timeout) is not this run's.
+    let (run, first_seq) = current_run(events.iter().chain(&commit.events));
+    let stale = match &event {
+        Event::RunTimedOut { run: ended } => *ended != run,
+        other => other.result_seq().is_some_and(|seq| seq < first_seq),
+    };
+    if stale {
+        tracing::debug!(instance = %id, event = %event.describe(), "news of an earlier run; dropped");
+        return;
+    }
+    // An ended instance takes only records and the result of a task an operator retried (which
+    // reopens it); a timeout's timer or an abandoned task's result is not part of its story.
+    if commit.instance.status.is_final()
+        && !ids::is_retry(&event_id)
+        && !matches!(event, Event::OperatorAction { .. })
+    {
+        tracing::debug!(instance = %id, event = %event.describe(), "news for an instance that has ended; dropped");
+        return;
+    }
+    match task_result_seq(&event).and_then(|seq| result_index(events, seq)) {
         Some(index)
             if ids::is_retry(&event_id)
                 && ended_in_failure(events)
@@ -541,6 +755,14 @@ fn take_event(commit: &mut Commit, events: &mut History, event_id: String, event
     }
 }
 
+/// The number and first command of the run `events` (a history) begin.
+fn current_run<'a>(mut events: impl Iterator<Item = &'a (String, HistoryEvent)>) -> (u32, u32) {
+    match events.next().map(|(_, e)| &e.event) {
+        Some(Event::WorkflowStarted { run, first_seq, .. }) => (*run, *first_seq),
+        _ => (0, 0),
+    }
+}
+
 /// Whether `commit` brings something the workflow reacts to: not a duplicate, not an
 /// operator's record alone (an instance reopened for a retried task would otherwise end
 /// again, as before, while its task runs), and nothing for a finished instance or for a parked
@@ -568,19 +790,7 @@ fn settle_outcome(commit: &mut Commit, outcome: Outcome, now: i64) {
         }
         Outcome::Cancelled { children } => {
             commit.instance.status = Status::Cancelled;
-            for child in children {
-                commit.messages.push(Message {
-                    id: ids::cancel_id(&child),
-                    topic: Topic::Workflows,
-                    key: child.clone(),
-                    deliver_at: now,
-                    body: MessageBody::Event {
-                        event: Event::CancelRequested {
-                            reason: format!("its parent `{id}` was cancelled"),
-                        },
-                    },
-                });
-            }
+            cancel_children(commit, children, "its parent was cancelled", now);
             if let Some((parent, seq)) = &commit.instance.parent {
                 commit.messages.push(child_result(
                     parent,
@@ -589,11 +799,35 @@ fn settle_outcome(commit: &mut Commit, outcome: Outcome, now: i64) {
                 ));
             }
         }
+        Outcome::TimedOut { children } => {
+            commit.instance.status = Status::Failed;
+            cancel_children(commit, children, "its parent's run timed out", now);
+        }
+        // Handled by the replay, which starts the next run.
+        Outcome::ContinuedAsNew { .. } => {}
         Outcome::Parked(reason) => {
             tracing::error!(instance = %id, %reason, "workflow parked");
             commit.instance.status = Status::Parked;
             commit.instance.error = Some(reason.to_string());
         }
+    }
+}
+
+/// Cancels the child instances still running, saying why (`reason`, about the parent).
+fn cancel_children(commit: &mut Commit, children: Vec<String>, reason: &str, now: i64) {
+    let id = &commit.instance.id;
+    for child in children {
+        commit.messages.push(Message {
+            id: ids::cancel_id(&child),
+            topic: Topic::Workflows,
+            key: child.clone(),
+            deliver_at: now,
+            body: MessageBody::Event {
+                event: Event::CancelRequested {
+                    reason: format!("{reason} (`{id}`)"),
+                },
+            },
+        });
     }
 }
 
@@ -626,7 +860,7 @@ fn count_transitions(commits: &[Commit], prior: &HashMap<String, Option<Status>>
 }
 
 /// The command a result event answers.
-fn result_seq(event: &Event) -> Option<u32> {
+fn task_result_seq(event: &Event) -> Option<u32> {
     match event {
         Event::TaskCompleted { seq, .. } | Event::TaskFailed { seq, .. } => Some(*seq),
         _ => None,
@@ -637,7 +871,7 @@ fn result_seq(event: &Event) -> Option<u32> {
 fn result_index(events: &History, seq: u32) -> Option<usize> {
     events
         .iter()
-        .position(|(_, e)| result_seq(&e.event) == Some(seq))
+        .position(|(_, e)| task_result_seq(&e.event) == Some(seq))
 }
 
 fn ended_in_failure(events: &[(String, HistoryEvent)]) -> bool {

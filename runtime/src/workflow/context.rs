@@ -24,6 +24,7 @@ pub(crate) enum Resolution {
     Task(Result<Value, TaskError>),
     Timer,
     Child(Result<Value, WorkflowError>),
+    Completion(Result<Value, String>),
 }
 
 /// The replay state shared by the context and its futures. One per activation.
@@ -40,21 +41,47 @@ pub(crate) struct State {
     pub(crate) now: i64,
     pub(crate) rng: ChaCha8Rng,
     pub(crate) mismatch: Option<NonDeterminism>,
+    /// The input of the next run, once the workflow asked to continue as new.
+    pub(crate) continued: Option<Result<Value, WorkflowError>>,
 }
 
 impl State {
-    pub(crate) fn new(instance_id: &str, recorded: BTreeMap<u32, Event>, now: i64) -> Self {
+    pub(crate) fn new(
+        instance_id: &str,
+        recorded: BTreeMap<u32, Event>,
+        now: i64,
+        first_seq: u32,
+    ) -> Self {
         Self {
             instance_id: instance_id.to_owned(),
             recorded,
             new_commands: Vec::new(),
-            next_seq: 0,
+            next_seq: first_seq,
             resolved: BTreeMap::new(),
             signals: BTreeMap::new(),
             now,
             rng: ChaCha8Rng::seed_from_u64(fnv1a(instance_id.as_bytes())),
             mismatch: None,
+            continued: None,
         }
+    }
+
+    /// Starts a timer that fires at `fire_at` (workflow time).
+    fn timer(state: &Rc<RefCell<Self>>, fire_at: i64) -> TimerFuture {
+        let seq = state
+            .borrow_mut()
+            .command(|seq| Event::TimerStarted { seq, fire_at });
+        TimerFuture {
+            state: state.clone(),
+            seq,
+        }
+    }
+
+    /// Starts a timer that fires `duration` from now.
+    fn timer_after(state: &Rc<RefCell<Self>>, duration: Duration) -> TimerFuture {
+        let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        let fire_at = state.borrow().now.saturating_add(millis);
+        Self::timer(state, fire_at)
     }
 
     /// Issues a command: checks it against the history at its number, or records it as new.
@@ -141,9 +168,7 @@ impl WorkflowContext {
 
     /// Waits durably for `duration`: the wait survives restarts.
     pub fn sleep(&self, duration: Duration) -> TimerFuture {
-        let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
-        let fire_at = self.state.borrow().now.saturating_add(millis);
-        self.timer(fire_at)
+        State::timer_after(&self.state, duration)
     }
 
     /// Waits durably until `deadline` (at once if it has passed).
@@ -152,17 +177,68 @@ impl WorkflowContext {
             .duration_since(UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
             .unwrap_or(0);
-        self.timer(fire_at)
+        State::timer(&self.state, fire_at)
     }
 
-    fn timer(&self, fire_at: i64) -> TimerFuture {
-        let seq = self
-            .state
-            .borrow_mut()
-            .command(|seq| Event::TimerStarted { seq, fire_at });
-        TimerFuture {
+    /// Bounds any future by a durable timer of `duration`: its output, or [`TimedOut`] when
+    /// the timer fires first. The timer starts now, whenever the future is awaited.
+    ///
+    /// What the future was waiting for is abandoned, not undone: a task goes on running, and
+    /// its late result is recorded and ignored. The calls, children, signal waits and
+    /// completions of this context have a `.timeout(duration)` of their own that reads better.
+    pub fn timeout<F: Future>(&self, duration: Duration, future: F) -> Timeout<F> {
+        Timeout {
+            inner: Box::pin(future),
+            timer: State::timer_after(&self.state, duration),
+            after: duration,
+        }
+    }
+
+    /// A completion token for an outside system (an email link, a payment provider's
+    /// webhook), and the future of its result: the value given to
+    /// [`Client::complete`](crate::Client::complete), or the message given to
+    /// [`Client::fail_completion`](crate::Client::fail_completion) as an error.
+    ///
+    /// The token is recorded when made, so every replay hands out the same one; it holds a
+    /// random part and cannot be guessed from the instance id. A token resolves once: a second
+    /// completion is refused.
+    pub fn completion<T: DeserializeOwned>(&self) -> CompletionFuture<T> {
+        let mut state = self.state.borrow_mut();
+        let seq = state.next_seq;
+        let token = match state.recorded.get(&seq) {
+            Some(Event::CompletionCreated { token, .. }) => token.clone(),
+            _ => completion_token(&state.instance_id, seq),
+        };
+        let recorded = token.clone();
+        state.command(|seq| Event::CompletionCreated {
+            seq,
+            token: recorded,
+        });
+        CompletionFuture {
             state: self.state.clone(),
             seq,
+            token,
+            output: PhantomData,
+        }
+    }
+
+    /// Ends this run and starts the instance afresh with `input`, under the same id, with an
+    /// empty history: a loop that runs for years replays in constant time. Return what this
+    /// gives (`return ctx.continue_as_new(&next).await;`): it never resolves, and nothing after
+    /// it runs.
+    ///
+    /// The switch is one commit: the old history is replaced by the new run's start, so a crash
+    /// leaves either the old run or the new one, never both. The new run takes the newest
+    /// registered version of the workflow, keeps the run timeout, and gets the signals this run
+    /// received and did not take. Tasks, timers and children of the old run that had not ended
+    /// go on, and their results are ignored.
+    pub fn continue_as_new<I: Serialize, T>(&self, input: &I) -> ContinueAsNew<T> {
+        let next = serde_json::to_value(input).map_err(|e| {
+            WorkflowError::new(format!("cannot encode the input of the next run: {e}"))
+        });
+        self.state.borrow_mut().continued.get_or_insert(next);
+        ContinueAsNew {
+            output: PhantomData,
         }
     }
 
@@ -355,6 +431,273 @@ impl<O: DeserializeOwned> Future for ChildFuture<O> {
             _ => Poll::Pending,
         }
     }
+}
+
+impl<O> TaskFuture<O> {
+    /// Bounds the call, all its attempts together, by a durable timer: [`TimedOut`] when the
+    /// timer fires first. The task is not stopped; its late result is ignored.
+    pub fn timeout(self, duration: Duration) -> Timeout<Self> {
+        let timer = State::timer_after(&self.state, duration);
+        Timeout {
+            inner: Box::pin(self),
+            timer,
+            after: duration,
+        }
+    }
+}
+
+impl<O> ChildFuture<O> {
+    /// Bounds the wait for the child by a durable timer: [`TimedOut`] when the timer fires
+    /// first. The child goes on running.
+    pub fn timeout(self, duration: Duration) -> Timeout<Self> {
+        let timer = State::timer_after(&self.state, duration);
+        Timeout {
+            inner: Box::pin(self),
+            timer,
+            after: duration,
+        }
+    }
+}
+
+impl<T> SignalFuture<T> {
+    /// Bounds the wait for the signal by a durable timer: [`TimedOut`] when the timer fires
+    /// first. A signal that comes later waits for the next wait of its name.
+    pub fn timeout(self, duration: Duration) -> Timeout<Self> {
+        let timer = State::timer_after(&self.state, duration);
+        Timeout {
+            inner: Box::pin(self),
+            timer,
+            after: duration,
+        }
+    }
+}
+
+/// The result of [`WorkflowContext::completion`]: the token to hand out, and the future of
+/// the result.
+#[must_use = "a completion is only waited for when awaited"]
+pub struct CompletionFuture<T> {
+    state: Rc<RefCell<State>>,
+    seq: u32,
+    token: String,
+    output: PhantomData<T>,
+}
+
+impl<T> CompletionFuture<T> {
+    /// The token: give it to the outside system that completes it.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Bounds the wait by a durable timer: [`TimedOut`] when the timer fires first. A
+    /// completion that comes later is recorded and ignored.
+    pub fn timeout(self, duration: Duration) -> Timeout<Self> {
+        let timer = State::timer_after(&self.state, duration);
+        Timeout {
+            inner: Box::pin(self),
+            timer,
+            after: duration,
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Future for CompletionFuture<T> {
+    type Output = Result<T, WorkflowError>;
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.state.borrow().resolved.get(&self.seq) {
+            Some(Resolution::Completion(Ok(value))) => {
+                Poll::Ready(serde_json::from_value(value.clone()).map_err(|e| {
+                    WorkflowError::new(format!("the completion's value does not decode: {e}"))
+                }))
+            }
+            Some(Resolution::Completion(Err(message))) => {
+                Poll::Ready(Err(WorkflowError::new(message.clone())))
+            }
+            _ => Poll::Pending,
+        }
+    }
+}
+
+/// A completion token: `cgc1.<instance id, base64url>.<command number>.<random part>`.
+fn completion_token(instance_id: &str, seq: u32) -> String {
+    use base64::Engine as _;
+    let instance = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(instance_id);
+    format!("cgc1.{instance}.{seq}.{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The instance and command number a completion token names, or `None` when it is not one.
+pub(crate) fn parse_completion_token(token: &str) -> Option<(String, u32)> {
+    use base64::Engine as _;
+    let mut parts = token.trim().split('.');
+    let (Some("cgc1"), Some(instance), Some(seq), Some(nonce), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    if nonce.len() != 32 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let instance = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(instance)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())?;
+    Some((instance, seq.parse().ok()?))
+}
+
+/// The result of [`WorkflowContext::continue_as_new`]: never resolves.
+#[must_use = "return what continue_as_new gives: `return ctx.continue_as_new(&input).await;`"]
+pub struct ContinueAsNew<T> {
+    output: PhantomData<fn() -> T>,
+}
+
+impl<T> Future for ContinueAsNew<T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<T> {
+        Poll::Pending
+    }
+}
+
+/// A future bounded by a durable timer: see [`WorkflowContext::timeout`].
+#[must_use = "a timeout does nothing unless awaited"]
+pub struct Timeout<F> {
+    inner: Pin<Box<F>>,
+    timer: TimerFuture,
+    after: Duration,
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, TimedOut>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // The future first: when its result and the timer arrive together, the result wins.
+        if let Poll::Ready(output) = self.inner.as_mut().poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        match Pin::new(&mut self.timer).poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(TimedOut { after: self.after })),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// A wait bounded by [`WorkflowContext::timeout`] (or a future's `.timeout`) ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedOut {
+    /// The bound that ran out.
+    pub after: Duration,
+}
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "timed out after {:?}", self.after)
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
+/// The output of [`select2`]: which of two futures finished first, with its output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Either<A, B> {
+    /// The first future finished first.
+    Left(A),
+    /// The second future finished first.
+    Right(B),
+}
+
+/// The output of [`select3`]: which of three futures finished first, with its output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Either3<A, B, C> {
+    /// The first future finished first.
+    First(A),
+    /// The second future finished first.
+    Second(B),
+    /// The third future finished first.
+    Third(C),
+}
+
+/// Waits for the first of two futures of any output types; the other is dropped. When both
+/// are ready at the same step, `a` wins, so a replay picks the same one.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use codegen_runtime::workflow::{Either, WorkflowContext, WorkflowError, select2};
+/// async fn approval(ctx: WorkflowContext, _: ()) -> Result<bool, WorkflowError> {
+///     match select2(ctx.signal::<bool>("approved"), ctx.sleep(Duration::from_secs(3600))).await {
+///         Either::Left(approved) => Ok(approved?),
+///         Either::Right(()) => Ok(false),
+///     }
+/// }
+/// ```
+pub async fn select2<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> {
+    let mut a = std::pin::pin!(a);
+    let mut b = std::pin::pin!(b);
+    std::future::poll_fn(move |cx| {
+        if let Poll::Ready(v) = a.as_mut().poll(cx) {
+            return Poll::Ready(Either::Left(v));
+        }
+        if let Poll::Ready(v) = b.as_mut().poll(cx) {
+            return Poll::Ready(Either::Right(v));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Waits for the first of three futures of any output types; the others are dropped. Of
+/// futures ready at the same step, the first given wins.
+pub async fn select3<A: Future, B: Future, C: Future>(
+    a: A,
+    b: B,
+    c: C,
+) -> Either3<A::Output, B::Output, C::Output> {
+    let mut a = std::pin::pin!(a);
+    let mut b = std::pin::pin!(b);
+    let mut c = std::pin::pin!(c);
+    std::future::poll_fn(move |cx| {
+        if let Poll::Ready(v) = a.as_mut().poll(cx) {
+            return Poll::Ready(Either3::First(v));
+        }
+        if let Poll::Ready(v) = b.as_mut().poll(cx) {
+            return Poll::Ready(Either3::Second(v));
+        }
+        if let Poll::Ready(v) = c.as_mut().poll(cx) {
+            return Poll::Ready(Either3::Third(v));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Waits for both of two futures of any output types, which run at once.
+pub async fn join2<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let mut a = std::pin::pin!(a);
+    let mut b = std::pin::pin!(b);
+    let (mut left, mut right) = (None, None);
+    std::future::poll_fn(move |cx| {
+        if left.is_none()
+            && let Poll::Ready(v) = a.as_mut().poll(cx)
+        {
+            left = Some(v);
+        }
+        if right.is_none()
+            && let Poll::Ready(v) = b.as_mut().poll(cx)
+        {
+            right = Some(v);
+        }
+        match (left.take(), right.take()) {
+            (Some(l), Some(r)) => Poll::Ready((l, r)),
+            (l, r) => {
+                (left, right) = (l, r);
+                Poll::Pending
+            }
+        }
+    })
+    .await
 }
 
 /// Waits for all of `futures`, which run at once; outputs in the order given.

@@ -45,6 +45,25 @@ pub enum Outcome {
     /// The code cannot continue this history; nothing is recorded and the instance waits for
     /// fixed code.
     Parked(ParkReason),
+    /// The workflow asked to start afresh (see
+    /// [`WorkflowContext::continue_as_new`]): the history is replaced by a new run's start.
+    /// The new events are commands issued in the same step, carried out for the record.
+    ContinuedAsNew {
+        /// The next run's input.
+        input: Value,
+        /// What this run leaves the next: the signals it received and did not take (by name,
+        /// in the order they came), and news it did not get to (signals, a cancellation, an
+        /// operator's record).
+        carried: Vec<Event>,
+        /// The next run's first command number.
+        next_seq: u32,
+    },
+    /// The run's time ran out (its last new event is `WorkflowFailed`); `children` are the
+    /// ids of the child instances still running, which must be cancelled.
+    TimedOut {
+        /// Child instances to cancel.
+        children: Vec<String>,
+    },
 }
 
 /// Why an instance is parked.
@@ -90,7 +109,15 @@ pub fn activate(
     let Some((first, rest)) = history.split_first() else {
         return parked(ParkReason::BadHistory("it is empty".into()));
     };
-    let Event::WorkflowStarted { input, clock, .. } = &first.event else {
+    let Event::WorkflowStarted {
+        input,
+        clock,
+        run,
+        first_seq,
+        run_timeout_ms,
+        ..
+    } = &first.event
+    else {
         return parked(ParkReason::BadHistory(format!(
             "it starts with {}",
             first.event.describe()
@@ -111,6 +138,7 @@ pub fn activate(
         instance_id,
         recorded,
         clock.to_workflow(first.at),
+        *first_seq,
     )));
     let ctx = WorkflowContext {
         state: state.clone(),
@@ -125,11 +153,13 @@ pub fn activate(
         Err(message) => return parked(ParkReason::Panic(message)),
     };
     let mut cancel = false;
+    let mut timed_out = false;
+    let continued = |state: &Rc<RefCell<State>>| state.borrow().continued.is_some();
     // Events recorded together (one commit, one timestamp) are delivered together, then the
     // workflow is polled once: the grouping is a function of the history alone, so every
     // replay sees the same steps.
     let mut next = 0;
-    while next < rest.len() && result.is_none() && !cancel {
+    while next < rest.len() && result.is_none() && !cancel && !timed_out && !continued(&state) {
         let at = rest[next].at;
         let mut delivered = false;
         {
@@ -158,14 +188,19 @@ pub fn activate(
                             .or_default()
                             .push_back(payload.clone());
                     }
+                    Event::CompletionResolved { seq, result } => {
+                        s.resolved
+                            .insert(*seq, Resolution::Completion(result.clone()));
+                    }
                     Event::CancelRequested { .. } => cancel = true,
+                    Event::RunTimedOut { run: ended } if ended == run => timed_out = true,
                     // Commands were checked as the code issued them; nothing to deliver.
                     _ => continue,
                 }
                 delivered = true;
             }
         }
-        if cancel || !delivered {
+        if cancel || timed_out || !delivered {
             continue;
         }
         result = match poll(&mut future) {
@@ -181,9 +216,10 @@ pub fn activate(
     if let Some(mismatch) = state.mismatch.take() {
         return parked(ParkReason::NonDeterminism(mismatch));
     }
+    let continued = state.continued.take();
     // A recorded command the code no longer issues is a change it cannot follow either, unless
-    // the workflow is cancelled or has just returned.
-    if result.is_none() && !cancel {
+    // the workflow is cancelled, timed out, continued as new or has just returned.
+    if result.is_none() && !cancel && !timed_out && continued.is_none() {
         let next_seq = state.next_seq;
         if let Some((seq, missing)) = state.recorded.range(next_seq..).next() {
             return parked(ParkReason::NonDeterminism(NonDeterminism {
@@ -200,8 +236,54 @@ pub fn activate(
             outcome: Outcome::Cancelled { children },
         };
     }
+    if timed_out {
+        let limit = run_timeout_ms.map_or_else(String::new, |ms| {
+            format!(" of {:?}", std::time::Duration::from_millis(ms))
+        });
+        return Activation {
+            new_events: vec![Event::WorkflowFailed {
+                error: WorkflowError::new(format!(
+                    "run {run} ran past its run timeout{limit}; raise it in StartOptions::run_timeout, or end the run sooner"
+                )),
+            }],
+            outcome: Outcome::TimedOut {
+                children: running_children(history),
+            },
+        };
+    }
     let mut new_events = std::mem::take(&mut state.new_commands);
-    let outcome = match result {
+    let outcome = match continued {
+        Some(Ok(input)) => {
+            let untaken =
+                std::mem::take(&mut state.signals)
+                    .into_iter()
+                    .flat_map(|(name, queued)| {
+                        queued
+                            .into_iter()
+                            .map(move |payload| Event::SignalReceived {
+                                name: name.clone(),
+                                payload,
+                            })
+                    });
+            let undelivered = rest[next..].iter().filter_map(|e| match &e.event {
+                Event::SignalReceived { .. }
+                | Event::CancelRequested { .. }
+                | Event::OperatorAction { .. } => Some(e.event.clone()),
+                _ => None,
+            });
+            return Activation {
+                new_events,
+                outcome: Outcome::ContinuedAsNew {
+                    input,
+                    carried: untaken.chain(undelivered).collect(),
+                    next_seq: state.next_seq,
+                },
+            };
+        }
+        Some(Err(error)) => Some(Err(error)),
+        None => result,
+    };
+    let outcome = match outcome {
         None => Outcome::Running,
         Some(Ok(output)) => {
             new_events.push(Event::WorkflowCompleted { output });

@@ -44,6 +44,18 @@ pub enum Event {
         /// activation of the instance is its child.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         trace: Option<String>,
+        /// Which run of the instance this is: 0 for the first, one more after each
+        /// [`continue_as_new`](super::WorkflowContext::continue_as_new).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        run: u32,
+        /// The number of this run's first command. Runs number their commands on from where the
+        /// run before stopped, so a task, timer or child of an earlier run is never taken for one
+        /// of this run, and idempotency keys stay unique across runs.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        first_seq: u32,
+        /// How long the run may take before it fails, in milliseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run_timeout_ms: Option<u64>,
     },
     /// Command: a task was scheduled.
     TaskScheduled {
@@ -116,6 +128,26 @@ pub enum Event {
         /// The change id.
         change_id: String,
     },
+    /// Command: a completion token was made, for an outside system to resolve with
+    /// [`Client::complete`](crate::Client::complete).
+    CompletionCreated {
+        /// The command number.
+        seq: u32,
+        /// The token; it holds a random part, so it cannot be guessed from the instance id.
+        token: String,
+    },
+    /// The completion of command `seq` was resolved from outside.
+    CompletionResolved {
+        /// The command number.
+        seq: u32,
+        /// The value it was completed with, or the error it was failed with.
+        result: Result<Value, String>,
+    },
+    /// The run's time ran out (see `run_timeout_ms` of [`Event::WorkflowStarted`]).
+    RunTimedOut {
+        /// The run it ends.
+        run: u32,
+    },
     /// An operator acted on the instance (from `codegen flows`, its console, or a client that
     /// names itself): kept for the record, ignored by replay.
     OperatorAction {
@@ -153,7 +185,21 @@ impl Event {
             Self::TaskScheduled { seq, .. }
             | Self::TimerStarted { seq, .. }
             | Self::ChildStarted { seq, .. }
-            | Self::MarkerRecorded { seq, .. } => Some(*seq),
+            | Self::MarkerRecorded { seq, .. }
+            | Self::CompletionCreated { seq, .. } => Some(*seq),
+            _ => None,
+        }
+    }
+
+    /// The command a result answers: a task's result, a timer's firing, a child's end, a
+    /// completion.
+    pub fn result_seq(&self) -> Option<u32> {
+        match self {
+            Self::TaskCompleted { seq, .. }
+            | Self::TaskFailed { seq, .. }
+            | Self::TimerFired { seq }
+            | Self::ChildCompleted { seq, .. }
+            | Self::CompletionResolved { seq, .. } => Some(*seq),
             _ => None,
         }
     }
@@ -174,7 +220,8 @@ impl Event {
                     ..
                 },
             ) => a == c && b == d,
-            (Self::TimerStarted { .. }, Self::TimerStarted { .. }) => true,
+            (Self::TimerStarted { .. }, Self::TimerStarted { .. })
+            | (Self::CompletionCreated { .. }, Self::CompletionCreated { .. }) => true,
             (Self::ChildStarted { name: a, .. }, Self::ChildStarted { name: b, .. }) => a == b,
             (
                 Self::MarkerRecorded { change_id: a, .. },
@@ -197,6 +244,9 @@ impl Event {
             Self::ChildStarted { name, .. } => format!("child workflow {name}"),
             Self::ChildCompleted { seq, .. } => format!("end of child {seq}"),
             Self::MarkerRecorded { change_id, .. } => format!("patch marker `{change_id}`"),
+            Self::CompletionCreated { .. } => "completion token".to_owned(),
+            Self::CompletionResolved { seq, .. } => format!("completion {seq} resolved"),
+            Self::RunTimedOut { run } => format!("run {run} timed out"),
             Self::CancelRequested { .. } => "cancel request".to_owned(),
             Self::OperatorAction { action, by, .. } => format!("{action} by {by}"),
             Self::WorkflowCompleted { .. } => "completion".to_owned(),
@@ -206,12 +256,20 @@ impl Event {
     }
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// Why a workflow failed, as its caller (a client or a parent workflow) sees it.
 ///
-/// Any error converts into it with `?`, keeping its message and causes.
+/// Any error converts into it with `?`, keeping its message and causes; a [`TaskError`] (also
+/// as the cause of another error) is kept whole, so a parent or an operator still sees its
+/// status and body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkflowError {
     message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    task: Option<Box<TaskError>>,
 }
 
 impl WorkflowError {
@@ -219,12 +277,23 @@ impl WorkflowError {
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            task: None,
         }
     }
 
     /// The message.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// The task error this one came from, when it came from one: its status, body and kind.
+    pub fn task_error(&self) -> Option<&TaskError> {
+        self.task.as_deref()
+    }
+
+    /// The HTTP status of the task error this one came from.
+    pub fn status(&self) -> Option<u16> {
+        self.task_error().and_then(TaskError::status)
     }
 }
 
@@ -234,16 +303,25 @@ impl fmt::Display for WorkflowError {
     }
 }
 
-impl<E: std::error::Error> From<E> for WorkflowError {
+impl<E: std::error::Error + 'static> From<E> for WorkflowError {
     fn from(err: E) -> Self {
         let mut message = err.to_string();
+        let mut task = (&err as &(dyn std::error::Error + 'static))
+            .downcast_ref::<TaskError>()
+            .cloned();
         let mut source = err.source();
         while let Some(cause) = source {
             message.push_str(": ");
             message.push_str(&cause.to_string());
+            if task.is_none() {
+                task = cause.downcast_ref::<TaskError>().cloned();
+            }
             source = cause.source();
         }
-        Self { message }
+        Self {
+            message,
+            task: task.map(Box::new),
+        }
     }
 }
 

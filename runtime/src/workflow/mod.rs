@@ -22,8 +22,10 @@ mod registry;
 pub mod replay;
 
 pub use clock::Clock;
+pub(crate) use context::parse_completion_token;
 pub use context::{
-    ChildFuture, SignalFuture, TaskFuture, TimerFuture, WorkflowContext, join_all, select,
+    ChildFuture, CompletionFuture, ContinueAsNew, Either, Either3, SignalFuture, TaskFuture,
+    TimedOut, Timeout, TimerFuture, WorkflowContext, join_all, join2, select, select2, select3,
 };
 pub use history::{Event, HistoryEvent, NonDeterminism, WorkflowError};
 pub use registry::Workflows;

@@ -50,8 +50,19 @@ impl History {
                 input,
                 clock: Clock::Real,
                 trace: None,
+                run: 0,
+                first_seq: 0,
+                run_timeout_ms: None,
             },
         }])
+    }
+
+    /// Appends events recorded together (one commit, one time).
+    fn together(mut self, events: Vec<Event>) -> Self {
+        let at = T0 + 1000 * self.0.len() as i64;
+        self.0
+            .extend(events.into_iter().map(|event| HistoryEvent { at, event }));
+        self
     }
 
     fn then(mut self, event: Event) -> Self {
@@ -620,4 +631,183 @@ fn a_scaled_clock_speeds_up_now_and_timers_and_stays_with_the_history() {
             output: json!(fired / 1000)
         }]
     );
+}
+
+async fn charge_within_a_minute(ctx: WorkflowContext, cents: u64) -> Result<String, WorkflowError> {
+    match ctx
+        .call(&Charge { cents })
+        .timeout(Duration::from_secs(60))
+        .await
+    {
+        Ok(receipt) => Ok(receipt?),
+        Err(timed_out) => Ok(timed_out.to_string()),
+    }
+}
+
+#[test]
+fn a_timeout_is_a_timer_after_its_call_and_the_first_to_arrive_wins_on_every_replay() {
+    let history = History::start(json!(5));
+    let first = run(charge_within_a_minute, &history);
+    assert_eq!(
+        first.new_events,
+        [
+            scheduled(0, "payments", "charge", json!({"cents": 5})),
+            Event::TimerStarted {
+                seq: 1,
+                fire_at: T0 + 60_000
+            }
+        ]
+    );
+    let history = history.record(&first);
+    // The timer first: a timeout, and the late result changes nothing.
+    let timed_out = History(history.0.clone()).then(Event::TimerFired { seq: 1 });
+    let ended = run(charge_within_a_minute, &timed_out);
+    assert_eq!(
+        ended.new_events,
+        [Event::WorkflowCompleted {
+            output: json!("timed out after 60s")
+        }]
+    );
+    let late = timed_out.completed(0, json!("r-1"));
+    assert_eq!(
+        run(charge_within_a_minute, &late).new_events,
+        ended.new_events
+    );
+    // Both recorded together: the result wins.
+    let together = history.together(vec![
+        Event::TimerFired { seq: 1 },
+        Event::TaskCompleted {
+            seq: 0,
+            output: json!("r-1"),
+        },
+    ]);
+    assert_eq!(
+        run(charge_within_a_minute, &together).new_events,
+        [Event::WorkflowCompleted {
+            output: json!("r-1")
+        }]
+    );
+}
+
+#[test]
+fn select2_of_different_output_types_takes_the_first_in_its_list_when_both_are_ready() {
+    let wait = |ctx: WorkflowContext, _: ()| async move {
+        Ok::<_, WorkflowError>(
+            match select2(ctx.sleep(Duration::from_secs(1)), ctx.signal::<u32>("n")).await {
+                Either::Left(()) => "timer".to_owned(),
+                Either::Right(n) => format!("signal {}", n?),
+            },
+        )
+    };
+    let history = History::start(json!(null));
+    let first = run(wait, &history);
+    let history = history.record(&first);
+    let both = History(history.0.clone()).together(vec![
+        Event::SignalReceived {
+            name: "n".into(),
+            payload: json!(7),
+        },
+        Event::TimerFired { seq: 0 },
+    ]);
+    assert_eq!(
+        run(wait, &both).new_events,
+        [Event::WorkflowCompleted {
+            output: json!("timer")
+        }]
+    );
+    let signal = history.then(Event::SignalReceived {
+        name: "n".into(),
+        payload: json!(7),
+    });
+    assert_eq!(
+        run(wait, &signal).new_events,
+        [Event::WorkflowCompleted {
+            output: json!("signal 7")
+        }]
+    );
+}
+
+#[test]
+fn continue_as_new_ends_the_run_with_the_next_input_and_what_it_did_not_take() {
+    let looping = |ctx: WorkflowContext, n: u32| async move {
+        ctx.signal::<()>("tick").await?;
+        ctx.call(&Charge { cents: 1 }).await?;
+        ctx.continue_as_new::<_, Result<(), WorkflowError>>(&(n + 1))
+            .await
+    };
+    let history = History::start(json!(1))
+        .then(Event::SignalReceived {
+            name: "tick".into(),
+            payload: json!(null),
+        })
+        .then(scheduled(0, "payments", "charge", json!({"cents": 1})))
+        .then(Event::SignalReceived {
+            name: "tick".into(),
+            payload: json!(null),
+        })
+        .completed(0, json!("r"))
+        .then(Event::CancelRequested {
+            reason: "later".into(),
+        });
+    let activation = run(looping, &history);
+    assert_eq!(activation.new_events, []);
+    assert_eq!(
+        activation.outcome,
+        Outcome::ContinuedAsNew {
+            input: json!(2),
+            carried: vec![
+                Event::SignalReceived {
+                    name: "tick".into(),
+                    payload: json!(null)
+                },
+                Event::CancelRequested {
+                    reason: "later".into()
+                }
+            ],
+            next_seq: 1,
+        }
+    );
+}
+
+#[test]
+fn a_run_that_starts_at_a_later_command_numbers_its_commands_from_there() {
+    let mut history = History::start(json!(500));
+    if let Event::WorkflowStarted { first_seq, run, .. } = &mut history.0[0].event {
+        (*first_seq, *run) = (40, 3);
+    }
+    let first = run(two_steps, &history);
+    assert_eq!(
+        first.new_events,
+        [scheduled(40, "payments", "charge", json!({"cents": 500}))]
+    );
+    let history = history.record(&first).completed(40, json!("r-1"));
+    assert_eq!(
+        run(two_steps, &history).new_events,
+        [scheduled(41, "mail", "send", json!({"to": "receipt r-1"}))]
+    );
+}
+
+#[test]
+fn a_task_error_keeps_its_status_and_body_when_converted_with_question_mark() {
+    #[derive(Debug, thiserror::Error)]
+    #[error("charging failed")]
+    struct Charging(#[source] TaskError);
+    let direct: WorkflowError = TaskError::permanent("402")
+        .with_response(402, "declined")
+        .into();
+    assert_eq!(direct.status(), Some(402));
+    assert_eq!(
+        direct.task_error().and_then(TaskError::body),
+        Some("declined")
+    );
+    let wrapped: WorkflowError =
+        Charging(TaskError::permanent("402").with_response(402, "declined")).into();
+    assert_eq!(wrapped.status(), Some(402));
+    assert!(wrapped.message().starts_with("charging failed: "));
+    assert_eq!(WorkflowError::new("plain").status(), None);
+    let json = serde_json::to_value(&direct).unwrap();
+    let back: WorkflowError = serde_json::from_value(json).unwrap();
+    assert_eq!(back, direct);
+    let old: WorkflowError = serde_json::from_value(json!({"message": "old"})).unwrap();
+    assert_eq!(old.message(), "old");
 }

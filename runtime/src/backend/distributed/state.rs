@@ -170,6 +170,15 @@ impl<T: Transport> StateStore for DistributedBackend<T> {
                 )
                 .await
                 .map_err(|e| pg_error("rewinding a history", &e))?;
+                // A new run (continued as new) has a new input.
+                if keep == 0 {
+                    tx.execute(
+                        "UPDATE codegen_instances SET input = $2 WHERE id = $1",
+                        &[&i.id, &i.input.to_string()],
+                    )
+                    .await
+                    .map_err(|e| pg_error("starting a new run", &e))?;
+                }
             }
             idx = append_events(&tx, &i.id, idx, &c.events).await?;
             tx.execute(
