@@ -3,14 +3,17 @@
 //! Every workflow must complete, and the (idempotent) server must see one effect per
 //! idempotency key: one pet per workflow, whatever was retried or replayed.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use codegen_runtime::backend::Status;
 use codegen_runtime::backend::sqlite::SqliteBackend;
 use codegen_runtime::http::HttpClient;
+use codegen_runtime::schedule::{CatchUp, Overlap, ScheduleSpec, Timing};
 use codegen_runtime::worker::{
     Handlers, ServiceWorker, ServiceWorkerOptions, WorkflowWorker, WorkflowWorkerOptions,
 };
@@ -18,6 +21,7 @@ use codegen_runtime::workflow::{WorkflowContext, WorkflowError, Workflows};
 use codegen_runtime::{Client, RetryPolicy};
 use petstore::operations::{CreatePet, ShowPetById};
 use petstore::types::NewPet;
+use support::Killed;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -45,6 +49,27 @@ async fn adopt(ctx: WorkflowContext, name: String) -> Result<String, WorkflowErr
     Ok(format!("{}#{}", shown.name, shown.id))
 }
 
+/// Runs of a loop that continues as new: one pet per run.
+const RUNS: u32 = 10;
+
+/// One pet per run, then a fresh run, `RUNS` times.
+async fn looping(ctx: WorkflowContext, run: u32) -> Result<u32, WorkflowError> {
+    let policy = RetryPolicy::default()
+        .with_initial_delay(Duration::from_millis(20))
+        .with_max_attempts(20);
+    let body = NewPet {
+        name: format!("{}-{run}", ctx.instance_id()),
+        tag: None,
+        status: None,
+        birthday: None,
+    };
+    ctx.call_with(&CreatePet { body }, policy).await?;
+    if run + 1 == RUNS {
+        return Ok(run + 1);
+    }
+    ctx.continue_as_new(&(run + 1)).await
+}
+
 /// The worker process: runs until killed. A no-op unless started by the test below.
 #[test]
 fn crash_worker_process() {
@@ -69,6 +94,12 @@ fn crash_worker_process() {
         let tasks = tokio::spawn(async move { service.run(rx2).await.unwrap() });
         let mut workflows = Workflows::new();
         workflows.register("adopt", 1, adopt);
+        workflows.register("looping", 1, looping);
+        workflows.register(
+            "beat",
+            1,
+            |_ctx: WorkflowContext, _: serde_json::Value| async { Ok::<_, WorkflowError>(()) },
+        );
         let options = WorkflowWorkerOptions {
             lease,
             idle_wait: Duration::from_millis(50),
@@ -177,8 +208,8 @@ async fn serve(listener: TcpListener, ledger: Arc<Mutex<Ledger>>) {
     }
 }
 
-fn spawn_worker(db: &str, url: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
+fn spawn_worker(db: &str, url: &str) -> Killed {
+    let child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "crash_worker_process",
@@ -191,7 +222,8 @@ fn spawn_worker(db: &str, url: &str) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Killed(child)
 }
 
 /// A small deterministic generator, seeded from the clock and printed, so a failing run can be
@@ -238,10 +270,9 @@ async fn workflows_survive_a_worker_killed_at_random_moments() {
     println!("crash test seed: {seed} (set CODEGEN_CRASH_SEED to repeat)");
     let mut rng = Rng(seed);
     for _ in 0..KILLS {
-        let mut worker = spawn_worker(&db, &url);
+        let worker = spawn_worker(&db, &url);
         tokio::time::sleep(Duration::from_millis(30 + rng.below(300))).await;
-        worker.kill().unwrap(); // SIGKILL
-        worker.wait().unwrap();
+        drop(worker); // SIGKILL
     }
 
     let before = client
@@ -254,7 +285,7 @@ async fn workflows_survive_a_worker_killed_at_random_moments() {
         before < WORKFLOWS,
         "the kills came too late to test anything"
     );
-    let mut worker = spawn_worker(&db, &url);
+    let worker = spawn_worker(&db, &url);
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let done = client
@@ -280,8 +311,7 @@ async fn workflows_survive_a_worker_killed_at_random_moments() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    worker.kill().unwrap();
-    worker.wait().unwrap();
+    drop(worker);
 
     let (effects, requests) = {
         let ledger = ledger.lock().unwrap();
@@ -307,4 +337,134 @@ async fn workflows_survive_a_worker_killed_at_random_moments() {
         );
     }
     println!("{requests} requests for {WORKFLOWS} workflows across {KILLS} kills");
+}
+
+/// A schedule that ticks every 100 ms and loops that continue as new, while the worker is
+/// killed at random moments: every tick starts exactly one instance (none missing, none twice),
+/// and every run of a loop has exactly one successor and one effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_and_continue_as_new_survive_a_worker_killed_at_random_moments() {
+    const LOOPS: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db").to_string_lossy().into_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    tokio::spawn(serve(listener, ledger.clone()));
+
+    let client = Client::new(Arc::new(SqliteBackend::open(&db).unwrap()));
+    let spec = ScheduleSpec {
+        workflow: "beat".into(),
+        input: serde_json::Value::Null,
+        timing: Timing::Every { every_ms: 100 },
+        overlap: Overlap::Allow,
+        catch_up: CatchUp::All { max: 1_000 },
+    };
+    client.create_schedule("beat", &spec).await.unwrap();
+    for n in 0..LOOPS {
+        client
+            .start("looping", Some(&format!("loop-{n}")), &0u32)
+            .await
+            .unwrap();
+    }
+    let seed = std::env::var("CODEGEN_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("crash test seed: {seed} (set CODEGEN_CRASH_SEED to repeat)");
+    let mut rng = Rng(seed);
+    for _ in 0..KILLS {
+        let worker = spawn_worker(&db, &url);
+        tokio::time::sleep(Duration::from_millis(30 + rng.below(300))).await;
+        drop(worker); // SIGKILL
+    }
+    let before = client
+        .list(Some("looping"), Some(Status::Completed), LOOPS * 2)
+        .await
+        .unwrap()
+        .len();
+    println!("{before} of {LOOPS} loops completed while the worker was being killed");
+    assert!(before < LOOPS, "the kills came too late to test anything");
+
+    let worker = spawn_worker(&db, &url);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let done = client
+            .list(Some("looping"), Some(Status::Completed), LOOPS * 2)
+            .await
+            .unwrap()
+            .len();
+        if done == LOOPS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {done} of {LOOPS} loops completed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    client.delete_schedule("beat").await.unwrap();
+    while !client.schedules().await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the schedule was not deleted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // What the schedule started before it ended completes.
+    let beats = loop {
+        let beats = client.list(Some("beat"), None, 100_000).await.unwrap();
+        if beats.iter().all(|b| b.status == Status::Completed) {
+            break beats;
+        }
+        assert!(Instant::now() < deadline, "not every beat completed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    drop(worker);
+
+    // Every tick from the first to the last started one instance.
+    let mut ticks: Vec<i64> = beats
+        .iter()
+        .map(|b| {
+            chrono::DateTime::parse_from_rfc3339(b.id.trim_start_matches("beat@"))
+                .unwrap()
+                .timestamp_millis()
+        })
+        .collect();
+    ticks.sort_unstable();
+    assert!(ticks.len() >= 10, "the schedule ticked: {ticks:?}");
+    let gaps: Vec<_> = ticks.windows(2).filter(|w| w[1] - w[0] != 100).collect();
+    assert!(gaps.is_empty(), "ticks missing: {gaps:?}");
+
+    // Every run of every loop had one effect, and the last run is the tenth.
+    let effects = ledger.lock().unwrap().effects.clone();
+    for n in 0..LOOPS {
+        let id = format!("loop-{n}");
+        let keys: Vec<_> = effects
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{id}/task/")))
+            .collect();
+        assert_eq!(keys.len(), RUNS as usize, "{id}: {keys:?}");
+        assert!(keys.iter().all(|(_, n)| **n == 1), "{id}: {keys:?}");
+        assert_eq!(
+            client
+                .result::<u32>(&id, Duration::from_secs(5))
+                .await
+                .unwrap(),
+            RUNS
+        );
+        let history = client.history(&id).await.unwrap();
+        match &history.events[0].event {
+            codegen_runtime::workflow::Event::WorkflowStarted { run, .. } => {
+                assert_eq!(*run, RUNS - 1, "{id}: one successor per run");
+            }
+            other => panic!("{id} starts with {other:?}"),
+        }
+    }
+    println!(
+        "{} ticks, {LOOPS} loops of {RUNS} runs across {KILLS} kills",
+        ticks.len()
+    );
 }

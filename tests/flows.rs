@@ -446,6 +446,73 @@ fn commands(f: &Fleet) {
     assert!(err.contains("running, parked"), "{err}");
     let err = f.fails(&["list", "--after", "later"], 2);
     assert!(err.contains("<start time>:<id>"), "{err}");
+
+    // schedules: create, list, pause, delete
+    f.ok(&[
+        "schedule",
+        "create",
+        "often",
+        "--workflow",
+        "steps",
+        "--input",
+        "1",
+        "--every",
+        "300ms",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ids(&f.json(&["list", "--workflow", "steps", "--id", "often@"])).len() < 2 {
+        assert!(Instant::now() < deadline, "the schedule started nothing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let table = f.ok(&["schedule", "list"]);
+    assert!(table.starts_with("SCHEDULE "), "{table}");
+    assert!(
+        table.contains("often") && table.contains("every 300ms"),
+        "{table}"
+    );
+    let listed = f.json(&["schedule", "list"]);
+    assert_eq!(listed[0]["name"], "often", "{listed:#}");
+    f.ok(&["schedule", "pause", "often"]);
+    f.ok(&["schedule", "delete", "often"]);
+    while f.json(&["schedule", "list"]) != serde_json::json!([]) {
+        assert!(Instant::now() < deadline, "the schedule was not deleted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let err = f.fails(&["schedule", "pause", "often"], 2);
+    assert!(err.contains("no schedule `often`"), "{err}");
+    let err = f.fails(
+        &[
+            "schedule",
+            "create",
+            "x",
+            "--workflow",
+            "steps",
+            "--cron",
+            "every day",
+        ],
+        2,
+    );
+    assert!(err.contains("is not a cron expression"), "{err}");
+    let err = f.fails(
+        &[
+            "schedule",
+            "create",
+            "x",
+            "--workflow",
+            "steps",
+            "--cron",
+            "0 9 * * *",
+            "--time-zone",
+            "Mars/Olympus",
+        ],
+        2,
+    );
+    assert!(err.contains("is not a time zone"), "{err}");
+    // clap names what is missing, with the usage line.
+    let out = f.flows(&["schedule", "create", "x", "--workflow", "steps"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--every") && err.contains("--cron"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@ use crate::backend::{
     Message, MessageBody, MessageQueue, ServiceStats, StateStore, Status, TaskMessage, Topic,
 };
 use crate::operate::{self, InstanceDetail};
+use crate::schedule::{self, Control, SCHEDULE_WORKFLOW, ScheduleSpec, ScheduleState};
 use crate::time::now_ms;
 use crate::worker::ids;
 use crate::workflow::Event;
@@ -91,6 +92,12 @@ pub enum ClientError {
         /// When, and with what.
         when: String,
     },
+    /// A schedule cannot be made as given.
+    #[error("{0}")]
+    InvalidSchedule(String),
+    /// No schedule has this name.
+    #[error("no schedule `{0}`: list them with `schedule list`")]
+    UnknownSchedule(String),
     /// No dead task has this id.
     #[error("no dead task `{0}`: list them with `dead` (it may have been retried already)")]
     UnknownDeadTask(String),
@@ -601,6 +608,94 @@ impl<B: StateStore + MessageQueue> Client<B> {
         }
     }
 
+    /// Creates schedule `name`: `spec.workflow` started at each tick of `spec.timing`, each
+    /// instance under the id `<name>@<tick>`. Creating it again with the same spec does nothing;
+    /// with another it is an error (delete it first). Any workflow worker runs it.
+    pub async fn create_schedule(
+        &self,
+        name: &str,
+        spec: &ScheduleSpec,
+    ) -> Result<(), ClientError> {
+        if name.trim().is_empty() || name.contains('@') {
+            return Err(ClientError::InvalidSchedule(format!(
+                "`{name}` cannot name a schedule: give a non-empty name without `@`"
+            )));
+        }
+        spec.validate().map_err(ClientError::InvalidSchedule)?;
+        if let Some(existing) = self.find_schedule(name).await? {
+            return if existing.spec == *spec {
+                Ok(())
+            } else {
+                Err(ClientError::InvalidSchedule(format!(
+                    "schedule `{name}` exists with another spec: delete it first (`schedule delete {name}`), then create it again"
+                )))
+            };
+        }
+        let state = ScheduleState {
+            name: name.to_owned(),
+            spec: spec.clone(),
+            paused: false,
+            handled_until: now_ms(),
+            buffered: None,
+            started: 0,
+            skipped: 0,
+        };
+        // A schedule deleted before keeps its id; a new one of the same name gets its own.
+        let mut id = schedule::instance_id(name);
+        if self.backend.instance(&id).await?.is_some() {
+            id = format!("{id}:{}", state.handled_until);
+        }
+        self.start(SCHEDULE_WORKFLOW, Some(&id), &state).await?;
+        Ok(())
+    }
+
+    /// The schedules that run (not deleted), by name.
+    pub async fn schedules(&self) -> Result<Vec<ScheduleInfo>, ClientError> {
+        let mut found = Vec::new();
+        for status in [Status::Running, Status::Parked] {
+            for info in self
+                .backend
+                .list(Some(SCHEDULE_WORKFLOW), Some(status), 100_000)
+                .await?
+            {
+                let history = self.backend.history(&info.id).await?;
+                if let Some(schedule) = ScheduleInfo::read(&info, &history) {
+                    found.push(schedule);
+                }
+            }
+        }
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(found)
+    }
+
+    async fn find_schedule(&self, name: &str) -> Result<Option<ScheduleInfo>, ClientError> {
+        Ok(self.schedules().await?.into_iter().find(|s| s.name == name))
+    }
+
+    /// Pauses schedule `name`: it starts nothing until resumed.
+    pub async fn pause_schedule(&self, name: &str) -> Result<(), ClientError> {
+        self.control(name, Control::Pause).await
+    }
+
+    /// Resumes schedule `name` from now: ticks that passed while it was paused are not caught up.
+    pub async fn resume_schedule(&self, name: &str) -> Result<(), ClientError> {
+        self.control(name, Control::Resume).await
+    }
+
+    /// Deletes schedule `name`. The instances it started run on.
+    pub async fn delete_schedule(&self, name: &str) -> Result<(), ClientError> {
+        self.control(name, Control::Delete).await
+    }
+
+    async fn control(&self, name: &str, control: Control) -> Result<(), ClientError> {
+        let schedule = self
+            .find_schedule(name)
+            .await?
+            .ok_or_else(|| ClientError::UnknownSchedule(name.to_owned()))?;
+        self.signal(&schedule.id, schedule::CONTROL_SIGNAL, &control)
+            .await
+    }
+
     async fn running(&self, id: &str) -> Result<InstanceInfo, ClientError> {
         let info = self.status(id).await?;
         if info.status.is_final() {
@@ -610,6 +705,76 @@ impl<B: StateStore + MessageQueue> Client<B> {
             });
         }
         Ok(info)
+    }
+}
+
+/// A schedule, as [`Client::schedules`] reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ScheduleInfo {
+    /// Its name.
+    pub name: String,
+    /// The instance that runs it.
+    pub id: String,
+    /// What it starts, and when.
+    pub spec: ScheduleSpec,
+    /// Whether it is paused, counting a pause or resume its history holds and its run has not
+    /// taken yet (one just sent shows once a worker has recorded it, in milliseconds).
+    pub paused: bool,
+    /// When it next ticks (milliseconds since the Unix epoch), unless paused.
+    pub next: Option<i64>,
+    /// Instances it started, up to its current run.
+    pub started: u64,
+    /// Ticks it skipped, up to its current run.
+    pub skipped: u64,
+}
+
+impl ScheduleInfo {
+    /// The schedule an instance of the schedule workflow runs, from its current run's history.
+    fn read(
+        info: &InstanceInfo,
+        history: &[(String, crate::workflow::HistoryEvent)],
+    ) -> Option<Self> {
+        let state: ScheduleState = serde_json::from_value(info.input.clone()).ok()?;
+        let mut paused = state.paused;
+        let mut timers = std::collections::BTreeMap::new();
+        let mut clock = crate::workflow::Clock::Real;
+        for (_, e) in history {
+            match &e.event {
+                Event::WorkflowStarted { clock: c, .. } => clock = *c,
+                Event::SignalReceived { name, payload } if name == schedule::CONTROL_SIGNAL => {
+                    match serde_json::from_value(payload.clone()) {
+                        Ok(Control::Pause) => paused = true,
+                        Ok(Control::Resume) => paused = false,
+                        _ => {}
+                    }
+                }
+                Event::TimerStarted { seq, fire_at } => {
+                    timers.insert(*seq, *fire_at);
+                }
+                Event::TimerFired { seq } => {
+                    timers.remove(seq);
+                }
+                _ => {}
+            }
+        }
+        let next = if paused {
+            None
+        } else {
+            timers
+                .values()
+                .next_back()
+                .map(|at| clock.to_real(*at))
+                .or_else(|| state.spec.timing.next_after(state.handled_until).ok())
+        };
+        Some(Self {
+            name: state.name,
+            id: info.id.clone(),
+            spec: state.spec,
+            paused,
+            next,
+            started: state.started,
+            skipped: state.skipped,
+        })
     }
 }
 

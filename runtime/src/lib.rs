@@ -57,6 +57,7 @@ pub mod http;
 pub mod limits;
 pub mod operate;
 mod retry;
+pub mod schedule;
 pub mod schema;
 mod task;
 pub mod telemetry;
@@ -64,7 +65,7 @@ mod time;
 pub mod worker;
 pub mod workflow;
 
-pub use client::{Client, ClientError, DeadTask, InstancePage, StartOptions};
+pub use client::{Client, ClientError, DeadTask, InstancePage, ScheduleInfo, StartOptions};
 pub use error::{ErrorKind, TaskError};
 pub use retry::RetryPolicy;
 pub use task::Task;

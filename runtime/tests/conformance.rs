@@ -27,8 +27,10 @@ use long_lived::{
     a_completion_that_does_not_come_in_time_times_out,
     a_completion_token_resolves_once_and_a_second_completion_is_refused,
     a_run_timeout_fails_the_instance_with_its_reason,
+    a_schedule_starts_one_instance_per_tick_and_pauses_resumes_and_ends,
     a_signal_wait_with_a_timeout_times_out_and_the_next_wait_gets_the_signal,
     a_task_error_keeps_its_status_and_body_through_question_mark,
+    a_tick_while_the_last_run_still_runs_is_skipped,
     continue_as_new_carries_the_signals_a_run_did_not_take,
     continue_as_new_starts_a_fresh_history_under_the_same_id,
     schedule_to_close_bounds_all_attempts_of_a_call_together,
@@ -861,6 +863,8 @@ backends::conformance!(
     a_task_error_keeps_its_status_and_body_through_question_mark,
     schedule_to_close_bounds_all_attempts_of_a_call_together,
     values_over_the_event_size_limit_are_refused_with_what_and_how_large,
+    a_schedule_starts_one_instance_per_tick_and_pauses_resumes_and_ends,
+    a_tick_while_the_last_run_still_runs_is_skipped,
 );
 
 /// PostgreSQL only: the runtime applies its migrations once, whoever connects first, and

@@ -3,8 +3,9 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use codegen_runtime::backend::{Backend, Cursor, DeadFilter, InstanceFilter, Status};
+use codegen_runtime::schedule::{CatchUp, Overlap, ScheduleSpec, Timing};
 use codegen_runtime::{Client, StartOptions};
 use serde::Serialize;
 use serde_json::Value;
@@ -159,6 +160,144 @@ pub struct RetryArgs {
     /// Do not ask to confirm a bulk retry.
     #[arg(long, short = 'y')]
     yes: bool,
+}
+
+/// `flows schedule`.
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// What to do.
+    #[command(subcommand)]
+    command: ScheduleCommand,
+}
+
+/// A `flows schedule` command.
+#[derive(Debug, Subcommand)]
+pub(super) enum ScheduleCommand {
+    /// Create a schedule: a workflow started at each tick, as `<name>@<tick>`. Creating it
+    /// again with the same settings does nothing.
+    Create(ScheduleCreateArgs),
+    /// List the schedules: what each starts, when it next ticks, what it started and skipped.
+    List {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a schedule: it starts nothing until resumed.
+    Pause {
+        /// The schedule's name.
+        name: String,
+    },
+    /// Resume a paused schedule from now; ticks missed while paused are not caught up.
+    Resume {
+        /// The schedule's name.
+        name: String,
+    },
+    /// Delete a schedule; the instances it started run on.
+    Delete {
+        /// The schedule's name.
+        name: String,
+    },
+}
+
+/// `flows schedule create`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("timing").required(true).args(["every", "cron"])))]
+pub(super) struct ScheduleCreateArgs {
+    /// The schedule's name.
+    name: String,
+    /// The workflow it starts (its newest version).
+    #[arg(long)]
+    workflow: String,
+    /// The input of every instance, as JSON.
+    #[arg(long, value_name = "JSON", default_value = "null", value_parser = parse_json)]
+    input: Value,
+    /// Tick at every multiple of this interval since the Unix epoch (1h: on the hour, UTC).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    every: Option<Duration>,
+    /// Tick on this cron expression: five fields (`0 9 * * MON-FRI`) or six with seconds.
+    #[arg(long, value_name = "EXPRESSION")]
+    cron: Option<String>,
+    /// The time zone of `--cron` (an IANA name).
+    #[arg(long, value_name = "ZONE", default_value = "UTC", requires = "cron")]
+    time_zone: String,
+    /// A tick while the last instance still runs: skip it, buffer-one (start it when that one
+    /// ends), or allow (run both).
+    #[arg(long, default_value = "skip", value_parser = parse_overlap)]
+    overlap: Overlap,
+    /// Ticks missed while no worker ran: latest (start one, for the latest), skip, or all (each,
+    /// up to --catch-up-max).
+    #[arg(long, default_value = "latest", value_parser = ["latest", "skip", "all"])]
+    catch_up: String,
+    /// With `--catch-up all`: the most missed ticks started.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    catch_up_max: u32,
+}
+
+fn parse_overlap(s: &str) -> Result<Overlap, String> {
+    match s {
+        "skip" => Ok(Overlap::Skip),
+        "buffer-one" => Ok(Overlap::BufferOne),
+        "allow" => Ok(Overlap::Allow),
+        _ => Err(format!(
+            "`{s}` is not an overlap policy: use skip, buffer-one or allow"
+        )),
+    }
+}
+
+pub(super) async fn schedule(client: &Client<Backend>, a: ScheduleArgs) -> Result<(), Failure> {
+    match a.command {
+        ScheduleCommand::Create(c) => {
+            let timing = match (c.every, c.cron) {
+                (Some(every), _) => Timing::Every {
+                    every_ms: u64::try_from(every.as_millis()).unwrap_or(u64::MAX),
+                },
+                (None, Some(expression)) => Timing::Cron {
+                    expression,
+                    time_zone: c.time_zone,
+                },
+                (None, None) => return Err(Failure::input("give --every or --cron")),
+            };
+            let catch_up = match c.catch_up.as_str() {
+                "skip" => CatchUp::Skip,
+                "all" => CatchUp::All {
+                    max: c.catch_up_max,
+                },
+                _ => CatchUp::Latest,
+            };
+            let spec = ScheduleSpec {
+                workflow: c.workflow,
+                input: c.input,
+                timing,
+                overlap: c.overlap,
+                catch_up,
+            };
+            client.create_schedule(&c.name, &spec).await?;
+            eprintln!(
+                "schedule `{}` starts `{}` at each tick, as `{}@<tick>`; a workflow worker runs it",
+                c.name, spec.workflow, c.name
+            );
+        }
+        ScheduleCommand::List { json } => {
+            let schedules = client.schedules().await?;
+            if json {
+                return print_json(&schedules);
+            }
+            print!("{}", text::schedules(&schedules, text::now()));
+        }
+        ScheduleCommand::Pause { name } => {
+            client.pause_schedule(&name).await?;
+            eprintln!("schedule `{name}` pauses: it starts nothing until resumed");
+        }
+        ScheduleCommand::Resume { name } => {
+            client.resume_schedule(&name).await?;
+            eprintln!("schedule `{name}` ticks again from now");
+        }
+        ScheduleCommand::Delete { name } => {
+            client.delete_schedule(&name).await?;
+            eprintln!("schedule `{name}` ends; the instances it started run on");
+        }
+    }
+    Ok(())
 }
 
 /// `flows services`.

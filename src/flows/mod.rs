@@ -61,6 +61,9 @@ pub enum FlowsCommand {
     Dead(commands::DeadArgs),
     /// Run dead tasks again: one by id, or all of a service.
     Retry(commands::RetryArgs),
+    /// Start workflows on a cron expression or an interval: create, list, pause, resume,
+    /// delete.
+    Schedule(commands::ScheduleArgs),
     /// Each service's queue, oldest waiting task, and attempts per minute.
     Services(commands::ServicesArgs),
     /// Serve the web console: instances, timelines, dead tasks, services, and actions that
@@ -105,6 +108,8 @@ impl From<ClientError> for Failure {
             | ClientError::InvalidToken(_)
             | ClientError::AlreadyCompleted { .. }
             | ClientError::TooLarge(_)
+            | ClientError::InvalidSchedule(_)
+            | ClientError::UnknownSchedule(_)
             | ClientError::Ended { .. } => Self::input(err.to_string()),
             other => Self::backend(other.to_string()),
         }
@@ -152,6 +157,7 @@ async fn dispatch(args: FlowsArgs) -> Result<(), Failure> {
         FlowsCommand::Start(a) => commands::start(&client, a).await,
         FlowsCommand::Signal(a) => commands::signal(&client, a).await,
         FlowsCommand::Complete(a) => commands::complete(&client, a).await,
+        FlowsCommand::Schedule(a) => commands::schedule(&client, a).await,
         FlowsCommand::Cancel(a) => commands::cancel(&client, a).await,
         FlowsCommand::Resume(a) => commands::resume(&client, a).await,
         FlowsCommand::Dead(a) => commands::dead(&client, a).await,

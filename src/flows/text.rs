@@ -4,7 +4,8 @@ use std::fmt::Write;
 
 use codegen_runtime::backend::{InstanceInfo, ServiceStats, Status};
 use codegen_runtime::operate::{InstanceDetail, Span, SpanKind, SpanOutcome, Waiting};
-use codegen_runtime::{DeadTask, InstancePage};
+use codegen_runtime::schedule::Timing;
+use codegen_runtime::{DeadTask, InstancePage, ScheduleInfo};
 
 /// Now, in milliseconds since the Unix epoch.
 pub(crate) fn now() -> i64 {
@@ -317,6 +318,47 @@ pub(crate) fn dead(tasks: &[DeadTask], now: i64) -> String {
         "retry one with `codegen flows retry DEAD_TASK`, or all of a service with `--service S`"
     );
     out
+}
+
+/// The schedules as a table.
+pub(crate) fn schedules(schedules: &[ScheduleInfo], now: i64) -> String {
+    if schedules.is_empty() {
+        return "no schedule; create one with `codegen flows schedule create`\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = schedules
+        .iter()
+        .map(|s| {
+            let timing = match &s.spec.timing {
+                Timing::Every { every_ms } => format!(
+                    "every {}",
+                    humantime::format_duration(std::time::Duration::from_millis(*every_ms))
+                ),
+                Timing::Cron {
+                    expression,
+                    time_zone,
+                } => format!("{expression} ({time_zone})"),
+            };
+            vec![
+                s.name.clone(),
+                s.spec.workflow.clone(),
+                timing,
+                if s.paused {
+                    "paused".to_owned()
+                } else {
+                    s.next.map_or_else(
+                        || "-".to_owned(),
+                        |at| format!("{} ({})", relative(at, now), time(at)),
+                    )
+                },
+                s.started.to_string(),
+                s.skipped.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &["SCHEDULE", "WORKFLOW", "WHEN", "NEXT", "STARTED", "SKIPPED"],
+        &rows,
+    )
 }
 
 /// Each service's queue and figures as a table.

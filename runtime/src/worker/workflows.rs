@@ -78,7 +78,15 @@ const MAX_RUNS_PER_ACTIVATION: u32 = 100;
 
 impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
     /// A worker for `workflows` on `backend`.
-    pub fn new(backend: Arc<B>, workflows: Workflows, options: WorkflowWorkerOptions) -> Self {
+    /// Besides `workflows`, it runs the built-in schedule workflow
+    /// ([`crate::schedule::SCHEDULE_WORKFLOW`]), so any workflow worker keeps schedules ticking.
+    pub fn new(backend: Arc<B>, mut workflows: Workflows, options: WorkflowWorkerOptions) -> Self {
+        if workflows
+            .newest(crate::schedule::SCHEDULE_WORKFLOW)
+            .is_none()
+        {
+            workflows.register(crate::schedule::SCHEDULE_WORKFLOW, 1, crate::schedule::run);
+        }
         Self {
             backend,
             workflows,

@@ -259,14 +259,30 @@ impl WorkflowContext {
         name: &str,
         input: &I,
     ) -> ChildFuture<O> {
+        let id = {
+            let state = self.state.borrow();
+            format!("{}/{}", state.instance_id, state.next_seq)
+        };
+        self.child_with_id(name, &id, input)
+    }
+
+    /// Starts a child workflow under the instance id `id` (rather than one derived from this
+    /// instance's), and waits for its result. Starting it is recorded like any command, so a
+    /// replay or a crash never starts it twice; an instance that already has this id is not
+    /// started again.
+    pub fn child_with_id<I: Serialize, O: DeserializeOwned>(
+        &self,
+        name: &str,
+        id: &str,
+        input: &I,
+    ) -> ChildFuture<O> {
         let input = serde_json::to_value(input);
         let mut state = self.state.borrow_mut();
-        let workflow_id = format!("{}/{}", state.instance_id, state.next_seq);
         let encoded = input.as_ref().map(Clone::clone).unwrap_or(Value::Null);
         let seq = state.command(|seq| Event::ChildStarted {
             seq,
             name: name.to_owned(),
-            workflow_id,
+            workflow_id: id.to_owned(),
             input: encoded,
         });
         ChildFuture {

@@ -559,3 +559,136 @@ async fn a_loop_of_a_thousand_runs_replays_in_constant_time() {
     );
     env.stop().await;
 }
+
+/// The instances a schedule started, oldest tick first.
+async fn started_by<B: Conformant>(client: &Client<B>, workflow: &str, name: &str) -> Vec<String> {
+    let mut ids: Vec<String> = client
+        .list(Some(workflow), None, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .filter(|id| id.starts_with(&format!("{name}@")))
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn until_started<B: Conformant>(client: &Client<B>, workflow: &str, name: &str, n: usize) {
+    let deadline = Instant::now() + WAIT;
+    while started_by(client, workflow, name).await.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not start {n} instances"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub(crate) async fn a_schedule_starts_one_instance_per_tick_and_pauses_resumes_and_ends<
+    B: Conformant,
+>(
+    store: Opened<B>,
+) {
+    use codegen_runtime::schedule::{self, ScheduleSpec, Timing};
+    let env = env(store, workflows(), Arc::default());
+    let spec = ScheduleSpec {
+        workflow: "three_steps".into(),
+        input: serde_json::json!(1),
+        timing: Timing::Every { every_ms: 250 },
+        overlap: Default::default(),
+        catch_up: Default::default(),
+    };
+    env.client.create_schedule("sums", &spec).await.unwrap();
+    env.client.create_schedule("sums", &spec).await.unwrap();
+    let other = ScheduleSpec {
+        workflow: "nap".into(),
+        ..spec.clone()
+    };
+    let err = env
+        .client
+        .create_schedule("sums", &other)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("exists with another spec"),
+        "{err}"
+    );
+
+    until_started(&env.client, "three_steps", "sums", 3).await;
+    let listed = env.client.schedules().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].name.as_str(), listed[0].paused), ("sums", false));
+    assert!(listed[0].next.is_some());
+
+    env.client.pause_schedule("sums").await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !env.client.schedules().await.unwrap()[0].paused {
+        assert!(Instant::now() < deadline, "the pause was not recorded");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Once the pause is taken, nothing more starts.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let paused = started_by(&env.client, "three_steps", "sums").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(started_by(&env.client, "three_steps", "sums").await, paused);
+    env.client.resume_schedule("sums").await.unwrap();
+    until_started(&env.client, "three_steps", "sums", paused.len() + 1).await;
+    env.client.delete_schedule("sums").await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !env.client.schedules().await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the schedule was not deleted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let err = env.client.pause_schedule("sums").await.unwrap_err();
+    assert!(matches!(err, ClientError::UnknownSchedule(_)), "{err}");
+
+    // Every instance is a tick of the schedule: its id says which, and each completed.
+    let started = started_by(&env.client, "three_steps", "sums").await;
+    for id in &started {
+        let tick = chrono::DateTime::parse_from_rfc3339(id.trim_start_matches("sums@"))
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(tick % 250, 0, "{id} is on a tick");
+        assert_eq!(env.client.result::<i64>(id, WAIT).await.unwrap(), 112);
+        let info = env.client.status(id).await.unwrap();
+        assert_eq!(
+            info.parent.map(|p| p.0).as_deref(),
+            Some(schedule::instance_id("sums").as_str())
+        );
+    }
+    env.stop().await;
+}
+
+pub(crate) async fn a_tick_while_the_last_run_still_runs_is_skipped<B: Conformant>(
+    store: Opened<B>,
+) {
+    use codegen_runtime::schedule::{ScheduleSpec, Timing};
+    let env = env(store, workflows(), Arc::default());
+    let spec = ScheduleSpec {
+        workflow: "nap".into(),
+        input: serde_json::json!(450),
+        timing: Timing::Every { every_ms: 100 },
+        overlap: Default::default(),
+        catch_up: Default::default(),
+    };
+    env.client.create_schedule("naps", &spec).await.unwrap();
+    until_started(&env.client, "nap", "naps", 3).await;
+    env.client.delete_schedule("naps").await.unwrap();
+    let started = started_by(&env.client, "nap", "naps").await;
+    let ticks: Vec<i64> = started
+        .iter()
+        .map(|id| {
+            chrono::DateTime::parse_from_rfc3339(id.trim_start_matches("naps@"))
+                .unwrap()
+                .timestamp_millis()
+        })
+        .collect();
+    for pair in ticks.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 400,
+            "a tick started while a nap of 450 ms ran: {started:?}"
+        );
+    }
+    env.stop().await;
+}
