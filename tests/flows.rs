@@ -447,6 +447,16 @@ fn commands(f: &Fleet) {
     let err = f.fails(&["list", "--after", "later"], 2);
     assert!(err.contains("<start time>:<id>"), "{err}");
 
+    // purge: only what has ended
+    let err = f.fails(&["purge", "k-1x"], 2);
+    assert!(err.contains("no workflow instance"), "{err}");
+    f.ok(&["start", "wait", "--id", "p-1"]);
+    let err = f.fails(&["purge", "p-1"], 2);
+    assert!(err.contains("cancel it first"), "{err}");
+    f.ok(&["purge", "s-1"]);
+    let err = f.fails(&["show", "s-1"], 2);
+    assert!(err.contains("no workflow instance `s-1`"), "{err}");
+
     // schedules: create, list, pause, delete
     f.ok(&[
         "schedule",

@@ -95,6 +95,16 @@ pub enum ClientError {
     /// A schedule cannot be made as given.
     #[error("{0}")]
     InvalidSchedule(String),
+    /// The instance has not ended, so it cannot be purged.
+    #[error(
+        "instance `{id}` has not ended ({status:?}): cancel it first (`cancel`), then purge it"
+    )]
+    NotEnded {
+        /// The instance id.
+        id: String,
+        /// Where it is.
+        status: Status,
+    },
     /// No schedule has this name.
     #[error("no schedule `{0}`: list them with `schedule list`")]
     UnknownSchedule(String),
@@ -606,6 +616,20 @@ impl<B: StateStore + MessageQueue> Client<B> {
                 Err(err) => return Err(err.into()),
             }
         }
+    }
+
+    /// Deletes an instance that has ended, with its history, pending messages, dead letters
+    /// and recorded attempts, now rather than when its retention runs out.
+    pub async fn purge(&self, id: &str) -> Result<(), ClientError> {
+        let info = self.status(id).await?;
+        if !info.status.is_final() {
+            return Err(ClientError::NotEnded {
+                id: id.to_owned(),
+                status: info.status,
+            });
+        }
+        self.backend.purge(id).await?;
+        Ok(())
     }
 
     /// Creates schedule `name`: `spec.workflow` started at each tick of `spec.timing`, each

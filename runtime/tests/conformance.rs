@@ -33,6 +33,8 @@ use long_lived::{
     a_tick_while_the_last_run_still_runs_is_skipped,
     continue_as_new_carries_the_signals_a_run_did_not_take,
     continue_as_new_starts_a_fresh_history_under_the_same_id,
+    instances_past_their_retention_are_deleted_with_everything_of_them,
+    purge_deletes_one_ended_instance_and_refuses_a_running_one,
     schedule_to_close_bounds_all_attempts_of_a_call_together,
     select2_takes_the_first_of_a_timer_and_a_signal,
     values_over_the_event_size_limit_are_refused_with_what_and_how_large,
@@ -132,6 +134,20 @@ struct Behaviour {
 }
 
 fn env<B: Conformant>(store: Opened<B>, workflows: Workflows, behaviour: Arc<Behaviour>) -> Env<B> {
+    let options = WorkflowWorkerOptions {
+        idle_wait: Duration::from_millis(50),
+        ..Default::default()
+    };
+    env_with(store, workflows, behaviour, options)
+}
+
+/// [`env`] with a workflow worker of these options.
+fn env_with<B: Conformant>(
+    store: Opened<B>,
+    workflows: Workflows,
+    behaviour: Arc<Behaviour>,
+    options: WorkflowWorkerOptions,
+) -> Env<B> {
     let Opened { backend, guard } = store;
     let (stop, rx) = watch::channel(false);
     let mut math = Handlers::new();
@@ -161,19 +177,16 @@ fn env<B: Conformant>(store: Opened<B>, workflows: Workflows, behaviour: Arc<Beh
         Ok(t.ms)
     });
     let mut workers = Vec::new();
-    let options = ServiceWorkerOptions {
+    let service_options = ServiceWorkerOptions {
         idle_wait: Duration::from_millis(50),
         ..Default::default()
     };
     for (service, handlers) in [("math", math), ("flaky", flaky), ("slow", slow)] {
-        let worker = ServiceWorker::new(backend.clone(), service, handlers, options.clone());
+        let worker =
+            ServiceWorker::new(backend.clone(), service, handlers, service_options.clone());
         let rx = rx.clone();
         workers.push(tokio::spawn(async move { worker.run(rx).await.unwrap() }));
     }
-    let options = WorkflowWorkerOptions {
-        idle_wait: Duration::from_millis(50),
-        ..Default::default()
-    };
     let worker = WorkflowWorker::new(backend.clone(), workflows, options);
     workers.push(tokio::spawn(async move { worker.run(rx).await.unwrap() }));
     Env {
@@ -865,6 +878,8 @@ backends::conformance!(
     values_over_the_event_size_limit_are_refused_with_what_and_how_large,
     a_schedule_starts_one_instance_per_tick_and_pauses_resumes_and_ends,
     a_tick_while_the_last_run_still_runs_is_skipped,
+    instances_past_their_retention_are_deleted_with_everything_of_them,
+    purge_deletes_one_ended_instance_and_refuses_a_running_one,
 );
 
 /// PostgreSQL only: the runtime applies its migrations once, whoever connects first, and

@@ -83,6 +83,13 @@ pub struct StartArgs {
     run_timeout: Option<Duration>,
 }
 
+/// `flows purge`.
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// The instance id; it must have ended.
+    id: String,
+}
+
 /// `flows complete`.
 #[derive(Debug, Args)]
 pub struct CompleteArgs {
@@ -420,6 +427,15 @@ pub(super) async fn start(client: &Client<Backend>, a: StartArgs) -> Result<(), 
 pub(super) async fn signal(client: &Client<Backend>, a: SignalArgs) -> Result<(), Failure> {
     client.signal(&a.id, &a.name, &a.payload).await?;
     eprintln!("sent signal `{}` to `{}`", a.name, a.id);
+    Ok(())
+}
+
+pub(super) async fn purge(client: &Client<Backend>, a: PurgeArgs) -> Result<(), Failure> {
+    client.purge(&a.id).await?;
+    eprintln!(
+        "deleted `{}` with its history, messages, dead letters and attempts",
+        a.id
+    );
     Ok(())
 }
 

@@ -57,6 +57,9 @@ pub enum FlowsCommand {
     Cancel(commands::CancelArgs),
     /// Replay a parked instance again, after fixed code was deployed.
     Resume(commands::ResumeArgs),
+    /// Delete an instance that has ended, with its history, now rather than when its
+    /// retention runs out.
+    Purge(commands::PurgeArgs),
     /// List dead tasks: tasks that failed for good, and messages that could not be read.
     Dead(commands::DeadArgs),
     /// Run dead tasks again: one by id, or all of a service.
@@ -110,6 +113,7 @@ impl From<ClientError> for Failure {
             | ClientError::TooLarge(_)
             | ClientError::InvalidSchedule(_)
             | ClientError::UnknownSchedule(_)
+            | ClientError::NotEnded { .. }
             | ClientError::Ended { .. } => Self::input(err.to_string()),
             other => Self::backend(other.to_string()),
         }
@@ -158,6 +162,7 @@ async fn dispatch(args: FlowsArgs) -> Result<(), Failure> {
         FlowsCommand::Signal(a) => commands::signal(&client, a).await,
         FlowsCommand::Complete(a) => commands::complete(&client, a).await,
         FlowsCommand::Schedule(a) => commands::schedule(&client, a).await,
+        FlowsCommand::Purge(a) => commands::purge(&client, a).await,
         FlowsCommand::Cancel(a) => commands::cancel(&client, a).await,
         FlowsCommand::Resume(a) => commands::resume(&client, a).await,
         FlowsCommand::Dead(a) => commands::dead(&client, a).await,

@@ -341,6 +341,21 @@ pub trait StateStore: Send + Sync + 'static {
         limit: usize,
     ) -> BackendResult<Vec<InstanceInfo>>;
 
+    /// Deletes up to `limit` instances that ended (completed, failed or were cancelled) before
+    /// `ended_before` (milliseconds since the Unix epoch), with their history, pending
+    /// messages, dead letters and recorded attempts: instances of workflow `name` when given,
+    /// else of every workflow not in `except`. Returns the ids deleted, oldest first.
+    async fn purge_ended(
+        &self,
+        ended_before: i64,
+        name: Option<&str>,
+        except: &[String],
+        limit: usize,
+    ) -> BackendResult<Vec<String>>;
+
+    /// Deletes instance `id` with everything of it, if it has ended; whether it did.
+    async fn purge(&self, id: &str) -> BackendResult<bool>;
+
     /// Resolves when the instance may differ from `seen` (what the caller last read of it), or
     /// after `max_wait`. A change committed after `seen` was read is not missed.
     async fn wait_for_change(&self, seen: &InstanceInfo, max_wait: std::time::Duration);

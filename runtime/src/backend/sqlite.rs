@@ -41,6 +41,8 @@ CREATE INDEX IF NOT EXISTS instances_by_status_created ON instances (status, cre
 CREATE INDEX IF NOT EXISTS instances_by_name_created ON instances (name, created_at, id);
 CREATE INDEX IF NOT EXISTS instances_by_name_status_created ON instances (name, status, created_at, id);
 CREATE INDEX IF NOT EXISTS instances_by_parent ON instances (parent_id) WHERE parent_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS instances_ended ON instances (updated_at)
+    WHERE status IN ('completed', 'failed', 'cancelled');
 CREATE TABLE IF NOT EXISTS history (
     instance_id TEXT NOT NULL,
     idx INTEGER NOT NULL,
@@ -250,6 +252,27 @@ impl SqliteBackend {
         .await
         .map_err(|e| BackendError::Unavailable(format!("the database thread failed: {e}")))?
     }
+}
+
+/// Deletes instances with their history, messages, dead letters and attempts.
+fn delete_instances(
+    tx: &rusqlite::Transaction<'_>,
+    path: &Path,
+    ids: &[String],
+) -> BackendResult<()> {
+    for sql in [
+        "DELETE FROM history WHERE instance_id = ?1",
+        "DELETE FROM messages WHERE key = ?1",
+        "DELETE FROM dead_letters WHERE key = ?1",
+        "DELETE FROM task_attempts WHERE instance_id = ?1",
+        "DELETE FROM instances WHERE id = ?1",
+    ] {
+        let mut stmt = tx.prepare_cached(sql).map_err(|e| error(path, e))?;
+        for id in ids {
+            stmt.execute([id]).map_err(|e| error(path, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// How long a connection waits for another process's write lock before giving up.
@@ -581,6 +604,64 @@ impl StateStore for SqliteBackend {
                 out.push((event_id, HistoryEvent { at, event }));
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn purge_ended(
+        &self,
+        ended_before: i64,
+        name: Option<&str>,
+        except: &[String],
+        limit: usize,
+    ) -> BackendResult<Vec<String>> {
+        let name = name.map(str::to_owned);
+        let except = serde_json::to_string(except).unwrap_or_else(|_| "[]".to_owned());
+        self.with_conn(move |conn, path| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| error(path, e))?;
+            let ids: Vec<String> = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT id FROM instances
+                         WHERE status IN ('completed', 'failed', 'cancelled') AND updated_at < ?1
+                           AND (?2 IS NULL OR name = ?2)
+                           AND name NOT IN (SELECT value FROM json_each(?3))
+                         ORDER BY updated_at LIMIT ?4",
+                    )
+                    .map_err(|e| error(path, e))?;
+                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                let rows = stmt
+                    .query_map(params![ended_before, name, except, limit], |r| r.get(0))
+                    .map_err(|e| error(path, e))?;
+                rows.collect::<Result<_, _>>().map_err(|e| error(path, e))?
+            };
+            delete_instances(&tx, path, &ids)?;
+            tx.commit().map_err(|e| error(path, e))?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn purge(&self, id: &str) -> BackendResult<bool> {
+        let id = id.to_owned();
+        self.with_conn(move |conn, path| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| error(path, e))?;
+            let ended: Option<String> = tx
+                .query_row(
+                    "SELECT id FROM instances WHERE id = ?1 AND status IN ('completed', 'failed', 'cancelled')",
+                    [&id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| error(path, e))?;
+            let ids: Vec<String> = ended.into_iter().collect();
+            delete_instances(&tx, path, &ids)?;
+            tx.commit().map_err(|e| error(path, e))?;
+            Ok(!ids.is_empty())
         })
         .await
     }

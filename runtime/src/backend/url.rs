@@ -243,6 +243,20 @@ impl StateStore for Backend {
         both!(self, b => b.list(name, status, limit).await)
     }
 
+    async fn purge_ended(
+        &self,
+        ended_before: i64,
+        name: Option<&str>,
+        except: &[String],
+        limit: usize,
+    ) -> BackendResult<Vec<String>> {
+        both!(self, b => b.purge_ended(ended_before, name, except, limit).await)
+    }
+
+    async fn purge(&self, id: &str) -> BackendResult<bool> {
+        both!(self, b => b.purge(id).await)
+    }
+
     async fn wait_for_change(&self, seen: &InstanceInfo, max_wait: Duration) {
         both!(self, b => b.wait_for_change(seen, max_wait).await);
     }

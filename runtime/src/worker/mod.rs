@@ -9,4 +9,4 @@ mod workflows;
 pub(crate) use binary::env_prefix;
 pub use binary::{BackendUrl, GrpcSettings, ServiceBinary, run_service_worker, shutdown_signal};
 pub use service::{Handlers, ServiceWorker, ServiceWorkerOptions, TaskContext};
-pub use workflows::{WorkflowWorker, WorkflowWorkerOptions};
+pub use workflows::{Retention, WorkflowWorker, WorkflowWorkerOptions};

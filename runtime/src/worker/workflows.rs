@@ -38,6 +38,36 @@ pub struct WorkflowWorkerOptions {
     /// the next run's input, the workflow's output. A workflow that makes a larger one fails
     /// with an error that says which and how large, rather than writing a huge row.
     pub max_event_bytes: usize,
+    /// How long ended instances are kept before this worker deletes them.
+    pub retention: Retention,
+}
+
+/// How long instances that ended (completed, failed, cancelled) are kept: then each is
+/// deleted with its history, messages, dead letters and recorded attempts, a bounded batch per
+/// transaction, by a task beside the worker's rounds that never holds them up.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    /// How long an instance is kept after it ended; `None` keeps every instance for good.
+    /// Measured on the worker's clock, so a scaled clock makes it pass faster too.
+    pub keep: Option<Duration>,
+    /// The same, per workflow name, in place of `keep` (`None`: keep that workflow's).
+    pub by_workflow: BTreeMap<String, Option<Duration>>,
+    /// How often the worker looks for instances past their time.
+    pub sweep_every: Duration,
+    /// Instances deleted per transaction.
+    pub batch: usize,
+}
+
+impl Default for Retention {
+    /// 30 days for every workflow, looked for every minute, 500 per transaction.
+    fn default() -> Self {
+        Self {
+            keep: Some(Duration::from_secs(30 * 86_400)),
+            by_workflow: BTreeMap::new(),
+            sweep_every: Duration::from_secs(60),
+            batch: 500,
+        }
+    }
 }
 
 impl Default for WorkflowWorkerOptions {
@@ -49,6 +79,7 @@ impl Default for WorkflowWorkerOptions {
             clock: Clock::Real,
             metrics_listen: None,
             max_event_bytes: crate::limits::MAX_EVENT_BYTES,
+            retention: Retention::default(),
         }
     }
 }
@@ -150,6 +181,11 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
             "workflow worker".to_owned(),
             self.options.metrics_listen.is_some(),
         );
+        let sweeper = AbortOnDrop(tokio::spawn(sweep(
+            self.backend.clone(),
+            self.options.retention.clone(),
+            self.options.clock,
+        )));
         while !*shutdown.borrow() {
             let handled = match self.round(lease).await {
                 Ok(handled) => {
@@ -175,6 +211,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
             }
         }
         ready.set(Readiness::Stopping);
+        drop(sweeper);
         Ok(())
     }
 
@@ -665,6 +702,67 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
             _ => Vec::new(),
         }
     }
+}
+
+/// Aborts a task when dropped: the sweeper ends with its worker, however the worker ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Deletes ended instances past their retention, every `retention.sweep_every`.
+async fn sweep<B: StateStore>(backend: Arc<B>, retention: Retention, clock: Clock) {
+    let mut every = tokio::time::interval(retention.sweep_every.max(Duration::from_millis(10)));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match purge_expired(backend.as_ref(), &retention, clock).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "deleted instances past their retention"),
+            Err(err) => {
+                tracing::warn!(%err, "cannot delete instances past their retention; trying again later")
+            }
+        }
+    }
+}
+
+/// One sweep: each workflow with its own retention, then the others; how many were deleted.
+pub(crate) async fn purge_expired<B: StateStore + ?Sized>(
+    backend: &B,
+    retention: &Retention,
+    clock: Clock,
+) -> BackendResult<usize> {
+    let now = clock.to_workflow(now_ms());
+    let cutoff = |keep: Duration| {
+        clock.to_real(now.saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX)))
+    };
+    let batch = retention.batch.max(1);
+    let mut purged = 0;
+    let own: Vec<String> = retention.by_workflow.keys().cloned().collect();
+    let mut passes: Vec<(Option<&str>, Duration)> = retention
+        .by_workflow
+        .iter()
+        .filter_map(|(name, keep)| keep.map(|k| (Some(name.as_str()), k)))
+        .collect();
+    passes.extend(retention.keep.map(|k| (None, k)));
+    for (name, keep) in passes {
+        loop {
+            let except: &[String] = if name.is_some() { &[] } else { &own };
+            let deleted = backend
+                .purge_ended(cutoff(keep), name, except, batch)
+                .await?;
+            purged += deleted.len();
+            if deleted.len() < batch {
+                break;
+            }
+            // Bounded batches, with room for the workers' own transactions between them.
+            tokio::task::yield_now().await;
+        }
+    }
+    Ok(purged)
 }
 
 /// A start message's fields.

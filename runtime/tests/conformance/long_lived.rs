@@ -692,3 +692,94 @@ pub(crate) async fn a_tick_while_the_last_run_still_runs_is_skipped<B: Conforman
     }
     env.stop().await;
 }
+
+pub(crate) async fn instances_past_their_retention_are_deleted_with_everything_of_them<
+    B: Conformant,
+>(
+    store: Opened<B>,
+) {
+    use codegen_runtime::worker::Retention;
+    use codegen_runtime::workflow::Clock;
+    // A day passes in half a second; ended instances are kept a day, `nap`s for good.
+    let options = WorkflowWorkerOptions {
+        idle_wait: Duration::from_millis(50),
+        clock: Clock::scaled_from_now(86_400_000.0 / 500.0),
+        retention: Retention {
+            keep: Some(Duration::from_secs(86_400)),
+            by_workflow: [("nap".to_owned(), None)].into(),
+            sweep_every: Duration::from_millis(50),
+            batch: 2,
+        },
+        ..Default::default()
+    };
+    let behaviour = Arc::new(Behaviour::default());
+    behaviour.permanent.store(true, Ordering::SeqCst);
+    let env = env_with(store, workflows(), behaviour, options);
+    let mut expiring = Vec::new();
+    for n in 0..5 {
+        expiring.push(env.client.start("three_steps", None, &n).await.unwrap());
+    }
+    let declined = env.client.start("flaky_once", None, &"k").await.unwrap();
+    expiring.push(declined.clone());
+    let kept = env.client.start("nap", None, &1u64).await.unwrap();
+    let waiting = env.client.start("wait_signal", None, &()).await.unwrap();
+    env.client.result::<()>(&kept, WAIT).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    for id in &expiring {
+        while env.client.status(id).await.is_ok() {
+            assert!(Instant::now() < deadline, "{id} was not deleted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(matches!(
+            env.client.history(id).await,
+            Err(ClientError::UnknownInstance(_))
+        ));
+    }
+    // The failed task's dead letter went with its instance.
+    assert!(
+        env.client
+            .dead_tasks()
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| d.key != declined),
+        "the dead letter of a deleted instance is deleted"
+    );
+    // What runs, and a workflow kept for good, stay.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        env.client.status(&kept).await.unwrap().status,
+        Status::Completed
+    );
+    assert_eq!(
+        env.client.status(&waiting).await.unwrap().status,
+        Status::Running
+    );
+    env.stop().await;
+}
+
+pub(crate) async fn purge_deletes_one_ended_instance_and_refuses_a_running_one<B: Conformant>(
+    store: Opened<B>,
+) {
+    let env = env(store, workflows(), Arc::default());
+    let id = env.client.start("wait_signal", None, &()).await.unwrap();
+    let err = env.client.purge(&id).await.unwrap_err();
+    assert!(matches!(err, ClientError::NotEnded { .. }), "{err}");
+    assert!(err.to_string().contains("cancel it first"), "{err}");
+    env.client.cancel(&id, "done with it").await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !env.client.status(&id).await.unwrap().status.is_final() {
+        assert!(Instant::now() < deadline, "not cancelled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    env.client.purge(&id).await.unwrap();
+    assert!(matches!(
+        env.client.status(&id).await,
+        Err(ClientError::UnknownInstance(_))
+    ));
+    assert!(matches!(
+        env.client.purge(&id).await,
+        Err(ClientError::UnknownInstance(_))
+    ));
+    env.stop().await;
+}

@@ -87,6 +87,10 @@ CREATE TABLE codegen_task_stats (
     dead BIGINT NOT NULL,
     PRIMARY KEY (service, minute, worker)
 );
+", "
+CREATE INDEX codegen_instances_ended ON codegen_instances (updated_at)
+    WHERE status IN ('completed', 'failed', 'cancelled');
+CREATE INDEX codegen_outbox_by_key ON codegen_outbox (key);
 "];
 
 /// The key of the advisory lock that serialises migrations between processes.

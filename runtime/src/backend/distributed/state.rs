@@ -260,6 +260,60 @@ impl<T: Transport> StateStore for DistributedBackend<T> {
         rows.iter().map(read_instance).collect()
     }
 
+    async fn purge_ended(
+        &self,
+        ended_before: i64,
+        name: Option<&str>,
+        except: &[String],
+        limit: usize,
+    ) -> BackendResult<Vec<String>> {
+        let mut client = self.inner.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| pg_error("starting a purge", &e))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = tx
+            .query(
+                "SELECT id FROM codegen_instances
+                 WHERE status IN ('completed', 'failed', 'cancelled') AND updated_at < $1
+                   AND ($2::TEXT IS NULL OR name = $2) AND NOT (name = ANY($3))
+                 ORDER BY updated_at LIMIT $4
+                 FOR UPDATE SKIP LOCKED",
+                &[&ended_before, &name, &except, &limit],
+            )
+            .await
+            .map_err(|e| pg_error("finding instances to purge", &e))?;
+        let ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        delete_instances(&tx, &ids).await?;
+        tx.commit()
+            .await
+            .map_err(|e| pg_error("committing a purge", &e))?;
+        Ok(ids)
+    }
+
+    async fn purge(&self, id: &str) -> BackendResult<bool> {
+        let mut client = self.inner.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| pg_error("starting a purge", &e))?;
+        let rows = tx
+            .query(
+                "SELECT id FROM codegen_instances
+                 WHERE id = $1 AND status IN ('completed', 'failed', 'cancelled') FOR UPDATE",
+                &[&id],
+            )
+            .await
+            .map_err(|e| pg_error("finding the instance to purge", &e))?;
+        let ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        delete_instances(&tx, &ids).await?;
+        tx.commit()
+            .await
+            .map_err(|e| pg_error("committing a purge", &e))?;
+        Ok(!ids.is_empty())
+    }
+
     async fn wait_for_change(&self, seen: &InstanceInfo, max_wait: Duration) {
         // Woken by commits of this process; another process's are seen when `max_wait` ends.
         let notified = self.inner.changed.notified();
@@ -271,4 +325,26 @@ impl<T: Transport> StateStore for DistributedBackend<T> {
         }
         let _ = tokio::time::timeout(max_wait, notified).await;
     }
+}
+
+/// Deletes instances with their history, unsent messages, dead letters and attempts.
+async fn delete_instances(
+    tx: &deadpool_postgres::Transaction<'_>,
+    ids: &[String],
+) -> BackendResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    for sql in [
+        "DELETE FROM codegen_history WHERE instance_id = ANY($1)",
+        "DELETE FROM codegen_outbox WHERE key = ANY($1)",
+        "DELETE FROM codegen_dead_letters WHERE key = ANY($1)",
+        "DELETE FROM codegen_task_attempts WHERE instance_id = ANY($1)",
+        "DELETE FROM codegen_instances WHERE id = ANY($1)",
+    ] {
+        tx.execute(sql, &[&ids])
+            .await
+            .map_err(|e| pg_error("purging instances", &e))?;
+    }
+    Ok(())
 }
