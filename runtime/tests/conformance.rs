@@ -33,6 +33,7 @@ use long_lived::{
     a_tick_while_the_last_run_still_runs_is_skipped,
     continue_as_new_carries_the_signals_a_run_did_not_take,
     continue_as_new_starts_a_fresh_history_under_the_same_id,
+    flow_permits_hold_across_workers_lapse_with_their_lease_and_back_off,
     instances_past_their_retention_are_deleted_with_everything_of_them,
     purge_deletes_one_ended_instance_and_refuses_a_running_one,
     schedule_to_close_bounds_all_attempts_of_a_call_together,
@@ -880,6 +881,7 @@ backends::conformance!(
     a_tick_while_the_last_run_still_runs_is_skipped,
     instances_past_their_retention_are_deleted_with_everything_of_them,
     purge_deletes_one_ended_instance_and_refuses_a_running_one,
+    flow_permits_hold_across_workers_lapse_with_their_lease_and_back_off,
 );
 
 /// PostgreSQL only: the runtime applies its migrations once, whoever connects first, and

@@ -8,6 +8,7 @@
 //! process killed between the two would otherwise lose a task or send one twice for one change.
 
 pub mod distributed;
+pub mod flow;
 pub mod inspect;
 #[cfg(feature = "pulsar")]
 pub mod pulsar;
@@ -15,6 +16,7 @@ pub mod sqlite;
 pub mod url;
 mod wake;
 
+pub use flow::{FlowLimits, Grant};
 pub use inspect::{
     AttemptOutcome, Cursor, DeadFilter, Inspect, InstanceFilter, ServiceStats, TaskAttempt,
 };
@@ -392,6 +394,32 @@ pub trait MessageQueue: Send + Sync + 'static {
 
     /// Resolves when `topic` may have new messages, or after `max_wait_ms`.
     async fn wait(&self, topic: &Topic, max_wait_ms: i64);
+
+    /// Takes up to `want` permits to run tasks of `service` for the worker `holder`, under
+    /// `limits` (see [`flow`]), and renews the permits it holds for `lease_ms`. Fewer when the
+    /// service is at its in-flight limit, out of tokens or backing off.
+    async fn acquire(
+        &self,
+        service: &str,
+        holder: &str,
+        want: u32,
+        limits: &FlowLimits,
+        lease_ms: i64,
+    ) -> BackendResult<Grant>;
+
+    /// Gives back `n` permits of `holder`; workers waiting for one are woken.
+    async fn release(&self, service: &str, holder: &str, n: u32) -> BackendResult<()>;
+
+    /// Resolves when a permit of `service` may have been released (by this process, or
+    /// another where the backend can tell), or after `max_wait_ms`.
+    async fn wait_for_release(&self, service: &str, max_wait_ms: i64);
+
+    /// Makes every worker of `service` start nothing before `until` (milliseconds since the
+    /// Unix epoch): the service answered 429 or 503 with `Retry-After`.
+    async fn back_off(&self, service: &str, until: i64) -> BackendResult<()>;
+
+    /// Until when `service` backs off (0 when it does not).
+    async fn backing_off_until(&self, service: &str) -> BackendResult<i64>;
 }
 
 /// The history id of an event the engine produced (commands and the end). Events that arrive

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::flow::{self, FlowLimits, Grant};
 use super::wake::{Waiters, Wake};
 use super::{
     BackendError, BackendResult, Commit, DeadLetter, Delivery, InstanceInfo, Message, MessageBody,
@@ -86,6 +87,19 @@ CREATE TABLE IF NOT EXISTS task_attempts (
     error TEXT,
     retry_at INTEGER,
     PRIMARY KEY (instance_id, seq, redrive, attempt)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS flow_services (
+    service TEXT PRIMARY KEY,
+    tokens REAL NOT NULL,
+    refilled_at INTEGER NOT NULL,
+    paused_until INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS flow_holders (
+    service TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    held INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (service, holder)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS task_stats (
     service TEXT NOT NULL,
@@ -864,6 +878,128 @@ impl MessageQueue for SqliteBackend {
             .await?;
         self.wake(&[topic]);
         Ok(())
+    }
+
+    async fn acquire(
+        &self,
+        service: &str,
+        holder: &str,
+        want: u32,
+        limits: &FlowLimits,
+        lease_ms: i64,
+    ) -> BackendResult<Grant> {
+        let (service, holder, limits) = (service.to_owned(), holder.to_owned(), *limits);
+        self.with_conn(move |conn, path| {
+            let now = now_ms();
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| error(path, e))?;
+            let held = |mine: bool| -> BackendResult<u32> {
+                let sql = if mine {
+                    "SELECT COALESCE(SUM(held), 0) FROM flow_holders WHERE service = ?1 AND holder = ?2 AND expires_at > ?3"
+                } else {
+                    "SELECT COALESCE(SUM(held), 0) FROM flow_holders WHERE service = ?1 AND holder <> ?2 AND expires_at > ?3"
+                };
+                tx.query_row(sql, params![service, holder, now], |r| r.get::<_, i64>(0))
+                    .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+                    .map_err(|e| error(path, e))
+            };
+            let (others, mine) = (held(false)?, held(true)?);
+            let bucket = tx
+                .query_row(
+                    "SELECT tokens, refilled_at, paused_until FROM flow_services WHERE service = ?1",
+                    [&service],
+                    |r| {
+                        Ok(flow::Bucket {
+                            tokens: r.get(0)?,
+                            refilled_at: r.get(1)?,
+                            paused_until: r.get(2)?,
+                        })
+                    },
+                )
+                .optional()
+                .map_err(|e| error(path, e))?
+                .unwrap_or_else(|| flow::Bucket::full(&limits, now));
+            let (granted, bucket, retry_at) = flow::decide(&limits, bucket, others, mine, want, now);
+            tx.execute(
+                "INSERT INTO flow_services (service, tokens, refilled_at, paused_until) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (service) DO UPDATE SET tokens = ?2, refilled_at = ?3",
+                params![service, bucket.tokens, bucket.refilled_at, bucket.paused_until],
+            )
+            .map_err(|e| error(path, e))?;
+            tx.execute(
+                "INSERT INTO flow_holders (service, holder, held, expires_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (service, holder) DO UPDATE SET held = ?3, expires_at = ?4",
+                params![service, holder, i64::from(mine) + i64::from(granted), now + lease_ms],
+            )
+            .map_err(|e| error(path, e))?;
+            tx.commit().map_err(|e| error(path, e))?;
+            Ok(Grant { granted, retry_at })
+        })
+        .await
+    }
+
+    async fn release(&self, service: &str, holder: &str, n: u32) -> BackendResult<()> {
+        let (name, holder) = (service.to_owned(), holder.to_owned());
+        let announcer = self.announcer();
+        let topic = Topic::Tasks(service.to_owned()).name();
+        let announced = vec![topic.clone()];
+        self.with_conn(move |conn, path| {
+            conn.execute(
+                "UPDATE flow_holders SET held = MAX(held - ?3, 0) WHERE service = ?1 AND holder = ?2",
+                params![name, holder, i64::from(n)],
+            )
+            .map_err(|e| error(path, e))?;
+            if let Some(wake) = announcer {
+                wake.announce(&announced, false);
+            }
+            Ok(())
+        })
+        .await?;
+        self.inner.waiters.topic(&topic).notify_waiters();
+        Ok(())
+    }
+
+    async fn back_off(&self, service: &str, until: i64) -> BackendResult<()> {
+        let service = service.to_owned();
+        self.with_conn(move |conn, path| {
+            conn.execute(
+                "INSERT INTO flow_services (service, tokens, refilled_at, paused_until) VALUES (?1, 0, ?3, ?2)
+                 ON CONFLICT (service) DO UPDATE SET paused_until = MAX(paused_until, ?2)",
+                params![service, until, now_ms()],
+            )
+            .map_err(|e| error(path, e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn backing_off_until(&self, service: &str) -> BackendResult<i64> {
+        let service = service.to_owned();
+        self.with_reader(move |conn, path| {
+            conn.query_row(
+                "SELECT paused_until FROM flow_services WHERE service = ?1",
+                [&service],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::unwrap_or_default)
+            .map_err(|e| error(path, e))
+        })
+        .await
+    }
+
+    async fn wait_for_release(&self, service: &str, max_wait_ms: i64) {
+        // A release (or a new task) in this process or another notifies the service's topic.
+        let notify = self
+            .inner
+            .waiters
+            .topic(&Topic::Tasks(service.to_owned()).name());
+        let _ = tokio::time::timeout(
+            Duration::from_millis(u64::try_from(max_wait_ms).unwrap_or(0)),
+            notify.notified(),
+        )
+        .await;
     }
 
     async fn wait(&self, topic: &Topic, max_wait_ms: i64) {

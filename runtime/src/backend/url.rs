@@ -264,6 +264,33 @@ impl StateStore for Backend {
 
 #[async_trait::async_trait]
 impl MessageQueue for Backend {
+    async fn acquire(
+        &self,
+        service: &str,
+        holder: &str,
+        want: u32,
+        limits: &super::FlowLimits,
+        lease_ms: i64,
+    ) -> BackendResult<super::Grant> {
+        both!(self, b => b.acquire(service, holder, want, limits, lease_ms).await)
+    }
+
+    async fn release(&self, service: &str, holder: &str, n: u32) -> BackendResult<()> {
+        both!(self, b => b.release(service, holder, n).await)
+    }
+
+    async fn wait_for_release(&self, service: &str, max_wait_ms: i64) {
+        both!(self, b => b.wait_for_release(service, max_wait_ms).await);
+    }
+
+    async fn back_off(&self, service: &str, until: i64) -> BackendResult<()> {
+        both!(self, b => b.back_off(service, until).await)
+    }
+
+    async fn backing_off_until(&self, service: &str) -> BackendResult<i64> {
+        both!(self, b => b.backing_off_until(service).await)
+    }
+
     async fn send(&self, messages: Vec<Message>) -> BackendResult<()> {
         both!(self, b => b.send(messages).await)
     }

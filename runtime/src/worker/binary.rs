@@ -178,6 +178,31 @@ fn command(binary: &ServiceBinary, prefix: &str) -> Command {
                 .help("Tasks run at once"),
         )
         .arg(
+            Arg::new("max_in_flight_global")
+                .long("max-in-flight-global")
+                .value_name("N")
+                .env(env("MAX_IN_FLIGHT_GLOBAL"))
+                .value_parser(clap::value_parser!(u32).range(1..))
+                .help("Tasks of this service under way at once across every worker of it on the backend (give each the same); the rest wait in the queue, in order"),
+        )
+        .arg(
+            Arg::new("rate")
+                .long("rate")
+                .value_name("PER_SECOND")
+                .env(env("RATE"))
+                .value_parser(parse_rate)
+                .help("Tasks of this service started per second across every worker of it on the backend (give each the same)"),
+        )
+        .arg(
+            Arg::new("burst")
+                .long("burst")
+                .value_name("N")
+                .env(env("BURST"))
+                .requires("rate")
+                .value_parser(clap::value_parser!(u32).range(1..))
+                .help("Tasks that may start at once under --rate after a quiet spell [default: one second's worth]"),
+        )
+        .arg(
             Arg::new("timeout")
                 .long("timeout")
                 .value_name("SECONDS")
@@ -203,6 +228,18 @@ fn command(binary: &ServiceBinary, prefix: &str) -> Command {
                 .help("On SIGTERM, how long to let tasks under way finish; the rest run again elsewhere"),
         )
         .after_help(credentials_help(binary))
+}
+
+/// A rate of tasks per second: a positive number.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .ok_or_else(|| {
+            format!(
+                "`{s}` is not a rate: give tasks per second, a positive number such as 100 or 0.5"
+            )
+        })
 }
 
 /// Parses flags and environment, then runs the service worker until SIGTERM or Ctrl-C.
@@ -268,7 +305,13 @@ fn run(binary: &ServiceBinary, matches: &clap::ArgMatches) -> Result<(), String>
         }
         register_grpc(&mut handlers, &grpc);
     }
+    let limits = crate::backend::FlowLimits {
+        max_in_flight: matches.get_one::<u32>("max_in_flight_global").copied(),
+        rate_per_second: matches.get_one::<f64>("rate").copied(),
+        burst: matches.get_one::<u32>("burst").copied(),
+    };
     let options = ServiceWorkerOptions {
+        limits,
         concurrency: usize::from(*matches.get_one::<u16>("concurrency").unwrap_or(&64)),
         grace: Duration::from_secs(*matches.get_one::<u64>("grace").unwrap_or(&30)),
         metrics_listen: matches.get_one("metrics_listen").copied(),
@@ -289,7 +332,7 @@ fn run(binary: &ServiceBinary, matches: &clap::ArgMatches) -> Result<(), String>
             let _ = stop.send(true);
         });
         let credentials = http.credential_schemes().join(",");
-        tracing::info!(service = binary.service, %base_url, backend = %shown, concurrency = options.concurrency, %credentials, "worker started");
+        tracing::info!(service = binary.service, %base_url, backend = %shown, concurrency = options.concurrency, limits = ?options.limits, %credentials, "worker started");
         let worker = ServiceWorker::new(backend, binary.service, handlers, options);
         worker.run(stopped).await.map_err(|e| e.to_string())?;
         tracing::info!("stopped");

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -14,8 +15,8 @@ use tracing::Instrument;
 
 use super::ids;
 use crate::backend::{
-    AttemptOutcome, BackendError, BackendResult, Delivery, Message, MessageBody, MessageQueue,
-    Settlement, TaskAttempt, TaskMessage, Topic,
+    AttemptOutcome, BackendError, BackendResult, Delivery, FlowLimits, Message, MessageBody,
+    MessageQueue, Settlement, TaskAttempt, TaskMessage, Topic,
 };
 use crate::http::{CallOptions, HttpClient, HttpOperation};
 use crate::telemetry::{self, Readiness, ReadyFlag, record, trace};
@@ -117,6 +118,10 @@ pub struct ServiceWorkerOptions {
     /// The largest task output one event may hold, in bytes of JSON. A larger one fails its
     /// task for good with an error that says how large, rather than writing a huge row.
     pub max_event_bytes: usize,
+    /// Limits on the service's tasks across every worker of it on the backend: in flight at
+    /// once, and started per second (see [`crate::backend::flow`]). Give every worker of a
+    /// service the same. None by default.
+    pub limits: FlowLimits,
 }
 
 impl Default for ServiceWorkerOptions {
@@ -128,6 +133,7 @@ impl Default for ServiceWorkerOptions {
             grace: Duration::from_secs(30),
             metrics_listen: None,
             max_event_bytes: crate::limits::MAX_EVENT_BYTES,
+            limits: FlowLimits::default(),
         }
     }
 }
@@ -176,7 +182,23 @@ impl<Q: MessageQueue> ServiceWorker<Q> {
         // Outcomes are recorded by one committer, many per transaction (group commit); a task's
         // concurrency permit is released once its outcome is recorded.
         let (outcomes, inbox) = mpsc::unbounded_channel::<(Settlement, OwnedSemaphorePermit)>();
-        let committer = tokio::spawn(commit_outcomes(self.queue.clone(), inbox));
+        let mut flow = Flow {
+            queue: self.queue.clone(),
+            service: self.service.clone(),
+            holder: format!("{}/{}", self.service, uuid::Uuid::new_v4()),
+            limits: self.options.limits,
+            lease,
+            idle,
+            paused_until: Arc::new(AtomicI64::new(0)),
+            checked: None,
+        };
+        let committer = tokio::spawn(commit_outcomes(
+            self.queue.clone(),
+            inbox,
+            flow.limits
+                .is_set()
+                .then(|| (self.service.clone(), flow.holder.clone())),
+        ));
         let mut running = tokio::task::JoinSet::new();
         while !*shutdown.borrow() {
             while running.try_join_next().is_some() {}
@@ -184,14 +206,25 @@ impl<Q: MessageQueue> ServiceWorker<Q> {
             if free == 0 {
                 tokio::select! {
                     _ = permits.clone().acquire_owned() => {}
+                    // Permits held across workers are leased: keep this worker's alive while
+                    // its tasks run.
+                    () = tokio::time::sleep(self.options.lease / 3) => flow.renew().await,
                     _ = shutdown.changed() => {}
                 }
                 continue;
             }
-            let deliveries = match self.queue.receive(&topic, free, lease).await {
-                Ok(d) => {
+            let deliveries = match flow.take(&topic, free).await {
+                Ok(Taken::Tasks(d)) => {
                     ready.set(Readiness::Ready);
                     d
+                }
+                Ok(Taken::Wait { ms, for_release }) => {
+                    ready.set(Readiness::Ready);
+                    tokio::select! {
+                        () = flow.wait(ms, for_release) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
                 }
                 Err(BackendError::Unavailable(message)) => {
                     ready.set(Readiness::Unavailable);
@@ -220,10 +253,19 @@ impl<Q: MessageQueue> ServiceWorker<Q> {
                 let service = self.service.clone();
                 let outcomes = outcomes.clone();
                 let limit = self.options.max_event_bytes;
+                let queue = self.queue.clone();
+                let paused_until = flow.paused_until.clone();
                 running.spawn(async move {
                     let in_flight = record::InFlight::start(&service);
-                    let settlement = handle(&service, &handlers, delivery, limit).await;
+                    let (settlement, back_off) = handle(&service, &handlers, delivery, limit).await;
                     drop(in_flight);
+                    // The API asked for a pause: every worker of the service takes it.
+                    if let Some(until) = back_off {
+                        paused_until.fetch_max(until, Ordering::SeqCst);
+                        if let Err(err) = queue.back_off(&service, until).await {
+                            tracing::warn!(%err, "cannot record the service's back-off; other workers go on");
+                        }
+                    }
                     let _ = outcomes.send((settlement, permit));
                 });
             }
@@ -253,10 +295,114 @@ impl<Q: MessageQueue> ServiceWorker<Q> {
     }
 }
 
-/// Records outcomes as they come, all that are waiting in one step.
+/// What a worker may do next, by the service's flow control.
+enum Taken {
+    /// Run these.
+    Tasks(Vec<Delivery>),
+    /// Wait this long (milliseconds), or until a permit is released when `for_release`.
+    Wait { ms: i64, for_release: bool },
+}
+
+/// This worker's side of its service's flow control: the limits shared with every worker of
+/// the service, and the service's back-off after a `Retry-After`.
+struct Flow<Q> {
+    queue: Arc<Q>,
+    service: String,
+    /// Names this worker's permits in the backend.
+    holder: String,
+    limits: FlowLimits,
+    lease: i64,
+    idle: i64,
+    /// The service backs off until then (milliseconds since the Unix epoch), as last read from
+    /// the backend or caused by a task of this worker.
+    paused_until: Arc<AtomicI64>,
+    /// When the back-off was last read, without limits (with them, every take reads it).
+    checked: Option<Instant>,
+}
+
+/// How often a worker without limits reads the service's back-off from the backend.
+const BACK_OFF_CHECK: Duration = Duration::from_millis(250);
+
+impl<Q: MessageQueue> Flow<Q> {
+    /// Up to `free` tasks, as many as the limits and the back-off allow.
+    async fn take(&mut self, topic: &Topic, free: usize) -> BackendResult<Taken> {
+        let now = now_ms();
+        let mut want = free;
+        if self.limits.is_set() {
+            let asked = u32::try_from(free).unwrap_or(u32::MAX);
+            let grant = self
+                .queue
+                .acquire(&self.service, &self.holder, asked, &self.limits, self.lease)
+                .await?;
+            if grant.granted == 0 {
+                return Ok(match grant.retry_at {
+                    Some(at) => Taken::Wait {
+                        ms: (at - now).clamp(1, self.idle),
+                        for_release: false,
+                    },
+                    None => Taken::Wait {
+                        ms: self.idle,
+                        for_release: true,
+                    },
+                });
+            }
+            want = usize::try_from(grant.granted).unwrap_or(free);
+        } else {
+            if self.checked.is_none_or(|at| at.elapsed() >= BACK_OFF_CHECK) {
+                let until = self.queue.backing_off_until(&self.service).await?;
+                self.paused_until.fetch_max(until, Ordering::SeqCst);
+                self.checked = Some(Instant::now());
+            }
+            let until = self.paused_until.load(Ordering::SeqCst);
+            if until > now {
+                return Ok(Taken::Wait {
+                    ms: (until - now).min(self.idle),
+                    for_release: false,
+                });
+            }
+        }
+        let deliveries = self.queue.receive(topic, want, self.lease).await;
+        if self.limits.is_set() {
+            // Permits not used (fewer tasks were waiting) go back at once.
+            let used = deliveries.as_ref().map_or(0, Vec::len);
+            if used < want {
+                let unused = u32::try_from(want - used).unwrap_or(u32::MAX);
+                self.queue
+                    .release(&self.service, &self.holder, unused)
+                    .await?;
+            }
+        }
+        deliveries.map(Taken::Tasks)
+    }
+
+    /// Waits `ms`, or less when a permit comes back.
+    async fn wait(&self, ms: i64, for_release: bool) {
+        if for_release {
+            self.queue.wait_for_release(&self.service, ms).await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(u64::try_from(ms).unwrap_or(0))).await;
+        }
+    }
+
+    /// Renews the lease of the permits this worker holds.
+    async fn renew(&self) {
+        if self.limits.is_set()
+            && let Err(err) = self
+                .queue
+                .acquire(&self.service, &self.holder, 0, &self.limits, self.lease)
+                .await
+        {
+            tracing::warn!(%err, "cannot renew this worker's permits; they lapse with their lease");
+        }
+    }
+}
+
+/// Records outcomes as they come, all that are waiting in one step; gives the permits of the
+/// tasks recorded back to the service's flow control (`flow`: the service and this worker).
 async fn commit_outcomes<Q: MessageQueue>(
     queue: Arc<Q>,
     mut inbox: mpsc::UnboundedReceiver<(Settlement, OwnedSemaphorePermit)>,
+    flow: Option<(String, String)>,
 ) {
     const MAX_BATCH: usize = 512;
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -269,6 +415,12 @@ async fn commit_outcomes<Q: MessageQueue>(
             // Not recorded: the tasks are delivered again when their leases run out.
             tracing::error!(%err, "cannot record task outcomes; they will be delivered again");
         }
+        if let Some((service, holder)) = &flow {
+            let n = u32::try_from(permits.len()).unwrap_or(u32::MAX);
+            if let Err(err) = queue.release(service, holder, n).await {
+                tracing::warn!(%err, "cannot give permits back; they lapse with their lease");
+            }
+        }
         drop(permits);
     }
 }
@@ -279,7 +431,7 @@ async fn handle(
     handlers: &Handlers,
     delivery: Delivery,
     max_event_bytes: usize,
-) -> Settlement {
+) -> (Settlement, Option<i64>) {
     let Delivery { receipt, message } = delivery;
     let settle = |dead: Option<String>, messages: Vec<Message>, attempt| Settlement {
         receipt: receipt.clone(),
@@ -290,7 +442,10 @@ async fn handle(
     let MessageBody::Task(task) = message.body else {
         record::attempt(service, "unknown", "dead", Duration::ZERO);
         record::dead_letter(service, "unknown");
-        return settle(Some("not a task message".into()), Vec::new(), None);
+        return (
+            settle(Some("not a task message".into()), Vec::new(), None),
+            None,
+        );
     };
     let started_at = now_ms();
     let started = Instant::now();
@@ -335,7 +490,10 @@ async fn handle(
         record::dead_letter(service, &task.name);
         let record = report(AttemptOutcome::Dead, Some(error.to_string()), None);
         let failed = result_message(&task, Err(error.clone()));
-        return settle(Some(error.message().to_owned()), vec![failed], Some(record));
+        return (
+            settle(Some(error.message().to_owned()), vec![failed], Some(record)),
+            None,
+        );
     };
     let ctx = TaskContext {
         task_id: task.task_id.clone(),
@@ -387,46 +545,59 @@ async fn handle(
         Ok(output) => {
             finish("ok");
             let record = report(AttemptOutcome::Ok, None, None);
-            settle(None, vec![result_message(&task, Ok(output))], Some(record))
+            let settled = settle(None, vec![result_message(&task, Ok(output))], Some(record));
+            (settled, None)
         }
-        Err(error) => match retry_within(&task, attempt, error, deadline, bound) {
-            (Some(delay), error) => {
-                finish(if error.is_timeout() {
-                    "timed_out"
-                } else {
-                    "retryable_error"
-                });
-                tracing::debug!(task = %task.task_id, attempt, ?delay, %error, "retrying");
-                let retry_at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-                let record = report(
-                    AttemptOutcome::Retry,
-                    Some(error.to_string()),
-                    Some(retry_at),
-                );
-                let retry = Message {
-                    id: message.id,
-                    topic: message.topic,
-                    key: message.key,
-                    deliver_at: retry_at,
-                    body: MessageBody::Task(TaskMessage { attempt, ..task }),
-                };
-                settle(None, vec![retry], Some(record))
-            }
-            (None, error) => {
-                finish(if error.is_retryable() {
-                    "dead"
-                } else {
-                    "permanent_error"
-                });
-                record::dead_letter(service, &task.name);
-                let reason = format!("failed after {attempt} attempt(s): {error}");
-                tracing::warn!(task = %task.task_id, %reason, "task dead");
-                let record = report(AttemptOutcome::Dead, Some(error.to_string()), None);
-                let failed = result_message(&task, Err(error));
-                settle(Some(reason), vec![failed], Some(record))
-            }
-        },
+        Err(error) => {
+            let back_off = service_back_off(&task, &error);
+            let settled = match retry_within(&task, attempt, error, deadline, bound) {
+                (Some(delay), error) => {
+                    finish(if error.is_timeout() {
+                        "timed_out"
+                    } else {
+                        "retryable_error"
+                    });
+                    tracing::debug!(task = %task.task_id, attempt, ?delay, %error, "retrying");
+                    let retry_at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+                    let record = report(
+                        AttemptOutcome::Retry,
+                        Some(error.to_string()),
+                        Some(retry_at),
+                    );
+                    let retry = Message {
+                        id: message.id,
+                        topic: message.topic,
+                        key: message.key,
+                        deliver_at: retry_at,
+                        body: MessageBody::Task(TaskMessage { attempt, ..task }),
+                    };
+                    settle(None, vec![retry], Some(record))
+                }
+                (None, error) => {
+                    finish(if error.is_retryable() {
+                        "dead"
+                    } else {
+                        "permanent_error"
+                    });
+                    record::dead_letter(service, &task.name);
+                    let reason = format!("failed after {attempt} attempt(s): {error}");
+                    tracing::warn!(task = %task.task_id, %reason, "task dead");
+                    let record = report(AttemptOutcome::Dead, Some(error.to_string()), None);
+                    let failed = result_message(&task, Err(error));
+                    settle(Some(reason), vec![failed], Some(record))
+                }
+            };
+            (settled, back_off)
+        }
     }
+}
+
+/// Until when the whole service backs off after `error`: a 429 or 503 with `Retry-After`
+/// (no longer than the call's longest retry delay).
+fn service_back_off(task: &TaskMessage, error: &TaskError) -> Option<i64> {
+    let asked = error.retry_after()?;
+    matches!(error.status(), Some(429 | 503))
+        .then(|| now_ms().saturating_add(millis(asked.min(task.retry_policy.max_delay))))
 }
 
 fn millis(d: Duration) -> i64 {

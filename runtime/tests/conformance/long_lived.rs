@@ -783,3 +783,99 @@ pub(crate) async fn purge_deletes_one_ended_instance_and_refuses_a_running_one<B
     ));
     env.stop().await;
 }
+
+pub(crate) async fn flow_permits_hold_across_workers_lapse_with_their_lease_and_back_off<
+    B: Conformant,
+>(
+    store: Opened<B>,
+) {
+    use codegen_runtime::backend::FlowLimits;
+    let backend = store.backend.clone();
+    let in_flight = FlowLimits {
+        max_in_flight: Some(3),
+        ..Default::default()
+    };
+    let lease = 60_000;
+    // Two workers share three permits.
+    let a = backend
+        .acquire("svc", "a", 5, &in_flight, lease)
+        .await
+        .unwrap();
+    assert_eq!((a.granted, a.retry_at), (3, None));
+    let b = backend
+        .acquire("svc", "b", 5, &in_flight, lease)
+        .await
+        .unwrap();
+    assert_eq!(b.granted, 0, "none left for the second worker");
+    backend.release("svc", "a", 2).await.unwrap();
+    let b = backend
+        .acquire("svc", "b", 5, &in_flight, lease)
+        .await
+        .unwrap();
+    assert_eq!(b.granted, 2, "what the first gave back");
+
+    // A worker that stops renewing gives its permits back when its lease ends.
+    let short = backend
+        .acquire("lapse", "a", 3, &in_flight, 100)
+        .await
+        .unwrap();
+    assert_eq!(short.granted, 3);
+    assert_eq!(
+        backend
+            .acquire("lapse", "b", 3, &in_flight, lease)
+            .await
+            .unwrap()
+            .granted,
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        backend
+            .acquire("lapse", "b", 3, &in_flight, lease)
+            .await
+            .unwrap()
+            .granted,
+        3
+    );
+
+    // A rate: the burst, then a token every 100 ms.
+    let rated = FlowLimits {
+        rate_per_second: Some(10.0),
+        burst: Some(2),
+        ..Default::default()
+    };
+    let first = backend
+        .acquire("rated", "a", 5, &rated, lease)
+        .await
+        .unwrap();
+    assert_eq!(first.granted, 2);
+    assert!(
+        first.retry_at.is_some(),
+        "it says when the next token comes"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let later = backend
+        .acquire("rated", "b", 5, &rated, lease)
+        .await
+        .unwrap();
+    assert!((1..=3).contains(&later.granted), "{later:?}");
+
+    // A back-off stops every worker of the service until it ends.
+    let until = now_ms() + 300;
+    backend.back_off("svc", until).await.unwrap();
+    assert!(backend.backing_off_until("svc").await.unwrap() >= until);
+    backend.release("svc", "a", 1).await.unwrap();
+    let paused = backend
+        .acquire("svc", "a", 1, &in_flight, lease)
+        .await
+        .unwrap();
+    assert_eq!((paused.granted, paused.retry_at), (0, Some(until)));
+    assert_eq!(backend.backing_off_until("other").await.unwrap(), 0);
+    drop(store);
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -91,6 +91,19 @@ CREATE TABLE codegen_task_stats (
 CREATE INDEX codegen_instances_ended ON codegen_instances (updated_at)
     WHERE status IN ('completed', 'failed', 'cancelled');
 CREATE INDEX codegen_outbox_by_key ON codegen_outbox (key);
+CREATE TABLE codegen_flow_services (
+    service TEXT PRIMARY KEY,
+    tokens DOUBLE PRECISION NOT NULL,
+    refilled_at BIGINT NOT NULL,
+    paused_until BIGINT NOT NULL
+);
+CREATE TABLE codegen_flow_holders (
+    service TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    held BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (service, holder)
+);
 "];
 
 /// The key of the advisory lock that serialises migrations between processes.

@@ -74,6 +74,8 @@ pub(in crate::backend) struct Inner<T> {
     /// The messages of deliveries not yet settled, for their dead letters.
     pub(super) pending: Mutex<HashMap<Receipt, Message>>,
     pub(super) changed: Notify,
+    /// Notified when this process gives back a flow-control permit.
+    pub(super) released: Notify,
 }
 
 impl<T> std::fmt::Debug for DistributedBackend<T> {
@@ -129,6 +131,7 @@ impl<T: Transport> DistributedBackend<T> {
             worker: uuid::Uuid::new_v4().to_string(),
             pending: Mutex::new(HashMap::new()),
             changed: Notify::new(),
+            released: Notify::new(),
         });
         let relay = tokio::spawn(relay_loop(Arc::downgrade(&inner)));
         Ok(Self { inner, relay })

@@ -6,6 +6,7 @@ use super::outbox::insert_outbox;
 use super::state::to_json;
 use super::transport::Received;
 use super::transport::Transport;
+use crate::backend::flow::{self, FlowLimits, Grant};
 use crate::backend::{
     BackendError, BackendResult, DeadLetter, Delivery, Message, MessageQueue, Receipt, Settlement,
     Topic,
@@ -185,6 +186,120 @@ impl<T: Transport> MessageQueue for DistributedBackend<T> {
 
     async fn wait(&self, topic: &Topic, max_wait_ms: i64) {
         self.inner.transport.wait(topic, max_wait_ms).await;
+    }
+
+    async fn acquire(
+        &self,
+        service: &str,
+        holder: &str,
+        want: u32,
+        limits: &FlowLimits,
+        lease_ms: i64,
+    ) -> BackendResult<Grant> {
+        let now = now_ms();
+        let mut client = self.inner.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| pg_error("starting to take permits", &e))?;
+        let full = flow::Bucket::full(limits, now);
+        // The service's row serialises the workers that ask at once.
+        tx.execute(
+            "INSERT INTO codegen_flow_services (service, tokens, refilled_at, paused_until)
+             VALUES ($1, $2, $3, 0) ON CONFLICT (service) DO NOTHING",
+            &[&service, &full.tokens, &now],
+        )
+        .await
+        .map_err(|e| pg_error("taking permits", &e))?;
+        let row = tx
+            .query_one(
+                "SELECT tokens, refilled_at, paused_until FROM codegen_flow_services WHERE service = $1 FOR UPDATE",
+                &[&service],
+            )
+            .await
+            .map_err(|e| pg_error("taking permits", &e))?;
+        let bucket = flow::Bucket {
+            tokens: row.get(0),
+            refilled_at: row.get(1),
+            paused_until: row.get(2),
+        };
+        let held = tx
+            .query_one(
+                "SELECT COALESCE(SUM(held) FILTER (WHERE holder <> $2), 0)::BIGINT,
+                        COALESCE(SUM(held) FILTER (WHERE holder = $2), 0)::BIGINT
+                 FROM codegen_flow_holders WHERE service = $1 AND expires_at > $3",
+                &[&service, &holder, &now],
+            )
+            .await
+            .map_err(|e| pg_error("taking permits", &e))?;
+        let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+        let (others, mine) = (count(held.get(0)), count(held.get(1)));
+        let (granted, bucket, retry_at) = flow::decide(limits, bucket, others, mine, want, now);
+        tx.execute(
+            "UPDATE codegen_flow_services SET tokens = $2, refilled_at = $3 WHERE service = $1",
+            &[&service, &bucket.tokens, &bucket.refilled_at],
+        )
+        .await
+        .map_err(|e| pg_error("taking permits", &e))?;
+        let total = i64::from(mine) + i64::from(granted);
+        tx.execute(
+            "INSERT INTO codegen_flow_holders (service, holder, held, expires_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (service, holder) DO UPDATE SET held = $3, expires_at = $4",
+            &[&service, &holder, &total, &(now + lease_ms)],
+        )
+        .await
+        .map_err(|e| pg_error("taking permits", &e))?;
+        tx.commit()
+            .await
+            .map_err(|e| pg_error("committing permits", &e))?;
+        Ok(Grant { granted, retry_at })
+    }
+
+    async fn release(&self, service: &str, holder: &str, n: u32) -> BackendResult<()> {
+        let client = self.inner.client().await?;
+        client
+            .execute(
+                "UPDATE codegen_flow_holders SET held = GREATEST(held - $3, 0) WHERE service = $1 AND holder = $2",
+                &[&service, &holder, &i64::from(n)],
+            )
+            .await
+            .map_err(|e| pg_error("giving permits back", &e))?;
+        self.inner.released.notify_waiters();
+        Ok(())
+    }
+
+    async fn wait_for_release(&self, _service: &str, max_wait_ms: i64) {
+        // Releases of this process wake it; another's are seen when the wait ends.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(u64::try_from(max_wait_ms).unwrap_or(0)),
+            self.inner.released.notified(),
+        )
+        .await;
+    }
+
+    async fn back_off(&self, service: &str, until: i64) -> BackendResult<()> {
+        let client = self.inner.client().await?;
+        client
+            .execute(
+                "INSERT INTO codegen_flow_services (service, tokens, refilled_at, paused_until) VALUES ($1, 0, $3, $2)
+                 ON CONFLICT (service) DO UPDATE SET paused_until = GREATEST(codegen_flow_services.paused_until, $2)",
+                &[&service, &until, &now_ms()],
+            )
+            .await
+            .map_err(|e| pg_error("backing off", &e))?;
+        Ok(())
+    }
+
+    async fn backing_off_until(&self, service: &str) -> BackendResult<i64> {
+        let client = self.inner.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT paused_until FROM codegen_flow_services WHERE service = $1",
+                &[&service],
+            )
+            .await
+            .map_err(|e| pg_error("reading the back-off", &e))?;
+        Ok(row.map_or(0, |r| r.get(0)))
     }
 }
 
