@@ -105,6 +105,16 @@ pub enum ClientError {
         /// Where it is.
         status: Status,
     },
+    /// A query got no answer.
+    #[error("query `{name}` of instance `{id}`: {message}")]
+    Query {
+        /// The instance id.
+        id: String,
+        /// The query.
+        name: String,
+        /// Why.
+        message: String,
+    },
     /// No schedule has this name.
     #[error("no schedule `{0}`: list them with `schedule list`")]
     UnknownSchedule(String),
@@ -616,6 +626,44 @@ impl<B: StateStore + MessageQueue> Client<B> {
                 Err(err) => return Err(err.into()),
             }
         }
+    }
+
+    /// Answers query `name` of instance `id` (see
+    /// [`WorkflowContext::on_query`](crate::workflow::WorkflowContext::on_query)): replays its
+    /// history, in this process, through the workflow code in `workflows`, and returns what the
+    /// handler gives at the end of it. The instance is not changed and no worker is involved, so
+    /// it answers for a running, ended or waiting instance alike.
+    pub async fn query<T: DeserializeOwned>(
+        &self,
+        workflows: &crate::workflow::Workflows,
+        id: &str,
+        name: &str,
+    ) -> Result<T, ClientError> {
+        let info = self.status(id).await?;
+        let failed = |message: String| ClientError::Query {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            message,
+        };
+        let workflow = workflows.get(&info.name, info.version).ok_or_else(|| {
+            failed(format!(
+                "version {} of workflow `{}` is not among the workflows given: pass the ones its workers run",
+                info.version, info.name
+            ))
+        })?;
+        let history: Vec<crate::workflow::HistoryEvent> = self
+            .backend
+            .history(id)
+            .await?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+        let answer = crate::workflow::engine::query(workflow.as_ref(), id, &history, name)
+            .map_err(|e| failed(e.to_string()))?;
+        serde_json::from_value(answer).map_err(|e| ClientError::Decode {
+            id: id.to_owned(),
+            message: format!("the answer to query `{name}`: {e}"),
+        })
     }
 
     /// Deletes an instance that has ended, with its history, pending messages, dead letters

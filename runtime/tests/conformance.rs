@@ -26,6 +26,7 @@ use long_lived::{
     a_call_bounded_by_a_timeout_gives_a_timeout_and_its_late_result_is_ignored,
     a_completion_that_does_not_come_in_time_times_out,
     a_completion_token_resolves_once_and_a_second_completion_is_refused,
+    a_query_reads_a_running_instance_state_without_changing_it,
     a_run_timeout_fails_the_instance_with_its_reason,
     a_schedule_starts_one_instance_per_tick_and_pauses_resumes_and_ends,
     a_signal_wait_with_a_timeout_times_out_and_the_next_wait_gets_the_signal,
@@ -882,6 +883,7 @@ backends::conformance!(
     instances_past_their_retention_are_deleted_with_everything_of_them,
     purge_deletes_one_ended_instance_and_refuses_a_running_one,
     flow_permits_hold_across_workers_lapse_with_their_lease_and_back_off,
+    a_query_reads_a_running_instance_state_without_changing_it,
 );
 
 /// PostgreSQL only: the runtime applies its migrations once, whoever connects first, and

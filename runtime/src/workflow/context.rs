@@ -43,7 +43,12 @@ pub(crate) struct State {
     pub(crate) mismatch: Option<NonDeterminism>,
     /// The input of the next run, once the workflow asked to continue as new.
     pub(crate) continued: Option<Result<Value, WorkflowError>>,
+    /// Query handlers by name, as the workflow registered them.
+    pub(crate) queries: BTreeMap<String, QueryHandler>,
 }
+
+/// A registered query handler: the workflow's state, read and encoded.
+pub(crate) type QueryHandler = Box<dyn Fn() -> Result<Value, String>>;
 
 impl State {
     pub(crate) fn new(
@@ -63,6 +68,7 @@ impl State {
             rng: ChaCha8Rng::seed_from_u64(fnv1a(instance_id.as_bytes())),
             mismatch: None,
             continued: None,
+            queries: BTreeMap::new(),
         }
     }
 
@@ -328,6 +334,35 @@ impl WorkflowContext {
                 true
             }
         }
+    }
+
+    /// Registers query `name`: [`Client::query`](crate::Client::query) replays the instance to
+    /// the present and returns what `handler` gives then, without changing the instance.
+    /// `handler` reads state the workflow keeps in a `Rc<RefCell<_>>` (or a `Cell`) it shares
+    /// with the closure. Registering a name again replaces its handler.
+    ///
+    /// ```
+    /// # use std::cell::Cell;
+    /// # use std::rc::Rc;
+    /// # use codegen_runtime::workflow::{WorkflowContext, WorkflowError};
+    /// async fn counter(ctx: WorkflowContext, _: ()) -> Result<u32, WorkflowError> {
+    ///     let count = Rc::new(Cell::new(0));
+    ///     let seen = count.clone();
+    ///     ctx.on_query("count", move || seen.get());
+    ///     while ctx.signal::<()>("tick").await.is_ok() {
+    ///         count.set(count.get() + 1);
+    ///     }
+    ///     Ok(count.get())
+    /// }
+    /// ```
+    pub fn on_query<T: Serialize>(&self, name: &str, handler: impl Fn() -> T + 'static) {
+        let handler: QueryHandler = Box::new(move || {
+            serde_json::to_value(handler()).map_err(|e| format!("cannot encode the answer: {e}"))
+        });
+        self.state
+            .borrow_mut()
+            .queries
+            .insert(name.to_owned(), handler);
     }
 
     /// The current time: the time of the event being processed, so the same on every replay.

@@ -102,6 +102,66 @@ pub fn activate(
     instance_id: &str,
     history: &[HistoryEvent],
 ) -> Activation {
+    replay(workflow, instance_id, history, None)
+}
+
+/// Why a query got no answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryError {
+    /// The workflow registered no handler of this name by the end of its history.
+    Unknown(String),
+    /// The history cannot be replayed by this code (see [`ParkReason`]).
+    Parked(ParkReason),
+    /// The handler's answer cannot be encoded.
+    Encode(String),
+}
+
+impl std::fmt::Display for QueryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unknown(name) => write!(
+                f,
+                "the workflow has registered no query `{name}` by this point of its run (see `WorkflowContext::on_query`)"
+            ),
+            Self::Parked(reason) => write!(f, "the history cannot be replayed to answer: {reason}"),
+            Self::Encode(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for QueryError {}
+
+/// Replays `history` through `workflow` to its end and answers query `name` from the state
+/// the workflow is in then. Nothing is recorded: a query never changes the instance.
+pub fn query(
+    workflow: &dyn WorkflowFn,
+    instance_id: &str,
+    history: &[HistoryEvent],
+    name: &str,
+) -> Result<Value, QueryError> {
+    let mut state = None;
+    let activation = replay(workflow, instance_id, history, Some(&mut state));
+    if let Outcome::Parked(reason) = activation.outcome {
+        return Err(QueryError::Parked(reason));
+    }
+    let state = state.ok_or_else(|| QueryError::Unknown(name.to_owned()))?;
+    let state = state.borrow();
+    let handler = state
+        .queries
+        .get(name)
+        .ok_or_else(|| QueryError::Unknown(name.to_owned()))?;
+    handler().map_err(QueryError::Encode)
+}
+
+/// [`activate`]; for a query, `kept` receives the replay's state, and a history that has
+/// ended is replayed too.
+fn replay(
+    workflow: &dyn WorkflowFn,
+    instance_id: &str,
+    history: &[HistoryEvent],
+    kept: Option<&mut Option<Rc<RefCell<State>>>>,
+) -> Activation {
+    let for_query = kept.is_some();
     let parked = |reason| Activation {
         new_events: Vec::new(),
         outcome: Outcome::Parked(reason),
@@ -123,7 +183,7 @@ pub fn activate(
             first.event.describe()
         )));
     };
-    if history.iter().any(|e| is_terminal(&e.event)) {
+    if !for_query && history.iter().any(|e| is_terminal(&e.event)) {
         return Activation {
             new_events: Vec::new(),
             outcome: Outcome::Finished,
@@ -140,6 +200,9 @@ pub fn activate(
         clock.to_workflow(first.at),
         *first_seq,
     )));
+    if let Some(kept) = kept {
+        *kept = Some(state.clone());
+    }
     let ctx = WorkflowContext {
         state: state.clone(),
     };

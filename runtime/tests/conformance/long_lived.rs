@@ -879,3 +879,73 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
+
+pub(crate) async fn a_query_reads_a_running_instance_state_without_changing_it<B: Conformant>(
+    store: Opened<B>,
+) {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let mut w = workflows();
+    w.register("cart", 1, |ctx: WorkflowContext, _: ()| async move {
+        let items = Rc::new(RefCell::new(Vec::<String>::new()));
+        let seen = items.clone();
+        ctx.on_query("items", move || seen.borrow().clone());
+        loop {
+            let item: String = ctx.signal("add").await?;
+            if item == "checkout" {
+                break;
+            }
+            let priced = ctx.call(&Add { a: 1, b: 1 }).await?;
+            items.borrow_mut().push(format!("{item}:{priced}"));
+        }
+        let count = items.borrow().len();
+        Ok::<_, WorkflowError>(count)
+    });
+    let env = env(store, w.clone(), Arc::default());
+    let id = env.client.start("cart", None, &()).await.unwrap();
+    let items = |client: Client<B>, w: Workflows, id: String| async move {
+        client.query::<Vec<String>>(&w, &id, "items").await
+    };
+    env.client.signal(&id, "add", &"apple").await.unwrap();
+    env.client.signal(&id, "add", &"pear").await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = items(env.client.clone(), w.clone(), id.clone())
+            .await
+            .unwrap();
+        if got.len() == 2 {
+            assert_eq!(got, ["apple:2", "pear:2"]);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cart never had two items: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let events = env.client.status(&id).await.unwrap().events;
+    items(env.client.clone(), w.clone(), id.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        env.client.status(&id).await.unwrap().events,
+        events,
+        "a query changes nothing"
+    );
+    let err = env.client.query::<u32>(&w, &id, "total").await.unwrap_err();
+    assert!(err.to_string().contains("no query `total`"), "{err}");
+    let err = env
+        .client
+        .query::<u32>(&Workflows::new(), &id, "items")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not among the workflows given"),
+        "{err}"
+    );
+    // An ended instance answers too, as it was at the end.
+    env.client.signal(&id, "add", &"checkout").await.unwrap();
+    assert_eq!(env.client.result::<usize>(&id, WAIT).await.unwrap(), 2);
+    assert_eq!(items(env.client.clone(), w, id).await.unwrap().len(), 2);
+    env.stop().await;
+}
