@@ -645,6 +645,11 @@ impl<B: StateStore + MessageQueue> Client<B> {
             name: name.to_owned(),
             message,
         };
+        if info.events == 0 {
+            return Err(failed(
+                "the instance has not started yet (no workflow worker has taken its start): ask again once it runs".into(),
+            ));
+        }
         let workflow = workflows.get(&info.name, info.version).ok_or_else(|| {
             failed(format!(
                 "version {} of workflow `{}` is not among the workflows given: pass the ones its workers run",
