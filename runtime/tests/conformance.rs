@@ -935,7 +935,7 @@ async fn postgres_migrations_apply_once_and_a_newer_schema_is_refused() {
         .unwrap();
     let err = open().await.unwrap_err().to_string();
     assert!(
-        err.contains("schema version 99, newer than this runtime's 2: upgrade the runtime"),
+        err.contains("schema version 99, newer than this runtime's 3: upgrade the runtime"),
         "{err}"
     );
 }
