@@ -240,6 +240,27 @@ impl Rng {
     }
 }
 
+/// Starts the worker process and SIGKILLs it at a random moment, `KILLS` times. The moments
+/// come from a seed that is printed (CODEGEN_CRASH_SEED repeats a run).
+async fn kill_repeatedly(db: &str, url: &str) {
+    let seed = std::env::var("CODEGEN_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("crash test seed: {seed} (set CODEGEN_CRASH_SEED to repeat)");
+    let mut rng = Rng(seed);
+    for _ in 0..KILLS {
+        let worker = spawn_worker(db, url);
+        tokio::time::sleep(Duration::from_millis(30 + rng.below(300))).await;
+        drop(worker); // SIGKILL
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflows_survive_a_worker_killed_at_random_moments() {
     let dir = tempfile::tempdir().unwrap();
@@ -258,22 +279,7 @@ async fn workflows_survive_a_worker_killed_at_random_moments() {
             .unwrap();
     }
 
-    let seed = std::env::var("CODEGEN_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    println!("crash test seed: {seed} (set CODEGEN_CRASH_SEED to repeat)");
-    let mut rng = Rng(seed);
-    for _ in 0..KILLS {
-        let worker = spawn_worker(&db, &url);
-        tokio::time::sleep(Duration::from_millis(30 + rng.below(300))).await;
-        drop(worker); // SIGKILL
-    }
+    kill_repeatedly(&db, &url).await;
 
     let before = client
         .list(Some("adopt"), Some(Status::Completed), WORKFLOWS * 2)
@@ -367,22 +373,7 @@ async fn schedules_and_continue_as_new_survive_a_worker_killed_at_random_moments
             .await
             .unwrap();
     }
-    let seed = std::env::var("CODEGEN_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    println!("crash test seed: {seed} (set CODEGEN_CRASH_SEED to repeat)");
-    let mut rng = Rng(seed);
-    for _ in 0..KILLS {
-        let worker = spawn_worker(&db, &url);
-        tokio::time::sleep(Duration::from_millis(30 + rng.below(300))).await;
-        drop(worker); // SIGKILL
-    }
+    kill_repeatedly(&db, &url).await;
     let before = client
         .list(Some("looping"), Some(Status::Completed), LOOPS * 2)
         .await

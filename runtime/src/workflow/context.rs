@@ -193,11 +193,7 @@ impl WorkflowContext {
     /// its late result is recorded and ignored. The calls, children, signal waits and
     /// completions of this context have a `.timeout(duration)` of their own that reads better.
     pub fn timeout<F: Future>(&self, duration: Duration, future: F) -> Timeout<F> {
-        Timeout {
-            inner: Box::pin(future),
-            timer: State::timer_after(&self.state, duration),
-            after: duration,
-        }
+        Timeout::new(&self.state, future, duration)
     }
 
     /// A completion token for an outside system (an email link, a payment provider's
@@ -488,12 +484,8 @@ impl<O> TaskFuture<O> {
     /// Bounds the call, all its attempts together, by a durable timer: [`TimedOut`] when the
     /// timer fires first. The task is not stopped; its late result is ignored.
     pub fn timeout(self, duration: Duration) -> Timeout<Self> {
-        let timer = State::timer_after(&self.state, duration);
-        Timeout {
-            inner: Box::pin(self),
-            timer,
-            after: duration,
-        }
+        let state = self.state.clone();
+        Timeout::new(&state, self, duration)
     }
 }
 
@@ -501,12 +493,8 @@ impl<O> ChildFuture<O> {
     /// Bounds the wait for the child by a durable timer: [`TimedOut`] when the timer fires
     /// first. The child goes on running.
     pub fn timeout(self, duration: Duration) -> Timeout<Self> {
-        let timer = State::timer_after(&self.state, duration);
-        Timeout {
-            inner: Box::pin(self),
-            timer,
-            after: duration,
-        }
+        let state = self.state.clone();
+        Timeout::new(&state, self, duration)
     }
 }
 
@@ -514,12 +502,8 @@ impl<T> SignalFuture<T> {
     /// Bounds the wait for the signal by a durable timer: [`TimedOut`] when the timer fires
     /// first. A signal that comes later waits for the next wait of its name.
     pub fn timeout(self, duration: Duration) -> Timeout<Self> {
-        let timer = State::timer_after(&self.state, duration);
-        Timeout {
-            inner: Box::pin(self),
-            timer,
-            after: duration,
-        }
+        let state = self.state.clone();
+        Timeout::new(&state, self, duration)
     }
 }
 
@@ -542,12 +526,8 @@ impl<T> CompletionFuture<T> {
     /// Bounds the wait by a durable timer: [`TimedOut`] when the timer fires first. A
     /// completion that comes later is recorded and ignored.
     pub fn timeout(self, duration: Duration) -> Timeout<Self> {
-        let timer = State::timer_after(&self.state, duration);
-        Timeout {
-            inner: Box::pin(self),
-            timer,
-            after: duration,
-        }
+        let state = self.state.clone();
+        Timeout::new(&state, self, duration)
     }
 }
 
@@ -619,6 +599,17 @@ pub struct Timeout<F> {
     inner: Pin<Box<F>>,
     timer: TimerFuture,
     after: Duration,
+}
+
+impl<F> Timeout<F> {
+    /// Bounds `inner` by a timer of `duration`, started now as the next command of `state`.
+    fn new(state: &Rc<RefCell<State>>, inner: F, duration: Duration) -> Self {
+        Self {
+            inner: Box::pin(inner),
+            timer: State::timer_after(state, duration),
+            after: duration,
+        }
+    }
 }
 
 impl<F: Future> Future for Timeout<F> {
