@@ -18,7 +18,8 @@ use codegen_runtime::Client;
 use codegen_runtime::backend::sqlite::SqliteBackend;
 use codegen_runtime::backend::{Backend, Status};
 use codegen_runtime::worker::{
-    ServiceWorker, ServiceWorkerOptions, WorkflowWorker, WorkflowWorkerOptions, shutdown_signal,
+    Retention, ServiceWorker, ServiceWorkerOptions, WorkflowWorker, WorkflowWorkerOptions,
+    shutdown_signal,
 };
 use codegen_runtime::workflow::{Clock, Workflows};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -130,6 +131,16 @@ struct RunDefaults {
     args: RunArgs,
 }
 
+/// Retention is measured on the workers' clock, and the demo's months last milliseconds: the
+/// default 30 days would delete every ended subscription a second after it ended, before
+/// anyone reads it. The demo keeps them.
+fn kept() -> Retention {
+    Retention {
+        keep: None,
+        ..Retention::default()
+    }
+}
+
 fn clock(month_ms: u64, origin: Option<i64>) -> Clock {
     let factor = MONTH_MS / month_ms.max(1) as f64;
     match origin {
@@ -196,6 +207,7 @@ async fn main() -> anyhow::Result<()> {
                 idle_wait: Duration::from_millis(50),
                 clock: clock(month_ms, clock_origin),
                 metrics_listen,
+                retention: kept(),
                 ..Default::default()
             };
             let (stop, stopped) = watch::channel(false);
@@ -242,6 +254,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let options = WorkflowWorkerOptions {
         clock: clock(args.month_ms, None),
         metrics_listen: args.metrics_listen,
+        retention: kept(),
         ..Default::default()
     };
     if args.metrics_listen.is_some() {

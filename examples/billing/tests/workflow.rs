@@ -11,7 +11,7 @@ use billing_demo::workflow::{self, Billed, Subscription};
 use codegen_runtime::Client;
 use codegen_runtime::backend::sqlite::SqliteBackend;
 use codegen_runtime::worker::{
-    ServiceWorker, ServiceWorkerOptions, WorkflowWorker, WorkflowWorkerOptions,
+    Retention, ServiceWorker, ServiceWorkerOptions, WorkflowWorker, WorkflowWorkerOptions,
 };
 use codegen_runtime::workflow::{Clock, Workflows};
 use tokio::sync::watch;
@@ -53,6 +53,11 @@ async fn demo() -> Demo {
         workflows,
         WorkflowWorkerOptions {
             clock,
+            // Retention runs on the scaled clock too: keep ended subscriptions to read them.
+            retention: Retention {
+                keep: None,
+                ..Retention::default()
+            },
             ..Default::default()
         },
     );
