@@ -84,8 +84,13 @@ async fn order(ctx: WorkflowContext, order: String) -> Result<String, WorkflowEr
     Ok(format!("{items} items, {receipt}"))
 }
 
-/// Waits for an approval.
-async fn approval(ctx: WorkflowContext, _: serde_json::Value) -> Result<bool, WorkflowError> {
+/// Waits for an approval; a query tells what it waits for.
+async fn approval(ctx: WorkflowContext, input: serde_json::Value) -> Result<bool, WorkflowError> {
+    let note = input.get("note").cloned().unwrap_or_default();
+    ctx.on_query(
+        "request",
+        move || serde_json::json!({"note": note, "waiting_for": "approve"}),
+    );
     ctx.signal::<bool>("approve").await
 }
 
@@ -456,6 +461,20 @@ async fn hostile_ids_and_inputs_are_escaped_everywhere() {
     let page = get(&app, &format!("/instance?id={encoded}")).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("&#60;script&#62;alert(1)&#60;"));
+    // The query answers repeat the input's note, escaped too.
+    until("the query answers are recorded", || async {
+        get(&app, &format!("/instance/live?id={encoded}"))
+            .await
+            .body
+            .contains("id=\"queries\"")
+    })
+    .await;
+    let live = get(&app, &format!("/instance/live?id={encoded}")).await;
+    assert!(
+        live.body.contains("&#60;img src=x onerror=alert(2)&#62;"),
+        "{}",
+        live.body
+    );
 }
 
 // ---- the browser ---------------------------------------------------------------------------
@@ -761,6 +780,12 @@ async fn browse(
     // A signal from the console's form, recorded as sent by the console.
     b.goto(&format!("{url}/instance?id=approval-7")).await?;
     assert_eq!(text_of(b, "#status").await, "running");
+    let queries = text_of(b, "#queries").await;
+    assert!(
+        queries.contains("request") && queries.contains("\"waiting_for\": \"approve\""),
+        "{queries}"
+    );
+    screenshot(b, "console-queries.png").await;
     b.find(Locator::Css("input[name=name]"))
         .await?
         .send_keys("approve")

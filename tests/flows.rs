@@ -84,6 +84,19 @@ fn workflows(switches: &Arc<Switches>) -> Workflows {
         let word: String = ctx.signal("go").await?;
         Ok::<_, WorkflowError>(word)
     });
+    w.register("counter", 1, |ctx: WorkflowContext, _: Value| async move {
+        let ticks = std::rc::Rc::new(std::cell::Cell::new(0u32));
+        let seen = ticks.clone();
+        ctx.on_query("ticks", move || seen.get());
+        ctx.on_query("unit", || "ticks");
+        loop {
+            let stop: bool = ctx.signal("tick").await?;
+            if stop {
+                return Ok::<_, WorkflowError>(ticks.get());
+            }
+            ticks.set(ticks.get() + 1);
+        }
+    });
     w.register("confirm", 1, |ctx: WorkflowContext, _: Value| async move {
         let confirmation: String = ctx.completion().await?;
         Ok::<_, WorkflowError>(confirmation)
@@ -456,6 +469,39 @@ fn commands(f: &Fleet) {
     f.ok(&["purge", "s-1"]);
     let err = f.fails(&["show", "s-1"], 2);
     assert!(err.contains("no workflow instance `s-1`"), "{err}");
+
+    // query: the answers the worker recorded, with no workflow code in the CLI
+    f.ok(&["start", "counter", "--id", "q-1"]);
+    f.ok(&["signal", "q-1", "tick", "false"]);
+    f.ok(&["signal", "q-1", "tick", "false"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while f.ok(&["query", "q-1", "ticks"]).trim() != "2" {
+        assert!(Instant::now() < deadline, "the ticks were never counted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let table = f.ok(&["query", "q-1"]);
+    assert!(table.starts_with("queries   as of event "), "{table}");
+    assert!(table.contains("  ticks  2\n"), "{table}");
+    assert!(table.contains("  unit   \"ticks\"\n"), "{table}");
+    let recorded = f.json(&["query", "q-1"]);
+    assert_eq!(
+        recorded["answers"]["ticks"],
+        serde_json::json!({"value": 2})
+    );
+    let shown = f.ok(&["show", "q-1"]);
+    assert!(shown.contains("queries   as of event"), "{shown}");
+    let err = f.fails(&["query", "q-1", "total"], 2);
+    assert!(
+        err.contains("no query `total`; it has: ticks, unit"),
+        "{err}"
+    );
+    let err = f.fails(&["query", "w-1"], 2);
+    assert!(err.contains("registers none"), "{err}");
+    let err = f.fails(&["query", "nobody"], 2);
+    assert!(err.contains("no workflow instance `nobody`"), "{err}");
+    f.ok(&["signal", "q-1", "tick", "true"]);
+    f.until_status("q-1", "completed");
+    assert_eq!(f.ok(&["query", "q-1", "ticks"]).trim(), "2");
 
     // schedules: create, list, pause, delete
     f.ok(&[

@@ -397,6 +397,7 @@ fn instance(
         messages,
         acks: Vec::new(),
         truncate_to: None,
+        queries: None,
     };
     let known = Known {
         id,

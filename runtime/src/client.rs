@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use crate::backend::{
     BackendError, Commit, Cursor, DeadFilter, DeadLetter, Inspect, InstanceFilter, InstanceInfo,
-    Message, MessageBody, MessageQueue, ServiceStats, StateStore, Status, TaskMessage, Topic,
+    Message, MessageBody, MessageQueue, QueryAnswers, ServiceStats, StateStore, Status,
+    TaskMessage, Topic,
 };
 use crate::operate::{self, InstanceDetail};
 use crate::schedule::{self, Control, SCHEDULE_WORKFLOW, ScheduleSpec, ScheduleState};
@@ -269,6 +270,7 @@ impl<B: StateStore + MessageQueue> Client<B> {
             }],
             acks: Vec::new(),
             truncate_to: None,
+            queries: None,
         };
         match self.backend.commit(vec![commit]).await {
             Ok(()) => Ok(id),
@@ -438,6 +440,7 @@ impl<B: StateStore + MessageQueue> Client<B> {
             messages,
             acks: Vec::new(),
             truncate_to: None,
+            queries: None,
         };
         match self.backend.commit(vec![commit]).await {
             Ok(()) | Err(BackendError::Conflict(_)) => Ok(()),
@@ -618,6 +621,7 @@ impl<B: StateStore + MessageQueue> Client<B> {
                 messages: record.into_iter().chain([news]).collect(),
                 acks: Vec::new(),
                 truncate_to: None,
+                queries: None,
             };
             match self.backend.commit(vec![commit]).await {
                 Ok(()) => return Ok(()),
@@ -931,13 +935,11 @@ impl<B: StateStore + MessageQueue + Inspect> Client<B> {
             .collect();
         let children = self.backend.children(id).await?;
         let attempts = self.backend.attempts(id).await?;
-        Ok(operate::detail(
-            instance,
-            children,
-            &history,
-            &attempts,
-            now_ms(),
-        ))
+        let queries = self.backend.queries(id).await?;
+        Ok(InstanceDetail {
+            queries,
+            ..operate::detail(instance, children, &history, &attempts, now_ms())
+        })
     }
 
     /// Dead letters, newest first, at most `limit`.
@@ -964,5 +966,14 @@ impl<B: StateStore + MessageQueue + Inspect> Client<B> {
     pub async fn services(&self, window: Duration) -> Result<Vec<ServiceStats>, ClientError> {
         let since = now_ms() - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
         Ok(self.backend.services(since).await?)
+    }
+
+    /// The answers of instance `id`'s queries as the worker that last replayed it recorded
+    /// them, read without any workflow code: what `codegen flows query` and the console show.
+    /// They are as of [`QueryAnswers::events`] events; when the instance has more, a worker has
+    /// not replayed its news yet. `None` when it registers no query.
+    pub async fn query_answers(&self, id: &str) -> Result<Option<QueryAnswers>, ClientError> {
+        self.status(id).await?;
+        Ok(self.backend.queries(id).await?)
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{AttemptOutcome, InstanceInfo, TaskAttempt};
+use crate::backend::{AttemptOutcome, InstanceInfo, QueryAnswers, TaskAttempt};
 use crate::workflow::{Clock, Event, HistoryEvent};
 
 /// Everything about one instance an operator looks at.
@@ -25,6 +25,9 @@ pub struct InstanceDetail {
     pub signals: BTreeMap<String, u32>,
     /// Its timeline.
     pub spans: Vec<Span>,
+    /// The answers of its queries as a worker last recorded them, when it registers any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queries: Option<QueryAnswers>,
 }
 
 /// One thing a running instance waits on.
@@ -401,6 +404,7 @@ pub fn detail(
         waiting,
         signals,
         spans,
+        queries: None,
     }
 }
 

@@ -698,6 +698,7 @@ async fn a_stale_writer_gets_a_conflict_and_changes_nothing<B: Conformant>(store
         }],
         acks: Vec::new(),
         truncate_to: None,
+        queries: None,
     };
     backend
         .commit(vec![commit(true, 0, vec![event(0)], "m0")])
@@ -819,6 +820,7 @@ async fn thousands_of_messages_sent_at_once_are_all_delivered<B: Conformant>(sto
             messages: (0..3000).map(message).collect(),
             acks: Vec::new(),
             truncate_to: None,
+            queries: None,
         }])
         .await
         .unwrap();
@@ -925,7 +927,7 @@ async fn postgres_migrations_apply_once_and_a_newer_schema_is_refused() {
         .await
         .unwrap();
     let versions: Vec<i32> = versions.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, [1, 2, 3], "each migration ran once");
+    assert_eq!(versions, [1, 2, 3, 4], "each migration ran once");
     client
         .execute(
             &format!("INSERT INTO {schema}.codegen_schema (version, applied_at) VALUES (99, 0)"),
@@ -935,7 +937,7 @@ async fn postgres_migrations_apply_once_and_a_newer_schema_is_refused() {
         .unwrap();
     let err = open().await.unwrap_err().to_string();
     assert!(
-        err.contains("schema version 99, newer than this runtime's 3: upgrade the runtime"),
+        err.contains("schema version 99, newer than this runtime's 4: upgrade the runtime"),
         "{err}"
     );
 }

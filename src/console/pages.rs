@@ -417,6 +417,38 @@ struct Live {
     input: String,
     output: Option<String>,
     errors: Vec<(String, String)>,
+    queries: Option<Queries>,
+}
+
+/// An instance's recorded query answers, as the page shows them.
+struct Queries {
+    /// When they were recorded, and of which event.
+    note: String,
+    /// The instance has events no worker has replayed yet.
+    stale: bool,
+    /// Name, answer (pretty JSON, or why there is none), and whether it is an error.
+    rows: Vec<(String, String, bool)>,
+}
+
+fn queries(recorded: &codegen_runtime::backend::QueryAnswers, events: u64, now: i64) -> Queries {
+    use codegen_runtime::backend::Answer;
+    Queries {
+        note: format!(
+            "As of event {} of {events}, recorded {} ({}).",
+            recorded.events,
+            text::time(recorded.at),
+            text::relative(recorded.at, now)
+        ),
+        stale: recorded.events < events,
+        rows: recorded
+            .answers
+            .iter()
+            .map(|(name, answer)| match answer {
+                Answer::Value(value) => (name.clone(), pretty(value), false),
+                Answer::Error(error) => (name.clone(), format!("no answer: {error}"), true),
+            })
+            .collect(),
+    }
 }
 
 fn pretty(value: &serde_json::Value) -> String {
@@ -471,6 +503,10 @@ fn live(detail: &codegen_runtime::operate::InstanceDetail, now: i64) -> Live {
                 })
             })
             .collect(),
+        queries: detail
+            .queries
+            .as_ref()
+            .map(|recorded| queries(recorded, i.events, now)),
     }
 }
 

@@ -273,6 +273,7 @@ mod tests {
             children: vec![],
             waiting: vec![],
             signals: BTreeMap::new(),
+            queries: None,
             spans: vec![
                 span(
                     SpanKind::Lifecycle,

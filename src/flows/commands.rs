@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use codegen_runtime::backend::{Backend, Cursor, DeadFilter, InstanceFilter, Status};
+use codegen_runtime::backend::{Answer, Backend, Cursor, DeadFilter, InstanceFilter, Status};
 use codegen_runtime::schedule::{CatchUp, Overlap, ScheduleSpec, Timing};
 use codegen_runtime::{Client, StartOptions};
 use serde::Serialize;
@@ -113,6 +113,18 @@ pub struct SignalArgs {
     /// The signal's value, as JSON.
     #[arg(value_name = "JSON", default_value = "null", value_parser = parse_json)]
     payload: Value,
+}
+
+/// `flows query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The instance id.
+    id: String,
+    /// The query; its answer is printed as JSON. Without it, every query is listed.
+    name: Option<String>,
+    /// Print every answer as JSON, with the event count and time they were recorded at.
+    #[arg(long, conflicts_with = "name")]
+    json: bool,
 }
 
 /// `flows cancel`.
@@ -428,6 +440,44 @@ pub(super) async fn signal(client: &Client<Backend>, a: SignalArgs) -> Result<()
     client.signal(&a.id, &a.name, &a.payload).await?;
     eprintln!("sent signal `{}` to `{}`", a.name, a.id);
     Ok(())
+}
+
+pub(super) async fn query(client: &Client<Backend>, a: QueryArgs) -> Result<(), Failure> {
+    let events = client.status(&a.id).await?.events;
+    let Some(recorded) = client.query_answers(&a.id).await? else {
+        return Err(Failure::input(format!(
+            "instance `{}` has no recorded queries: its workflow registers none (WorkflowContext::on_query), or no worker has run it yet",
+            a.id
+        )));
+    };
+    if recorded.events < events {
+        eprintln!(
+            "note: answered as of event {} of {events}: a worker has not replayed the newest events yet",
+            recorded.events
+        );
+    }
+    if a.json {
+        return print_json(&recorded);
+    }
+    let Some(name) = a.name else {
+        print!("{}", text::queries(&recorded, events, text::now()));
+        return Ok(());
+    };
+    match recorded.answers.get(&name) {
+        Some(Answer::Value(value)) => print_json(value),
+        Some(Answer::Error(error)) => Err(Failure::backend(format!(
+            "query `{name}` of instance `{}` has no answer: {error}",
+            a.id
+        ))),
+        None => {
+            let known: Vec<&str> = recorded.answers.keys().map(String::as_str).collect();
+            Err(Failure::input(format!(
+                "instance `{}` has no query `{name}`; it has: {}",
+                a.id,
+                known.join(", ")
+            )))
+        }
+    }
 }
 
 pub(super) async fn purge(client: &Client<Backend>, a: PurgeArgs) -> Result<(), Failure> {

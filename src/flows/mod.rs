@@ -50,6 +50,8 @@ pub enum FlowsCommand {
     Start(commands::StartArgs),
     /// Send a signal to a running instance.
     Signal(commands::SignalArgs),
+    /// Read an instance's queries: the answers its worker recorded when it last replayed it.
+    Query(commands::QueryArgs),
     /// Resolve a completion token a workflow handed out (a payment confirmed, a link
     /// followed), once: a second completion is refused.
     Complete(commands::CompleteArgs),
@@ -160,6 +162,7 @@ async fn dispatch(args: FlowsArgs) -> Result<(), Failure> {
         FlowsCommand::History(a) => commands::history(&client, a).await,
         FlowsCommand::Start(a) => commands::start(&client, a).await,
         FlowsCommand::Signal(a) => commands::signal(&client, a).await,
+        FlowsCommand::Query(a) => commands::query(&client, a).await,
         FlowsCommand::Complete(a) => commands::complete(&client, a).await,
         FlowsCommand::Schedule(a) => commands::schedule(&client, a).await,
         FlowsCommand::Purge(a) => commands::purge(&client, a).await,

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use codegen_runtime::backend::{InstanceInfo, ServiceStats, Status};
+use codegen_runtime::backend::{Answer, InstanceInfo, QueryAnswers, ServiceStats, Status};
 use codegen_runtime::operate::{InstanceDetail, Span, SpanKind, SpanOutcome, Waiting};
 use codegen_runtime::schedule::Timing;
 use codegen_runtime::{DeadTask, InstancePage, ScheduleInfo};
@@ -167,6 +167,9 @@ pub(crate) fn detail(d: &InstanceDetail, now: i64) -> String {
             .collect();
         field("signals", signals.join(", "));
     }
+    if let Some(recorded) = &d.queries {
+        out.push_str(&queries(recorded, i.events, now));
+    }
     if !d.waiting.is_empty() {
         out.push_str("waiting on\n");
         for w in &d.waiting {
@@ -180,6 +183,25 @@ pub(crate) fn detail(d: &InstanceDetail, now: i64) -> String {
         for c in &d.children {
             let _ = writeln!(out, "  {}", instance_line(c));
         }
+    }
+    out
+}
+
+/// An instance's recorded query answers, one a line, and how current they are.
+pub(crate) fn queries(recorded: &QueryAnswers, events: u64, now: i64) -> String {
+    let mut out = format!(
+        "queries   as of event {} of {events}, recorded {} ({})\n",
+        recorded.events,
+        time(recorded.at),
+        relative(recorded.at, now)
+    );
+    let width = recorded.answers.keys().map(String::len).max().unwrap_or(0);
+    for (name, answer) in &recorded.answers {
+        let answer = match answer {
+            Answer::Value(value) => clip(&json(value), 200),
+            Answer::Error(error) => format!("no answer: {}", clip(error, 200)),
+        };
+        let _ = writeln!(out, "  {name:<width$}  {answer}");
     }
     out
 }

@@ -22,6 +22,8 @@ pub use inspect::{
 };
 pub use url::{Backend, BackendUrl};
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -321,6 +323,67 @@ pub struct Commit {
     /// Drop the history from this index on before appending (a workflow rewound to a retried
     /// task); `expected_events` still guards the whole change.
     pub truncate_to: Option<u64>,
+    /// The answers of the instance's queries after this change, read by the worker that
+    /// replayed it; `None` leaves the recorded ones, an empty map removes them.
+    pub queries: Option<BTreeMap<String, Answer>>,
+}
+
+/// What a query answered when a worker last replayed the instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    /// The handler's value.
+    Value(Value),
+    /// Why there is no value: the handler panicked, or its answer could not be encoded or
+    /// was too large.
+    Error(String),
+}
+
+/// The answers of an instance's queries as the last activation left them (see
+/// [`WorkflowContext::on_query`](crate::workflow::WorkflowContext::on_query)): what the
+/// operators' tools show, since they run no workflow code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryAnswers {
+    /// The number of events of the history they were read from; an instance with more events
+    /// now has news no worker has replayed yet.
+    pub events: u64,
+    /// When they were recorded, in milliseconds since the Unix epoch.
+    pub at: i64,
+    /// The answers by query name.
+    pub answers: BTreeMap<String, Answer>,
+}
+
+impl QueryAnswers {
+    /// The answers of instance `id` from their stored columns.
+    pub(crate) fn read(id: &str, events: i64, at: i64, answers: &str) -> BackendResult<Self> {
+        let answers = serde_json::from_str(answers).map_err(|e| {
+            BackendError::Corrupt(format!(
+                "the recorded query answers of instance `{id}`: {e}"
+            ))
+        })?;
+        Ok(Self {
+            events: u64::try_from(events).unwrap_or(0),
+            at,
+            answers,
+        })
+    }
+}
+
+/// The stored form of a commit's query answers: `None` to leave them, `Some(None)` to remove
+/// them, `Some(Some(json))` to record these.
+pub(crate) fn stored_answers(
+    answers: Option<&BTreeMap<String, Answer>>,
+) -> BackendResult<Option<Option<String>>> {
+    answers
+        .map(|answers| {
+            if answers.is_empty() {
+                return Ok(None);
+            }
+            serde_json::to_string(answers)
+                .map(Some)
+                .map_err(|e| BackendError::Invalid(format!("query answers: {e}")))
+        })
+        .transpose()
 }
 
 /// Workflow state: instances and their histories.

@@ -12,13 +12,13 @@ use super::flow::{self, FlowLimits, Grant};
 use super::wake::{Waiters, Wake};
 use super::{
     BackendError, BackendResult, Commit, DeadLetter, Delivery, InstanceInfo, Message, MessageBody,
-    MessageQueue, Receipt, Settlement, StateStore, Status, Topic,
+    MessageQueue, Receipt, Settlement, StateStore, Status, Topic, stored_answers,
 };
 use crate::time::now_ms;
 use crate::workflow::HistoryEvent;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS instances (
@@ -44,6 +44,12 @@ CREATE INDEX IF NOT EXISTS instances_by_name_status_created ON instances (name, 
 CREATE INDEX IF NOT EXISTS instances_by_parent ON instances (parent_id) WHERE parent_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS instances_ended ON instances (updated_at)
     WHERE status IN ('completed', 'failed', 'cancelled');
+CREATE TABLE IF NOT EXISTS query_answers (
+    instance_id TEXT PRIMARY KEY,
+    events INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    answers TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS history (
     instance_id TEXT NOT NULL,
     idx INTEGER NOT NULL,
@@ -279,6 +285,7 @@ fn delete_instances(
         "DELETE FROM messages WHERE key = ?1",
         "DELETE FROM dead_letters WHERE key = ?1",
         "DELETE FROM task_attempts WHERE instance_id = ?1",
+        "DELETE FROM query_answers WHERE instance_id = ?1",
         "DELETE FROM instances WHERE id = ?1",
     ] {
         let mut stmt = tx.prepare_cached(sql).map_err(|e| error(path, e))?;
@@ -552,6 +559,22 @@ impl StateStore for SqliteBackend {
                     params![i.id, i.status.as_str(), i.output.as_ref().map(|o| o.to_string()), i.error, idx, now, i.version],
                 )
                 .map_err(|e| error(path, e))?;
+                match stored_answers(c.queries.as_ref())? {
+                    None => {}
+                    Some(None) => {
+                        tx.execute("DELETE FROM query_answers WHERE instance_id = ?1", [&i.id])
+                            .map_err(|e| error(path, e))?;
+                    }
+                    Some(Some(answers)) => {
+                        tx.prepare_cached(
+                            "INSERT INTO query_answers (instance_id, events, at, answers) VALUES (?1, ?2, ?3, ?4)
+                             ON CONFLICT (instance_id) DO UPDATE SET events = ?2, at = ?3, answers = ?4",
+                        )
+                        .map_err(|e| error(path, e))?
+                        .execute(params![i.id, idx, now, answers])
+                        .map_err(|e| error(path, e))?;
+                    }
+                }
                 insert_messages(&tx, path, &c.messages)?;
                 delete_receipts(&tx, path, &c.acks)?;
             }
@@ -1105,6 +1128,7 @@ mod tests {
             messages: Vec::new(),
             acks: Vec::new(),
             truncate_to: None,
+            queries: None,
         };
         a.commit(vec![commit(Status::Running, true, 0)])
             .await
@@ -1137,6 +1161,7 @@ mod tests {
             messages: Vec::new(),
             acks: Vec::new(),
             truncate_to: None,
+            queries: None,
         }])
         .await
         .unwrap();

@@ -367,6 +367,10 @@ impl Inspect for Backend {
     async fn dead_letter(&self, id: &str) -> BackendResult<Option<DeadLetter>> {
         both!(self, b => b.dead_letter(id).await)
     }
+
+    async fn queries(&self, id: &str) -> BackendResult<Option<crate::backend::QueryAnswers>> {
+        both!(self, b => b.queries(id).await)
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::ids;
 use crate::backend::{
-    BackendError, BackendResult, Commit, Delivery, InstanceInfo, Message, MessageBody,
+    Answer, BackendError, BackendResult, Commit, Delivery, InstanceInfo, Message, MessageBody,
     MessageQueue, StateStore, Status, TaskMessage, Topic, event_id,
 };
 use crate::limits;
@@ -309,6 +309,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
             messages: Vec::new(),
             acks: deliveries.iter().map(|d| d.receipt.clone()).collect(),
             truncate_to: None,
+            queries: None,
         };
         let mut events: History = history;
         let mut wake = false;
@@ -477,6 +478,9 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
             activation.new_events = vec![Event::WorkflowFailed { error }];
             activation.outcome = Outcome::Finished;
         }
+        if let Some(answers) = activation.answers.take() {
+            commit.queries = Some(self.answers(answers));
+        }
         let trace = trace::traceparent(&span);
         commit.instance.status = Status::Running;
         commit.instance.error = None;
@@ -582,6 +586,31 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         commit.truncate_to = Some(0);
         commit.events.clone_from(&history);
         history
+    }
+
+    /// The answers an activation read, as they are recorded: one over
+    /// [`WorkflowWorkerOptions::max_event_bytes`] is recorded as an error that says so.
+    fn answers(
+        &self,
+        answers: BTreeMap<String, Result<Value, String>>,
+    ) -> BTreeMap<String, Answer> {
+        answers
+            .into_iter()
+            .map(|(name, answer)| {
+                let answer = answer
+                    .and_then(|value| {
+                        limits::check(
+                            &format!("the answer to query `{name}`"),
+                            &value,
+                            self.options.max_event_bytes,
+                            "WorkflowWorkerOptions::max_event_bytes",
+                        )
+                        .map(|()| value)
+                    })
+                    .map_or_else(Answer::Error, Answer::Value);
+                (name, answer)
+            })
+            .collect()
     }
 
     /// Why an activation's new events cannot be recorded: a value larger than

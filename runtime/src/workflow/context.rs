@@ -337,6 +337,11 @@ impl WorkflowContext {
     /// `handler` reads state the workflow keeps in a `Rc<RefCell<_>>` (or a `Cell`) it shares
     /// with the closure. Registering a name again replaces its handler.
     ///
+    /// The worker also records every handler's answer at the end of each activation, for the
+    /// tools that run no workflow code (`codegen flows query`, the console; see
+    /// [`Client::query_answers`](crate::Client::query_answers)): keep handlers cheap, since
+    /// they run once per activation.
+    ///
     /// ```
     /// # use std::cell::Cell;
     /// # use std::rc::Rc;

@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Waker};
 
 use serde_json::Value;
 
-use super::context::{Resolution, State, WorkflowContext};
+use super::context::{QueryHandler, Resolution, State, WorkflowContext};
 use super::history::{Event, HistoryEvent, NonDeterminism, WorkflowError};
 
 /// A workflow function with its input and output erased to JSON.
@@ -94,6 +94,11 @@ pub struct Activation {
     pub new_events: Vec<Event>,
     /// What to do with the instance.
     pub outcome: Outcome,
+    /// The answer of every query the workflow registered (see
+    /// [`WorkflowContext::on_query`]), read in the state the replay left it in; a handler that
+    /// cannot answer gives why. `None` when the workflow did not run (parked, or its history
+    /// has ended).
+    pub answers: Option<BTreeMap<String, Result<Value, String>>>,
 }
 
 /// Replays `history` through `workflow` and says what comes next.
@@ -150,7 +155,29 @@ pub fn query(
         .queries
         .get(name)
         .ok_or_else(|| QueryError::Unknown(name.to_owned()))?;
-    handler().map_err(QueryError::Encode)
+    answer(handler).map_err(QueryError::Encode)
+}
+
+/// What a query handler answers; a panic becomes its message.
+fn answer(handler: &QueryHandler) -> Result<Value, String> {
+    catch_unwind(AssertUnwindSafe(handler)).unwrap_or_else(|panic| {
+        Err(format!(
+            "the query handler panicked: {}",
+            panic_message(&panic)
+        ))
+    })
+}
+
+/// The answers of every registered query. The handlers are taken out of the state while they
+/// run, so one that reads the context (its time, say) finds it free.
+fn answer_all(state: &Rc<RefCell<State>>) -> BTreeMap<String, Result<Value, String>> {
+    let handlers = std::mem::take(&mut state.borrow_mut().queries);
+    let answers = handlers
+        .iter()
+        .map(|(name, handler)| (name.clone(), answer(handler)))
+        .collect();
+    state.borrow_mut().queries = handlers;
+    answers
 }
 
 /// [`activate`]; for a query, `kept` receives the replay's state, and a history that has
@@ -165,6 +192,7 @@ fn replay(
     let parked = |reason| Activation {
         new_events: Vec::new(),
         outcome: Outcome::Parked(reason),
+        answers: None,
     };
     let Some((first, rest)) = history.split_first() else {
         return parked(ParkReason::BadHistory("it is empty".into()));
@@ -187,6 +215,7 @@ fn replay(
         return Activation {
             new_events: Vec::new(),
             outcome: Outcome::Finished,
+            answers: None,
         };
     }
     let recorded: BTreeMap<u32, Event> = history
@@ -275,10 +304,11 @@ fn replay(
         }
     }
 
-    let mut state = state.borrow_mut();
-    if let Some(mismatch) = state.mismatch.take() {
+    if let Some(mismatch) = state.borrow_mut().mismatch.take() {
         return parked(ParkReason::NonDeterminism(mismatch));
     }
+    let answers = answer_all(&state);
+    let mut state = state.borrow_mut();
     let continued = state.continued.take();
     // A recorded command the code no longer issues is a change it cannot follow either, unless
     // the workflow is cancelled, timed out, continued as new or has just returned.
@@ -297,6 +327,7 @@ fn replay(
         return Activation {
             new_events: vec![Event::WorkflowCancelled],
             outcome: Outcome::Cancelled { children },
+            answers: Some(answers),
         };
     }
     if timed_out {
@@ -312,6 +343,7 @@ fn replay(
             outcome: Outcome::TimedOut {
                 children: running_children(history),
             },
+            answers: Some(answers),
         };
     }
     let mut new_events = std::mem::take(&mut state.new_commands);
@@ -341,6 +373,7 @@ fn replay(
                     carried: untaken.chain(undelivered).collect(),
                     next_seq: state.next_seq,
                 },
+                answers: Some(answers),
             };
         }
         Some(Err(error)) => Some(Err(error)),
@@ -360,6 +393,7 @@ fn replay(
     Activation {
         new_events,
         outcome,
+        answers: Some(answers),
     }
 }
 

@@ -207,7 +207,8 @@ fn join_numbers_commands_in_program_order_and_keeps_output_order() {
         run(fan_out, &history),
         Activation {
             new_events: vec![],
-            outcome: Outcome::Running
+            outcome: Outcome::Running,
+            answers: Some(std::collections::BTreeMap::new()),
         }
     );
     let history = history.completed(1, json!("b"));
@@ -810,4 +811,49 @@ fn a_task_error_keeps_its_status_and_body_when_converted_with_question_mark() {
     assert_eq!(back, direct);
     let old: WorkflowError = serde_json::from_value(json!({"message": "old"})).unwrap();
     assert_eq!(old.message(), "old");
+}
+
+#[test]
+fn every_activation_answers_the_registered_queries_in_the_state_it_reached() {
+    async fn counter(ctx: WorkflowContext, _: Value) -> Result<u32, WorkflowError> {
+        let seen = std::rc::Rc::new(std::cell::Cell::new(0u32));
+        let count = seen.clone();
+        ctx.on_query("seen", move || count.get());
+        // A handler may read the context: the answers are taken with the context free.
+        let clock = ctx.clone();
+        ctx.on_query("now", move || {
+            clock.now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+        });
+        ctx.on_query("broken", || -> u32 { panic!("a bug in the handler") });
+        loop {
+            let more: bool = ctx.signal("tick").await?;
+            if !more {
+                return Ok(seen.get());
+            }
+            seen.set(seen.get() + 1);
+        }
+    }
+    let signal = |more: bool| Event::SignalReceived {
+        name: "tick".into(),
+        payload: json!(more),
+    };
+    let history = History::start(Value::Null);
+    let first = run(counter, &history);
+    let answers = first.answers.expect("the workflow ran");
+    assert_eq!(answers["seen"], Ok(json!(0)));
+    assert_eq!(answers["now"], Ok(json!(T0)));
+    let broken = answers["broken"].as_ref().unwrap_err();
+    assert!(broken.contains("a bug in the handler"), "{broken}");
+
+    let history = history.then(signal(true)).then(signal(true));
+    let answers = run(counter, &history).answers.unwrap();
+    assert_eq!(answers["seen"], Ok(json!(2)));
+    assert_eq!(answers["now"], Ok(json!(T0 + 2000)));
+
+    // The run that ends answers as it ended; a history that had ended is not run again.
+    let history = history.then(signal(false));
+    let last = run(counter, &history);
+    assert_eq!(last.answers.as_ref().unwrap()["seen"], Ok(json!(2)));
+    let ended = history.record(&last);
+    assert_eq!(run(counter, &ended).answers, None);
 }

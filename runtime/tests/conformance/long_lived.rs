@@ -5,7 +5,9 @@
 use super::*;
 
 use codegen_runtime::StartOptions;
+use codegen_runtime::backend::Answer;
 use codegen_runtime::workflow::{Either, TimedOut, select2};
+use serde_json::json;
 
 /// The events of an instance's history, described.
 async fn described<B: Conformant>(client: &Client<B>, id: &str) -> Vec<String> {
@@ -890,6 +892,7 @@ pub(crate) async fn a_query_reads_a_running_instance_state_without_changing_it<B
         let items = Rc::new(RefCell::new(Vec::<String>::new()));
         let seen = items.clone();
         ctx.on_query("items", move || seen.borrow().clone());
+        ctx.on_query("broken", || -> u32 { panic!("the handler has a bug") });
         loop {
             let item: String = ctx.signal("add").await?;
             if item == "checkout" {
@@ -931,6 +934,26 @@ pub(crate) async fn a_query_reads_a_running_instance_state_without_changing_it<B
         events,
         "a query changes nothing"
     );
+    // The worker recorded the same answers for tools that run no workflow code; a handler
+    // that panics is recorded as an error, and the others still answer.
+    let recorded = env.client.query_answers(&id).await.unwrap().unwrap();
+    assert_eq!(recorded.events, events);
+    assert_eq!(
+        recorded.answers["items"],
+        Answer::Value(json!(["apple:2", "pear:2"]))
+    );
+    let Answer::Error(broken) = &recorded.answers["broken"] else {
+        panic!("{recorded:?}");
+    };
+    assert!(broken.contains("the handler has a bug"), "{broken}");
+    let detail = env.client.detail(&id).await.unwrap();
+    assert_eq!(detail.queries.as_ref(), Some(&recorded));
+    let err = env
+        .client
+        .query::<u32>(&w, &id, "broken")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("panicked"), "{err}");
     let err = env.client.query::<u32>(&w, &id, "total").await.unwrap_err();
     assert!(err.to_string().contains("no query `total`"), "{err}");
     let err = env
@@ -945,6 +968,26 @@ pub(crate) async fn a_query_reads_a_running_instance_state_without_changing_it<B
     // An ended instance answers too, as it was at the end.
     env.client.signal(&id, "add", &"checkout").await.unwrap();
     assert_eq!(env.client.result::<usize>(&id, WAIT).await.unwrap(), 2);
-    assert_eq!(items(env.client.clone(), w, id).await.unwrap().len(), 2);
+    assert_eq!(
+        items(env.client.clone(), w, id.clone())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let recorded = env.client.query_answers(&id).await.unwrap().unwrap();
+    assert_eq!(
+        recorded.events,
+        env.client.status(&id).await.unwrap().events,
+        "the last activation recorded its answers"
+    );
+    assert_eq!(
+        recorded.answers["items"],
+        Answer::Value(json!(["apple:2", "pear:2"]))
+    );
+    // Purging the instance removes them with it.
+    env.client.purge(&id).await.unwrap();
+    assert!(env.client.query_answers(&id).await.is_err());
+    assert_eq!(env.backend.queries(&id).await.unwrap(), None);
     env.stop().await;
 }

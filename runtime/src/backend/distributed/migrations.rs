@@ -104,6 +104,13 @@ CREATE TABLE codegen_flow_holders (
     expires_at BIGINT NOT NULL,
     PRIMARY KEY (service, holder)
 );
+", "
+CREATE TABLE codegen_query_answers (
+    instance_id TEXT PRIMARY KEY,
+    events BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    answers TEXT NOT NULL
+);
 "];
 
 /// The key of the advisory lock that serialises migrations between processes.

@@ -8,7 +8,9 @@ use super::transport::Transport;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::backend::{BackendError, BackendResult, Commit, InstanceInfo, StateStore, Status};
+use crate::backend::{
+    BackendError, BackendResult, Commit, InstanceInfo, StateStore, Status, stored_answers,
+};
 use crate::time::now_ms;
 use crate::workflow::HistoryEvent;
 
@@ -196,6 +198,26 @@ impl<T: Transport> StateStore for DistributedBackend<T> {
             )
             .await
             .map_err(|e| pg_error("updating an instance", &e))?;
+            match stored_answers(c.queries.as_ref())? {
+                None => {}
+                Some(None) => {
+                    tx.execute(
+                        "DELETE FROM codegen_query_answers WHERE instance_id = $1",
+                        &[&i.id],
+                    )
+                    .await
+                    .map_err(|e| pg_error("removing query answers", &e))?;
+                }
+                Some(Some(answers)) => {
+                    tx.execute(
+                        "INSERT INTO codegen_query_answers (instance_id, events, at, answers) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (instance_id) DO UPDATE SET events = $2, at = $3, answers = $4",
+                        &[&i.id, &idx, &now, &answers],
+                    )
+                    .await
+                    .map_err(|e| pg_error("recording query answers", &e))?;
+                }
+            }
             events_now.insert(i.id.clone(), idx);
             insert_outbox(&tx, &c.messages, now).await?;
             messages.extend(c.messages.iter().cloned());
@@ -340,6 +362,7 @@ async fn delete_instances(
         "DELETE FROM codegen_outbox WHERE key = ANY($1)",
         "DELETE FROM codegen_dead_letters WHERE key = ANY($1)",
         "DELETE FROM codegen_task_attempts WHERE instance_id = ANY($1)",
+        "DELETE FROM codegen_query_answers WHERE instance_id = ANY($1)",
         "DELETE FROM codegen_instances WHERE id = ANY($1)",
     ] {
         tx.execute(sql, &[&ids])

@@ -241,6 +241,10 @@ pub trait Inspect: Send + Sync + 'static {
 
     /// One dead letter.
     async fn dead_letter(&self, id: &str) -> BackendResult<Option<DeadLetter>>;
+
+    /// The answers of instance `id`'s queries as a worker last recorded them; `None` when it
+    /// registered none (or has not run yet).
+    async fn queries(&self, id: &str) -> BackendResult<Option<crate::backend::QueryAnswers>>;
 }
 
 /// The bounds of ids that start with `prefix`, for a range scan: `[prefix, end)`; `end` is

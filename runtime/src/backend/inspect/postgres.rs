@@ -348,4 +348,17 @@ impl<T: Transport> Inspect for DistributedBackend<T> {
             .map_err(|e| pg_error("reading a dead letter", &e))?;
         row.as_ref().map(read_dead).transpose()
     }
+
+    async fn queries(&self, id: &str) -> BackendResult<Option<crate::backend::QueryAnswers>> {
+        let client = self.inner.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT events, at, answers FROM codegen_query_answers WHERE instance_id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(|e| pg_error("reading query answers", &e))?;
+        row.map(|r| crate::backend::QueryAnswers::read(id, r.get(0), r.get(1), r.get::<_, &str>(2)))
+            .transpose()
+    }
 }

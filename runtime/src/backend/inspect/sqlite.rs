@@ -464,6 +464,25 @@ impl Inspect for SqliteBackend {
         })
         .await
     }
+
+    async fn queries(&self, id: &str) -> BackendResult<Option<crate::backend::QueryAnswers>> {
+        let id = id.to_owned();
+        self.with_reader(move |conn, path| {
+            let row: Option<(i64, i64, String)> = conn
+                .prepare_cached(
+                    "SELECT events, at, answers FROM query_answers WHERE instance_id = ?1",
+                )
+                .map_err(|e| error(path, e))?
+                .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+                .map_err(|e| error(path, e))?;
+            row.map(|(events, at, answers)| {
+                crate::backend::QueryAnswers::read(&id, events, at, &answers)
+            })
+            .transpose()
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
