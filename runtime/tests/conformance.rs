@@ -941,3 +941,81 @@ async fn postgres_migrations_apply_once_and_a_newer_schema_is_refused() {
         "{err}"
     );
 }
+
+/// A permit given back in one process wakes a worker of another waiting for it at once, not
+/// when its wait runs out: `a` and `b` are two connections to one store, as two processes have.
+async fn a_release_wakes_a_waiter_of_another_process<B: Conformant>(a: &B, b: &B) {
+    use codegen_runtime::backend::FlowLimits;
+    let limits = FlowLimits {
+        max_in_flight: Some(1),
+        ..FlowLimits::default()
+    };
+    let lease = 60_000;
+    assert_eq!(
+        a.acquire("api", "a", 1, &limits, lease)
+            .await
+            .unwrap()
+            .granted,
+        1
+    );
+    assert_eq!(
+        b.acquire("api", "b", 1, &limits, lease)
+            .await
+            .unwrap()
+            .granted,
+        0
+    );
+    // The first wait starts whatever hears the other processes; give it a moment.
+    b.wait_for_release("api", 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let (_, ()) = tokio::join!(
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            a.release("api", "a", 1).await.unwrap();
+        },
+        b.wait_for_release("api", 20_000)
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(3),
+        "the waiter heard the release after {waited:?}, not at once"
+    );
+    assert_eq!(
+        b.acquire("api", "b", 1, &limits, lease)
+            .await
+            .unwrap()
+            .granted,
+        1
+    );
+}
+
+#[tokio::test]
+async fn sqlite_a_release_wakes_a_waiter_of_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let a = SqliteBackend::open(&path).unwrap();
+    let b = SqliteBackend::open(&path).unwrap();
+    a_release_wakes_a_waiter_of_another_process(&a, &b).await;
+}
+
+#[tokio::test]
+async fn postgres_a_release_wakes_a_waiter_of_another_process() {
+    use codegen_runtime::backend::distributed::DistributedBackend;
+    let name = "postgres_a_release_wakes_a_waiter_of_another_process";
+    let config = backends::postgres_config(name);
+    let dir = tempfile::tempdir().unwrap();
+    let open = |file: &'static str| {
+        let transport = SqliteBackend::open(dir.path().join(file)).unwrap();
+        DistributedBackend::connect(&config, transport)
+    };
+    let a = match open("a.db").await {
+        Ok(a) => a,
+        Err(err) => {
+            backends::unreachable_or_panic(name, "PostgreSQL", backends::POSTGRES_HOW, err);
+            return;
+        }
+    };
+    let b = open("b.db").await.unwrap();
+    a_release_wakes_a_waiter_of_another_process(&a, &b).await;
+}

@@ -74,8 +74,95 @@ pub(in crate::backend) struct Inner<T> {
     /// The messages of deliveries not yet settled, for their dead letters.
     pub(super) pending: Mutex<HashMap<Receipt, Message>>,
     pub(super) changed: Notify,
-    /// Notified when this process gives back a flow-control permit.
+    /// Notified when a flow-control permit comes back, from this process or, once a wait for
+    /// one has started the listener, from any other on the database.
     pub(super) released: Notify,
+    /// The channel releases are announced on (one per schema).
+    pub(super) release_channel: String,
+    /// What the listener connects with.
+    listen_config: tokio_postgres::Config,
+    /// The task that listens for other processes' releases, started by the first wait.
+    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl<T> Drop for Inner<T> {
+    fn drop(&mut self) {
+        if let Some(listener) = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            listener.abort();
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Inner<T> {
+    /// Starts listening for releases announced by other processes, once.
+    pub(super) fn listen_for_releases(self: &Arc<Self>) {
+        let mut listener = self.listener.lock().unwrap_or_else(|p| p.into_inner());
+        if listener.is_none() {
+            *listener = Some(tokio::spawn(listen(Arc::downgrade(self))));
+        }
+    }
+}
+
+/// Wakes the process's waiters for permits whenever another process announces a release on
+/// `NOTIFY`, for as long as the backend lives; reconnects after a lost connection (waits are
+/// bounded meanwhile, so a release missed then is seen when the wait ends).
+async fn listen<T: Send + Sync + 'static>(inner: std::sync::Weak<Inner<T>>) {
+    loop {
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let config = strong.listen_config.clone();
+        let channel = strong.release_channel.clone();
+        drop(strong);
+        match config.connect(tokio_postgres::NoTls).await {
+            Ok((client, mut connection)) => {
+                // Quoted: the channel keeps the case of the schema's name, as `pg_notify` does.
+                let sql = format!("LISTEN \"{channel}\"");
+                let subscribe = async {
+                    match client.batch_execute(&sql).await {
+                        Ok(()) => true,
+                        Err(err) => {
+                            tracing::warn!(%err, "cannot listen for flow-control releases; trying again");
+                            false
+                        }
+                    }
+                };
+                let messages = async {
+                    loop {
+                        match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                            Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
+                                let Some(inner) = inner.upgrade() else {
+                                    return;
+                                };
+                                inner.released.notify_waiters();
+                            }
+                            Some(Ok(_)) => {}
+                            Some(Err(err)) => {
+                                tracing::warn!(%err, "lost the connection that hears flow-control releases; reconnecting");
+                                return;
+                            }
+                            None => return,
+                        }
+                    }
+                };
+                // The connection is driven by `messages` while the subscription is sent.
+                tokio::pin!(messages);
+                tokio::select! {
+                    subscribed = subscribe => if subscribed { messages.await },
+                    () = &mut messages => {}
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot connect to hear flow-control releases; trying again");
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 impl<T> std::fmt::Debug for DistributedBackend<T> {
@@ -111,6 +198,14 @@ impl<T: Transport> DistributedBackend<T> {
             }
             pg.options(format!("-c search_path={schema}"));
         }
+        let listen_config = pg.clone();
+        // A channel name holds 63 bytes; two schemas cut to the same name only wake each
+        // other's waiters for nothing (a waiter asks for its permit again and waits on).
+        let mut release_channel = format!(
+            "codegen_flow_{}",
+            config.schema.as_deref().unwrap_or("public")
+        );
+        release_channel.truncate(63);
         let manager = Manager::from_config(
             pg,
             tokio_postgres::NoTls,
@@ -132,6 +227,9 @@ impl<T: Transport> DistributedBackend<T> {
             pending: Mutex::new(HashMap::new()),
             changed: Notify::new(),
             released: Notify::new(),
+            release_channel,
+            listen_config,
+            listener: Mutex::new(None),
         });
         let relay = tokio::spawn(relay_loop(Arc::downgrade(&inner)));
         Ok(Self { inner, relay })

@@ -257,10 +257,20 @@ impl<T: Transport> MessageQueue for DistributedBackend<T> {
 
     async fn release(&self, service: &str, holder: &str, n: u32) -> BackendResult<()> {
         let client = self.inner.client().await?;
+        // The release is announced to the other processes' listeners when it commits.
         client
             .execute(
-                "UPDATE codegen_flow_holders SET held = GREATEST(held - $3, 0) WHERE service = $1 AND holder = $2",
-                &[&service, &holder, &i64::from(n)],
+                "WITH released AS (
+                     UPDATE codegen_flow_holders SET held = GREATEST(held - $3, 0)
+                     WHERE service = $1 AND holder = $2 RETURNING 1
+                 )
+                 SELECT pg_notify($4, $1) FROM released",
+                &[
+                    &service,
+                    &holder,
+                    &i64::from(n),
+                    &self.inner.release_channel,
+                ],
             )
             .await
             .map_err(|e| pg_error("giving permits back", &e))?;
@@ -269,7 +279,9 @@ impl<T: Transport> MessageQueue for DistributedBackend<T> {
     }
 
     async fn wait_for_release(&self, _service: &str, max_wait_ms: i64) {
-        // Releases of this process wake it; another's are seen when the wait ends.
+        // Releases of this process wake it at once, and another's through the listener; the
+        // bound covers one announced while the listener was reconnecting.
+        self.inner.listen_for_releases();
         let _ = tokio::time::timeout(
             std::time::Duration::from_millis(u64::try_from(max_wait_ms).unwrap_or(0)),
             self.inner.released.notified(),
