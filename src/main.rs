@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use codegen::Recipe;
-use codegen::emit::{Options, RuntimeDependency};
+use codegen::emit::{Options, RuntimeDependency, Selection};
 
 /// Generates Rust crates of durable tasks, HTTP and gRPC clients and service workers from
 /// OpenAPI descriptions and protobuf services.
@@ -91,6 +91,15 @@ struct CrateArgs {
     /// (repeat for more). References that lead elsewhere, symlinks included, are refused.
     #[arg(long = "allow-ref-dir", value_name = "DIR")]
     allowed_ref_dirs: Vec<PathBuf>,
+    /// Generate only the operations with a tag matching this glob pattern (`repos`, `pet*`;
+    /// for protobuf, the service's full name), and the types they use. Repeat for more;
+    /// combines with --operation.
+    #[arg(long = "tag", value_name = "PATTERN")]
+    tags: Vec<String>,
+    /// Generate only the operations whose id (operationId, or `Service.Method` for protobuf)
+    /// matches this glob pattern, and the types they use. Repeat for more.
+    #[arg(long = "operation", value_name = "PATTERN")]
+    operations: Vec<String>,
 }
 
 /// What to generate: the spec and the options, resolved from the flags and the record.
@@ -110,6 +119,15 @@ impl CrateArgs {
             && self.includes.is_empty()
             && !self.strict
             && self.allowed_ref_dirs.is_empty()
+            && self.tags.is_empty()
+            && self.operations.is_empty()
+    }
+
+    fn selection(&self) -> Selection {
+        Selection {
+            tags: self.tags.clone(),
+            operations: self.operations.clone(),
+        }
     }
 
     /// Options for a new crate at `dir`, from the flags alone.
@@ -129,6 +147,7 @@ impl CrateArgs {
             includes: self.includes.clone(),
             strict: self.strict,
             allowed_ref_dirs: self.allowed_ref_dirs.clone(),
+            selection: self.selection(),
         })
     }
 
@@ -148,6 +167,10 @@ impl CrateArgs {
         options.strict |= self.strict;
         if !self.allowed_ref_dirs.is_empty() {
             options.allowed_ref_dirs = self.allowed_ref_dirs.clone();
+        }
+        // A new selection replaces the recorded one whole.
+        if !self.tags.is_empty() || !self.operations.is_empty() {
+            options.selection = self.selection();
         }
         Ok(options)
     }

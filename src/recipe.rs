@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::Result;
-use crate::emit::{Generated, Options, RuntimeDependency, relative_path, toml_str};
+use crate::emit::{Generated, Options, RuntimeDependency, Selection, relative_path, toml_str};
 use crate::error::Error;
 
 /// The table of the crate's `Cargo.toml` that holds the record.
@@ -31,6 +31,8 @@ pub struct Recipe {
     /// The folders besides the spec's own that references may read (`--allow-ref-dir`),
     /// relative to the crate.
     pub allowed_ref_dirs: Vec<String>,
+    /// The operations generated (`--tag`, `--operation`); all when empty.
+    pub selection: Selection,
 }
 
 impl Recipe {
@@ -58,6 +60,7 @@ impl Recipe {
                 .iter()
                 .map(|dir| relative(dir))
                 .collect::<Result<_>>()?,
+            selection: options.selection.clone(),
         })
     }
 
@@ -78,6 +81,7 @@ impl Recipe {
                 .iter()
                 .map(|d| join(crate_dir, d))
                 .collect(),
+            selection: self.selection.clone(),
         }
     }
 
@@ -106,6 +110,22 @@ impl Recipe {
         }
         if self.strict {
             out.push_str("strict = true\n");
+        }
+        let list = |items: &[String]| {
+            items
+                .iter()
+                .map(|i| toml_str(i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !self.selection.tags.is_empty() {
+            out.push_str(&format!("tags = [{}]\n", list(&self.selection.tags)));
+        }
+        if !self.selection.operations.is_empty() {
+            out.push_str(&format!(
+                "operations = [{}]\n",
+                list(&self.selection.operations)
+            ));
         }
         out
     }
@@ -173,6 +193,10 @@ impl Recipe {
             includes: record.include,
             strict: record.strict,
             allowed_ref_dirs: record.allow_ref_dir,
+            selection: Selection {
+                tags: record.tags,
+                operations: record.operations,
+            },
         }))
     }
 }
@@ -249,6 +273,10 @@ struct Record {
     strict: bool,
     #[serde(default)]
     allow_ref_dir: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    operations: Vec<String>,
 }
 
 #[cfg(test)]
@@ -263,6 +291,10 @@ mod tests {
             includes: includes.iter().map(|s| (*s).to_owned()).collect(),
             strict: !includes.is_empty(),
             allowed_ref_dirs: includes.iter().map(|s| format!("{s}/shared")).collect(),
+            selection: Selection {
+                tags: includes.iter().map(|s| format!("{s}-tag")).collect(),
+                operations: includes.iter().map(|s| format!("get_{s}*")).collect(),
+            },
         }
     }
 

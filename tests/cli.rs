@@ -702,3 +702,141 @@ fn a_reference_at_the_document_root_is_an_error_not_a_panic() {
     assert!(message.starts_with("error: DIR/api.yaml: "), "{message}");
     assert!(!message.contains("panicked"), "{message}");
 }
+
+/// A store with two tags: the pets' operations and types, and the orders'.
+const TAGGED: &str = r##"
+openapi: "3.0.3"
+info: {title: Store, version: "1"}
+paths:
+  /pets/{id}:
+    get:
+      operationId: getPet
+      tags: [pets]
+      parameters:
+        - {name: id, in: path, required: true, schema: {type: string}}
+      responses:
+        "200":
+          description: a pet
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/Pet"}
+  /pets:
+    get:
+      operationId: listPets
+      tags: [pets]
+      responses:
+        "200":
+          description: pets
+          content:
+            application/json:
+              schema: {type: array, items: {$ref: "#/components/schemas/Pet"}}
+  /orders:
+    post:
+      operationId: placeOrder
+      tags: [orders]
+      security: [{key: []}]
+      requestBody:
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/Order"}
+      responses:
+        "201": {description: placed}
+components:
+  securitySchemes:
+    key: {type: apiKey, in: header, name: X-Key}
+  schemas:
+    Pet:
+      type: object
+      properties:
+        name: {type: string}
+        owner: {$ref: "#/components/schemas/Owner"}
+    Owner:
+      type: object
+      properties:
+        name: {type: string}
+    Order:
+      type: object
+      properties:
+        pet: {type: string}
+        shipping: {$ref: "#/components/schemas/Shipping"}
+    Shipping:
+      type: string
+      enum: [ground, air]
+"##;
+
+#[test]
+fn tags_and_operation_ids_select_what_is_generated_and_the_record_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("store.yaml");
+    std::fs::write(&spec, TAGGED).unwrap();
+    let spec = spec.to_str().unwrap();
+    let out = dir.path().join("store");
+    let out_s = out.to_str().unwrap();
+    let read = |file: &str| std::fs::read_to_string(out.join(file)).unwrap();
+
+    let first = codegen(&["gen", spec, "-o", out_s, "--tag", "pets"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("generated 2 of 3 operations"),
+        "{}",
+        stderr(&first)
+    );
+    let (operations, types) = (read("src/operations.rs"), read("src/types.rs"));
+    assert!(operations.contains("pub struct GetPet"), "{operations}");
+    assert!(operations.contains("pub struct ListPets"), "{operations}");
+    assert!(!operations.contains("PlaceOrder"), "{operations}");
+    // The types the pets reach, through other types too, and none of the orders'.
+    assert!(types.contains("pub struct Pet "), "{types}");
+    assert!(types.contains("pub struct Owner "), "{types}");
+    assert!(
+        !types.contains("Order") && !types.contains("Shipping"),
+        "{types}"
+    );
+    // The orders' credentials are not asked for.
+    assert!(!read("src/lib.rs").contains("X-Key"));
+    let manifest = read("Cargo.toml");
+    assert!(manifest.contains("tags = [\"pets\"]\n"), "{manifest}");
+
+    // `check` and regeneration keep the recorded selection.
+    let fresh = codegen(&["check", out_s]);
+    assert_eq!(fresh.status.code(), Some(0), "{}", stderr(&fresh));
+    std::fs::remove_file(out.join("src/operations.rs")).unwrap();
+    let again = codegen(&["gen", "-o", out_s]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(read("src/operations.rs"), operations);
+
+    // A new selection replaces the recorded one; globs match ids.
+    let by_id = codegen(&["gen", "-o", out_s, "--operation", "place*"]);
+    assert!(by_id.status.success(), "{}", stderr(&by_id));
+    let (operations, types) = (read("src/operations.rs"), read("src/types.rs"));
+    assert!(operations.contains("pub struct PlaceOrder"), "{operations}");
+    assert!(!operations.contains("GetPet"), "{operations}");
+    assert!(types.contains("pub enum Shipping"), "{types}");
+    assert!(!types.contains("Owner"), "{types}");
+    assert!(read("src/lib.rs").contains("X-Key"));
+    assert!(read("Cargo.toml").contains("operations = [\"place*\"]\n"));
+    assert!(!read("Cargo.toml").contains("tags = "));
+}
+
+#[test]
+fn a_selection_that_matches_nothing_says_what_there_is() {
+    let (code, message) = gen_text_with("store.yaml", TAGGED, &["--tag", "pet"]);
+    assert_eq!(code, 2, "{message}");
+    assert!(
+        message
+            .contains("--tag `pet` matches no operation; the tags of this API are: orders, pets"),
+        "{message}"
+    );
+    let (code, message) = gen_text_with("store.yaml", TAGGED, &["--operation", "getOwner"]);
+    assert_eq!(code, 2, "{message}");
+    assert!(
+        message.contains("--operation `getOwner` matches no operation id; ids of this API look like getPet, listPets, placeOrder (3 in all)"),
+        "{message}"
+    );
+    let (code, message) = gen_text_with("store.yaml", TAGGED, &["--operation", "get[Pet"]);
+    assert_eq!(code, 2, "{message}");
+    assert!(
+        message.contains("--operation `get[Pet` is not a pattern"),
+        "{message}"
+    );
+}

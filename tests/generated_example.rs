@@ -12,6 +12,7 @@ fn petstore() -> codegen::Generated {
         includes: Vec::new(),
         strict: false,
         allowed_ref_dirs: Vec::new(),
+        selection: Default::default(),
     };
     codegen::generate(&support::root().join("fixtures/petstore.yaml"), &options).unwrap()
 }

@@ -16,6 +16,7 @@ fn generated_code_matches_the_snapshots() {
             includes: Vec::new(),
             strict: true,
             allowed_ref_dirs: Vec::new(),
+            selection: Default::default(),
         };
         let generated = codegen::generate(&spec, &options).unwrap();
         for file in &generated.files {

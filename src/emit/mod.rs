@@ -8,7 +8,10 @@ mod templates;
 use std::path::{Path, PathBuf};
 
 use crate::Result;
+use crate::error::Error;
 use crate::ir::Api;
+pub use crate::ir::select::Selection;
+use crate::ir::select::select;
 use crate::spec::{self, ReadOptions};
 
 pub use files::{Drift, check, write};
@@ -77,6 +80,8 @@ pub struct Options {
     /// Folders besides the root document's own whose files `$ref`s may read
     /// (`--allow-ref-dir`); see [`ReadOptions::allowed_ref_dirs`].
     pub allowed_ref_dirs: Vec<PathBuf>,
+    /// The operations to generate (`--tag`, `--operation`); all when empty.
+    pub selection: Selection,
 }
 
 /// One file of a generated crate.
@@ -108,7 +113,12 @@ pub fn generate(spec_path: &Path, options: &Options) -> Result<Generated> {
         strict: options.strict,
         allowed_ref_dirs: options.allowed_ref_dirs.clone(),
     };
-    let api = spec::read(spec_path, &read)?;
+    let mut api = spec::read(spec_path, &read)?;
+    select(&mut api, &options.selection).map_err(|message| Error::Invalid {
+        path: spec_path.to_owned(),
+        location: "the selection of operations".to_owned(),
+        message,
+    })?;
     let source = spec_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

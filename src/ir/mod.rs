@@ -7,6 +7,7 @@
 
 pub mod names;
 mod recursion;
+pub mod select;
 
 pub use recursion::box_recursive_fields;
 
@@ -259,6 +260,9 @@ pub struct Operation {
     pub method_name: String,
     /// The task name recorded in histories: the operationId, or one made from method and path.
     pub wire_name: String,
+    /// The groups the description puts it in: its OpenAPI `tags`, or its protobuf service's
+    /// full name; what `--tag` selects by.
+    pub tags: Vec<String>,
     /// The HTTP method in upper case.
     pub http_method: String,
     /// The path template, split into literal text and parameters.

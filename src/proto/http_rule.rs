@@ -146,6 +146,7 @@ pub(super) fn operation(
             type_name,
             method_name,
             wire_name,
+            tags: vec![service.full_name().to_owned()],
             http_method: "POST".to_owned(),
             path: vec![PathPart::Literal(grpc_path.clone())],
             path_template: grpc_path.clone(),
@@ -332,6 +333,7 @@ pub(super) fn operation(
         type_name,
         method_name,
         wire_name,
+        tags: vec![service.full_name().to_owned()],
         idempotent: idempotent
             || matches!(
                 http_method.as_str(),

@@ -1247,6 +1247,7 @@ fn read_and_render(main: &Path, includes: Vec<PathBuf>, render: bool) -> Outcome
         includes,
         strict: false,
         allowed_ref_dirs: Vec::new(),
+        selection: Default::default(),
     };
     match codegen::emit::render_unformatted(&api, "api.yaml", &options) {
         Ok(files) => match files.iter().find(|f| f.contents.contains(MARKER)) {

@@ -61,6 +61,7 @@ pub fn options(name: &str, dir: &Path) -> Options {
         includes: Vec::new(),
         strict: true,
         allowed_ref_dirs: Vec::new(),
+        selection: Default::default(),
     }
 }
 

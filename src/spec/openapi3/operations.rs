@@ -130,6 +130,7 @@ impl<'a> Reader<'a> {
             type_name,
             method_name,
             wire_name,
+            tags: op.tags.clone(),
             idempotent: matches!(
                 method_upper.as_str(),
                 "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
