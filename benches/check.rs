@@ -3,7 +3,8 @@
 //! generated crate costs at least.
 //!
 //! ```text
-//! cargo bench --bench check                     # the largest documents of ../shared/corpus
+//! cargo bench --bench check                     # the largest documents of ../shared/corpus,
+//!                                               # and two selections of GitHub's
 //! cargo bench --bench check -- SPEC... [--runs N]
 //! ```
 //!
@@ -29,8 +30,9 @@ fn main() {
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let corpus = root.join("../shared/corpus/openapi");
-    let specs: Vec<PathBuf> = if args.is_empty() {
-        [
+    let github = corpus.join("github-api.github.com.json");
+    let cases: Vec<Case> = if args.is_empty() {
+        let mut cases: Vec<Case> = [
             "github-api.github.com.json",
             "kubernetes-swagger.json",
             "twilio_api_v2010.json",
@@ -38,10 +40,31 @@ fn main() {
             "slack_web_openapi_v2.json",
         ]
         .iter()
-        .map(|f| corpus.join(f))
-        .collect()
+        .map(|f| Case::whole(corpus.join(f)))
+        .collect();
+        // What a service that calls part of GitHub generates: one tag, and five operations.
+        cases.push(Case {
+            spec: github.clone(),
+            label: "github --tag repos".into(),
+            flags: vec!["--tag".into(), "repos".into()],
+        });
+        cases.push(Case {
+            spec: github,
+            label: "github, 5 operations".into(),
+            flags: [
+                "repos/get",
+                "repos/list-for-org",
+                "issues/create",
+                "pulls/get",
+                "users/get-authenticated",
+            ]
+            .iter()
+            .flat_map(|id| ["--operation".to_owned(), (*id).to_owned()])
+            .collect(),
+        });
+        cases
     } else {
-        args.iter().map(PathBuf::from).collect()
+        args.iter().map(|a| Case::whole(PathBuf::from(a))).collect()
     };
     let dir = root.join("target/bench-check");
     std::fs::create_dir_all(&dir).expect("create target/bench-check");
@@ -49,24 +72,27 @@ fn main() {
 
     let mut members = vec!["baseline".to_owned()];
     let mut crates = Vec::new();
-    for spec in &specs {
+    for case in &cases {
         let name = format!(
             "check-{}",
-            spec.file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
+            case.label
                 .to_lowercase()
                 .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
         );
         let out = dir.join(&name);
         let status = Command::new(env!("CARGO_BIN_EXE_codegen"))
-            .args(["gen", &spec.to_string_lossy(), "-o"])
+            .args(["gen", &case.spec.to_string_lossy(), "-o"])
             .arg(&out)
             .arg("--runtime-path")
             .arg(&runtime)
+            .args(&case.flags)
             .status()
             .expect("run codegen");
-        assert!(status.success(), "codegen gen {} failed", spec.display());
+        assert!(
+            status.success(),
+            "codegen gen {} failed",
+            case.spec.display()
+        );
         let lines = [
             "types.rs",
             "operations.rs",
@@ -79,7 +105,7 @@ fn main() {
         .map(|t| t.lines().count())
         .sum::<usize>();
         members.push(name.clone());
-        crates.push((name, lines));
+        crates.push((name, case.label.clone(), lines));
     }
     write_baseline(&dir.join("baseline"), &runtime);
     let list = members
@@ -113,15 +139,38 @@ fn main() {
         baseline.0.as_secs_f64(),
         baseline.1.as_secs_f64()
     );
-    for (name, lines) in &crates {
+    for (name, label, lines) in &crates {
         let (min, median) = measure(&dir, name, runs);
         println!(
             "{:<40} {:>9} lines {:>8.2} s {:>8.2} s",
-            name.trim_start_matches("check-"),
+            label,
             lines,
             min.as_secs_f64(),
             median.as_secs_f64()
         );
+    }
+}
+
+/// One crate to generate: a spec, what the table calls it, and the flags of `codegen gen`.
+struct Case {
+    spec: PathBuf,
+    label: String,
+    flags: Vec<String>,
+}
+
+impl Case {
+    /// The whole of `spec`, named after its file.
+    fn whole(spec: PathBuf) -> Self {
+        let label = spec
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        Self {
+            spec,
+            label,
+            flags: Vec::new(),
+        }
     }
 }
 
