@@ -19,13 +19,14 @@ pub struct Client {
 {%- endif %}
 }
 
+// Method names are the operations' names, which may be `from_*`, `to_*`, `add` or `next`: the
+// names clippy reserves for conversions and for the traits of `std`.
 #[allow(clippy::wrong_self_convention, clippy::should_implement_trait)]
 impl Client {
 {%- if let Some(url) = api.default_base_url %}
     /// The first server URL of the API description.
     pub const DEFAULT_BASE_URL: &str = {{ self::lit(url) }};
-
-{%- endif %}
+{% endif %}
     /// A client for the API served at `base_url`.
     pub fn new(base_url: impl Into<String>) -> Self {
         Self::from_http(HttpClient::new(base_url))
@@ -39,8 +40,7 @@ impl Client {
         let http = HttpClient::new(base_url).with_credentials_from_env(crate::SERVICE, crate::SECURITY_SCHEMES)?;
         Ok(Self::from_http(http))
     }
-
-{%- if self.grpc %}
+{% if self.grpc %}
     /// A client that sends HTTP requests through `http`, and gRPC calls to the same address.
     pub fn from_http(http: HttpClient) -> Self {
         let grpc = codegen_runtime::grpc::GrpcClient::new(http.base_url(), crate::DESCRIPTOR);

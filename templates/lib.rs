@@ -35,7 +35,7 @@ pub mod types;
 
 pub use client::Client;
 
-/// The service this crate's tasks belong to: the `<name>-worker` binary runs them.
+/// The service this crate's tasks belong to: the `{{ api.crate_name }}-worker` binary runs them.
 pub const SERVICE: &str = {{ self::lit(&api.service) }};
 {%- if let Some(descriptor) = api.grpc_descriptor %}
 

@@ -257,9 +257,13 @@ impl Render<'_> {
 
     /// The first lines of the crate documentation.
     pub(crate) fn crate_doc(&self) -> String {
+        let version = match self.api.version.trim() {
+            "" => String::new(),
+            v => format!(" {v}"),
+        };
         inner_doc(&format!(
-            "{} {}: durable tasks and an HTTP client.",
-            self.api.title, self.api.version
+            "{}{version}: durable tasks and an HTTP client.",
+            self.api.title
         ))
     }
 

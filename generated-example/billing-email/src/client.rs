@@ -16,10 +16,13 @@ pub struct Client {
     http: HttpClient,
 }
 
+// Method names are the operations' names, which may be `from_*`, `to_*`, `add` or `next`: the
+// names clippy reserves for conversions and for the traits of `std`.
 #[allow(clippy::wrong_self_convention, clippy::should_implement_trait)]
 impl Client {
     /// The first server URL of the API description.
     pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080/email";
+
     /// A client for the API served at `base_url`.
     pub fn new(base_url: impl Into<String>) -> Self {
         Self::from_http(HttpClient::new(base_url))
@@ -34,6 +37,7 @@ impl Client {
             .with_credentials_from_env(crate::SERVICE, crate::SECURITY_SCHEMES)?;
         Ok(Self::from_http(http))
     }
+
     /// A client that sends requests through `http`.
     pub fn from_http(http: HttpClient) -> Self {
         Self { http }

@@ -33,7 +33,7 @@ pub mod types;
 
 pub use client::Client;
 
-/// The service this crate's tasks belong to: the `<name>-worker` binary runs them.
+/// The service this crate's tasks belong to: the `billing-invoice-worker` binary runs them.
 pub const SERVICE: &str = "billing_invoice";
 
 /// The security schemes of the API description. Credentials are read from environment variables by `Client::from_env` and the worker binary; none is ever logged.

@@ -17,6 +17,8 @@ pub struct Client {
     grpc: codegen_runtime::grpc::GrpcClient,
 }
 
+// Method names are the operations' names, which may be `from_*`, `to_*`, `add` or `next`: the
+// names clippy reserves for conversions and for the traits of `std`.
 #[allow(clippy::wrong_self_convention, clippy::should_implement_trait)]
 impl Client {
     /// A client for the API served at `base_url`.
@@ -33,6 +35,7 @@ impl Client {
             .with_credentials_from_env(crate::SERVICE, crate::SECURITY_SCHEMES)?;
         Ok(Self::from_http(http))
     }
+
     /// A client that sends HTTP requests through `http`, and gRPC calls to the same address.
     pub fn from_http(http: HttpClient) -> Self {
         let grpc = codegen_runtime::grpc::GrpcClient::new(http.base_url(), crate::DESCRIPTOR);

@@ -16,6 +16,8 @@ pub struct Client {
     http: HttpClient,
 }
 
+// Method names are the operations' names, which may be `from_*`, `to_*`, `add` or `next`: the
+// names clippy reserves for conversions and for the traits of `std`.
 #[allow(clippy::wrong_self_convention, clippy::should_implement_trait)]
 impl Client {
     /// A client for the API served at `base_url`.
@@ -32,6 +34,7 @@ impl Client {
             .with_credentials_from_env(crate::SERVICE, crate::SECURITY_SCHEMES)?;
         Ok(Self::from_http(http))
     }
+
     /// A client that sends requests through `http`.
     pub fn from_http(http: HttpClient) -> Self {
         Self { http }
