@@ -73,12 +73,15 @@ fn main() {
     let mut members = vec!["baseline".to_owned()];
     let mut crates = Vec::new();
     for case in &cases {
-        let name = format!(
-            "check-{}",
-            case.label
-                .to_lowercase()
-                .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
-        );
+        // The package name `codegen gen` gives the folder: words joined by single dashes.
+        let words: Vec<String> = case
+            .label
+            .to_lowercase()
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let name = format!("check-{}", words.join("-"));
         let out = dir.join(&name);
         let status = Command::new(env!("CARGO_BIN_EXE_codegen"))
             .args(["gen", &case.spec.to_string_lossy(), "-o"])

@@ -279,6 +279,55 @@ async fn a_three_step_workflow_completes_with_its_result_and_history<B: Conforma
     env.stop().await;
 }
 
+/// Several workflow workers in one process, sharing one backend, as a process that runs more
+/// of them for throughput does: each instance is run by one at a time, each task once.
+async fn several_workflow_workers_in_one_process_share_the_instances<B: Conformant>(
+    store: Opened<B>,
+) {
+    let env = env(store, workflows(), Arc::default());
+    let (stop, rx) = watch::channel(false);
+    let extra: Vec<_> = (0..3)
+        .map(|_| {
+            let worker = WorkflowWorker::new(
+                env.backend.clone(),
+                workflows(),
+                WorkflowWorkerOptions {
+                    idle_wait: Duration::from_millis(50),
+                    batch: 4,
+                    ..Default::default()
+                },
+            );
+            let rx = rx.clone();
+            tokio::spawn(async move { worker.run(rx).await.unwrap() })
+        })
+        .collect();
+    let ids: Vec<String> = (0..40).map(|n| format!("many-{n}")).collect();
+    for (n, id) in ids.iter().enumerate() {
+        env.client
+            .start("three_steps", Some(id), &(n as i64))
+            .await
+            .unwrap();
+    }
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(
+            env.client.result::<i64>(id, WAIT).await.unwrap(),
+            n as i64 + 111
+        );
+        let history = env.client.history(id).await.unwrap();
+        let tasks = history
+            .events
+            .iter()
+            .filter(|e| e.event.describe() == "task math/add")
+            .count();
+        assert_eq!(tasks, 3, "{id}: each step once");
+    }
+    stop.send(true).unwrap();
+    for worker in extra {
+        worker.await.unwrap();
+    }
+    env.stop().await;
+}
+
 async fn starting_twice_is_idempotent_with_the_same_input_only<B: Conformant>(store: Opened<B>) {
     let env = env(store, workflows(), Arc::default());
     env.client
@@ -886,6 +935,7 @@ backends::conformance!(
     purge_deletes_one_ended_instance_and_refuses_a_running_one,
     flow_permits_hold_across_workers_lapse_with_their_lease_and_back_off,
     a_query_reads_a_running_instance_state_without_changing_it,
+    several_workflow_workers_in_one_process_share_the_instances,
 );
 
 /// PostgreSQL only: the runtime applies its migrations once, whoever connects first, and

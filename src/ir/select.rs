@@ -146,11 +146,17 @@ pub fn select(api: &mut Api, selection: &Selection) -> Result<(), String> {
     let schemes = api.security_schemes.len();
     api.security_schemes
         .retain(|s| used.contains(s.name.as_str()));
+    let schemes = match schemes {
+        0 => String::new(),
+        n => format!(
+            " and {} of {n} security schemes",
+            api.security_schemes.len()
+        ),
+    };
     api.notes.push(format!(
-        "generated {} of {total} operations (the selection is recorded in Cargo.toml), with the {} types and {} of {schemes} security schemes they use",
+        "generated {} of {total} operations (the selection is recorded in Cargo.toml), with the {} types{schemes} they use",
         api.operations.len(),
         api.types.len(),
-        api.security_schemes.len()
     ));
     Ok(())
 }

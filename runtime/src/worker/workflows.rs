@@ -107,6 +107,10 @@ const CACHED_HISTORIES: usize = 10_000;
 /// that continues without waiting for anything would loop forever.
 const MAX_RUNS_PER_ACTIVATION: u32 = 100;
 
+/// How many times a worker handles an instance again at once when another worker changed it
+/// between its read and its commit.
+const CONFLICT_RETRIES: u32 = 3;
+
 impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
     /// A worker for `workflows` on `backend`.
     /// Besides `workflows`, it runs the built-in schedule workflow
@@ -233,8 +237,11 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         let mut before = HashMap::with_capacity(count);
         let mut prior = HashMap::with_capacity(count);
         let mut stray = Vec::new();
+        // Kept to handle an instance again if another worker changed it meanwhile.
+        let mut news: HashMap<String, Vec<Delivery>> = HashMap::with_capacity(count);
         for (id, deliveries) in by_instance {
             let receipts: Vec<_> = deliveries.iter().map(|d| d.receipt.clone()).collect();
+            news.insert(id.clone(), deliveries.clone());
             match self.handle(&id, deliveries).await? {
                 Some((commit, history, status)) => {
                     prior.insert(id.clone(), status);
@@ -258,17 +265,43 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                 count_transitions(&commits, &prior);
                 self.remember(&commits, &before);
             }
-            // Another process changed one of them (a lease ran out): commit the others alone;
-            // the news of the conflicting one is delivered again.
+            // Another worker changed one of them since this one read it (it handled the
+            // instance's previous news, or a lease ran out): commit the others alone, and
+            // handle the news of a conflicting one again from what the store holds now, while
+            // this worker still holds its deliveries, rather than leave it for their lease.
             Err(BackendError::Conflict(_)) => {
                 record::conflict();
                 self.forget(&commits);
                 for commit in commits {
-                    let one = [commit];
-                    match self.backend.commit(one.to_vec()).await {
-                        Ok(()) => count_transitions(&one, &prior),
-                        Err(BackendError::Conflict(_)) => record::conflict(),
-                        Err(err) => return Err(err),
+                    let id = commit.instance.id.clone();
+                    let mut one = vec![commit];
+                    let mut tries = 0;
+                    loop {
+                        match self.backend.commit(one.clone()).await {
+                            Ok(()) => {
+                                count_transitions(&one, &prior);
+                                break;
+                            }
+                            Err(BackendError::Conflict(_)) if tries < CONFLICT_RETRIES => {
+                                record::conflict();
+                                tries += 1;
+                                self.forget(&one);
+                                let Some(deliveries) = news.get(&id) else {
+                                    break;
+                                };
+                                match self.handle(&id, deliveries.clone()).await? {
+                                    Some((commit, _, _)) => one = vec![commit],
+                                    None => break,
+                                }
+                            }
+                            // Still changing under this worker: its news is delivered again
+                            // when the lease runs out.
+                            Err(BackendError::Conflict(_)) => {
+                                record::conflict();
+                                break;
+                            }
+                            Err(err) => return Err(err),
+                        }
                     }
                 }
             }
