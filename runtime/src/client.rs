@@ -456,16 +456,16 @@ impl<B: StateStore + MessageQueue> Client<B> {
             .ok_or_else(|| ClientError::UnknownInstance(id.to_owned()))
     }
 
+    /// The events of instance `id`'s history, without their ids.
+    async fn events(&self, id: &str) -> Result<Vec<crate::workflow::HistoryEvent>, ClientError> {
+        let history = self.backend.history(id).await?;
+        Ok(history.into_iter().map(|(_, e)| e).collect())
+    }
+
     /// The instance's full history, ready to save for the replay harness.
     pub async fn history(&self, id: &str) -> Result<RecordedHistory, ClientError> {
         self.status(id).await?;
-        let events = self
-            .backend
-            .history(id)
-            .await?
-            .into_iter()
-            .map(|(_, e)| e)
-            .collect();
+        let events = self.events(id).await?;
         Ok(RecordedHistory {
             instance_id: id.to_owned(),
             events,
@@ -660,13 +660,7 @@ impl<B: StateStore + MessageQueue> Client<B> {
                 info.version, info.name
             ))
         })?;
-        let history: Vec<crate::workflow::HistoryEvent> = self
-            .backend
-            .history(id)
-            .await?
-            .into_iter()
-            .map(|(_, e)| e)
-            .collect();
+        let history = self.events(id).await?;
         let answer = crate::workflow::engine::query(workflow.as_ref(), id, &history, name)
             .map_err(|e| failed(e.to_string()))?;
         serde_json::from_value(answer).map_err(|e| ClientError::Decode {
@@ -926,13 +920,7 @@ impl<B: StateStore + MessageQueue + Inspect> Client<B> {
     /// on, and its timeline.
     pub async fn detail(&self, id: &str) -> Result<InstanceDetail, ClientError> {
         let instance = self.status(id).await?;
-        let history: Vec<_> = self
-            .backend
-            .history(id)
-            .await?
-            .into_iter()
-            .map(|(_, e)| e)
-            .collect();
+        let history = self.events(id).await?;
         let children = self.backend.children(id).await?;
         let attempts = self.backend.attempts(id).await?;
         let queries = self.backend.queries(id).await?;
