@@ -169,12 +169,32 @@ fn answer(handler: &QueryHandler) -> Result<Value, String> {
 }
 
 /// The answers of every registered query. The handlers are taken out of the state while they
-/// run, so one that reads the context (its time, say) finds it free.
+/// run, so one that reads the context (its time, say) finds it free; one that issues a command
+/// through it (a call, a timer, continuing as new) has the command undone and no answer, since
+/// a query must not change the instance.
 fn answer_all(state: &Rc<RefCell<State>>) -> BTreeMap<String, Result<Value, String>> {
     let handlers = std::mem::take(&mut state.borrow_mut().queries);
     let answers = handlers
         .iter()
-        .map(|(name, handler)| (name.clone(), answer(handler)))
+        .map(|(name, handler)| {
+            let (next_seq, commands, continued) = {
+                let s = state.borrow();
+                (s.next_seq, s.new_commands.len(), s.continued.is_some())
+            };
+            let answer = answer(handler);
+            let mut s = state.borrow_mut();
+            if s.next_seq == next_seq && s.continued.is_some() == continued {
+                return (name.clone(), answer);
+            }
+            s.next_seq = next_seq;
+            s.new_commands.truncate(commands);
+            s.mismatch = None;
+            if !continued {
+                s.continued = None;
+            }
+            let error = "the query handler used the workflow's context to do something (a call, a timer, a signal wait, continuing as new): a query only reads the workflow's state".to_owned();
+            (name.clone(), Err(error))
+        })
         .collect();
     state.borrow_mut().queries = handlers;
     answers
@@ -307,7 +327,12 @@ fn replay(
     if let Some(mismatch) = state.borrow_mut().mismatch.take() {
         return parked(ParkReason::NonDeterminism(mismatch));
     }
-    let answers = answer_all(&state);
+    // A query answers from its own handler alone (see `query`).
+    let answers = if for_query {
+        BTreeMap::new()
+    } else {
+        answer_all(&state)
+    };
     let mut state = state.borrow_mut();
     let continued = state.continued.take();
     // A recorded command the code no longer issues is a change it cannot follow either, unless

@@ -825,6 +825,12 @@ fn every_activation_answers_the_registered_queries_in_the_state_it_reached() {
             clock.now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
         });
         ctx.on_query("broken", || -> u32 { panic!("a bug in the handler") });
+        // A handler that issues a command changes nothing and gets no answer.
+        let sneaky = ctx.clone();
+        ctx.on_query("sneaky", move || {
+            drop(sneaky.sleep(Duration::from_secs(60)));
+            1
+        });
         loop {
             let more: bool = ctx.signal("tick").await?;
             if !more {
@@ -844,6 +850,9 @@ fn every_activation_answers_the_registered_queries_in_the_state_it_reached() {
     assert_eq!(answers["now"], Ok(json!(T0)));
     let broken = answers["broken"].as_ref().unwrap_err();
     assert!(broken.contains("a bug in the handler"), "{broken}");
+    let sneaky = answers["sneaky"].as_ref().unwrap_err();
+    assert!(sneaky.contains("a query only reads"), "{sneaky}");
+    assert!(first.new_events.is_empty(), "{:?}", first.new_events);
 
     let history = history.then(signal(true)).then(signal(true));
     let answers = run(counter, &history).answers.unwrap();
