@@ -178,7 +178,12 @@ impl Render<'_> {
         );
         for s in &self.api.security_schemes {
             let service = &self.api.service;
-            let var = |part: &str| format!("`{}`", env_name(service, &s.name, part));
+            let var = |part: &str| {
+                format!(
+                    "`{}`",
+                    codegen_runtime::http::env_name(service, &s.name, part)
+                )
+            };
             let what = match &s.kind {
                 SchemeKind::ApiKey { location, name } => {
                     let place = match location {
@@ -296,26 +301,6 @@ impl Render<'_> {
             format!("Option<{ty}>")
         }
     }
-}
-
-/// `<SERVICE>_<SCHEME>_<PART>`, as the runtime names it (`codegen_runtime::http::env_name`).
-pub(crate) fn env_name(service: &str, scheme: &str, part: &str) -> String {
-    let mut out = String::new();
-    for word in [service, scheme, part] {
-        let mut pending = !out.is_empty();
-        for c in word.chars() {
-            if c.is_ascii_alphanumeric() {
-                if pending {
-                    out.push('_');
-                    pending = false;
-                }
-                out.push(c.to_ascii_uppercase());
-            } else if !out.is_empty() {
-                pending = true;
-            }
-        }
-    }
-    out
 }
 
 fn primitive(p: Primitive) -> &'static str {

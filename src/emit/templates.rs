@@ -616,4 +616,29 @@ mod tests {
         let all: Vec<u16> = (200..=299).collect();
         assert_eq!(range_pattern(200, 299, &all), "");
     }
+
+    /// An operation named like one of the client's own methods would not compile: the readers
+    /// keep those names from operations, so the list must hold every method the template has.
+    #[test]
+    fn every_method_of_the_client_template_is_kept_from_operations() {
+        let template = include_str!("../../templates/client.rs");
+        let methods: Vec<&str> = template
+            .lines()
+            .filter_map(|line| {
+                let rest = line.trim_start().strip_prefix("pub ")?;
+                let rest = rest.strip_prefix("async ").unwrap_or(rest);
+                let name = rest.strip_prefix("fn ")?;
+                Some(name.split(['(', '<']).next().unwrap_or(name).trim())
+            })
+            // The operations' own methods.
+            .filter(|name| !name.starts_with("{{"))
+            .collect();
+        assert!(methods.contains(&"with_grpc"), "{methods:?}");
+        for method in methods {
+            assert!(
+                crate::spec::CLIENT_METHODS.contains(&method),
+                "`Client::{method}` of templates/client.rs is not in CLIENT_METHODS"
+            );
+        }
+    }
 }

@@ -334,11 +334,7 @@ pub(super) fn operation(
         method_name,
         wire_name,
         tags: vec![service.full_name().to_owned()],
-        idempotent: idempotent
-            || matches!(
-                http_method.as_str(),
-                "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE"
-            ),
+        idempotent: idempotent || codegen_runtime::http::is_idempotent_method(&http_method),
         http_method,
         path,
         path_template: rule.path.clone(),

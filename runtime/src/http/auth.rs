@@ -89,6 +89,16 @@ impl SecurityScheme {
     }
 }
 
+/// Whether repeating a request of HTTP method `method` (in upper case) is harmless by HTTP's
+/// semantics (RFC 9110, section 9.2.2): GET, HEAD, OPTIONS, TRACE, PUT and DELETE. The generator
+/// marks the operations of these methods idempotent; the others get an idempotency key.
+pub fn is_idempotent_method(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    )
+}
+
 /// `<SERVICE>_<SCHEME>_<PART>`: the service and scheme names in upper case, every run of
 /// characters other than ASCII letters and digits as one `_` (`petstore`, `api_key`, `KEY` ->
 /// `PETSTORE_API_KEY_KEY`; `billing_payment`, `oauth`, `CLIENT_ID` ->

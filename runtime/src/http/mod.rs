@@ -6,7 +6,9 @@ mod client;
 pub mod decode;
 mod request;
 
-pub use auth::{Credential, KeyLocation, SchemeKind, Secret, SecurityScheme, env_name};
+pub use auth::{
+    Credential, KeyLocation, SchemeKind, Secret, SecurityScheme, env_name, is_idempotent_method,
+};
 pub use client::{CallOptions, HttpClient};
 pub use request::{File, FileParts, FileRef, Multipart, RequestParts, Style, json_text};
 

@@ -22,11 +22,13 @@ use schemas::describe;
 
 const SCHEMA_PREFIX: &str = "#/components/schemas/";
 
-/// Names the generated client has for itself, which operations must not take.
+/// Names the generated client has for itself (`templates/client.rs`, and the derived `clone`
+/// and `fmt`), which operations must not take.
 pub(crate) const CLIENT_METHODS: &[&str] = &[
     "new",
     "from_env",
     "from_http",
+    "with_grpc",
     "http",
     "call",
     "clone",
