@@ -28,6 +28,9 @@ use tokio::sync::watch;
 
 const WORKFLOWS: usize = 200;
 const KILLS: usize = 15;
+/// The kills stop after this long even if fewer than `KILLS` were made, so the work the tests
+/// give the worker is sure to outlast them.
+const KILL_PHASE: Duration = Duration::from_secs(4);
 const DB_VAR: &str = "CODEGEN_CRASH_DB";
 const URL_VAR: &str = "CODEGEN_CRASH_URL";
 
@@ -51,9 +54,12 @@ async fn adopt(ctx: WorkflowContext, name: String) -> Result<String, WorkflowErr
 
 /// Runs of a loop that continues as new: one pet per run.
 const RUNS: u32 = 10;
+/// The durable sleep of each run: `RUNS` of them outlast `KILL_PHASE`, whatever the machine.
+const RUN_SLEEP: Duration = Duration::from_millis(600);
 
-/// One pet per run, then a fresh run, `RUNS` times.
+/// One durable sleep and one pet per run, then a fresh run, `RUNS` times.
 async fn looping(ctx: WorkflowContext, run: u32) -> Result<u32, WorkflowError> {
+    ctx.sleep(RUN_SLEEP).await;
     let policy = RetryPolicy::default()
         .with_initial_delay(Duration::from_millis(20))
         .with_max_attempts(20);
@@ -240,9 +246,10 @@ impl Rng {
     }
 }
 
-/// Starts the worker process and SIGKILLs it at a random moment, `KILLS` times. The moments
-/// come from a seed that is printed (CODEGEN_CRASH_SEED repeats a run).
-async fn kill_repeatedly(db: &str, url: &str) {
+/// Starts the worker process and SIGKILLs it at a random moment, `KILLS` times or until
+/// `KILL_PHASE` has passed. The moments come from a seed that is printed (CODEGEN_CRASH_SEED
+/// repeats a run).
+async fn kill_repeatedly(db: &str, url: &str) -> usize {
     let seed = std::env::var("CODEGEN_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -254,11 +261,16 @@ async fn kill_repeatedly(db: &str, url: &str) {
         });
     println!("crash test seed: {seed} (set CODEGEN_CRASH_SEED to repeat)");
     let mut rng = Rng(seed);
-    for _ in 0..KILLS {
+    let start = Instant::now();
+    let mut kills = 0;
+    while kills < KILLS && start.elapsed() < KILL_PHASE {
         let worker = spawn_worker(db, url);
         tokio::time::sleep(Duration::from_millis(30 + rng.below(300))).await;
         drop(worker); // SIGKILL
+        kills += 1;
     }
+    println!("{kills} kills in {:?}", start.elapsed());
+    kills
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,7 +291,7 @@ async fn workflows_survive_a_worker_killed_at_random_moments() {
             .unwrap();
     }
 
-    kill_repeatedly(&db, &url).await;
+    let kills = kill_repeatedly(&db, &url).await;
 
     let before = client
         .list(Some("adopt"), Some(Status::Completed), WORKFLOWS * 2)
@@ -342,7 +354,7 @@ async fn workflows_survive_a_worker_killed_at_random_moments() {
             "{output}"
         );
     }
-    println!("{requests} requests for {WORKFLOWS} workflows across {KILLS} kills");
+    println!("{requests} requests for {WORKFLOWS} workflows across {kills} kills");
 }
 
 /// A schedule that ticks every 100 ms and loops that continue as new, while the worker is
@@ -373,7 +385,7 @@ async fn schedules_and_continue_as_new_survive_a_worker_killed_at_random_moments
             .await
             .unwrap();
     }
-    kill_repeatedly(&db, &url).await;
+    let kills = kill_repeatedly(&db, &url).await;
     let before = client
         .list(Some("looping"), Some(Status::Completed), LOOPS * 2)
         .await
@@ -455,7 +467,7 @@ async fn schedules_and_continue_as_new_survive_a_worker_killed_at_random_moments
         }
     }
     println!(
-        "{} ticks, {LOOPS} loops of {RUNS} runs across {KILLS} kills",
+        "{} ticks, {LOOPS} loops of {RUNS} runs across {kills} kills",
         ticks.len()
     );
 }
