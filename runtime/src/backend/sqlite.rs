@@ -591,15 +591,22 @@ impl StateStore for SqliteBackend {
     }
 
     async fn wait_for_change(&self, seen: &InstanceInfo, max_wait: Duration) {
-        let notified = self.inner.waiters.changed.notified();
-        tokio::pin!(notified);
-        // Registered before the check: a change committed after the check wakes it.
-        notified.as_mut().enable();
-        match self.instance(&seen.id).await {
-            Ok(Some(now)) if now == *seen => {}
-            _ => return,
+        let deadline = tokio::time::Instant::now() + max_wait;
+        // A wake-up may be for another instance, or late news of a commit already seen (another
+        // process's notice can arrive after the read): the instance is read again each time.
+        loop {
+            let notified = self.inner.waiters.changed.notified();
+            tokio::pin!(notified);
+            // Registered before the check: a change committed after the check wakes it.
+            notified.as_mut().enable();
+            match self.instance(&seen.id).await {
+                Ok(Some(now)) if now == *seen => {}
+                _ => return,
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
         }
-        let _ = tokio::time::timeout(max_wait, notified).await;
     }
 
     async fn instance(&self, id: &str) -> BackendResult<Option<InstanceInfo>> {
