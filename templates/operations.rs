@@ -52,12 +52,12 @@ impl codegen_runtime::Task for {{ op.type_name }} {
 {%- if op.deprecated %}
 #[allow(deprecated)]
 {%- endif %}
-impl codegen_runtime::grpc::GrpcOperation for {{ op.type_name }} {
+impl codegen_runtime::__private::GrpcOperation for {{ op.type_name }} {
     const PATH: &'static str = {{ self::lit(&grpc.path) }};
     const INPUT: &'static str = {{ self::lit(&grpc.input) }};
     const OUTPUT: &'static str = {{ self::lit(&grpc.output) }};
 {%- if let Some(kind) = self::grpc_kind(grpc) %}
-    const KIND: codegen_runtime::grpc::GrpcKind = codegen_runtime::grpc::GrpcKind::{{ kind }};
+    const KIND: codegen_runtime::__private::GrpcKind = codegen_runtime::__private::GrpcKind::{{ kind }};
 {%- endif %}
 
     fn message(&self) -> Result<serde_json::Value, codegen_runtime::TaskError> {
@@ -84,7 +84,47 @@ impl codegen_runtime::__private::HttpOperation for {{ op.type_name }} {
 
     fn build(&self, request: &mut codegen_runtime::__private::RequestParts) -> Result<(), codegen_runtime::TaskError> {
 {%- for step in self.build_steps(op) %}
-        {{ step }}
+{%- match step %}
+{%- when Step::Path(text) %}
+        request.path({{ self::lit(text) }});
+{%- when Step::Param { method, param, style } %}
+{%- match style %}
+{%- when ParamEncoding::Default %}
+        request.{{ method }}({{ self::lit(&param.wire_name) }}, &self.{{ param.name }})?;
+{%- when ParamEncoding::Styled(style, explode) %}
+        request.{{ method }}_styled({{ self::lit(&param.wire_name) }}, &self.{{ param.name }}, {{ style }}, {{ explode }})?;
+{%- when ParamEncoding::Json %}
+        request.{{ method }}({{ self::lit(&param.wire_name) }}, &codegen_runtime::__private::json_text(&self.{{ param.name }})?)?;
+{%- endmatch %}
+{%- when Step::Segments(param) %}
+        request.path_segments({{ self::lit(&param.wire_name) }}, &self.{{ param.name }})?;
+{%- when Step::BindBody { field, optional } %}
+{%- if optional %}
+        if let Some(body) = &self.{{ field }} {
+{%- else %}
+        let body = &self.{{ field }};
+{%- endif %}
+{%- when Step::ChooseMediaType(offered) %}
+        match request.choose_media_type(&[{% for media in offered %}{% if !loop.first %}, {% endif %}{{ self::lit(media) }}{% endfor %}]) {
+{%- when Step::Arm(Some(index)) %}
+        {{ index }} => {
+{%- when Step::Arm(None) %}
+        _ => {
+{%- when Step::End %}
+        }
+{%- when Step::Encode { method, fallible, media, value } %}
+        request.{{ method }}({{ self::lit(media) }}, {{ value.value() }}){% if fallible %}?{% endif %};
+{%- when Step::Form { media, value, styles } %}
+        request.form({{ self::lit(media) }}, {{ value.value() }}, &[{% for (name, style, explode) in styles %}{% if !loop.first %}, {% endif %}({{ self::lit(name) }}, {{ self::style_path(**style) }}, {{ explode }}){% endfor %}])?;
+{%- when Step::NewForm %}
+        let mut form = codegen_runtime::http::Multipart::default();
+{%- when Step::FormPart { wire, value, content_type: Some(content_type) } %}
+        form.file({{ self::lit(wire) }}, {{ value }}, {{ self::lit(content_type) }});
+{%- when Step::FormPart { wire, value, content_type: None } %}
+        form.part({{ self::lit(wire) }}, {{ value }})?;
+{%- when Step::SendForm(media) %}
+        request.multipart({{ self::lit(media) }}, form);
+{%- endmatch %}
 {%- endfor %}
         Ok(())
     }

@@ -22,48 +22,19 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes};
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+use crate::TaskError;
 use crate::worker::{GrpcSettings, Handlers};
-use crate::{Task, TaskError};
 
-/// Which side of a gRPC method sends a stream. Bidirectional methods are not tasks: a durable
-/// task has one input and one output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GrpcKind {
-    /// One request message, one response message.
-    Unary,
-    /// One request message; the response messages are collected in order, and the task's
-    /// output is their list.
-    ServerStreaming,
-    /// The request messages (a list) are sent in order as the stream; one response message.
-    ClientStreaming,
-}
+pub(crate) mod operation;
 
-/// How a generated request struct becomes a gRPC call. Implemented by generated code only.
-pub trait GrpcOperation: Task + Serialize
-where
-    Self::Output: DeserializeOwned,
-{
-    /// `/<package>.<Service>/<Method>`.
-    const PATH: &'static str;
-    /// The full name of the request message.
-    const INPUT: &'static str;
-    /// The full name of the response message.
-    const OUTPUT: &'static str;
-    /// Which side sends a stream. For [`GrpcKind::ServerStreaming`], `Output` is read from the
-    /// JSON array of the response messages.
-    const KIND: GrpcKind = GrpcKind::Unary;
-
-    /// The request as proto3 JSON: the message, or for [`GrpcKind::ClientStreaming`] an array
-    /// of the messages in the order they are sent.
-    fn message(&self) -> Result<serde_json::Value, TaskError>;
-}
+// What generated code calls is public only through `crate::__private`.
+pub(crate) use operation::{GrpcKind, GrpcOperation};
 
 /// A client for one gRPC server: a channel opened on first use, and the descriptors of the
 /// service's messages.
@@ -460,7 +431,7 @@ impl Decoder for RawCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ErrorKind;
+    use crate::{ErrorKind, Task};
 
     #[test]
     fn the_codes_that_say_try_again_are_retryable() {

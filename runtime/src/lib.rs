@@ -70,10 +70,5 @@ pub use error::{ErrorKind, TaskError};
 pub use retry::RetryPolicy;
 pub use task::Task;
 
-/// What generated code calls. Not a public API: it changes with the generator.
 #[doc(hidden)]
-pub mod __private {
-    pub use bytes::Bytes;
-
-    pub use crate::http::{HttpOperation, RequestParts, decode};
-}
+pub mod __private;

@@ -2,9 +2,8 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use serde::de::{DeserializeOwned, Error as _};
+use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::Value;
 
 /// Bytes sent as base64 text (`format: byte`).
 ///
@@ -92,36 +91,6 @@ macro_rules! integer_text {
 integer_text!(Int64, i64);
 integer_text!(UInt64, u64);
 
-/// Reads a field that may be absent, `null` or a value into `Option<Option<T>>`: serde
-/// leaves an absent field to `#[serde(default)]` (`None`), and this gives `Some(None)` for
-/// `null` and `Some(Some(value))` for a value. Written back, `Some(None)` is `null` again.
-pub fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    T: Deserialize<'de>,
-    D: Deserializer<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
-/// Reads a value and its discriminator: the string value of `property`, if it has one. The
-/// value keeps the property, so the variant it selects reads it too.
-pub fn tagged<'de, D: Deserializer<'de>>(
-    deserializer: D,
-    property: &str,
-) -> Result<(Option<String>, Value), D::Error> {
-    let value = Value::deserialize(deserializer)?;
-    let tag = value
-        .get(property)
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    Ok((tag, value))
-}
-
-/// Reads the variant a discriminator selected.
-pub fn variant<T: DeserializeOwned, E: serde::de::Error>(value: Value) -> Result<T, E> {
-    serde_json::from_value(value).map_err(E::custom)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,28 +124,5 @@ mod tests {
         );
         let err = serde_json::from_str::<UInt64>("\"-1\"").unwrap_err();
         assert!(err.to_string().contains("is not a u64"), "{err}");
-    }
-
-    #[derive(Debug, PartialEq, Serialize, Deserialize)]
-    struct Patch {
-        #[serde(
-            default,
-            skip_serializing_if = "Option::is_none",
-            deserialize_with = "double_option"
-        )]
-        note: Option<Option<String>>,
-    }
-
-    #[test]
-    fn absent_null_and_value_stay_apart() {
-        for (json, value) in [
-            ("{}", None),
-            ("{\"note\":null}", Some(None)),
-            ("{\"note\":\"x\"}", Some(Some("x".to_owned()))),
-        ] {
-            let patch: Patch = serde_json::from_str(json).unwrap();
-            assert_eq!(patch, Patch { note: value });
-            assert_eq!(serde_json::to_string(&patch).unwrap(), json);
-        }
     }
 }

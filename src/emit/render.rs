@@ -62,12 +62,13 @@ impl Render<'_> {
         doc(t.doc.as_deref(), &fallback)
     }
 
-    /// The doc comment of a struct field.
-    pub(crate) fn field_doc(&self, f: &Field) -> String {
-        doc(
-            f.doc.as_deref(),
-            &format!("The `{}` property.", f.wire_name),
-        )
+    /// The doc comment of a struct field: its description, or none (a sentence that repeated
+    /// the name would say nothing more; the `types` module allows missing docs for that).
+    pub(crate) fn field_doc(&self, f: &Field) -> Option<String> {
+        f.doc
+            .as_deref()
+            .filter(|d| !d.trim().is_empty())
+            .map(|d| doc(Some(d), ""))
     }
 
     /// The doc comment of an enum value.
@@ -181,7 +182,7 @@ impl Render<'_> {
             let var = |part: &str| {
                 format!(
                     "`{}`",
-                    codegen_runtime::http::env_name(service, &s.name, part)
+                    codegen_runtime::__private::env_name(service, &s.name, part)
                 )
             };
             let what = match &s.kind {
@@ -216,12 +217,16 @@ impl Render<'_> {
         self.operation_doc(op)
     }
 
-    /// The doc comment of a parameter field.
+    /// The doc comment of a parameter field: its description, or where it goes in the request.
     pub(crate) fn param_doc(&self, p: &Param) -> String {
-        doc(
-            p.doc.as_deref(),
-            &format!("The `{}` parameter.", p.wire_name),
-        )
+        let name = &p.wire_name;
+        let place = match p.location {
+            ParamLocation::Path => format!("The `{{{name}}}` part of the path."),
+            ParamLocation::Query => format!("The `{name}` query parameter."),
+            ParamLocation::Header => format!("The `{name}` header."),
+            ParamLocation::Cookie => format!("The `{name}` cookie."),
+        };
+        doc(p.doc.as_deref(), &place)
     }
 
     /// The doc comment of a body field.

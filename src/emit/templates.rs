@@ -7,8 +7,8 @@ use super::{GeneratedFile, Options, RuntimeDependency};
 use crate::Result;
 use crate::error::Error;
 use crate::ir::{
-    Api, Body, BodyEncoding, GrpcKind, GrpcMethod, Operation, ParamLocation, ParamStyle, PathPart,
-    Primitive, SchemeKind, StatusMatch, StatusVariant, TypeKind, TypeRef,
+    Api, Body, BodyEncoding, GrpcKind, GrpcMethod, Operation, Param, ParamLocation, ParamStyle,
+    PathPart, Primitive, SchemeKind, StatusMatch, StatusVariant, TypeKind, TypeRef,
 };
 
 /// What the generated crate uses, deciding its dependencies.
@@ -129,7 +129,7 @@ struct ClientRs<'a> {
     grpc: bool,
 }
 
-impl OperationsRs<'_> {
+impl<'a> OperationsRs<'a> {
     fn http_count(&self) -> usize {
         self.api
             .operations
@@ -138,24 +138,19 @@ impl OperationsRs<'_> {
             .count()
     }
 
-    /// The statements that fill in the request of `op`.
-    fn build_steps(&self, op: &Operation) -> Vec<String> {
+    /// The statements that fill in the request of `op`, in order; `templates/operations.rs`
+    /// writes each.
+    fn build_steps(&self, op: &'a Operation) -> Vec<Step<'a>> {
         let mut steps = Vec::new();
         for part in &op.path {
             match part {
-                PathPart::Literal(text) => steps.push(format!("request.path({});", lit(text))),
-                PathPart::Param(index) => {
-                    let p = &op.params[*index];
-                    steps.push(param_step("path_param", p, (ParamStyle::Simple, false)));
-                }
-                PathPart::Segments(index) => {
-                    let p = &op.params[*index];
-                    steps.push(format!(
-                        "request.path_segments({}, &self.{})?;",
-                        lit(&p.wire_name),
-                        p.name
-                    ));
-                }
+                PathPart::Literal(text) => steps.push(Step::Path(text)),
+                PathPart::Param(index) => steps.push(Step::param(
+                    "path_param",
+                    &op.params[*index],
+                    (ParamStyle::Simple, false),
+                )),
+                PathPart::Segments(index) => steps.push(Step::Segments(&op.params[*index])),
             }
         }
         for p in &op.params {
@@ -165,7 +160,7 @@ impl OperationsRs<'_> {
                 ParamLocation::Header => "header",
                 ParamLocation::Cookie => "cookie",
             };
-            steps.push(param_step(method, p, ParamStyle::default_for(p.location)));
+            steps.push(Step::param(method, p, ParamStyle::default_for(p.location)));
         }
         if let Some(body) = &op.body {
             let multipart_fields =
@@ -173,79 +168,70 @@ impl OperationsRs<'_> {
             let simple = body.alternatives.is_empty() && !multipart_fields;
             if body.required && simple {
                 // One statement: the field is used as it is.
-                let place = format!("self.{}", body.name);
-                steps.extend(self.body_steps(body, &body.media_type, body.encoding, &place));
+                let place = BodyRef::Field(&body.name);
+                steps.extend(self.body_steps(body, &body.media_type, body.encoding, place));
                 return steps;
             }
-            let (binding, close) = if body.required {
-                (format!("let body = &self.{};", body.name), None)
-            } else {
-                (
-                    format!("if let Some(body) = &self.{} {{", body.name),
-                    Some("}"),
-                )
-            };
-            steps.push(binding);
+            steps.push(Step::BindBody {
+                field: &body.name,
+                optional: !body.required,
+            });
             if body.alternatives.is_empty() {
-                steps.extend(self.body_steps(body, &body.media_type, body.encoding, "*body"));
-            } else {
-                let mut offered = vec![lit(&body.media_type)];
-                offered.extend(body.alternatives.iter().map(|(m, _)| lit(m)));
-                steps.push(format!(
-                    "match request.choose_media_type(&[{}]) {{",
-                    offered.join(", ")
+                steps.extend(self.body_steps(
+                    body,
+                    &body.media_type,
+                    body.encoding,
+                    BodyRef::Bound,
                 ));
+            } else {
+                let mut offered = vec![body.media_type.as_str()];
+                offered.extend(body.alternatives.iter().map(|(m, _)| m.as_str()));
+                steps.push(Step::ChooseMediaType(offered));
                 for (index, (media, encoding)) in body.alternatives.iter().enumerate() {
-                    steps.push(format!("{} => {{", index + 1));
-                    steps.extend(self.body_steps(body, media, *encoding, "*body"));
-                    steps.push("}".into());
+                    steps.push(Step::Arm(Some(index + 1)));
+                    steps.extend(self.body_steps(body, media, *encoding, BodyRef::Bound));
+                    steps.push(Step::End);
                 }
-                steps.push("_ => {".into());
-                steps.extend(self.body_steps(body, &body.media_type, body.encoding, "*body"));
-                steps.push("}".into());
-                steps.push("}".into());
+                steps.push(Step::Arm(None));
+                steps.extend(self.body_steps(
+                    body,
+                    &body.media_type,
+                    body.encoding,
+                    BodyRef::Bound,
+                ));
+                steps.push(Step::End);
+                steps.push(Step::End);
             }
-            steps.extend(close.map(str::to_owned));
+            if !body.required {
+                steps.push(Step::End);
+            }
         }
         steps
     }
 
-    /// The statements that encode `body` (bound to `body`) as `media`.
-    ///
-    /// `place` is the body value as a place expression (`self.body`, `*body`).
+    /// The statements that encode `body` (at `place`) as `media`.
     fn body_steps(
         &self,
-        body: &Body,
-        media: &str,
+        body: &'a Body,
+        media: &'a str,
         encoding: BodyEncoding,
-        place: &str,
-    ) -> Vec<String> {
-        let media = lit(media);
-        let value = match place.strip_prefix('*') {
-            Some(binding) => binding.to_owned(),
-            None => format!("&{place}"),
-        };
-        let field = |name: &str| match place.strip_prefix('*') {
-            Some(binding) => format!("&{binding}.{name}"),
-            None => format!("&{place}.{name}"),
+        place: BodyRef<'a>,
+    ) -> Vec<Step<'a>> {
+        let call = |method, fallible| Step::Encode {
+            method,
+            fallible,
+            media,
+            value: place,
         };
         match encoding {
-            BodyEncoding::Json => vec![format!("request.json({media}, {value})?;")],
-            BodyEncoding::Form => {
-                let styles: Vec<String> = body
-                    .form_styles
-                    .iter()
-                    .map(|(name, style, explode)| {
-                        format!("({}, {}, {explode})", lit(name), style_path(*style))
-                    })
-                    .collect();
-                vec![format!(
-                    "request.form({media}, {value}, &[{}])?;",
-                    styles.join(", ")
-                )]
-            }
-            BodyEncoding::Text => vec![format!("request.text({media}, {value});")],
-            BodyEncoding::Bytes => vec![format!("request.bytes({media}, {value});")],
+            BodyEncoding::Json => vec![call("json", true)],
+            BodyEncoding::Form => vec![Step::Form {
+                media,
+                value: place,
+                styles: &body.form_styles,
+            }],
+            BodyEncoding::Text => vec![call("text", false)],
+            BodyEncoding::Bytes => vec![call("bytes", false)],
             BodyEncoding::Multipart => {
                 let fields = match &body.ty {
                     TypeRef::Named(id) => match &self.api.types[id.0].kind {
@@ -258,26 +244,18 @@ impl OperationsRs<'_> {
                     _ => None,
                 };
                 let Some(fields) = fields.filter(|_| !body.files.is_empty()) else {
-                    return vec![format!("request.multipart_value({media}, {value})?;")];
+                    return vec![call("multipart_value", true)];
                 };
-                let mut steps =
-                    vec!["let mut form = codegen_runtime::http::Multipart::default();".to_owned()];
+                let mut steps = vec![Step::NewForm];
                 for f in fields {
-                    match body.files.iter().find(|(name, _)| *name == f.wire_name) {
-                        Some((_, content_type)) => steps.push(format!(
-                            "form.file({}, {}, {});",
-                            lit(&f.wire_name),
-                            field(&f.name),
-                            lit(content_type)
-                        )),
-                        None => steps.push(format!(
-                            "form.part({}, {})?;",
-                            lit(&f.wire_name),
-                            field(&f.name)
-                        )),
-                    }
+                    let file = body.files.iter().find(|(name, _)| *name == f.wire_name);
+                    steps.push(Step::FormPart {
+                        wire: &f.wire_name,
+                        value: place.field(&f.name),
+                        content_type: file.map(|(_, content_type)| content_type.as_str()),
+                    });
                 }
-                steps.push(format!("request.multipart({media}, form);"));
+                steps.push(Step::SendForm(media));
                 steps
             }
         }
@@ -378,44 +356,118 @@ impl OperationsRs<'_> {
     }
 }
 
-/// A parameter statement: the short method for the location's default style, the `_styled`
-/// one otherwise.
-fn param_step(method: &str, p: &crate::ir::Param, default: (ParamStyle, bool)) -> String {
-    if p.json {
-        return format!(
-            "request.{method}({}, &codegen_runtime::http::json_text(&self.{})?)?;",
-            lit(&p.wire_name),
-            p.name
-        );
-    }
-    if (p.style, p.explode) == default {
-        format!(
-            "request.{method}({}, &self.{})?;",
-            lit(&p.wire_name),
-            p.name
-        )
-    } else {
-        format!(
-            "request.{method}_styled({}, &self.{}, {}, {})?;",
-            lit(&p.wire_name),
-            p.name,
-            style_path(p.style),
-            p.explode
-        )
+/// A statement of a generated `build`: `templates/operations.rs` writes each kind.
+#[derive(Debug, Clone)]
+enum Step<'a> {
+    /// A literal part of the path.
+    Path(&'a str),
+    /// A parameter through `request.<method>`: in its location's default style, in another
+    /// style (`request.<method>_styled`), or as JSON text.
+    Param {
+        method: &'static str,
+        param: &'a Param,
+        style: ParamEncoding,
+    },
+    /// A path parameter that spans segments.
+    Segments(&'a Param),
+    /// Binds the body field to `body`: `let`, or `if let Some` when it is optional (closed by
+    /// an [`Step::End`]).
+    BindBody { field: &'a str, optional: bool },
+    /// A `match` on the media type the client chose among these, the first the default.
+    ChooseMediaType(Vec<&'a str>),
+    /// An arm of that `match`: the index of an alternative, `None` for the default.
+    Arm(Option<usize>),
+    /// Closes the block the last open step began.
+    End,
+    /// `request.<method>(media, value)`: `json` or `multipart_value` (`fallible`, they
+    /// serialize), `text` or `bytes`.
+    Encode {
+        method: &'static str,
+        fallible: bool,
+        media: &'a str,
+        value: BodyRef<'a>,
+    },
+    /// A form body, with the styles of its properties.
+    Form {
+        media: &'a str,
+        value: BodyRef<'a>,
+        styles: &'a [(String, ParamStyle, bool)],
+    },
+    /// Starts a multipart form field by field.
+    NewForm,
+    /// A part of that form: a file when it has a content type, a value otherwise.
+    FormPart {
+        wire: &'a str,
+        value: String,
+        content_type: Option<&'a str>,
+    },
+    /// Sends the form as the body.
+    SendForm(&'a str),
+}
+
+/// How a parameter is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ParamEncoding {
+    /// The location's default style and explode.
+    Default,
+    /// Another style (its `codegen_runtime::__private::Style` path) and explode.
+    Styled(&'static str, bool),
+    /// As JSON text (`content: application/json`).
+    Json,
+}
+
+impl<'a> Step<'a> {
+    fn param(method: &'static str, param: &'a Param, default: (ParamStyle, bool)) -> Self {
+        let style = if param.json {
+            ParamEncoding::Json
+        } else if (param.style, param.explode) == default {
+            ParamEncoding::Default
+        } else {
+            ParamEncoding::Styled(style_path(param.style), param.explode)
+        };
+        Step::Param {
+            method,
+            param,
+            style,
+        }
     }
 }
 
-fn style_path(style: ParamStyle) -> String {
-    let name = match style {
-        ParamStyle::Form => "Form",
-        ParamStyle::Simple => "Simple",
-        ParamStyle::Label => "Label",
-        ParamStyle::Matrix => "Matrix",
-        ParamStyle::SpaceDelimited => "SpaceDelimited",
-        ParamStyle::PipeDelimited => "PipeDelimited",
-        ParamStyle::DeepObject => "DeepObject",
-    };
-    format!("codegen_runtime::http::Style::{name}")
+/// Where the body value is: the request's field, or the `body` binding.
+#[derive(Debug, Clone, Copy)]
+enum BodyRef<'a> {
+    Field(&'a str),
+    Bound,
+}
+
+impl BodyRef<'_> {
+    /// The body as a reference expression.
+    fn value(&self) -> String {
+        match self {
+            BodyRef::Field(name) => format!("&self.{name}"),
+            BodyRef::Bound => "body".to_owned(),
+        }
+    }
+
+    /// A field of the body as a reference expression.
+    fn field(&self, name: &str) -> String {
+        match self {
+            BodyRef::Field(body) => format!("&self.{body}.{name}"),
+            BodyRef::Bound => format!("&body.{name}"),
+        }
+    }
+}
+
+fn style_path(style: ParamStyle) -> &'static str {
+    match style {
+        ParamStyle::Form => "codegen_runtime::__private::Style::Form",
+        ParamStyle::Simple => "codegen_runtime::__private::Style::Simple",
+        ParamStyle::Label => "codegen_runtime::__private::Style::Label",
+        ParamStyle::Matrix => "codegen_runtime::__private::Style::Matrix",
+        ParamStyle::SpaceDelimited => "codegen_runtime::__private::Style::SpaceDelimited",
+        ParamStyle::PipeDelimited => "codegen_runtime::__private::Style::PipeDelimited",
+        ParamStyle::DeepObject => "codegen_runtime::__private::Style::DeepObject",
+    }
 }
 
 /// The statuses `low..=high` but for those `listed` (which have arms of their own), as a

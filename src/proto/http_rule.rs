@@ -334,7 +334,7 @@ pub(super) fn operation(
         method_name,
         wire_name,
         tags: vec![service.full_name().to_owned()],
-        idempotent: idempotent || codegen_runtime::http::is_idempotent_method(&http_method),
+        idempotent: idempotent || codegen_runtime::__private::is_idempotent_method(&http_method),
         http_method,
         path,
         path_template: rule.path.clone(),

@@ -7,7 +7,7 @@
 /// `GET /subscriptions/{userId}`
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GetSubscription {
-    /// The `userId` parameter.
+    /// The `{userId}` part of the path.
     pub user_id: String,
 }
 
@@ -44,7 +44,7 @@ impl codegen_runtime::__private::HttpOperation for GetSubscription {
 /// `GET /users/{userId}/consumption`
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GetConsumption {
-    /// The `userId` parameter.
+    /// The `{userId}` part of the path.
     pub user_id: String,
     /// The month, as YYYY-MM.
     pub month: String,

@@ -2,29 +2,26 @@
 
 //! The schemas of the API.
 
+// A property the API description does not describe has no doc comment: a sentence repeating
+// its name would say nothing the name does not.
+#![allow(missing_docs)]
+
 /// The `Subscription` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Subscription {
-    /// The `userId` property.
     #[serde(rename = "userId")]
     pub user_id: String,
-    /// The `active` property.
     pub active: bool,
-    /// The `plan` property.
     pub plan: SubscriptionPlan,
 }
 
 /// The `Consumption` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Consumption {
-    /// The `userId` property.
     #[serde(rename = "userId")]
     pub user_id: String,
-    /// The `month` property.
     pub month: String,
-    /// The `units` property.
     pub units: i64,
-    /// The `amountCents` property.
     #[serde(rename = "amountCents")]
     pub amount_cents: i64,
 }

@@ -2,18 +2,18 @@
 
 //! The schemas of the API.
 
+// A property the API description does not describe has no doc comment: a sentence repeating
+// its name would say nothing the name does not.
+#![allow(missing_docs)]
+
 /// The `InvoiceRequest` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InvoiceRequest {
-    /// The `userId` property.
     #[serde(rename = "userId")]
     pub user_id: String,
-    /// The `month` property.
     pub month: String,
-    /// The `amountCents` property.
     #[serde(rename = "amountCents")]
     pub amount_cents: i64,
-    /// The `paymentId` property.
     #[serde(rename = "paymentId")]
     pub payment_id: String,
 }
@@ -21,7 +21,6 @@ pub struct InvoiceRequest {
 /// The `Invoice` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Invoice {
-    /// The `invoiceId` property.
     #[serde(rename = "invoiceId")]
     pub invoice_id: String,
 }

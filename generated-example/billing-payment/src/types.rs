@@ -2,15 +2,16 @@
 
 //! The schemas of the API.
 
+// A property the API description does not describe has no doc comment: a sentence repeating
+// its name would say nothing the name does not.
+#![allow(missing_docs)]
+
 /// The `PaymentRequest` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PaymentRequest {
-    /// The `userId` property.
     #[serde(rename = "userId")]
     pub user_id: String,
-    /// The `month` property.
     pub month: String,
-    /// The `amountCents` property.
     #[serde(rename = "amountCents")]
     pub amount_cents: i64,
 }
@@ -18,10 +19,8 @@ pub struct PaymentRequest {
 /// The `Payment` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Payment {
-    /// The `paymentId` property.
     #[serde(rename = "paymentId")]
     pub payment_id: String,
-    /// The `status` property.
     pub status: PaymentStatus,
 }
 

@@ -20,7 +20,7 @@ impl codegen_runtime::Task for SayHello {
     const IDEMPOTENT: bool = false;
 }
 
-impl codegen_runtime::grpc::GrpcOperation for SayHello {
+impl codegen_runtime::__private::GrpcOperation for SayHello {
     const PATH: &'static str = "/greeter.v1.Greeter/SayHello";
     const INPUT: &'static str = "greeter.v1.HelloRequest";
     const OUTPUT: &'static str = "greeter.v1.HelloReply";
@@ -140,11 +140,12 @@ impl codegen_runtime::Task for SayHellos {
     const IDEMPOTENT: bool = false;
 }
 
-impl codegen_runtime::grpc::GrpcOperation for SayHellos {
+impl codegen_runtime::__private::GrpcOperation for SayHellos {
     const PATH: &'static str = "/greeter.v1.Greeter/SayHellos";
     const INPUT: &'static str = "greeter.v1.HelloRequest";
     const OUTPUT: &'static str = "greeter.v1.HelloReply";
-    const KIND: codegen_runtime::grpc::GrpcKind = codegen_runtime::grpc::GrpcKind::ServerStreaming;
+    const KIND: codegen_runtime::__private::GrpcKind =
+        codegen_runtime::__private::GrpcKind::ServerStreaming;
 
     fn message(&self) -> Result<serde_json::Value, codegen_runtime::TaskError> {
         serde_json::to_value(&self.request).map_err(|err| {
@@ -174,11 +175,12 @@ impl codegen_runtime::Task for GreetAll {
     const IDEMPOTENT: bool = false;
 }
 
-impl codegen_runtime::grpc::GrpcOperation for GreetAll {
+impl codegen_runtime::__private::GrpcOperation for GreetAll {
     const PATH: &'static str = "/greeter.v1.Greeter/GreetAll";
     const INPUT: &'static str = "greeter.v1.HelloRequest";
     const OUTPUT: &'static str = "greeter.v1.HelloReply";
-    const KIND: codegen_runtime::grpc::GrpcKind = codegen_runtime::grpc::GrpcKind::ClientStreaming;
+    const KIND: codegen_runtime::__private::GrpcKind =
+        codegen_runtime::__private::GrpcKind::ClientStreaming;
 
     fn message(&self) -> Result<serde_json::Value, codegen_runtime::TaskError> {
         serde_json::to_value(&self.requests).map_err(|err| {

@@ -44,7 +44,7 @@ impl codegen_runtime::__private::HttpOperation for CreateEvent {
 /// `GET /events/{id}`
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GetEvent {
-    /// The `id` parameter.
+    /// The `{id}` part of the path.
     pub id: String,
 }
 
@@ -81,7 +81,7 @@ impl codegen_runtime::__private::HttpOperation for GetEvent {
 /// `GET /archive/{id}`
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GetEvent2 {
-    /// The `id` parameter.
+    /// The `{id}` part of the path.
     pub id: String,
 }
 

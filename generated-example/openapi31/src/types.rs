@@ -2,45 +2,38 @@
 
 //! The schemas of the API.
 
+// A property the API description does not describe has no doc comment: a sentence repeating
+// its name would say nothing the name does not.
+#![allow(missing_docs)]
+
 /// The `Event` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Event {
-    /// The `id` property.
     pub id: String,
-    /// The `kind` property.
     pub kind: EventKind,
-    /// The `at` property.
     pub at: chrono::DateTime<chrono::Utc>,
-    /// The `note` property.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "codegen_runtime::schema::double_option"
+        deserialize_with = "codegen_runtime::__private::double_option"
     )]
     pub note: Option<Option<String>>,
-    /// The `priority` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i64>,
-    /// The `location` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<Point>,
-    /// The `size` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<Size>,
-    /// The `payload` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<codegen_runtime::schema::Base64>,
-    /// The `value` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<EventValue>,
-    /// The `owner` property.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "codegen_runtime::schema::double_option"
+        deserialize_with = "codegen_runtime::__private::double_option"
     )]
     pub owner: Option<Option<Owner>>,
-    /// The `anything` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anything: Option<serde_json::Value>,
     /// A tuple (`items` false): a start and an end.
@@ -54,7 +47,6 @@ pub struct Event {
 /// The `Owner` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Owner {
-    /// The `name` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
@@ -65,9 +57,7 @@ pub type Reading = (Owner, f64, String);
 /// The `Readings` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Readings {
-    /// The `readings` property.
     pub readings: Vec<Reading>,
-    /// The `single` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub single: Option<(i64,)>,
 }
@@ -78,10 +68,8 @@ pub type Point = Vec<f64>;
 /// The `size` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Size {
-    /// The `width` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<f64>,
-    /// The `height` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub height: Option<f64>,
 }

@@ -12,10 +12,10 @@ pub struct ListPets {
     /// How many items to return at one time (max 100)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<i32>,
-    /// The `status` parameter.
+    /// The `status` query parameter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Vec<crate::types::PetStatus>>,
-    /// The `X-Request-Id` parameter.
+    /// The `X-Request-Id` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x_request_id: Option<uuid::Uuid>,
 }
@@ -168,7 +168,7 @@ impl codegen_runtime::__private::HttpOperation for DeletePet {
 /// `PUT /pets/{petId}/photo`
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UploadPhoto {
-    /// The `petId` parameter.
+    /// The `{petId}` part of the path.
     pub pet_id: i64,
     /// The request body, sent as `application/octet-stream`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,9 +212,9 @@ impl codegen_runtime::__private::HttpOperation for UploadPhoto {
 /// `GET /owners/{ownerId}/pets`
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GetOwnersOwnerIdPets {
-    /// The `ownerId` parameter.
+    /// The `{ownerId}` part of the path.
     pub owner_id: uuid::Uuid,
-    /// The `since` parameter.
+    /// The `since` query parameter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<chrono::NaiveDate>,
 }

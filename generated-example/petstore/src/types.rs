@@ -2,6 +2,10 @@
 
 //! The schemas of the API.
 
+// A property the API description does not describe has no doc comment: a sentence repeating
+// its name would say nothing the name does not.
+#![allow(missing_docs)]
+
 /// Where the pet is in the store's process.
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
@@ -24,15 +28,11 @@ pub enum PetStatus {
 /// The `NewPet` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NewPet {
-    /// The `name` property.
     pub name: String,
-    /// The `tag` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
-    /// The `status` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<PetStatus>,
-    /// The `birthday` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub birthday: Option<chrono::NaiveDate>,
 }
@@ -40,31 +40,23 @@ pub struct NewPet {
 /// A pet, as the store keeps it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Pet {
-    /// The `name` property.
     pub name: String,
-    /// The `tag` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
-    /// The `status` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<PetStatus>,
-    /// The `birthday` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub birthday: Option<chrono::NaiveDate>,
-    /// The `id` property.
     pub id: i64,
-    /// The `createdAt` property.
     #[serde(rename = "createdAt")]
     pub created_at: chrono::DateTime<chrono::Utc>,
-    /// The `owner` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<Owner>,
-    /// The `weightKg` property.
     #[serde(rename = "weightKg")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "codegen_runtime::schema::double_option"
+        deserialize_with = "codegen_runtime::__private::double_option"
     )]
     pub weight_kg: Option<Option<f32>>,
 }
@@ -75,17 +67,12 @@ pub type Pets = Vec<Pet>;
 /// The `Owner` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Owner {
-    /// The `id` property.
     pub id: uuid::Uuid,
-    /// The `name` property.
     pub name: String,
-    /// The `contact` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact: Option<OwnerContact>,
-    /// The `labels` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<std::collections::BTreeMap<String, String>>,
-    /// The `referredBy` property.
     #[serde(rename = "referredBy")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub referred_by: Option<Box<Owner>>,
@@ -94,23 +81,19 @@ pub struct Owner {
 /// The `Email` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Email {
-    /// The `email` property.
     pub email: String,
 }
 
 /// The `Phone` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Phone {
-    /// The `number` property.
     pub number: String,
 }
 
 /// The `Error` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Error {
-    /// The `code` property.
     pub code: i32,
-    /// The `message` property.
     pub message: String,
 }
 
@@ -127,10 +110,8 @@ pub enum OwnerContact {
 /// The schema at `#/paths/~1owners~1{ownerId}~1pets/get/responses/200/content/application~1json/schema`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GetOwnersOwnerIdPetsResponse {
-    /// The `owner` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<Owner>,
-    /// The `pets` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pets: Option<Vec<Pet>>,
 }

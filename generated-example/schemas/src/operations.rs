@@ -7,12 +7,12 @@
 /// `GET /documents/{id}`
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GetDocument {
-    /// The `id` parameter.
+    /// The `{id}` part of the path.
     pub id: uuid::Uuid,
-    /// The `fields` parameter.
+    /// The `fields` query parameter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fields: Option<Vec<String>>,
-    /// The `session` parameter.
+    /// The `session` cookie.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
 }
@@ -52,7 +52,7 @@ impl codegen_runtime::__private::HttpOperation for GetDocument {
 /// `PATCH /documents/{id}`
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UpdateDocument {
-    /// The `id` parameter.
+    /// The `{id}` part of the path.
     pub id: uuid::Uuid,
     /// The request body, sent as `application/merge-patch+json`.
     pub body: crate::types::UpdateDocumentBody,

@@ -2,72 +2,56 @@
 
 //! The schemas of the API.
 
+// A property the API description does not describe has no doc comment: a sentence repeating
+// its name would say nothing the name does not.
+#![allow(missing_docs)]
+
 /// A document: every property kind in one place.
 ///
 /// - required and optional fields
 /// - nullable fields
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Document {
-    /// The `id` property.
     pub id: uuid::Uuid,
-    /// The `title` property.
     pub title: String,
-    /// The `summary` property.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "codegen_runtime::schema::double_option"
+        deserialize_with = "codegen_runtime::__private::double_option"
     )]
     pub summary: Option<Option<String>>,
-    /// The `created` property.
     pub created: chrono::DateTime<chrono::Utc>,
-    /// The `published` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published: Option<chrono::NaiveDate>,
-    /// The `size` property.
     pub size: i64,
-    /// The `pages` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pages: Option<i32>,
-    /// The `score` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
-    /// The `ratio` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ratio: Option<f32>,
-    /// The `draft` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draft: Option<bool>,
-    /// The `tags` property.
     pub tags: Vec<String>,
-    /// The `metadata` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<std::collections::BTreeMap<String, String>>,
-    /// The `counts` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counts: Option<std::collections::BTreeMap<String, i64>>,
     /// Free-form JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra: Option<std::collections::BTreeMap<String, serde_json::Value>>,
-    /// The `attachment` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachment: Option<String>,
-    /// The `checksum` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<codegen_runtime::schema::Base64>,
-    /// The `root` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<Node>,
-    /// The `shape` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shape: Option<Shape>,
-    /// The `identifier` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identifier: Option<Identifier>,
-    /// The `state` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<DocumentState>,
-    /// The `matrix` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matrix: Option<Vec<Vec<f64>>>,
 }
@@ -75,15 +59,11 @@ pub struct Document {
 /// A tree, recursive through a list and through an optional child.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Node {
-    /// The `name` property.
     pub name: String,
-    /// The `children` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub children: Option<Vec<Node>>,
-    /// The `next` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<Box<Node>>,
-    /// The `parent` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Box<Link>>,
 }
@@ -91,7 +71,6 @@ pub struct Node {
 /// Mutually recursive with Node.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Link {
-    /// The `target` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Box<Node>>,
 }
@@ -109,14 +88,12 @@ pub enum Shape {
 /// The `Circle` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Circle {
-    /// The `radius` property.
     pub radius: f64,
 }
 
 /// The `Square` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Square {
-    /// The `side` property.
     pub side: f64,
 }
 
@@ -133,14 +110,12 @@ pub enum Identifier {
 /// The `Named` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Named {
-    /// The `name` property.
     pub name: String,
 }
 
 /// The `Timestamped` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Timestamped {
-    /// The `updated` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -148,12 +123,9 @@ pub struct Timestamped {
 /// allOf merges the properties of every part.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Labelled {
-    /// The `name` property.
     pub name: String,
-    /// The `updated` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated: Option<chrono::DateTime<chrono::Utc>>,
-    /// The `label` property.
     pub label: String,
 }
 
@@ -165,7 +137,6 @@ pub struct Forest(pub Vec<Forest>);
 /// Known properties and more of one type.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Settings {
-    /// The `theme` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub theme: Option<String>,
     /// Properties not listed above.
@@ -192,11 +163,11 @@ pub enum Pet {
 
 impl<'de> serde::Deserialize<'de> for Pet {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (tag, value) = codegen_runtime::schema::tagged(deserializer, "kind")?;
+        let (tag, value) = codegen_runtime::__private::tagged(deserializer, "kind")?;
         match tag.as_deref() {
-            Some("cat" | "kitten") => codegen_runtime::schema::variant(value).map(Self::Cat),
-            Some("dog") => codegen_runtime::schema::variant(value).map(Self::Dog),
-            Some("Lizard") => codegen_runtime::schema::variant(value).map(Self::Lizard),
+            Some("cat" | "kitten") => codegen_runtime::__private::variant(value).map(Self::Cat),
+            Some("dog") => codegen_runtime::__private::variant(value).map(Self::Dog),
+            Some("Lizard") => codegen_runtime::__private::variant(value).map(Self::Lizard),
             _ => Ok(Self::Other(value)),
         }
     }
@@ -205,18 +176,14 @@ impl<'de> serde::Deserialize<'de> for Pet {
 /// The `Cat` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Cat {
-    /// The `kind` property.
     pub kind: String,
-    /// The `lives` property.
     pub lives: i8,
 }
 
 /// The `Dog` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Dog {
-    /// The `kind` property.
     pub kind: String,
-    /// The `good` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub good: Option<bool>,
 }
@@ -224,9 +191,7 @@ pub struct Dog {
 /// The `Lizard` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Lizard {
-    /// The `kind` property.
     pub kind: String,
-    /// The `length` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub length: Option<f64>,
 }
@@ -247,11 +212,13 @@ pub enum Vehicle {
 
 impl<'de> serde::Deserialize<'de> for Vehicle {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (tag, value) = codegen_runtime::schema::tagged(deserializer, "vehicleType")?;
+        let (tag, value) = codegen_runtime::__private::tagged(deserializer, "vehicleType")?;
         match tag.as_deref() {
-            Some("car") => codegen_runtime::schema::variant(value).map(Self::Car),
-            Some("Bike") => codegen_runtime::schema::variant(value).map(Self::Bike),
-            Some("ElectricBike") => codegen_runtime::schema::variant(value).map(Self::ElectricBike),
+            Some("car") => codegen_runtime::__private::variant(value).map(Self::Car),
+            Some("Bike") => codegen_runtime::__private::variant(value).map(Self::Bike),
+            Some("ElectricBike") => {
+                codegen_runtime::__private::variant(value).map(Self::ElectricBike)
+            }
             _ => Ok(Self::Other(value)),
         }
     }
@@ -260,34 +227,26 @@ impl<'de> serde::Deserialize<'de> for Vehicle {
 /// The `Car` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Car {
-    /// The `vehicleType` property.
     #[serde(rename = "vehicleType")]
     pub vehicle_type: String,
-    /// The `wheels` property.
     pub wheels: i32,
-    /// The `seats` property.
     pub seats: i32,
 }
 
 /// Extends the base with nothing of its own.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Bike {
-    /// The `vehicleType` property.
     #[serde(rename = "vehicleType")]
     pub vehicle_type: String,
-    /// The `wheels` property.
     pub wheels: i32,
 }
 
 /// Extends a subtype, so it is a subtype of the base too.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ElectricBike {
-    /// The `vehicleType` property.
     #[serde(rename = "vehicleType")]
     pub vehicle_type: String,
-    /// The `wheels` property.
     pub wheels: i32,
-    /// The `batteryWh` property.
     #[serde(rename = "batteryWh")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub battery_wh: Option<i32>,
@@ -296,34 +255,29 @@ pub struct ElectricBike {
 /// The `Garage` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Garage {
-    /// The `vehicles` property.
     pub vehicles: Vec<Vehicle>,
 }
 
 /// Absent, null and a value are three different things in a patch.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Patch {
-    /// The `version` property.
     pub version: u32,
-    /// The `note` property.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "codegen_runtime::schema::double_option"
+        deserialize_with = "codegen_runtime::__private::double_option"
     )]
     pub note: Option<Option<String>>,
-    /// The `owner` property.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "codegen_runtime::schema::double_option"
+        deserialize_with = "codegen_runtime::__private::double_option"
     )]
     pub owner: Option<Option<String>>,
-    /// The `expires` property.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "codegen_runtime::schema::double_option"
+        deserialize_with = "codegen_runtime::__private::double_option"
     )]
     pub expires: Option<Option<chrono::DateTime<chrono::Utc>>>,
 }
@@ -331,37 +285,26 @@ pub struct Patch {
 /// Every integer and number format.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sizes {
-    /// The `i8` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub i8: Option<i8>,
-    /// The `i16` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub i16: Option<i16>,
-    /// The `i32` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub i32: Option<i32>,
-    /// The `i64` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub i64: Option<i64>,
-    /// The `u8` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub u8: Option<u8>,
-    /// The `u16` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub u16: Option<u16>,
-    /// The `u32` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub u32: Option<u32>,
-    /// The `u64` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub u64: Option<u64>,
-    /// The `f32` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub f32: Option<f32>,
-    /// The `f64` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub f64: Option<f64>,
-    /// The `decimal` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decimal: Option<f64>,
 }
@@ -369,7 +312,6 @@ pub struct Sizes {
 /// No properties beyond those listed.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Closed {
-    /// The `only` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub only: Option<String>,
 }
@@ -377,7 +319,6 @@ pub struct Closed {
 /// Any other property is kept.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Open {
-    /// The `known` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known: Option<String>,
     /// Properties not listed above.
@@ -426,11 +367,10 @@ pub enum DocumentState {
 /// The schema at `#/paths/~1documents~1{id}/patch/requestBody/content/application~1merge-patch+json/schema`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UpdateDocumentBody {
-    /// The `title` property.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "codegen_runtime::schema::double_option"
+        deserialize_with = "codegen_runtime::__private::double_option"
     )]
     pub title: Option<Option<String>>,
 }
@@ -438,9 +378,7 @@ pub struct UpdateDocumentBody {
 /// The schema at `#/paths/~1search/post/requestBody/content/application~1x-www-form-urlencoded/schema`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SearchBody {
-    /// The `q` property.
     pub q: String,
-    /// The `page` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<i64>,
 }

@@ -7,17 +7,17 @@
 /// `GET /paths/{simple}/{simpleObject}/{label}/{labelExploded}/{matrix}/{matrixExploded}`
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PathStyles {
-    /// The `simple` parameter.
+    /// The `{simple}` part of the path.
     pub simple: Vec<String>,
-    /// The `simpleObject` parameter.
+    /// The `{simpleObject}` part of the path.
     pub simple_object: std::collections::BTreeMap<String, i64>,
-    /// The `label` parameter.
+    /// The `{label}` part of the path.
     pub label: Vec<String>,
-    /// The `labelExploded` parameter.
+    /// The `{labelExploded}` part of the path.
     pub label_exploded: Vec<String>,
-    /// The `matrix` parameter.
+    /// The `{matrix}` part of the path.
     pub matrix: Vec<i64>,
-    /// The `matrixExploded` parameter.
+    /// The `{matrixExploded}` part of the path.
     pub matrix_exploded: std::collections::BTreeMap<String, i64>,
 }
 
@@ -41,35 +41,35 @@ impl codegen_runtime::__private::HttpOperation for PathStyles {
         request.path_param_styled(
             "simpleObject",
             &self.simple_object,
-            codegen_runtime::http::Style::Simple,
+            codegen_runtime::__private::Style::Simple,
             true,
         )?;
         request.path("/");
         request.path_param_styled(
             "label",
             &self.label,
-            codegen_runtime::http::Style::Label,
+            codegen_runtime::__private::Style::Label,
             false,
         )?;
         request.path("/");
         request.path_param_styled(
             "labelExploded",
             &self.label_exploded,
-            codegen_runtime::http::Style::Label,
+            codegen_runtime::__private::Style::Label,
             true,
         )?;
         request.path("/");
         request.path_param_styled(
             "matrix",
             &self.matrix,
-            codegen_runtime::http::Style::Matrix,
+            codegen_runtime::__private::Style::Matrix,
             false,
         )?;
         request.path("/");
         request.path_param_styled(
             "matrixExploded",
             &self.matrix_exploded,
-            codegen_runtime::http::Style::Matrix,
+            codegen_runtime::__private::Style::Matrix,
             true,
         )?;
         Ok(())
@@ -88,28 +88,28 @@ impl codegen_runtime::__private::HttpOperation for PathStyles {
 /// `GET /query`
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueryStyles {
-    /// The `q` parameter.
+    /// The `q` query parameter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub q: Option<String>,
-    /// The `tag` parameter.
+    /// The `tag` query parameter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<Vec<String>>,
-    /// The `ids` parameter.
+    /// The `ids` query parameter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ids: Option<Vec<i64>>,
-    /// The `words` parameter.
+    /// The `words` query parameter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub words: Option<Vec<String>>,
-    /// The `flags` parameter.
+    /// The `flags` query parameter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flags: Option<Vec<String>>,
-    /// The `filter` parameter.
+    /// The `filter` query parameter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<crate::types::Filter>,
-    /// The `extra` parameter.
+    /// The `extra` query parameter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra: Option<std::collections::BTreeMap<String, String>>,
-    /// The `where` parameter.
+    /// The `where` query parameter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub r#where: Option<crate::types::Range>,
 }
@@ -131,27 +131,35 @@ impl codegen_runtime::__private::HttpOperation for QueryStyles {
         request.path("/query");
         request.query("q", &self.q)?;
         request.query("tag", &self.tag)?;
-        request.query_styled("ids", &self.ids, codegen_runtime::http::Style::Form, false)?;
+        request.query_styled(
+            "ids",
+            &self.ids,
+            codegen_runtime::__private::Style::Form,
+            false,
+        )?;
         request.query_styled(
             "words",
             &self.words,
-            codegen_runtime::http::Style::SpaceDelimited,
+            codegen_runtime::__private::Style::SpaceDelimited,
             false,
         )?;
         request.query_styled(
             "flags",
             &self.flags,
-            codegen_runtime::http::Style::PipeDelimited,
+            codegen_runtime::__private::Style::PipeDelimited,
             false,
         )?;
         request.query_styled(
             "filter",
             &self.filter,
-            codegen_runtime::http::Style::DeepObject,
+            codegen_runtime::__private::Style::DeepObject,
             true,
         )?;
         request.query("extra", &self.extra)?;
-        request.query("where", &codegen_runtime::http::json_text(&self.r#where)?)?;
+        request.query(
+            "where",
+            &codegen_runtime::__private::json_text(&self.r#where)?,
+        )?;
         Ok(())
     }
 
@@ -168,19 +176,19 @@ impl codegen_runtime::__private::HttpOperation for QueryStyles {
 /// `GET /headers`
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HeaderStyles {
-    /// The `X-Tags` parameter.
+    /// The `X-Tags` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x_tags: Option<Vec<String>>,
-    /// The `X-Point` parameter.
+    /// The `X-Point` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x_point: Option<std::collections::BTreeMap<String, i64>>,
-    /// The `session` parameter.
+    /// The `session` cookie.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
-    /// The `seen` parameter.
+    /// The `seen` cookie.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seen: Option<Vec<String>>,
-    /// The `recent` parameter.
+    /// The `recent` cookie.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recent: Option<Vec<String>>,
 }
@@ -204,7 +212,7 @@ impl codegen_runtime::__private::HttpOperation for HeaderStyles {
         request.header_styled(
             "X-Point",
             &self.x_point,
-            codegen_runtime::http::Style::Simple,
+            codegen_runtime::__private::Style::Simple,
             true,
         )?;
         request.cookie("session", &self.session)?;
@@ -212,7 +220,7 @@ impl codegen_runtime::__private::HttpOperation for HeaderStyles {
         request.cookie_styled(
             "recent",
             &self.recent,
-            codegen_runtime::http::Style::Form,
+            codegen_runtime::__private::Style::Form,
             false,
         )?;
         Ok(())
@@ -290,7 +298,11 @@ impl codegen_runtime::__private::HttpOperation for SendForm {
         request.form(
             "application/x-www-form-urlencoded",
             &self.body,
-            &[("expand", codegen_runtime::http::Style::DeepObject, true)],
+            &[(
+                "expand",
+                codegen_runtime::__private::Style::DeepObject,
+                true,
+            )],
         )?;
         Ok(())
     }
@@ -477,7 +489,7 @@ impl codegen_runtime::__private::HttpOperation for SendEither {
 /// Error bodies, read with `TaskError::body_as`: `404`: [`crate::types::Problem`], `default`: [`crate::types::Problem`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GetOutcome {
-    /// The `id` parameter.
+    /// The `{id}` part of the path.
     pub id: String,
 }
 
@@ -538,7 +550,7 @@ impl codegen_runtime::__private::HttpOperation for GetOutcome {
 /// Error bodies, read with `TaskError::body_as`: `404`: [`crate::types::Problem`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GetNegotiated {
-    /// The `id` parameter.
+    /// The `{id}` part of the path.
     pub id: String,
 }
 
@@ -581,7 +593,7 @@ impl codegen_runtime::__private::HttpOperation for GetNegotiated {
 /// Error bodies, read with `TaskError::body_as`: `404`: [`crate::types::GetWithInlineErrorsError404`], `410`: [`crate::types::GetWithInlineErrorsError404`], `429`: [`crate::types::GetWithInlineErrorsError429`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GetWithInlineErrors {
-    /// The `id` parameter.
+    /// The `{id}` part of the path.
     pub id: String,
 }
 
@@ -620,7 +632,7 @@ impl codegen_runtime::__private::HttpOperation for GetWithInlineErrors {
 /// Error bodies, read with `TaskError::body_as`: `404`: [`crate::types::GetWithInlineErrorsError404`], `409`: [`crate::types::DeleteWithInlineErrorError`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeleteWithInlineError {
-    /// The `id` parameter.
+    /// The `{id}` part of the path.
     pub id: String,
 }
 

@@ -2,13 +2,15 @@
 
 //! The schemas of the API.
 
+// A property the API description does not describe has no doc comment: a sentence repeating
+// its name would say nothing the name does not.
+#![allow(missing_docs)]
+
 /// The `Filter` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Filter {
-    /// The `status` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    /// The `created` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<Range>,
 }
@@ -16,10 +18,8 @@ pub struct Filter {
 /// The `Range` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Range {
-    /// The `gte` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gte: Option<i64>,
-    /// The `lt` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lt: Option<i64>,
 }
@@ -27,9 +27,7 @@ pub struct Range {
 /// The `Item` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Item {
-    /// The `id` property.
     pub id: String,
-    /// The `name` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
@@ -37,7 +35,6 @@ pub struct Item {
 /// The `Progress` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
-    /// The `percent` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent: Option<i64>,
 }
@@ -45,17 +42,14 @@ pub struct Progress {
 /// The `Problem` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Problem {
-    /// The `message` property.
     pub message: String,
 }
 
 /// The `Address` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Address {
-    /// The `line1` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line1: Option<String>,
-    /// The `city` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub city: Option<String>,
 }
@@ -63,10 +57,8 @@ pub struct Address {
 /// The `LineItem` schema.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LineItem {
-    /// The `price` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price: Option<String>,
-    /// The `quantity` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantity: Option<i64>,
 }
@@ -74,21 +66,15 @@ pub struct LineItem {
 /// The schema at `#/paths/~1form/post/requestBody/content/application~1x-www-form-urlencoded/schema`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SendFormBody {
-    /// The `email` property.
     pub email: String,
-    /// The `metadata` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<std::collections::BTreeMap<String, String>>,
-    /// The `address` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<Address>,
-    /// The `expand` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expand: Option<Vec<String>>,
-    /// The `items` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<Vec<LineItem>>,
-    /// The `tags` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
 }
@@ -96,17 +82,12 @@ pub struct SendFormBody {
 /// The schema at `#/paths/~1multipart/post/requestBody/content/multipart~1form-data/schema`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UploadBody {
-    /// The `title` property.
     pub title: String,
-    /// The `file` property.
     pub file: codegen_runtime::http::File,
-    /// The `thumbnails` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thumbnails: Option<Vec<codegen_runtime::http::File>>,
-    /// The `labels` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
-    /// The `meta` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<Address>,
 }
@@ -114,9 +95,7 @@ pub struct UploadBody {
 /// The error body of [`GetWithInlineErrors`](crate::operations::GetWithInlineErrors) (statuses `404`, `410`) and [`DeleteWithInlineError`](crate::operations::DeleteWithInlineError) (status `404`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GetWithInlineErrorsError404 {
-    /// The `code` property.
     pub code: String,
-    /// The `detail` property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
@@ -124,7 +103,6 @@ pub struct GetWithInlineErrorsError404 {
 /// The error body of [`GetWithInlineErrors`](crate::operations::GetWithInlineErrors) (status `429`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GetWithInlineErrorsError429 {
-    /// The `retryInSeconds` property.
     #[serde(rename = "retryInSeconds")]
     pub retry_in_seconds: i32,
 }
@@ -132,7 +110,6 @@ pub struct GetWithInlineErrorsError429 {
 /// The error body of [`DeleteWithInlineError`](crate::operations::DeleteWithInlineError) (status `409`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeleteWithInlineErrorError {
-    /// The `usedBy` property.
     #[serde(rename = "usedBy")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub used_by: Option<Vec<String>>,

@@ -131,7 +131,7 @@ impl<'a> Reader<'a> {
             method_name,
             wire_name,
             tags: op.tags.clone(),
-            idempotent: codegen_runtime::http::is_idempotent_method(&method_upper),
+            idempotent: codegen_runtime::__private::is_idempotent_method(&method_upper),
             http_method: method_upper,
             path,
             path_template: template.to_owned(),
