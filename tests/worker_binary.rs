@@ -227,3 +227,72 @@ async fn the_worker_binary_takes_credentials_from_the_environment_and_never_logs
     }
     stop.send(true).unwrap();
 }
+
+/// Runs `command` with `env` to its end (killed after 60 s) and returns whether it succeeded and
+/// everything it printed.
+fn printed(mut command: Command, env: &[(&str, &str)]) -> (bool, String) {
+    let child = command
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the program starts");
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap());
+    let (sent, received) = std::sync::mpsc::channel();
+    // Read by another thread, so a full pipe cannot hold the program up.
+    std::thread::spawn(move || sent.send(child.wait_with_output()));
+    let Ok(output) = received.recv_timeout(Duration::from_secs(60)) else {
+        let _ = kill(pid, Signal::SIGKILL);
+        panic!("{command:?} did not end within 60 s");
+    };
+    let output = output.unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// A backend URL with passwords, and a token, in the environment: neither `--help`, nor the
+/// log, nor the error of a worker or of `codegen flows` that cannot reach the backend shows
+/// them.
+#[test]
+fn secrets_in_the_environment_reach_no_help_log_or_error() {
+    const SECRETS: [&str; 3] = ["pg-S3cret", "query-S3cret", "bearer-S3cret"];
+    let env = [
+        (
+            "CODEGEN_BACKEND",
+            "postgres://app:pg-S3cret@127.0.0.1:1/flows?password=query-S3cret&pulsar=pulsar://127.0.0.1:1",
+        ),
+        ("PETSTORE_BEARER_TOKEN", "bearer-S3cret"),
+        ("RUST_LOG", "debug"),
+    ];
+    let binary = worker_binary();
+    let check = |what: &str, text: &str| {
+        for secret in SECRETS {
+            assert!(!text.contains(secret), "`{secret}` in {what}:\n{text}");
+        }
+    };
+
+    let mut help = Command::new(&binary);
+    help.arg("--help");
+    let (ok, text) = printed(help, &env);
+    assert!(ok && text.contains("CODEGEN_BACKEND"), "{text}");
+    check("the worker's --help", &text);
+
+    let mut worker = Command::new(&binary);
+    worker.args(["--base-url", "http://127.0.0.1:1"]);
+    let (ok, text) = printed(worker, &env);
+    assert!(!ok, "the worker cannot reach its backend:\n{text}");
+    assert!(!text.trim().is_empty(), "the worker says why it stopped");
+    check("the worker's log and error", &text);
+
+    for args in [&["flows", "--help"][..], &["flows", "list"][..]] {
+        let mut flows = Command::new(env!("CARGO_BIN_EXE_codegen"));
+        flows.args(args);
+        let (_, text) = printed(flows, &env);
+        assert!(!text.trim().is_empty(), "codegen {args:?} prints nothing");
+        check(&format!("`codegen {}`", args.join(" ")), &text);
+    }
+}

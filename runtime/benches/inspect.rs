@@ -925,6 +925,7 @@ async fn postgres(n: usize) {
         url: url.clone(),
         schema: Some(schema.clone()),
         pool_size: 8,
+        password_file: None,
     };
     let backend = match DistributedBackend::connect(&config, transport).await {
         Ok(backend) => Arc::new(backend),

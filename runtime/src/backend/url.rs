@@ -6,7 +6,13 @@
 //!   More parameters: `pulsar_tenant` (`public`), `pulsar_namespace` (`default`),
 //!   `pulsar_prefix` (`codegen-`), `pulsar_admin` (the broker's admin API, `http://HOST:8080`,
 //!   for the queue depths operators see), `schema` (the PostgreSQL schema of the tables, `public`),
-//!   `pool` (PostgreSQL connections, 16). Other parameters go to PostgreSQL as they are.
+//!   `pool` (PostgreSQL connections, 16), `password_file` (a file holding the PostgreSQL
+//!   password, read when connecting). Other parameters go to PostgreSQL as they are.
+//!
+//! A password belongs in neither the command line nor the URL when it can be helped: without
+//! one in the URL, it is read from `password_file`, else from `PGPASSWORD` as libpq does. The
+//! URL itself can come from `CODEGEN_BACKEND`. Logs, errors and `--help` show the URL with its
+//! password (in the user part or a `password=` parameter) as `***`.
 
 use std::time::Duration;
 
@@ -78,6 +84,7 @@ impl BackendUrl {
         let mut prefix = "codegen-".to_owned();
         let mut pulsar_admin = None;
         let mut schema = None;
+        let mut password_file = None;
         let mut pool = 16;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -89,6 +96,7 @@ impl BackendUrl {
                 "pulsar_prefix" => prefix = decoded,
                 "pulsar_admin" => pulsar_admin = Some(decoded),
                 "schema" => schema = Some(decoded),
+                "password_file" => password_file = Some(std::path::PathBuf::from(decoded)),
                 "pool" => {
                     pool = decoded.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                         format!(
@@ -120,6 +128,7 @@ impl BackendUrl {
                 url,
                 schema,
                 pool_size: pool,
+                password_file,
             },
             pulsar,
             tenant,
@@ -140,19 +149,37 @@ impl BackendUrl {
     }
 }
 
-/// `postgres://user:secret@host` as `postgres://user:***@host`.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+/// The URL with its secrets as `***`: the password of `postgres://user:secret@host`, and the
+/// value of a `password=` parameter (which libpq reads too).
+pub(crate) fn redact(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rsplit_once('@') {
-        Some((user, host)) => {
-            let user = user.split_once(':').map_or(user, |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..])
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rsplit_once('@') {
+                Some((user, host)) if user.contains(':') => {
+                    let user = user.split_once(':').map_or(user, |(u, _)| u);
+                    format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..])
+                }
+                _ => base.to_owned(),
+            }
         }
-        None => url.to_owned(),
-    }
+        None => base.to_owned(),
+    };
+    let Some(query) = query else {
+        return base;
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", pairs.join("&"))
 }
 
 /// The distributed backend as the URL chooses it.
@@ -403,6 +430,7 @@ mod tests {
                     url: "postgres://app:s3cret@db:5432/flows?sslmode=disable".into(),
                     schema: Some("billing".into()),
                     pool_size: 4,
+                    password_file: None,
                 },
                 pulsar: "pulsar://mq:6650".into(),
                 tenant: "public".into(),
@@ -414,6 +442,36 @@ mod tests {
         assert_eq!(
             url.display(),
             "postgres://app:***@db:5432/flows?sslmode=disable + pulsar://mq:6650"
+        );
+    }
+
+    #[test]
+    fn secrets_are_redacted_wherever_the_url_is_shown() {
+        let url = BackendUrl::parse(
+            "postgres://app:s3cret@db/flows?password=t0psecret&pulsar=pulsar://mq:6650&password_file=/run/secrets/pg",
+        )
+        .unwrap();
+        let shown = [url.display(), format!("{url:?}")];
+        for text in &shown {
+            assert!(
+                !text.contains("s3cret") && !text.contains("t0psecret"),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            shown[0],
+            "postgres://app:***@db/flows?password=*** + pulsar://mq:6650"
+        );
+        assert!(
+            shown[1].contains("password_file: Some(\"/run/secrets/pg\")"),
+            "{}",
+            shown[1]
+        );
+        // Nothing to hide: the URL as it is.
+        assert_eq!(redact("postgres://app@db/flows"), "postgres://app@db/flows");
+        assert_eq!(
+            redact("postgres://db/flows?sslmode=require"),
+            "postgres://db/flows?sslmode=require"
         );
     }
 

@@ -123,6 +123,7 @@ fn command(binary: &ServiceBinary, prefix: &str) -> Command {
                 .long("backend")
                 .value_name("URL")
                 .env("CODEGEN_BACKEND")
+                .hide_env_values(true)
                 .default_value("sqlite://codegen.db")
                 .help("Where workflow state and messages are, as for the workflow worker: sqlite://PATH, or postgres://USER:PASSWORD@HOST:PORT/DB?pulsar=pulsar://HOST:PORT"),
         )

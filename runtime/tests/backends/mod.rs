@@ -83,6 +83,7 @@ pub(crate) fn postgres_config(test: &str) -> PostgresConfig {
         url: postgres_url(),
         schema: Some(unique(test)),
         pool_size: 8,
+        password_file: None,
     }
 }
 

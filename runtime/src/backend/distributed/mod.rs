@@ -47,7 +47,9 @@ pub use transport::{Received, Transport};
 pub(super) const RELAY_AFTER_MS: i64 = 3_000;
 
 /// Where the PostgreSQL state is: a connection URL and an optional schema.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows the URL with its password as `***`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PostgresConfig {
     /// `postgres://user:password@host:port/database` (libpq URL parameters other than the
     /// runtime's own are passed on).
@@ -56,6 +58,54 @@ pub struct PostgresConfig {
     pub schema: Option<String>,
     /// Connections kept open.
     pub pool_size: usize,
+    /// A file holding the password (its first line), for a URL without one. Without either,
+    /// `PGPASSWORD` is used when set.
+    pub password_file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &crate::backend::url::redact(&self.url))
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .field("password_file", &self.password_file)
+            .finish()
+    }
+}
+
+impl PostgresConfig {
+    /// The connection settings: the URL, with the password from `password_file` or
+    /// `PGPASSWORD` when the URL has none. Errors name the file, never a password.
+    pub(crate) fn connection(&self) -> BackendResult<tokio_postgres::Config> {
+        let mut pg: tokio_postgres::Config = self.url.parse().map_err(|e| {
+            BackendError::Invalid(format!(
+                "the PostgreSQL URL does not parse ({e}): expected postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+            ))
+        })?;
+        if pg.get_password().is_some() {
+            return Ok(pg);
+        }
+        if let Some(file) = &self.password_file {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                BackendError::Invalid(format!(
+                    "password_file `{}`: cannot read it ({e})",
+                    file.display()
+                ))
+            })?;
+            let password = text.lines().next().unwrap_or("");
+            if password.is_empty() {
+                return Err(BackendError::Invalid(format!(
+                    "password_file `{}` is empty: put the PostgreSQL password on its first line",
+                    file.display()
+                )));
+            }
+            pg.password(password);
+        } else if let Some(password) = std::env::var_os("PGPASSWORD") {
+            pg.password(password.as_encoded_bytes());
+        }
+        Ok(pg)
+    }
 }
 
 /// The distributed backend: a [`StateStore`](crate::backend::StateStore) on PostgreSQL and a
@@ -181,11 +231,7 @@ impl<T: Transport> DistributedBackend<T> {
     /// Connects to PostgreSQL, applies the schema migrations this runtime has and the database
     /// lacks, and starts the outbox relay. Must be called within a Tokio runtime.
     pub async fn connect(config: &PostgresConfig, transport: T) -> BackendResult<Self> {
-        let mut pg: tokio_postgres::Config = config.url.parse().map_err(|e| {
-            BackendError::Invalid(format!(
-                "the PostgreSQL URL does not parse ({e}): expected postgres://USER:PASSWORD@HOST:PORT/DATABASE"
-            ))
-        })?;
+        let mut pg = config.connection()?;
         if let Some(schema) = &config.schema {
             if schema.is_empty()
                 || !schema
@@ -244,5 +290,57 @@ impl<T: Transport> DistributedBackend<T> {
     /// relay calls this every second; a process that commits publishes its own rows at once.
     pub async fn relay_outbox(&self, older_than_ms: i64) -> BackendResult<usize> {
         self.inner.relay(older_than_ms).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str, password_file: Option<std::path::PathBuf>) -> PostgresConfig {
+        PostgresConfig {
+            url: url.to_owned(),
+            schema: None,
+            pool_size: 2,
+            password_file,
+        }
+    }
+
+    #[test]
+    fn the_password_comes_from_the_url_else_from_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pg-password");
+        std::fs::write(&file, "from-the-file\n").unwrap();
+        let pg = config("postgres://app@db/flows", Some(file.clone()))
+            .connection()
+            .unwrap();
+        assert_eq!(pg.get_password(), Some(&b"from-the-file"[..]));
+        let pg = config("postgres://app:in-the-url@db/flows", Some(file))
+            .connection()
+            .unwrap();
+        assert_eq!(pg.get_password(), Some(&b"in-the-url"[..]));
+    }
+
+    #[test]
+    fn a_password_file_that_cannot_be_used_is_named_and_its_content_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let err = config("postgres://app@db/flows", Some(missing.clone()))
+            .connection()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&*missing.to_string_lossy()), "{err}");
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let err = config("postgres://app@db/flows", Some(empty))
+            .connection()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is empty"), "{err}");
+        let shown = format!(
+            "{:?}",
+            config("postgres://app:hunter2@db/flows?password=hunter3", None)
+        );
+        assert!(!shown.contains("hunter"), "{shown}");
     }
 }
