@@ -599,7 +599,7 @@ impl<T> Future for ContinueAsNew<T> {
 }
 
 /// A future bounded by a durable timer: see [`WorkflowContext::timeout`].
-#[must_use = "a timeout does nothing unless awaited"]
+#[must_use = "the timer is recorded when made; await the bounded future for its result"]
 pub struct Timeout<F> {
     inner: Pin<Box<F>>,
     timer: TimerFuture,
