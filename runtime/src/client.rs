@@ -516,16 +516,21 @@ impl<B: StateStore + MessageQueue> Client<B> {
             _ => None,
         };
         let reopen = message.is_some();
-        self.backend.redrive(&letter.id, message).await?;
         let record = self.action(&letter.key, "retry", format!("dead task `{}`", letter.id));
         // A workflow that failed because of the task waits for its new result (the worker
-        // rewinds it when the result comes, whether or not this change is made first).
+        // rewinds it when the result comes). It is reopened before the task is sent again:
+        // afterwards the result could end the workflow at any moment, and the rewound history
+        // can have as many events as the failed one, so a late reopen would not conflict and
+        // would mark a completed instance running.
         if reopen
             && let Some(info) = self.backend.instance(&letter.key).await?
             && info.status == Status::Failed
         {
-            return self.reopen(info, record.into_iter().collect()).await;
+            self.reopen(info, record.into_iter().collect()).await?;
+            self.backend.redrive(&letter.id, message).await?;
+            return Ok(());
         }
+        self.backend.redrive(&letter.id, message).await?;
         if let Some(record) = record {
             self.backend.send(vec![record]).await?;
         }
