@@ -5,7 +5,8 @@
 #   scripts/test.sh
 #
 # Installs (with apt-get, as root or through sudo) protoc (the Pulsar client's build), Java 17
-# and Maven (the Pulsar standalone broker, fetched from Maven Central into ~/.m2), PostgreSQL,
+# and Maven (the Pulsar standalone broker, fetched from Maven Central into ~/.m2), openssl (the
+# services' TLS certificates and the broker's token), PostgreSQL,
 # Chromium with chromedriver (the console's browser test) and Prometheus (the telemetry test
 # starts its own on 127.0.0.1); and rustfmt and clippy with rustup. Starts PostgreSQL and
 # Pulsar on 127.0.0.1 (scripts/postgres.sh, scripts/pulsar.sh) unless they already run, and
@@ -42,6 +43,8 @@ command -v protoc >/dev/null 2>&1 || packages+=(protobuf-compiler)
 command -v java >/dev/null 2>&1 || packages+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || packages+=(maven)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
+# The test services' certificates and the broker's token (scripts/certs.sh, scripts/pulsar.sh).
+command -v openssl >/dev/null 2>&1 || packages+=(openssl)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
 # The console's browser test (tests/console.rs) drives headless Chromium through chromedriver.
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
@@ -64,6 +67,9 @@ fi
 
 cargo --version
 rustfmt --version
+
+# One build from scratch: incremental caches (6 GB in one run) would never be read again.
+export CARGO_INCREMENTAL=0
 
 step "cargo fmt --all --check"
 cargo fmt --all --check
