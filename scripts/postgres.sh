@@ -9,7 +9,10 @@
 #
 # Port: PG_PORT (default 15432). Data: PG_DIR (default target/services/postgres), made anew at
 # each start. Run as root, the server runs as the `postgres` user (PostgreSQL refuses root).
-# The database `codegen` is owned by the user `codegen` (password `codegen`), trusted on loopback.
+# The database `codegen` is owned by the user `codegen` (password `codegen`). As a managed
+# service is, the server is set up with `ssl = on` (a certificate from scripts/certs.sh) and
+# takes connections over TCP only with TLS and a SCRAM password; the script itself talks to it
+# over its Unix socket in the data folder.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dir="${PG_DIR:-$root/target/services/postgres}"
@@ -48,7 +51,9 @@ pid() {
     kill -0 "$p" 2>/dev/null && echo "$p"
 }
 
-url() { echo "postgres://codegen:codegen@127.0.0.1:$port/codegen"; }
+tls_dir="${TLS_DIR:-$root/target/services/tls}"
+
+url() { echo "postgres://codegen:codegen@127.0.0.1:$port/codegen?sslmode=verify-full&sslrootcert=$tls_dir/ca.crt"; }
 
 stop() {
     local p
@@ -74,9 +79,22 @@ start() {
     mkdir -p "$dir"
     if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$dir"; fi
     as_owner "$bin/initdb" -D "$data" -U postgres -A trust --no-sync -E UTF8 >"$dir/initdb.log"
+    # The server's certificate, in a file only its user reads (PostgreSQL insists).
+    TLS_DIR="$tls_dir" "$root/scripts/certs.sh" >/dev/null
+    cp "$tls_dir/server.crt" "$tls_dir/server.key" "$dir/"
+    chmod 600 "$dir/server.crt" "$dir/server.key"
+    if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$dir/server.crt" "$dir/server.key"; fi
+    # The Unix socket trusts the server's own user; TCP needs TLS and a password, and nothing
+    # else matches, so a connection without TLS is refused.
+    cat >"$data/pg_hba.conf" <<HBA
+local all postgres trust
+hostssl all all 127.0.0.1/32 scram-sha-256
+HBA
     # Loopback only, on a fixed port, no Unix socket outside the data directory.
     as_owner "$bin/postgres" -D "$data" -p "$port" -c listen_addresses=127.0.0.1 \
-        -c unix_socket_directories="$dir" -c max_connections=200 >"$log" 2>&1 </dev/null &
+        -c unix_socket_directories="$dir" -c max_connections=200 \
+        -c ssl=on -c ssl_cert_file="$dir/server.crt" -c ssl_key_file="$dir/server.key" \
+        -c password_encryption=scram-sha-256 >"$log" 2>&1 </dev/null &
     for _ in $(seq 1 60); do
         if as_owner "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; then break; fi
         sleep 0.5
@@ -87,7 +105,7 @@ start() {
         stop
         exit 1
     fi
-    as_owner "$bin/psql" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres \
+    as_owner "$bin/psql" -q -h "$dir" -p "$port" -U postgres -d postgres \
         -c "CREATE ROLE codegen LOGIN PASSWORD 'codegen'" -c "CREATE DATABASE codegen OWNER codegen" >/dev/null
     echo "postgres: serving at $(url), pid $(pid)"
 }

@@ -5,17 +5,25 @@
 #   scripts/pulsar.sh start     install if needed, start, wait until it serves (one retry)
 #   scripts/pulsar.sh stop      stop the broker started here, by its process id
 #   scripts/pulsar.sh status    say whether it serves
+#   scripts/pulsar.sh token     print the path of the file holding the clients' token
 #
-# Ports: PULSAR_PORT (default 16650, the binary protocol), PULSAR_WEB_PORT (default 18080, the
-# admin API) and PULSAR_BOOKIE_PORT (default 13181, its storage), all on 127.0.0.1. State lives in PULSAR_DIR (default target/services/pulsar) and is wiped at
-# each start. Needs Java 17 or later and Maven.
+# Ports: PULSAR_PORT (default 16650, the binary protocol), PULSAR_TLS_PORT (default 16651, the
+# binary protocol over TLS), PULSAR_WEB_PORT (default 18080, the admin API) and
+# PULSAR_BOOKIE_PORT (default 13181, its storage), all on 127.0.0.1. State lives in PULSAR_DIR
+# (default target/services/pulsar) and is wiped at each start. Needs Java 17 or later and Maven.
+#
+# As a managed service is, the broker takes clients only with a token (a JWT signed with a
+# secret key made at each start, for the role `codegen`, in PULSAR_DIR/conf/token), on both
+# ports and on the admin API; the TLS port presents a certificate from scripts/certs.sh.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dir="${PULSAR_DIR:-$root/target/services/pulsar}"
 port="${PULSAR_PORT:-16650}"
 web_port="${PULSAR_WEB_PORT:-18080}"
 bookie_port="${PULSAR_BOOKIE_PORT:-13181}"
+tls_port="${PULSAR_TLS_PORT:-16651}"
 timeout_s="${PULSAR_START_TIMEOUT:-120}"
+tls_dir="${TLS_DIR:-$root/target/services/tls}"
 lib="$dir/lib"
 pidfile="$dir/pulsar.pid"
 log="$dir/pulsar.log"
@@ -32,14 +40,47 @@ install() {
     touch "$lib/.complete"
 }
 
+# base64url without padding, as JWTs are written.
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+
+# A secret key and an HS256 token for the role `codegen`, which the broker checks.
+write_token() {
+    command -v openssl >/dev/null || { echo "error: openssl is missing: apt-get install -y openssl" >&2; exit 1; }
+    (
+        umask 077
+        openssl rand 32 >"$dir/conf/secret.key"
+        local header payload key signature
+        header="$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)"
+        payload="$(printf '{"sub":"codegen"}' | b64url)"
+        key="$(od -An -tx1 -v "$dir/conf/secret.key" | tr -d ' \n')"
+        signature="$(printf '%s.%s' "$header" "$payload" \
+            | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$key" -binary | b64url)"
+        printf '%s.%s.%s\n' "$header" "$payload" "$signature" >"$dir/conf/token"
+    )
+}
+
 write_config() {
     mkdir -p "$dir/conf"
+    TLS_DIR="$tls_dir" "$root/scripts/certs.sh" >/dev/null
+    write_token
     cat >"$dir/conf/standalone.conf" <<CONF
 clusterName=standalone
 bindAddress=127.0.0.1
 advertisedAddress=127.0.0.1
 brokerServicePort=$port
+brokerServicePortTls=$tls_port
 webServicePort=$web_port
+tlsCertificateFilePath=$tls_dir/server.crt
+tlsKeyFilePath=$tls_dir/server.key
+tlsTrustCertsFilePath=$tls_dir/ca.crt
+# Clients show a token (a JWT signed with the secret key); the broker's own client too.
+authenticationEnabled=true
+authenticationProviders=org.apache.pulsar.broker.authentication.AuthenticationProviderToken
+tokenSecretKey=file://$dir/conf/secret.key
+authorizationEnabled=false
+superUserRoles=codegen
+brokerClientAuthenticationPlugin=org.apache.pulsar.client.impl.auth.AuthenticationToken
+brokerClientAuthenticationParameters=file://$dir/conf/token
 # The bookie reads this file too: bind it to the loopback interface only.
 listeningInterface=lo
 allowLoopback=true
@@ -79,7 +120,9 @@ CONF
 }
 
 serves() {
-    curl -fsS --max-time 2 "http://127.0.0.1:$web_port/admin/v2/namespaces/public" 2>/dev/null | grep -q 'public/default'
+    [ -f "$dir/conf/token" ] || return 1
+    curl -fsS --max-time 2 -H "Authorization: Bearer $(cat "$dir/conf/token")" \
+        "http://127.0.0.1:$web_port/admin/v2/namespaces/public" 2>/dev/null | grep -q 'public/default'
 }
 
 running_pid() {
@@ -149,7 +192,7 @@ start() {
         stop >/dev/null
         launch
         if wait_ready "$(cat "$pidfile")"; then
-            echo "pulsar: serving on pulsar://127.0.0.1:$port (admin http://127.0.0.1:$web_port), pid $(cat "$pidfile")"
+            echo "pulsar: serving on pulsar://127.0.0.1:$port and pulsar+ssl://127.0.0.1:$tls_port (admin http://127.0.0.1:$web_port; token in $dir/conf/token), pid $(cat "$pidfile")"
             return
         fi
         echo "pulsar: start $try failed" >&2
@@ -163,5 +206,6 @@ case "${1:-}" in
     start) start ;;
     stop) stop ;;
     status) if serves; then echo "pulsar: serving on 127.0.0.1:$port"; else echo "pulsar: not serving"; exit 1; fi ;;
-    *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
+    token) echo "$dir/conf/token" ;;
+    *) echo "usage: $0 install|start|stop|status|token" >&2; exit 2 ;;
 esac

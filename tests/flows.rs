@@ -588,8 +588,14 @@ async fn every_command_works_on_postgres_and_pulsar() {
         std::env::var("CODEGEN_TEST_PULSAR").unwrap_or_else(|_| "pulsar://127.0.0.1:16650".into());
     let admin = std::env::var("CODEGEN_TEST_PULSAR_ADMIN")
         .unwrap_or_else(|_| "http://127.0.0.1:18080".into());
+    // The scripts' broker takes clients with its token only.
+    let token = std::env::var_os("PULSAR_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| support::root().join("target/services/pulsar"))
+        .join("conf/token");
     let url = format!(
-        "{postgres}?pulsar={pulsar}&pulsar_admin={admin}&schema={unique}&pulsar_prefix={unique}-&pool=4"
+        "{postgres}?pulsar={pulsar}&pulsar_admin={admin}&pulsar_token_file={}&schema={unique}&pulsar_prefix={unique}-&pool=4",
+        token.display()
     );
     match Fleet::start(url, None).await {
         Ok(fleet) => every_command(fleet).await,

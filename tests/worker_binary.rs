@@ -254,17 +254,23 @@ fn printed(mut command: Command, env: &[(&str, &str)]) -> (bool, String) {
     (output.status.success(), text)
 }
 
-/// A backend URL with passwords, and a token, in the environment: neither `--help`, nor the
+/// A backend URL with passwords, a broker token and an API token in the environment: neither `--help`, nor the
 /// log, nor the error of a worker or of `codegen flows` that cannot reach the backend shows
 /// them.
 #[test]
 fn secrets_in_the_environment_reach_no_help_log_or_error() {
-    const SECRETS: [&str; 3] = ["pg-S3cret", "query-S3cret", "bearer-S3cret"];
+    const SECRETS: [&str; 4] = [
+        "pg-S3cret",
+        "query-S3cret",
+        "bearer-S3cret",
+        "pulsar-S3cret",
+    ];
     let env = [
         (
             "CODEGEN_BACKEND",
-            "postgres://app:pg-S3cret@127.0.0.1:1/flows?password=query-S3cret&pulsar=pulsar://127.0.0.1:1",
+            "postgres://app:pg-S3cret@127.0.0.1:1/flows?password=query-S3cret&pulsar=pulsar://127.0.0.1:1&pulsar_token_env=BROKER_TOKEN",
         ),
+        ("BROKER_TOKEN", "pulsar-S3cret"),
         ("PETSTORE_BEARER_TOKEN", "bearer-S3cret"),
         ("RUST_LOG", "debug"),
     ];

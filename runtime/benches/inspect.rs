@@ -922,7 +922,7 @@ async fn postgres(n: usize) {
     let dir = tempfile::tempdir().unwrap();
     let transport = SqliteBackend::open(dir.path().join("messages.db")).unwrap();
     let config = PostgresConfig {
-        url: url.clone(),
+        url,
         schema: Some(schema.clone()),
         pool_size: 8,
         password_file: None,
@@ -938,19 +938,17 @@ async fn postgres(n: usize) {
         }
         Err(err) => panic!("PostgreSQL: {err}"),
     };
-    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let plain = PostgresConfig {
+        schema: None,
+        ..config.clone()
+    };
+    let admin = plain.client().await.unwrap();
     let run = AssertUnwindSafe(async {
         admin
             .batch_execute(&format!("SET search_path TO {schema}"))
             .await
             .unwrap();
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
+        let client = plain.client().await.unwrap();
         client
             .batch_execute(&format!("SET search_path TO {schema}"))
             .await

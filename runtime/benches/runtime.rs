@@ -327,8 +327,12 @@ async fn distributed(http: &HttpClient) {
     use codegen_runtime::backend::Backend;
     let url = std::env::var("CODEGEN_BENCH_BACKEND").unwrap_or_else(|_| {
         let run = std::process::id();
+        // The broker of scripts/pulsar.sh takes clients with its token only.
+        let token = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/services/pulsar/conf/token");
         format!(
-            "postgres://codegen:codegen@127.0.0.1:15432/codegen?schema=bench_{run}&pulsar=pulsar://127.0.0.1:16650&pulsar_prefix=bench-{run}-"
+            "postgres://codegen:codegen@127.0.0.1:15432/codegen?schema=bench_{run}&pulsar=pulsar://127.0.0.1:16650&pulsar_token_file={}&pulsar_prefix=bench-{run}-",
+            token.display()
         )
     });
     match Backend::open(&url).await {

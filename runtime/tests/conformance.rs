@@ -15,6 +15,8 @@ mod backends;
 mod inspect;
 #[path = "conformance/long_lived.rs"]
 mod long_lived;
+#[path = "conformance/tls.rs"]
+mod tls;
 
 use backends::{Conformant, Guard, Opened};
 use inspect::{
@@ -963,11 +965,7 @@ async fn postgres_migrations_apply_once_and_a_newer_schema_is_refused() {
     let b = b.unwrap();
     assert!(a.list(None, None, 10).await.unwrap().is_empty());
     assert!(b.list(None, None, 10).await.unwrap().is_empty());
-    let (client, connection) =
-        tokio_postgres::connect(&backends::postgres_url(), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let client = config.client().await.unwrap();
     let schema = config.schema.clone().unwrap();
     let versions = client
         .query(

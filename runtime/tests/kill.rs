@@ -66,11 +66,13 @@ mod distributed {
     }
 
     async fn ledger(url: &str) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        client
+        let config = codegen_runtime::backend::distributed::PostgresConfig {
+            url: url.to_owned(),
+            schema: None,
+            pool_size: 1,
+            password_file: None,
+        };
+        config.client().await.unwrap()
     }
 
     /// A worker process: runs its role until killed. A no-op unless the test below starts it.
@@ -173,12 +175,10 @@ mod distributed {
     async fn workflows_complete_once_with_workers_killed_on_both_sides() {
         let name = "distributed::workflows_complete_once_with_workers_killed_on_both_sides";
         let schema = backends::unique("kill");
-        let url = format!(
-            "{}?schema={schema}&pulsar={}&pulsar_prefix={}-",
-            backends::postgres_url(),
-            backends::pulsar_url(),
+        let url = backends::distributed_url(&format!(
+            "schema={schema}&pulsar_prefix={}-",
             schema.replace('_', "-")
-        );
+        ));
         let backend = match Backend::open(&url).await {
             Ok(b) => Arc::new(b),
             Err(err) => {

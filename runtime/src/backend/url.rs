@@ -14,6 +14,7 @@
 //! URL itself can come from `CODEGEN_BACKEND`. Logs, errors and `--help` show the URL with its
 //! password (in the user part or a `password=` parameter) as `***`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use percent_encoding::percent_decode_str;
@@ -31,6 +32,10 @@ use crate::workflow::HistoryEvent;
 
 /// A parsed backend URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once when a process starts, never held in numbers"
+)]
 pub enum BackendUrl {
     /// One SQLite file.
     Sqlite(String),
@@ -48,6 +53,35 @@ pub enum BackendUrl {
         prefix: String,
         /// The broker's admin API, for queue depths.
         pulsar_admin: Option<String>,
+        /// How to authenticate to the broker.
+        pulsar_auth: PulsarAuth,
+        /// Certificates to trust for a TLS broker, besides the public authorities.
+        pulsar_tls_trust_certs: Option<PathBuf>,
+    },
+}
+
+/// How the runtime authenticates to the Pulsar broker and its admin API (`pulsar_token_file`,
+/// `pulsar_token_env` or the `pulsar_oauth2_*` parameters of the backend URL).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PulsarAuth {
+    /// No authentication.
+    #[default]
+    None,
+    /// A JWT read from this file (its first line) at each connection, so a rotated token is
+    /// picked up at the next reconnect.
+    TokenFile(PathBuf),
+    /// A JWT read from this environment variable.
+    TokenEnv(String),
+    /// OAuth 2 client credentials, as StreamNative's service accounts use.
+    OAuth2 {
+        /// The issuer, whose `/.well-known/openid-configuration` names the token endpoint.
+        issuer_url: String,
+        /// A JSON key file with `client_id` and `client_secret`.
+        credentials_file: PathBuf,
+        /// The audience the token is for (StreamNative: `urn:sn:pulsar:ORG:INSTANCE`).
+        audience: Option<String>,
+        /// The scope asked for, if any.
+        scope: Option<String>,
     },
 }
 
@@ -86,6 +120,13 @@ impl BackendUrl {
         let mut schema = None;
         let mut password_file = None;
         let mut pool = 16;
+        let mut token_file = None;
+        let mut token_env = None;
+        let mut oauth2_issuer = None;
+        let mut oauth2_credentials = None;
+        let mut oauth2_audience = None;
+        let mut oauth2_scope = None;
+        let mut pulsar_tls_trust_certs = None;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let decoded = percent_decode_str(value).decode_utf8_lossy().into_owned();
@@ -96,7 +137,19 @@ impl BackendUrl {
                 "pulsar_prefix" => prefix = decoded,
                 "pulsar_admin" => pulsar_admin = Some(decoded),
                 "schema" => schema = Some(decoded),
-                "password_file" => password_file = Some(std::path::PathBuf::from(decoded)),
+                "password_file" => password_file = Some(PathBuf::from(decoded)),
+                "pulsar_token_file" => token_file = Some(PathBuf::from(decoded)),
+                "pulsar_token_env" => token_env = Some(decoded),
+                "pulsar_oauth2_issuer" => oauth2_issuer = Some(decoded),
+                "pulsar_oauth2_credentials" => oauth2_credentials = Some(PathBuf::from(decoded)),
+                "pulsar_oauth2_audience" => oauth2_audience = Some(decoded),
+                "pulsar_oauth2_scope" => oauth2_scope = Some(decoded),
+                "pulsar_tls_trust_certs" => pulsar_tls_trust_certs = Some(PathBuf::from(decoded)),
+                "pulsar_token" => {
+                    return Err(
+                        "backend URL: a token does not belong in the URL, which logs and process lists show: put it in a file (`pulsar_token_file=PATH`) or an environment variable (`pulsar_token_env=NAME`)".to_owned(),
+                    );
+                }
                 "pool" => {
                     pool = decoded.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                         format!(
@@ -118,6 +171,23 @@ impl BackendUrl {
                 "backend URL: `pulsar={pulsar}` is not a broker URL: expected pulsar://HOST:PORT"
             ));
         }
+        let pulsar_auth = match (token_file, token_env, oauth2_issuer, oauth2_credentials) {
+            (None, None, None, None) => PulsarAuth::None,
+            (Some(file), None, None, None) => PulsarAuth::TokenFile(file),
+            (None, Some(name), None, None) => PulsarAuth::TokenEnv(name),
+            (None, None, Some(issuer_url), Some(credentials_file)) => PulsarAuth::OAuth2 {
+                issuer_url,
+                credentials_file,
+                audience: oauth2_audience,
+                scope: oauth2_scope,
+            },
+            (None, None, Some(_), None) | (None, None, None, Some(_)) => {
+                return Err("backend URL: OAuth 2 needs both `pulsar_oauth2_issuer=URL` and `pulsar_oauth2_credentials=PATH` (the key file)".to_owned());
+            }
+            _ => {
+                return Err("backend URL: choose one way to authenticate to Pulsar: `pulsar_token_file`, `pulsar_token_env` or the `pulsar_oauth2_*` parameters".to_owned());
+            }
+        };
         let url = if passed.is_empty() {
             base.to_owned()
         } else {
@@ -135,6 +205,8 @@ impl BackendUrl {
             namespace,
             prefix,
             pulsar_admin,
+            pulsar_auth,
+            pulsar_tls_trust_certs,
         })
     }
 
@@ -217,6 +289,8 @@ impl Backend {
                 namespace,
                 prefix,
                 pulsar_admin,
+                pulsar_auth,
+                pulsar_tls_trust_certs,
             } => {
                 let transport = PulsarTransport::connect(PulsarConfig {
                     url: pulsar.clone(),
@@ -224,6 +298,8 @@ impl Backend {
                     namespace: namespace.clone(),
                     prefix: prefix.clone(),
                     admin: pulsar_admin.clone(),
+                    auth: pulsar_auth.clone(),
+                    tls_trust_certs: pulsar_tls_trust_certs.clone(),
                 })
                 .await?;
                 Ok(Self::Distributed(
@@ -437,6 +513,8 @@ mod tests {
                 namespace: "default".into(),
                 prefix: "prod-".into(),
                 pulsar_admin: None,
+                pulsar_auth: PulsarAuth::None,
+                pulsar_tls_trust_certs: None,
             }
         );
         assert_eq!(
@@ -473,6 +551,53 @@ mod tests {
             redact("postgres://db/flows?sslmode=require"),
             "postgres://db/flows?sslmode=require"
         );
+    }
+
+    #[test]
+    fn pulsar_authentication_is_named_by_file_variable_or_issuer_never_inline() {
+        let parse = |query: &str| {
+            BackendUrl::parse(&format!(
+                "postgres://db/flows?pulsar=pulsar%2Bssl://mq:6651&{query}"
+            ))
+        };
+        let auth = |url: BackendUrl| match url {
+            BackendUrl::Distributed {
+                pulsar_auth,
+                pulsar_tls_trust_certs,
+                ..
+            } => (pulsar_auth, pulsar_tls_trust_certs),
+            BackendUrl::Sqlite(_) => unreachable!(),
+        };
+        assert_eq!(
+            auth(
+                parse("pulsar_token_file=/run/secrets/pulsar&pulsar_tls_trust_certs=/etc/ca.pem")
+                    .unwrap()
+            ),
+            (
+                PulsarAuth::TokenFile("/run/secrets/pulsar".into()),
+                Some("/etc/ca.pem".into())
+            )
+        );
+        assert_eq!(
+            auth(parse("pulsar_token_env=ASTRA_TOKEN").unwrap()).0,
+            PulsarAuth::TokenEnv("ASTRA_TOKEN".into())
+        );
+        assert_eq!(
+            auth(parse("pulsar_oauth2_issuer=https://auth.streamnative.cloud/&pulsar_oauth2_credentials=/run/key.json&pulsar_oauth2_audience=urn:sn:pulsar:o:i").unwrap()).0,
+            PulsarAuth::OAuth2 {
+                issuer_url: "https://auth.streamnative.cloud/".into(),
+                credentials_file: "/run/key.json".into(),
+                audience: Some("urn:sn:pulsar:o:i".into()),
+                scope: None,
+            }
+        );
+        let err = parse("pulsar_token=eyJhbGciOi.secret").unwrap_err();
+        assert!(err.contains("pulsar_token_file=PATH"), "{err}");
+        assert!(!err.contains("eyJ"), "{err}");
+        let err = parse("pulsar_token_env=A&pulsar_token_file=/t").unwrap_err();
+        assert!(err.contains("choose one way"), "{err}");
+        let err = parse("pulsar_oauth2_issuer=https://auth").unwrap_err();
+        assert!(err.contains("pulsar_oauth2_credentials=PATH"), "{err}");
     }
 
     #[test]

@@ -21,16 +21,82 @@ pub(crate) struct Opened<B> {
     pub(crate) guard: Guard,
 }
 
-/// The PostgreSQL server of `scripts/postgres.sh`, unless `CODEGEN_TEST_POSTGRES` names another.
+/// The PostgreSQL server of `scripts/postgres.sh` (port `PG_PORT`, default 15432) over TLS
+/// with its certificate checked, unless `CODEGEN_TEST_POSTGRES` names another.
 pub(crate) fn postgres_url() -> String {
-    std::env::var("CODEGEN_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://codegen:codegen@127.0.0.1:15432/codegen".to_owned())
+    std::env::var("CODEGEN_TEST_POSTGRES").unwrap_or_else(|_| {
+        let port = std::env::var("PG_PORT").unwrap_or_else(|_| "15432".to_owned());
+        format!(
+            "postgres://codegen:codegen@127.0.0.1:{port}/codegen?sslmode=verify-full&sslrootcert={}",
+            tls_ca().display()
+        )
+    })
 }
 
-/// The Pulsar broker of `scripts/pulsar.sh`, unless `CODEGEN_TEST_PULSAR` names another.
+/// The certificate authority of the test services (`scripts/certs.sh`, folder `TLS_DIR`).
+pub(crate) fn tls_ca() -> std::path::PathBuf {
+    std::env::var_os("TLS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/services/tls")
+        })
+        .join("ca.crt")
+}
+
+/// The Pulsar broker of `scripts/pulsar.sh` on its TLS port (`PULSAR_TLS_PORT`, default
+/// 16651), unless `CODEGEN_TEST_PULSAR` names another.
 #[cfg_attr(not(feature = "pulsar"), allow(dead_code))]
 pub(crate) fn pulsar_url() -> String {
-    std::env::var("CODEGEN_TEST_PULSAR").unwrap_or_else(|_| "pulsar://127.0.0.1:16650".to_owned())
+    std::env::var("CODEGEN_TEST_PULSAR").unwrap_or_else(|_| {
+        let port = std::env::var("PULSAR_TLS_PORT").unwrap_or_else(|_| "16651".to_owned());
+        format!("pulsar+ssl://127.0.0.1:{port}")
+    })
+}
+
+/// The admin API of the scripts' broker (`PULSAR_WEB_PORT`, default 18080), unless
+/// `CODEGEN_TEST_PULSAR_ADMIN` names another.
+#[cfg_attr(not(feature = "pulsar"), allow(dead_code))]
+pub(crate) fn pulsar_admin() -> String {
+    std::env::var("CODEGEN_TEST_PULSAR_ADMIN").unwrap_or_else(|_| {
+        let port = std::env::var("PULSAR_WEB_PORT").unwrap_or_else(|_| "18080".to_owned());
+        format!("http://127.0.0.1:{port}")
+    })
+}
+
+/// The file holding the clients' token of the scripts' broker (in `PULSAR_DIR`), unless
+/// `CODEGEN_TEST_PULSAR_TOKEN_FILE` names another.
+#[cfg_attr(not(feature = "pulsar"), allow(dead_code))]
+pub(crate) fn pulsar_token_file() -> std::path::PathBuf {
+    if let Some(file) = std::env::var_os("CODEGEN_TEST_PULSAR_TOKEN_FILE") {
+        return file.into();
+    }
+    std::env::var_os("PULSAR_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/services/pulsar")
+        })
+        .join("conf/token")
+}
+
+/// The backend URL of the distributed backend on the test services, over TLS with tokens,
+/// followed by `extra` parameters.
+#[allow(
+    dead_code,
+    reason = "kill.rs uses it; the conformance suite builds its own"
+)]
+pub(crate) fn distributed_url(extra: &str) -> String {
+    let postgres = postgres_url();
+    let separator = if postgres.contains('?') { '&' } else { '?' };
+    let pulsar = pulsar_url();
+    let trust = if pulsar.starts_with("pulsar+ssl://") {
+        format!("&pulsar_tls_trust_certs={}", tls_ca().display())
+    } else {
+        String::new()
+    };
+    format!(
+        "{postgres}{separator}pulsar={pulsar}{trust}&pulsar_token_file={}&{extra}",
+        pulsar_token_file().display()
+    )
 }
 
 /// A service the test needs is missing: a failure under CI, else a skip said on the terminal.
@@ -122,13 +188,14 @@ pub(crate) type Distributed = DistributedBackend<codegen_runtime::backend::pulsa
 /// The distributed backend: PostgreSQL and Pulsar, topics under a prefix of this test.
 #[cfg(feature = "pulsar")]
 pub(crate) async fn pulsar(test: &str) -> Option<Opened<Distributed>> {
-    use codegen_runtime::backend::pulsar::{PulsarConfig, PulsarTransport};
+    use codegen_runtime::backend::pulsar::{PulsarAuth, PulsarConfig, PulsarTransport};
     let mut config = PulsarConfig::new(pulsar_url());
     config.prefix = format!("{}-", unique(test).replace('_', "-"));
-    config.admin = Some(
-        std::env::var("CODEGEN_TEST_PULSAR_ADMIN")
-            .unwrap_or_else(|_| "http://127.0.0.1:18080".to_owned()),
-    );
+    config.admin = Some(pulsar_admin());
+    config.auth = PulsarAuth::TokenFile(pulsar_token_file());
+    if config.url.starts_with("pulsar+ssl://") {
+        config.tls_trust_certs = Some(tls_ca());
+    }
     let transport = match PulsarTransport::connect(config).await {
         Ok(t) => t,
         Err(err) => {

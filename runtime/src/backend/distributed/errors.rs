@@ -12,6 +12,15 @@ pub(in crate::backend) fn pg_error(what: &str, err: &tokio_postgres::Error) -> B
         (None, None) => err.to_string(),
     };
     let hint = match err.code() {
+        _ if is_tls(err) => {
+            ": check the backend URL's sslmode and sslrootcert (the CA certificate that signed the server's)"
+        }
+        Some(code)
+            if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+                && detail.contains("no encryption") =>
+        {
+            ": the server takes this connection only over TLS: remove sslmode=disable from the backend URL"
+        }
         Some(code)
             if *code == SqlState::T_R_DEADLOCK_DETECTED
                 || *code == SqlState::T_R_SERIALIZATION_FAILURE =>
@@ -35,8 +44,17 @@ pub(in crate::backend) fn pg_error(what: &str, err: &tokio_postgres::Error) -> B
     BackendError::Unavailable(format!("PostgreSQL: {what}: {detail}{hint}"))
 }
 
+/// Whether the connection failed in its TLS handshake (or the server refused TLS).
+fn is_tls(err: &tokio_postgres::Error) -> bool {
+    let shown = err.to_string();
+    shown.contains("TLS handshake") || shown.contains("does not support TLS")
+}
+
 pub(super) fn pool_error(err: deadpool_postgres::PoolError) -> BackendError {
     match err {
+        deadpool_postgres::PoolError::Backend(e) if is_tls(&e) => {
+            pg_error("connecting over TLS", &e)
+        }
         deadpool_postgres::PoolError::Backend(e) if e.as_db_error().is_none() => pg_error(
             "connecting (check that the server runs and the URL's host and port)",
             &e,

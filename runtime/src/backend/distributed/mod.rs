@@ -19,13 +19,15 @@
 //! - `queue.rs`: the [`MessageQueue`](crate::backend::MessageQueue): receive, settle, dead
 //!   letters, redrive;
 //! - `outbox.rs`: publishing after a commit, and the relay;
-//! - `errors.rs`: what PostgreSQL errors mean for the user.
+//! - `errors.rs`: what PostgreSQL errors mean for the user;
+//! - `tls.rs`: TLS to PostgreSQL as libpq's `sslmode` chooses it.
 
 mod errors;
 mod migrations;
 mod outbox;
 mod queue;
 mod state;
+mod tls;
 mod transport;
 
 use std::collections::HashMap;
@@ -34,6 +36,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::Notify;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{BackendError, BackendResult, Message, Receipt};
 
@@ -41,6 +44,7 @@ pub(in crate::backend) use errors::{corrupt, pg_error};
 use migrations::migrate;
 use outbox::relay_loop;
 pub(in crate::backend) use state::read_instance;
+use tls::TlsSettings;
 pub use transport::{Received, Transport};
 
 /// How long an outbox row may wait for the process that wrote it before any relay publishes it.
@@ -75,16 +79,20 @@ impl std::fmt::Debug for PostgresConfig {
 }
 
 impl PostgresConfig {
-    /// The connection settings: the URL, with the password from `password_file` or
+    /// The connection settings and the TLS connector: the URL with its `ssl*` parameters read
+    /// as libpq reads them (see `tls.rs`), and the password from `password_file` or
     /// `PGPASSWORD` when the URL has none. Errors name the file, never a password.
-    pub(crate) fn connection(&self) -> BackendResult<tokio_postgres::Config> {
-        let mut pg: tokio_postgres::Config = self.url.parse().map_err(|e| {
+    pub(crate) fn connection(&self) -> BackendResult<(tokio_postgres::Config, MakeRustlsConnect)> {
+        let (tls, url) = TlsSettings::split(&self.url)?;
+        let mut pg: tokio_postgres::Config = url.parse().map_err(|e| {
             BackendError::Invalid(format!(
                 "the PostgreSQL URL does not parse ({e}): expected postgres://USER:PASSWORD@HOST:PORT/DATABASE"
             ))
         })?;
+        pg.ssl_mode(tls.negotiation());
+        let connector = tls.connector()?;
         if pg.get_password().is_some() {
-            return Ok(pg);
+            return Ok((pg, connector));
         }
         if let Some(file) = &self.password_file {
             let text = std::fs::read_to_string(file).map_err(|e| {
@@ -104,7 +112,27 @@ impl PostgresConfig {
         } else if let Some(password) = std::env::var_os("PGPASSWORD") {
             pg.password(password.as_encoded_bytes());
         }
-        Ok(pg)
+        Ok((pg, connector))
+    }
+
+    /// One PostgreSQL connection made as the backend makes its own (TLS, password source,
+    /// schema as `search_path`), for queries of your own: reports, checks, tests. Its
+    /// connection task runs on the current Tokio runtime until the client is dropped.
+    pub async fn client(&self) -> BackendResult<tokio_postgres::Client> {
+        let (mut pg, tls) = self.connection()?;
+        if let Some(schema) = &self.schema {
+            pg.options(format!("-c search_path={schema}"));
+        }
+        let (client, connection) = pg
+            .connect(tls)
+            .await
+            .map_err(|e| pg_error("connecting", &e))?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%err, "a PostgreSQL client connection ended");
+            }
+        });
+        Ok(client)
     }
 }
 
@@ -131,6 +159,7 @@ pub(in crate::backend) struct Inner<T> {
     pub(super) release_channel: String,
     /// What the listener connects with.
     listen_config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     /// The task that listens for other processes' releases, started by the first wait.
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -167,9 +196,10 @@ async fn listen<T: Send + Sync + 'static>(inner: std::sync::Weak<Inner<T>>) {
             return;
         };
         let config = strong.listen_config.clone();
+        let tls = strong.tls.clone();
         let channel = strong.release_channel.clone();
         drop(strong);
-        match config.connect(tokio_postgres::NoTls).await {
+        match config.connect(tls).await {
             Ok((client, mut connection)) => {
                 // Quoted: the channel keeps the case of the schema's name, as `pg_notify` does.
                 let sql = format!("LISTEN \"{channel}\"");
@@ -231,7 +261,7 @@ impl<T: Transport> DistributedBackend<T> {
     /// Connects to PostgreSQL, applies the schema migrations this runtime has and the database
     /// lacks, and starts the outbox relay. Must be called within a Tokio runtime.
     pub async fn connect(config: &PostgresConfig, transport: T) -> BackendResult<Self> {
-        let mut pg = config.connection()?;
+        let (mut pg, tls) = config.connection()?;
         if let Some(schema) = &config.schema {
             if schema.is_empty()
                 || !schema
@@ -254,7 +284,7 @@ impl<T: Transport> DistributedBackend<T> {
         release_channel.truncate(63);
         let manager = Manager::from_config(
             pg,
-            tokio_postgres::NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -275,6 +305,7 @@ impl<T: Transport> DistributedBackend<T> {
             released: Notify::new(),
             release_channel,
             listen_config,
+            tls,
             listener: Mutex::new(None),
         });
         let relay = tokio::spawn(relay_loop(Arc::downgrade(&inner)));
@@ -313,11 +344,13 @@ mod tests {
         std::fs::write(&file, "from-the-file\n").unwrap();
         let pg = config("postgres://app@db/flows", Some(file.clone()))
             .connection()
-            .unwrap();
+            .unwrap()
+            .0;
         assert_eq!(pg.get_password(), Some(&b"from-the-file"[..]));
         let pg = config("postgres://app:in-the-url@db/flows", Some(file))
             .connection()
-            .unwrap();
+            .unwrap()
+            .0;
         assert_eq!(pg.get_password(), Some(&b"in-the-url"[..]));
     }
 
@@ -327,6 +360,7 @@ mod tests {
         let missing = dir.path().join("missing");
         let err = config("postgres://app@db/flows", Some(missing.clone()))
             .connection()
+            .map(|_| ())
             .unwrap_err()
             .to_string();
         assert!(err.contains(&*missing.to_string_lossy()), "{err}");
@@ -334,6 +368,7 @@ mod tests {
         std::fs::write(&empty, "\n").unwrap();
         let err = config("postgres://app@db/flows", Some(empty))
             .connection()
+            .map(|_| ())
             .unwrap_err()
             .to_string();
         assert!(err.contains("is empty"), "{err}");

@@ -11,6 +11,11 @@
 //! delivery not acknowledged within its lease is sent again (the consumer's unacknowledged
 //! message redelivery). Both subscriptions start at the earliest message, so what was sent
 //! before the first worker subscribed is kept.
+//!
+//! `pulsar+ssl://` URLs connect over TLS, trusting the public authorities and, when given, the
+//! certificates of `tls_trust_certs`; `auth.rs` has the token and OAuth 2 authentication.
+
+mod auth;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -25,7 +30,9 @@ use tokio::sync::{Mutex, mpsc};
 use super::distributed::{Received, Transport};
 use super::inspect::QueueDepth;
 use super::{BackendError, BackendResult, Delivery, Message, Receipt, Topic};
+pub use crate::backend::url::PulsarAuth;
 use crate::time::now_ms;
+use auth::Credentials;
 
 /// Where the broker is and how topics are named.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +49,11 @@ pub struct PulsarConfig {
     /// The broker's admin API (`http://HOST:8080`), for the queue depths operators see; without
     /// it they are not known.
     pub admin: Option<String>,
+    /// How to authenticate to the broker and its admin API.
+    pub auth: PulsarAuth,
+    /// PEM certificates to trust besides the public authorities, for `pulsar+ssl://` and an
+    /// `https://` admin API (a self-managed broker's own authority).
+    pub tls_trust_certs: Option<std::path::PathBuf>,
 }
 
 impl PulsarConfig {
@@ -53,6 +65,8 @@ impl PulsarConfig {
             namespace: "default".to_owned(),
             prefix: "codegen-".to_owned(),
             admin: None,
+            auth: PulsarAuth::None,
+            tls_trust_certs: None,
         }
     }
 
@@ -161,6 +175,8 @@ pub struct PulsarTransport {
     receipts: std::sync::Mutex<HashMap<Receipt, (Topic, MessageIdData)>>,
     /// Asks the admin API for queue depths.
     admin: reqwest::Client,
+    /// The token of every connection and admin request.
+    credentials: Arc<Credentials>,
 }
 
 impl std::fmt::Debug for PulsarTransport {
@@ -173,6 +189,84 @@ impl std::fmt::Debug for PulsarTransport {
 
 fn unavailable(config: &PulsarConfig, what: &str, err: impl std::fmt::Display) -> BackendError {
     BackendError::Unavailable(format!("Pulsar at {}: {what}: {err}", config.url))
+}
+
+/// Why a connection to the broker failed, found by connecting again step by step: the TCP
+/// connection, the TLS handshake with the same trusted certificates as the client's, and
+/// otherwise the broker's refusal, which with authentication on is the token.
+async fn diagnose(url: &str, trusted: Option<&[u8]>, authenticating: bool) -> String {
+    let address = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split([',', '/'])
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let connecting = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(&address),
+    );
+    let stream = match connecting.await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            return format!(
+                "cannot connect to {address} ({e}): check that the broker runs and the URL"
+            );
+        }
+        Err(_) => {
+            return format!(
+                "cannot connect to {address} (no answer in 5 s): check that the broker runs and the URL"
+            );
+        }
+    };
+    if url.starts_with("pulsar+ssl://")
+        && let Err(e) = handshake(stream, &address, trusted).await
+    {
+        return format!(
+            "the TLS handshake with {address} failed ({e}): the broker's certificate must be signed by a public authority or by a certificate of pulsar_tls_trust_certs, and name the URL's host"
+        );
+    }
+    if authenticating {
+        "the broker refused the connection: check that it takes the token (one for another broker, or signed with another key, is refused)".to_owned()
+    } else {
+        "the broker refused the connection: a broker with authentication on needs a token (pulsar_token_file, pulsar_token_env or the pulsar_oauth2_* parameters)".to_owned()
+    }
+}
+
+/// A TLS handshake trusting what the Pulsar client trusts: the public authorities and the
+/// certificates of `trusted`.
+async fn handshake(
+    stream: tokio::net::TcpStream,
+    address: &str,
+    trusted: Option<&[u8]>,
+) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in trusted
+        .map(|pem| {
+            rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+                .flatten()
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+    {
+        roots.add(cert).map_err(|e| e.to_string())?;
+    }
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    let name =
+        rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(name, stream)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 impl PulsarTransport {
@@ -199,26 +293,54 @@ impl PulsarTransport {
                 config.prefix
             )));
         }
+        if config.tls_trust_certs.is_some() && !config.url.starts_with("pulsar+ssl://") {
+            return Err(BackendError::Invalid(format!(
+                "pulsar_tls_trust_certs is for a TLS broker URL (pulsar+ssl://HOST:PORT), not {}",
+                config.url
+            )));
+        }
+        let trusted = match &config.tls_trust_certs {
+            None => None,
+            Some(file) => Some(std::fs::read(file).map_err(|e| {
+                BackendError::Invalid(format!(
+                    "pulsar_tls_trust_certs `{}`: cannot read it ({e})",
+                    file.display()
+                ))
+            })?),
+        };
+        let credentials =
+            Arc::new(Credentials::new(config.auth.clone()).map_err(BackendError::Invalid)?);
+        // A token that cannot be had is said now, not as a failed connection.
+        credentials.token().await.map_err(|e| {
+            BackendError::Unavailable(format!("Pulsar at {}: authentication: {e}", config.url))
+        })?;
         // Two clients, so two connections: the client library does not set TCP_NODELAY, and
         // on a shared connection an acknowledgement (which the broker does not answer) holds
         // back the next send by the broker's delayed ACK, about 40 ms. A connection that only
         // sends (each send answered by a receipt) and one that only consumes avoid it.
         let connect = || async {
-            Pulsar::builder(config.url.clone(), TokioExecutor)
+            let mut builder = Pulsar::builder(config.url.clone(), TokioExecutor)
                 .with_connection_retry_options(pulsar::ConnectionRetryOptions {
                     max_retries: 3,
                     connection_timeout: Duration::from_secs(5),
                     ..Default::default()
-                })
-                .build()
-                .await
-                .map_err(|e| {
-                    unavailable(
-                        &config,
-                        "cannot connect (check that the broker runs and the URL)",
-                        e,
-                    )
-                })
+                });
+            if let Some(pem) = &trusted {
+                builder = builder.with_certificate_chain(pem.clone());
+            }
+            if credentials.enabled() {
+                builder =
+                    builder.with_auth_provider(Box::new(auth::Connection(credentials.clone())));
+            }
+            match builder.build().await {
+                Ok(client) => Ok(client),
+                Err(err) => {
+                    // The client says only that connecting failed; find out why.
+                    let why =
+                        diagnose(&config.url, trusted.as_deref(), credentials.enabled()).await;
+                    Err(unavailable(&config, &why, err))
+                }
+            }
         };
         if let Some(admin) = &config.admin
             && !admin.starts_with("http://")
@@ -230,13 +352,24 @@ impl PulsarTransport {
         }
         let client = connect().await?;
         let consuming = connect().await?;
-        let admin = reqwest::Client::builder()
-            .timeout(Duration::from_secs(3))
+        let mut admin = reqwest::Client::builder().timeout(Duration::from_secs(3));
+        if let Some(pem) = &trusted {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                BackendError::Invalid(format!(
+                    "pulsar_tls_trust_certs: not PEM certificates ({e})"
+                ))
+            })?;
+            for cert in certs {
+                admin = admin.add_root_certificate(cert);
+            }
+        }
+        let admin = admin
             .build()
             .map_err(|e| BackendError::Invalid(format!("the Pulsar admin client: {e}")))?;
         Ok(Self {
             config,
             admin,
+            credentials,
             client,
             consuming,
             producers: Mutex::new(HashMap::new()),
@@ -335,7 +468,16 @@ impl Transport for PulsarTransport {
             "{}/admin/v2/persistent/{path}/stats?getEarliestTimeInBacklog=true",
             admin.trim_end_matches('/')
         );
-        let response = match self.admin.get(&url).send().await {
+        let mut request = self.admin.get(&url);
+        match self.credentials.token().await {
+            Ok(Some(token)) => request = request.bearer_auth(token),
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(%err, "no token for the Pulsar admin API");
+                return Ok(None);
+            }
+        }
+        let response = match request.send().await {
             Ok(r) => r,
             Err(err) => {
                 // The figures are for people; the workers do not need them.
