@@ -4,6 +4,7 @@
 #   scripts/postgres.sh install   apt-get install postgresql (when its programs are missing)
 #   scripts/postgres.sh start     install if needed, initdb a data directory, start, wait
 #   scripts/postgres.sh stop      stop the server started here, by its process id
+#   scripts/postgres.sh restart   immediate shutdown and start again on the same data
 #   scripts/postgres.sh status    say whether a server answers on the port (started here or not)
 #   scripts/postgres.sh url       print the URL the tests use (CODEGEN_TEST_POSTGRES)
 #
@@ -66,6 +67,37 @@ stop() {
     fi
 }
 
+# Starts the server on the data directory as it is and waits until it serves.
+launch() {
+    local bin="$1"
+    # Loopback only, on a fixed port, no Unix socket outside the data directory.
+    as_owner "$bin/postgres" -D "$data" -p "$port" -c listen_addresses=127.0.0.1 \
+        -c unix_socket_directories="$dir" -c max_connections=200 \
+        -c ssl=on -c ssl_cert_file="$dir/server.crt" -c ssl_key_file="$dir/server.key" \
+        -c password_encryption=scram-sha-256 >>"$log" 2>&1 </dev/null &
+    for _ in $(seq 1 60); do
+        if as_owner "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; then return 0; fi
+        sleep 0.5
+    done
+    echo "postgres: not serving after 30 s; last lines of $log:" >&2
+    tail -20 "$log" >&2
+    stop
+    exit 1
+}
+
+# An immediate shutdown (SIGQUIT: sessions are cut, the next start recovers from the WAL, as
+# after a crash), then a start on the same data: what a failover looks like to clients.
+restart() {
+    local bin p
+    bin="$(bindir)"
+    p="$(pid)" || { echo "error: no server started here to restart" >&2; exit 1; }
+    kill -QUIT "$p"
+    for _ in $(seq 1 60); do kill -0 "$p" 2>/dev/null || break; sleep 0.5; done
+    kill -0 "$p" 2>/dev/null && kill -9 "$p"
+    launch "$bin"
+    echo "postgres: restarted, pid $(pid)"
+}
+
 start() {
     install
     local bin
@@ -90,21 +122,7 @@ start() {
 local all postgres trust
 hostssl all all 127.0.0.1/32 scram-sha-256
 HBA
-    # Loopback only, on a fixed port, no Unix socket outside the data directory.
-    as_owner "$bin/postgres" -D "$data" -p "$port" -c listen_addresses=127.0.0.1 \
-        -c unix_socket_directories="$dir" -c max_connections=200 \
-        -c ssl=on -c ssl_cert_file="$dir/server.crt" -c ssl_key_file="$dir/server.key" \
-        -c password_encryption=scram-sha-256 >"$log" 2>&1 </dev/null &
-    for _ in $(seq 1 60); do
-        if as_owner "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; then break; fi
-        sleep 0.5
-    done
-    if ! as_owner "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; then
-        echo "postgres: not serving after 30 s; last lines of $log:" >&2
-        tail -20 "$log" >&2
-        stop
-        exit 1
-    fi
+    launch "$bin"
     as_owner "$bin/psql" -q -h "$dir" -p "$port" -U postgres -d postgres \
         -c "CREATE ROLE codegen LOGIN PASSWORD 'codegen'" -c "CREATE DATABASE codegen OWNER codegen" >/dev/null
     echo "postgres: serving at $(url), pid $(pid)"
@@ -113,6 +131,7 @@ HBA
 case "${1:-}" in
     install) install ;;
     start) start ;;
+    restart) restart ;;
     stop) stop ;;
     url) url ;;
     status)
@@ -126,5 +145,5 @@ case "${1:-}" in
             exit 1
         fi
         ;;
-    *) echo "usage: $0 install|start|stop|status|url" >&2; exit 2 ;;
+    *) echo "usage: $0 install|start|stop|restart|status|url" >&2; exit 2 ;;
 esac

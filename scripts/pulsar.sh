@@ -4,13 +4,16 @@
 #   scripts/pulsar.sh install   fetch the broker's jars from Maven Central (cached in ~/.m2)
 #   scripts/pulsar.sh start     install if needed, start, wait until it serves (one retry)
 #   scripts/pulsar.sh stop      stop the broker started here, by its process id
+#   scripts/pulsar.sh restart   kill it (SIGKILL) and start it again on the same data
 #   scripts/pulsar.sh status    say whether it serves
 #   scripts/pulsar.sh token     print the path of the file holding the clients' token
 #
 # Ports: PULSAR_PORT (default 16650, the binary protocol), PULSAR_TLS_PORT (default 16651, the
 # binary protocol over TLS), PULSAR_WEB_PORT (default 18080, the admin API) and
 # PULSAR_BOOKIE_PORT (default 13181, its storage), all on 127.0.0.1. State lives in PULSAR_DIR
-# (default target/services/pulsar) and is wiped at each start. Needs Java 17 or later and Maven.
+# (default target/services/pulsar) and is wiped at each start; the broker's jars in PULSAR_LIB
+# (default PULSAR_DIR/lib), so that several brokers can share one copy. Needs Java 17 or later
+# and Maven.
 #
 # As a managed service is, the broker takes clients only with a token (a JWT signed with a
 # secret key made at each start, for the role `codegen`, in PULSAR_DIR/conf/token), on both
@@ -24,7 +27,7 @@ bookie_port="${PULSAR_BOOKIE_PORT:-13181}"
 tls_port="${PULSAR_TLS_PORT:-16651}"
 timeout_s="${PULSAR_START_TIMEOUT:-120}"
 tls_dir="${TLS_DIR:-$root/target/services/tls}"
-lib="$dir/lib"
+lib="${PULSAR_LIB:-$dir/lib}"
 pidfile="$dir/pulsar.pid"
 log="$dir/pulsar.log"
 
@@ -132,9 +135,15 @@ running_pid() {
     kill -0 "$pid" 2>/dev/null && echo "$pid"
 }
 
+# Starts the broker; with `keep`, on the data of the last run (as after a crash).
 launch() {
-    rm -rf "$dir/data"
-    mkdir -p "$dir/data"
+    local wipe=(--wipe-data)
+    if [ "${1:-}" = keep ]; then
+        wipe=()
+    else
+        rm -rf "$dir/data"
+        mkdir -p "$dir/data"
+    fi
     # JVM flags as in the distribution's bin/pulsar.
     setsid java -Xms256m -Xmx1g -XX:+UseG1GC \
         --add-opens java.base/java.io=ALL-UNNAMED \
@@ -151,10 +160,10 @@ launch() {
         -Dlog4j.configurationFile="$dir/conf/log4j2.properties" \
         -Dpulsar.log.dir="$dir" \
         -cp "$lib/*" org.apache.pulsar.PulsarStandaloneStarter \
-        --config "$dir/conf/standalone.conf" -nfw -nss --wipe-data \
+        --config "$dir/conf/standalone.conf" -nfw -nss "${wipe[@]}" \
         --metadata-dir "$dir/data/meta" --bookkeeper-dir "$dir/data/bk" \
         --bookkeeper-port "$bookie_port" \
-        >"$log" 2>&1 </dev/null &
+        >>"$log" 2>&1 </dev/null &
     echo $! >"$pidfile"
 }
 
@@ -181,6 +190,17 @@ stop() {
     rm -f "$pidfile"
 }
 
+# SIGKILL, as a crashed broker, then a start on the same data, configuration and token.
+restart() {
+    local pid
+    pid="$(running_pid)" || { echo "error: no broker started here to restart" >&2; exit 1; }
+    kill -9 "$pid"
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    launch keep
+    wait_ready "$(cat "$pidfile")" || exit 1
+    echo "pulsar: restarted, pid $(cat "$pidfile")"
+}
+
 start() {
     if running_pid >/dev/null && serves; then
         echo "pulsar: already serving on 127.0.0.1:$port"
@@ -205,7 +225,8 @@ case "${1:-}" in
     install) install ;;
     start) start ;;
     stop) stop ;;
+    restart) restart ;;
     status) if serves; then echo "pulsar: serving on 127.0.0.1:$port"; else echo "pulsar: not serving"; exit 1; fi ;;
     token) echo "$dir/conf/token" ;;
-    *) echo "usage: $0 install|start|stop|status|token" >&2; exit 2 ;;
+    *) echo "usage: $0 install|start|stop|restart|status|token" >&2; exit 2 ;;
 esac

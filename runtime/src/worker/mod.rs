@@ -2,6 +2,7 @@
 
 mod binary;
 pub(crate) mod ids;
+mod outage;
 mod service;
 mod workflows;
 

@@ -200,6 +200,7 @@ impl<Q: MessageQueue> ServiceWorker<Q> {
                 .then(|| (self.service.clone(), flow.holder.clone())),
         ));
         let mut running = tokio::task::JoinSet::new();
+        let mut outage = super::outage::Outage::default();
         while !*shutdown.borrow() {
             while running.try_join_next().is_some() {}
             let free = permits.available_permits();
@@ -216,10 +217,12 @@ impl<Q: MessageQueue> ServiceWorker<Q> {
             let deliveries = match flow.take(&topic, free).await {
                 Ok(Taken::Tasks(d)) => {
                     ready.set(Readiness::Ready);
+                    outage.reached("service");
                     d
                 }
                 Ok(Taken::Wait { ms, for_release }) => {
                     ready.set(Readiness::Ready);
+                    outage.reached("service");
                     tokio::select! {
                         () = flow.wait(ms, for_release) => {}
                         _ = shutdown.changed() => {}
@@ -229,8 +232,7 @@ impl<Q: MessageQueue> ServiceWorker<Q> {
                 Err(BackendError::Unavailable(message)) => {
                     ready.set(Readiness::Unavailable);
                     record::unavailable("service");
-                    tracing::warn!(%message, "backend unavailable; trying again");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    outage.wait("service", &message).await;
                     continue;
                 }
                 Err(err) => return Err(err),

@@ -190,17 +190,18 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
             self.options.retention.clone(),
             self.options.clock,
         )));
+        let mut outage = super::outage::Outage::default();
         while !*shutdown.borrow() {
             let handled = match self.round(lease).await {
                 Ok(handled) => {
                     ready.set(Readiness::Ready);
+                    outage.reached("workflow");
                     handled
                 }
                 Err(BackendError::Unavailable(message)) => {
                     ready.set(Readiness::Unavailable);
                     record::unavailable("workflow");
-                    tracing::warn!(%message, "backend unavailable; trying again");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    outage.wait("workflow", &message).await;
                     continue;
                 }
                 Err(err) => return Err(err),
