@@ -24,10 +24,10 @@
 //! worker in a process of its own on the same SQLite file (this benchmark run again as that
 //! process, as the generated `<name>-worker` runs beside a workflow worker), each with
 //! cross-process wake-ups on and off (then the other process is heard of when its idle wait,
-//! 200 ms, runs out).
+//! 200 ms, runs out). The distributed backend is measured in this process, then with the
+//! service workers in 1, 2 and 4 processes of their own: how the service side scales.
 
 use std::io::{BufRead, Write};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -190,7 +190,7 @@ async fn main() {
         let options = SqliteOptions::default().with_process_wakeups(wakeups);
         let sqlite = Arc::new(SqliteBackend::open_with(&db, options).unwrap());
         let service = if two_processes {
-            Service::Process(ServiceProcess::start(&db, &url, wakeups))
+            Service::Processes(vec![ServiceProcess::start(&db, &url, wakeups)])
         } else {
             Service::InProcess
         };
@@ -203,9 +203,7 @@ async fn main() {
     if selected(label) {
         metrics_on(label, &dir, &http).await;
     }
-    if selected("distributed") {
-        distributed(&http).await;
-    }
+    distributed(&http, &selected).await;
 }
 
 /// Plain HTTP calls at concurrency 64 for 3 s, printed under `label`.
@@ -255,14 +253,20 @@ async fn metrics_on(label: &str, dir: &tempfile::TempDir, http: &HttpClient) {
     );
 }
 
-/// The service worker in a process of its own: runs until its standard input closes.
+/// The service worker in a process of its own, on a SQLite file or a distributed backend's URL:
+/// runs until its standard input closes.
 async fn service_process(db: &str, url: &str, wakeups: bool) {
+    use codegen_runtime::backend::Backend;
     std::thread::spawn(|| {
         let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
         std::process::exit(0);
     });
-    let options = SqliteOptions::default().with_process_wakeups(wakeups);
-    let backend = Arc::new(SqliteBackend::open_with(db, options).unwrap());
+    let backend = Arc::new(if db.starts_with("postgres") {
+        Backend::open(db).await.unwrap()
+    } else {
+        let options = SqliteOptions::default().with_process_wakeups(wakeups);
+        Backend::Sqlite(SqliteBackend::open_with(db, options).unwrap())
+    });
     let mut handlers = Handlers::new();
     handlers.http::<Ping>(HttpClient::new(url.to_owned()));
     let service = ServiceWorker::new(backend, "bench", handlers, ServiceWorkerOptions::default());
@@ -273,16 +277,16 @@ async fn service_process(db: &str, url: &str, wakeups: bool) {
     running.await.unwrap();
 }
 
-/// Where the service worker runs.
+/// Where the service workers run.
 enum Service {
     InProcess,
-    Process(ServiceProcess),
+    Processes(Vec<ServiceProcess>),
 }
 
-/// A service worker running.
+/// The service workers running.
 enum Running {
     Task(tokio::task::JoinHandle<()>),
-    Process(ServiceProcess),
+    Processes(Vec<ServiceProcess>),
 }
 
 /// The service-worker process, killed when dropped (on a panic too); it also ends by itself
@@ -290,7 +294,7 @@ enum Running {
 struct ServiceProcess(Child);
 
 impl ServiceProcess {
-    fn start(db: &Path, url: &str, wakeups: bool) -> Self {
+    fn start(db: impl AsRef<std::ffi::OsStr>, url: &str, wakeups: bool) -> Self {
         let mut child = Self(
             Command::new(std::env::current_exe().unwrap())
                 .env(CHILD_DB, db)
@@ -323,37 +327,59 @@ impl Drop for ServiceProcess {
 
 /// The distributed backend, when this build and this machine have it.
 #[cfg(feature = "pulsar")]
-async fn distributed(http: &HttpClient) {
+async fn distributed(http: &HttpClient, selected: &dyn Fn(&str) -> bool) {
     use codegen_runtime::backend::Backend;
     let url = std::env::var("CODEGEN_BENCH_BACKEND").unwrap_or_else(|_| {
-        let run = std::process::id();
         // The broker of scripts/pulsar.sh takes clients with its token only.
         let token = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../target/services/pulsar/conf/token");
         format!(
-            "postgres://codegen:codegen@127.0.0.1:15432/codegen?schema=bench_{run}&pulsar=pulsar://127.0.0.1:16650&pulsar_token_file={}&pulsar_prefix=bench-{run}-",
+            "postgres://codegen:codegen@127.0.0.1:15432/codegen?pulsar=pulsar://127.0.0.1:16650&pulsar_token_file={}",
             token.display()
         )
     });
-    match Backend::open(&url).await {
-        Ok(backend) => {
-            measure(
-                "distributed backend (PostgreSQL + Pulsar standalone, loopback), one process",
-                Arc::new(backend),
-                http,
-                Service::InProcess,
-                300,
-            )
-            .await;
+    // Each case on a schema and topics of its own: in this process, then with the service
+    // workers in 1, 2 and 4 processes of their own (the workflow worker stays here).
+    let mut cases = vec![("one process".to_owned(), 0)];
+    cases.extend([1, 2, 4].map(|n| {
+        let s = if n == 1 { "" } else { "es" };
+        (format!("service workers in {n} process{s} of their own"), n)
+    }));
+    for (case, (shape, processes)) in cases.into_iter().enumerate() {
+        let label =
+            format!("distributed backend (PostgreSQL + Pulsar standalone, loopback), {shape}");
+        if !selected(&label) {
+            continue;
         }
-        Err(err) => println!(
-            "distributed backend not measured: {err} (start it with scripts/postgres.sh start && scripts/pulsar.sh start, or set CODEGEN_BENCH_BACKEND)"
-        ),
+        let run = std::process::id();
+        let url = format!("{url}&schema=bench_{run}_{case}&pulsar_prefix=bench-{run}-{case}-");
+        let backend = match Backend::open(&url).await {
+            Ok(backend) => Arc::new(backend),
+            Err(err) => {
+                println!(
+                    "distributed backend not measured: {err} (start it with scripts/postgres.sh start && scripts/pulsar.sh start, or set CODEGEN_BENCH_BACKEND)"
+                );
+                return;
+            }
+        };
+        let service = if processes == 0 {
+            Service::InProcess
+        } else {
+            Service::Processes(
+                (0..processes)
+                    .map(|_| ServiceProcess::start(&url, http.base_url(), true))
+                    .collect(),
+            )
+        };
+        measure(&label, backend, http, service, 300).await;
     }
 }
 
 #[cfg(not(feature = "pulsar"))]
-async fn distributed(_: &HttpClient) {
+async fn distributed(_: &HttpClient, selected: &dyn Fn(&str) -> bool) {
+    if !selected("distributed") {
+        return;
+    }
     println!(
         "distributed backend not measured: built without the `pulsar` feature (cargo bench -p codegen-runtime --features pulsar --bench runtime)"
     );
@@ -383,7 +409,7 @@ async fn measure<B: StateStore + MessageQueue>(
             let rx2 = rx.clone();
             Running::Task(tokio::spawn(async move { service.run(rx2).await.unwrap() }))
         }
-        Service::Process(process) => Running::Process(process),
+        Service::Processes(processes) => Running::Processes(processes),
     };
     let mut workflows = Workflows::new();
     workflows.register("fan_out", 1, |ctx: WorkflowContext, n: u64| async move {
@@ -441,7 +467,7 @@ async fn measure<B: StateStore + MessageQueue>(
         Running::Task(task) => {
             let _ = task.await;
         }
-        Running::Process(process) => drop(process),
+        Running::Processes(processes) => drop(processes),
     }
 
     println!("{label}");
