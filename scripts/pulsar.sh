@@ -206,6 +206,16 @@ start() {
         echo "pulsar: already serving on 127.0.0.1:$port"
         return
     fi
+    stop >/dev/null
+    # A broker this script did not start (another checkout's, or one left running) holds the
+    # ports: a second one would die at start with an obscure error from its storage.
+    local taken
+    for taken in "$port" "$tls_port" "$web_port" "$bookie_port"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$taken") 2>/dev/null; then
+            echo "error: 127.0.0.1:$taken is in use by another process (a broker started elsewhere?): stop it, or choose other ports with PULSAR_PORT, PULSAR_TLS_PORT, PULSAR_WEB_PORT and PULSAR_BOOKIE_PORT" >&2
+            exit 1
+        fi
+    done
     install
     write_config
     for try in 1 2; do
