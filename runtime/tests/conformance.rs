@@ -15,6 +15,9 @@ mod backends;
 mod inspect;
 #[path = "conformance/long_lived.rs"]
 mod long_lived;
+#[cfg(feature = "pulsar")]
+#[path = "conformance/outage.rs"]
+mod outage;
 #[path = "conformance/tls.rs"]
 mod tls;
 

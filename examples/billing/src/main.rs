@@ -16,7 +16,7 @@ use billing_demo::{services, workflow};
 use clap::{Args, Parser, Subcommand};
 use codegen_runtime::Client;
 use codegen_runtime::backend::sqlite::SqliteBackend;
-use codegen_runtime::backend::{Backend, Status};
+use codegen_runtime::backend::{Backend, BackendUrl, Status};
 use codegen_runtime::worker::{
     Retention, ServiceWorker, ServiceWorkerOptions, WorkflowWorker, WorkflowWorkerOptions,
     shutdown_signal,
@@ -131,6 +131,13 @@ struct RunDefaults {
     args: RunArgs,
 }
 
+/// Opens the backend of a worker process, waiting for it while it cannot be reached (a
+/// database or broker that is starting), as the generated workers do.
+async fn open(url: &str, role: &str) -> anyhow::Result<Backend> {
+    let url = BackendUrl::parse(url).map_err(anyhow::Error::msg)?;
+    Ok(Backend::open_when_available(&url, role).await?)
+}
+
 /// Retention is measured on the workers' clock, and the demo's months last milliseconds: the
 /// default 30 days would delete every ended subscription a second after it ended, before
 /// anyone reads it. The demo keeps them.
@@ -170,7 +177,7 @@ async fn main() -> anyhow::Result<()> {
             let handlers =
                 services::handlers(&service, &base_url, Duration::from_millis(timeout_ms))
                     .with_context(|| format!("no service `{service}`"))?;
-            let backend = Arc::new(Backend::open(&backend).await?);
+            let backend = Arc::new(open(&backend, "service").await?);
             let options = ServiceWorkerOptions {
                 lease: Duration::from_secs(3),
                 idle_wait: Duration::from_millis(50),
@@ -199,7 +206,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let _traces = codegen_runtime::telemetry::trace::init("billing-workflows")
                 .map_err(anyhow::Error::msg)?;
-            let backend = Arc::new(Backend::open(&backend).await?);
+            let backend = Arc::new(open(&backend, "workflow").await?);
             let mut workflows = Workflows::new();
             workflow::register(&mut workflows);
             let options = WorkflowWorkerOptions {

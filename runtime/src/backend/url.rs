@@ -277,6 +277,25 @@ impl Backend {
         Self::open_parsed(&BackendUrl::parse(url).map_err(BackendError::Invalid)?).await
     }
 
+    /// Opens a parsed backend URL for a long-running worker: while the backend cannot be
+    /// reached (the database is starting, the broker is restarting), tries again after 200 ms,
+    /// then twice as long each time up to 5 s, logging why at the first try and every eighth,
+    /// as running workers do. A URL that is wrong in itself ([`BackendError::Invalid`]) fails
+    /// at once. `role` names the worker in the log ("service", "workflow").
+    pub async fn open_when_available(url: &BackendUrl, role: &str) -> BackendResult<Self> {
+        let mut outage = crate::worker::Outage::default();
+        loop {
+            match Self::open_parsed(url).await {
+                Ok(backend) => {
+                    outage.reached(role);
+                    return Ok(backend);
+                }
+                Err(BackendError::Unavailable(message)) => outage.wait(role, &message).await,
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
     /// Opens a parsed backend URL.
     pub async fn open_parsed(url: &BackendUrl) -> BackendResult<Self> {
         match url {

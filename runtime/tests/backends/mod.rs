@@ -82,7 +82,7 @@ pub(crate) fn pulsar_token_file() -> std::path::PathBuf {
 /// followed by `extra` parameters.
 #[allow(
     dead_code,
-    reason = "kill.rs uses it; the conformance suite builds its own"
+    reason = "kill.rs and the conformance suite with the pulsar feature use it"
 )]
 pub(crate) fn distributed_url(extra: &str) -> String {
     let postgres = postgres_url();
