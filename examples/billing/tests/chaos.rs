@@ -33,7 +33,7 @@ async fn every_month_is_billed_once_through_failures_and_kills() {
     common::subscribe_all(&client).await;
 
     let mut rng = Rng::seeded();
-    let mut workers = Workers::start(&db.to_string_lossy(), &server, 1_000);
+    let mut workers = Workers::start(&db.to_string_lossy(), &server, 1_000, None);
     let mut kills = 0;
     for _ in 0..ROUNDS {
         tokio::time::sleep(Duration::from_millis(400 + rng.below(1200))).await;

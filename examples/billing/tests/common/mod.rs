@@ -1,9 +1,10 @@
 //! What the chaos tests share: the worker processes (stopped by a guard, also when a test
 //! fails), the subscriptions, and the checks of the ledger.
 
-#![allow(unreachable_pub)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,30 +25,37 @@ pub fn now_ms() -> i64 {
 }
 
 /// The worker processes: one per service, and the workflow worker last. Each is killed when
-/// the guard is dropped, also when a test fails.
+/// the guard is dropped. With a log folder, each process appends its log to `NAME.log` there.
 pub struct Workers {
     pub children: Vec<Child>,
     backend: String,
     urls: Vec<String>,
     clock_origin: i64,
     month_ms: u64,
+    logs: Option<PathBuf>,
 }
 
 impl Workers {
     /// Starts the workers on `backend`; a month of workflow time lasts `month_ms`.
-    pub fn start(backend: &str, server: &DemoServer, month_ms: u64) -> Self {
+    pub fn start(backend: &str, server: &DemoServer, month_ms: u64, logs: Option<&Path>) -> Self {
         let mut workers = Self {
             children: Vec::new(),
             backend: backend.to_owned(),
             urls: SERVICES.iter().map(|s| server.url(s)).collect(),
             clock_origin: now_ms(),
             month_ms,
+            logs: logs.map(Path::to_path_buf),
         };
         for which in 0..=SERVICES.len() {
             let child = workers.spawn(which);
             workers.children.push(child);
         }
         workers
+    }
+
+    /// The name of a worker process.
+    pub fn name(which: usize) -> &'static str {
+        SERVICES.get(which).copied().unwrap_or("workflows")
     }
 
     fn spawn(&self, which: usize) -> Child {
@@ -73,10 +81,23 @@ impl Workers {
         command
             .arg("--backend")
             .arg(&self.backend)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("billing-demo starts")
+            .stdout(Stdio::null());
+        match &self.logs {
+            Some(dir) => {
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join(format!("{}.log", Self::name(which))))
+                    .unwrap();
+                command
+                    .stderr(log)
+                    .env("RUST_LOG", "warn,codegen_runtime=info");
+            }
+            None => {
+                command.stderr(Stdio::null());
+            }
+        }
+        command.spawn().expect("billing-demo starts")
     }
 
     /// SIGKILLs worker `which` and starts it again.
@@ -85,6 +106,15 @@ impl Workers {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         self.children[which] = self.spawn(which);
+    }
+
+    /// Whether every worker still runs (none exited by itself).
+    pub fn all_running(&mut self) -> Vec<(&'static str, std::process::ExitStatus)> {
+        self.children
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(w, c)| c.try_wait().unwrap().map(|status| (Self::name(w), status)))
+            .collect()
     }
 }
 
