@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use billing_demo::server::{DemoServer, Faults};
 use codegen_runtime::Client;
 use codegen_runtime::backend::sqlite::SqliteBackend;
 use common::{MONTHS, Rng, USERS, Workers};
@@ -18,15 +16,7 @@ const ROUNDS: usize = 5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_month_is_billed_once_through_failures_and_kills() {
-    let faults = Faults {
-        error_rate: 0.2,
-        timeout_rate: 0.05,
-        hang: Duration::from_millis(800),
-        latency: Duration::from_millis(2),
-    };
-    let server = DemoServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), faults)
-        .await
-        .unwrap();
+    let server = common::faulty_server().await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("billing.db");
     let client = Client::new(Arc::new(SqliteBackend::open(&db).unwrap()));

@@ -13,13 +13,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use billing_demo::server::{DemoServer, Faults};
 use codegen_runtime::Client;
 use codegen_runtime::backend::{Backend, BackendError};
 use common::{MONTHS, Rng, USERS, Workers};
@@ -180,15 +178,7 @@ async fn every_month_is_billed_once_through_worker_kills_and_broker_and_database
         Err(err) => panic!("{test}: the backend does not open: {err}"),
     };
     let client = Client::new(backend);
-    let faults = Faults {
-        error_rate: 0.2,
-        timeout_rate: 0.05,
-        hang: Duration::from_millis(800),
-        latency: Duration::from_millis(2),
-    };
-    let server = DemoServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), faults)
-        .await
-        .unwrap();
+    let server = common::faulty_server().await;
     common::subscribe_all(&client).await;
 
     // The workers' logs; CODEGEN_CHAOS_KEEP_LOGS keeps them for a look afterwards.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use billing_demo::server::{DemoServer, Effect, Ledger};
+use billing_demo::server::{DemoServer, Effect, Faults, Ledger};
 use billing_demo::workflow::{self, Subscription};
 use codegen_runtime::Client;
 use codegen_runtime::backend::{Inspect, MessageQueue, StateStore, Status};
@@ -22,6 +22,21 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
+}
+
+/// The demo's services on a loopback port, failing as the chaos tests want: a fifth of the
+/// calls answer 5xx, one in twenty hangs for 800 ms (past the workers' 300 ms timeout), and every
+/// call takes 2 ms.
+pub async fn faulty_server() -> DemoServer {
+    let faults = Faults {
+        error_rate: 0.2,
+        timeout_rate: 0.05,
+        hang: Duration::from_millis(800),
+        latency: Duration::from_millis(2),
+    };
+    DemoServer::start(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), faults)
+        .await
+        .unwrap()
 }
 
 /// The worker processes: one per service, and the workflow worker last. Each is killed when
