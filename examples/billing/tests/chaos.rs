@@ -27,15 +27,7 @@ async fn every_month_is_billed_once_through_failures_and_kills() {
     let mut kills = 0;
     for _ in 0..ROUNDS {
         tokio::time::sleep(Duration::from_millis(400 + rng.below(1200))).await;
-        // Kill a random half of the processes (at least one), then start them again.
-        let count = workers.children.len();
-        let first = rng.below(count as u64) as usize;
-        for w in 0..count {
-            if w == first || rng.below(2) == 0 {
-                workers.kill_and_restart(w);
-                kills += 1;
-            }
-        }
+        kills += workers.kill_random_half(&mut rng);
     }
     let progress = server.ledger().payments.len();
     println!(

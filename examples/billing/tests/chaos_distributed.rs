@@ -220,16 +220,7 @@ async fn every_month_is_billed_once_through_worker_kills_and_broker_and_database
         tokio::time::sleep(Duration::from_millis(500 + rng.below(2_000))).await;
         let at = started.elapsed();
         match fault {
-            Fault::KillWorkers => {
-                let count = workers.children.len();
-                let first = rng.below(count as u64) as usize;
-                for w in 0..count {
-                    if w == first || rng.below(2) == 0 {
-                        workers.kill_and_restart(w);
-                        kills += 1;
-                    }
-                }
-            }
+            Fault::KillWorkers => kills += workers.kill_random_half(&mut rng),
             Fault::RestartPostgres => services.run("postgres", "restart").unwrap(),
             Fault::RestartBroker => services.run("pulsar", "restart").unwrap(),
         }

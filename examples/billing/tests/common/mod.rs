@@ -123,6 +123,21 @@ impl Workers {
         self.children[which] = self.spawn(which);
     }
 
+    /// SIGKILLs a random half of the workers (at least one) and starts them again; returns how
+    /// many it killed.
+    pub fn kill_random_half(&mut self, rng: &mut Rng) -> usize {
+        let count = self.children.len();
+        let first = rng.below(count as u64) as usize;
+        let mut kills = 0;
+        for w in 0..count {
+            if w == first || rng.below(2) == 0 {
+                self.kill_and_restart(w);
+                kills += 1;
+            }
+        }
+        kills
+    }
+
     /// Whether every worker still runs (none exited by itself).
     pub fn all_running(&mut self) -> Vec<(&'static str, std::process::ExitStatus)> {
         self.children
