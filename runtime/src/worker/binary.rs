@@ -322,9 +322,10 @@ fn run(binary: &ServiceBinary, matches: &clap::ArgMatches) -> Result<(), String>
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async {
         let shown = backend.display();
-        let backend = Arc::new(Backend::open_when_available(&backend, "service")
-                .await
-                .map_err(|e| e.to_string())?);
+        let backend = Backend::open_when_available(&backend, "service")
+            .await
+            .map_err(|e| e.to_string())?;
+        let backend = Arc::new(backend);
         if options.metrics_listen.is_some() {
             crate::telemetry::watch_queues(backend.clone())?;
         }

@@ -17,7 +17,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Forwards every connection to `port` to the test server at `to`, until aborted.
+/// Forwards every connection `listener` accepts to the server at `to`, until aborted.
 fn forward(listener: tokio::net::TcpListener, to: String) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Ok((mut inbound, _)) = listener.accept().await {
