@@ -5,8 +5,10 @@
 //! others that share the file (see `backend/wake.rs`).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+
+mod thread;
 
 use super::flow::{self, FlowLimits, Grant};
 use super::wake::{Waiters, Wake};
@@ -17,6 +19,7 @@ use super::{
 use crate::time::now_ms;
 use crate::workflow::HistoryEvent;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use thread::ConnectionThread;
 
 const SCHEMA_VERSION: i64 = 3;
 
@@ -126,9 +129,9 @@ pub struct SqliteBackend {
 struct Inner {
     path: PathBuf,
     /// Writes, and reads that must see them in the same transaction.
-    conn: Mutex<Connection>,
+    conn: ConnectionThread,
     /// Reads that need no transaction with writes; in WAL mode they do not wait for writers.
-    reader: Mutex<Connection>,
+    reader: ConnectionThread,
     /// The waiters of this process.
     waiters: Arc<Waiters>,
     /// Tells other processes on the file of this one's commits, and wakes `waiters` for theirs.
@@ -216,9 +219,9 @@ impl SqliteBackend {
         };
         Ok(Self {
             inner: Arc::new(Inner {
+                conn: ConnectionThread::start(conn, path.clone(), "writer")?,
+                reader: ConnectionThread::start(reader, path.clone(), "reader")?,
                 path,
-                conn: Mutex::new(conn),
-                reader: Mutex::new(reader),
                 waiters,
                 wake,
             }),
@@ -243,34 +246,20 @@ impl SqliteBackend {
         self.inner.wake.clone()
     }
 
-    /// Runs `f` with the read connection on a blocking thread.
+    /// Runs `f` with the read connection, on its thread.
     pub(super) async fn with_reader<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection, &Path) -> BackendResult<T> + Send + 'static,
     ) -> BackendResult<T> {
-        self.on_connection(|inner| &inner.reader, f).await
+        self.inner.reader.call(f).await
     }
 
-    /// Runs `f` with the write connection on a blocking thread.
+    /// Runs `f` with the write connection, on its thread.
     async fn with_conn<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection, &Path) -> BackendResult<T> + Send + 'static,
     ) -> BackendResult<T> {
-        self.on_connection(|inner| &inner.conn, f).await
-    }
-
-    async fn on_connection<T: Send + 'static>(
-        &self,
-        which: fn(&Inner) -> &Mutex<Connection>,
-        f: impl FnOnce(&mut Connection, &Path) -> BackendResult<T> + Send + 'static,
-    ) -> BackendResult<T> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = which(&inner).lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut conn, &inner.path)
-        })
-        .await
-        .map_err(|e| BackendError::Unavailable(format!("the database thread failed: {e}")))?
+        self.inner.conn.call(f).await
     }
 }
 
