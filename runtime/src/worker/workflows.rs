@@ -130,13 +130,17 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         }
     }
 
+    /// Takes what this worker remembers of instance `id`: the commit of its activation puts it
+    /// back (see [`Self::remember`]); an activation that commits nothing leaves it to be read
+    /// from the backend next time.
     fn cached(&self, id: &str) -> Option<(InstanceInfo, History)> {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.get(id).cloned()
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.remove(id)
     }
 
-    /// Remembers the histories that `commits` leave behind.
-    fn remember(&self, commits: &[Commit], before: &HashMap<String, History>) {
+    /// Remembers the histories that `commits` leave behind, each `before` them plus their
+    /// events.
+    fn remember(&self, commits: &[Commit], mut before: HashMap<String, History>) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() > CACHED_HISTORIES {
             cache.clear();
@@ -147,8 +151,9 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                 cache.remove(id);
                 continue;
             }
-            let Some(old) = before.get(id) else { continue };
-            let mut history = old.clone();
+            let Some(mut history) = before.remove(id) else {
+                continue;
+            };
             if let Some(keep) = commit.truncate_to {
                 history.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
             }
@@ -264,7 +269,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         match committed {
             Ok(()) => {
                 count_transitions(&commits, &prior);
-                self.remember(&commits, &before);
+                self.remember(&commits, before);
             }
             // Another worker changed one of them since this one read it (it handled the
             // instance's previous news, or a lease ran out): commit the others alone, and
