@@ -26,6 +26,13 @@
 //! cross-process wake-ups on and off (then the other process is heard of when its idle wait,
 //! 200 ms, runs out). The distributed backend is measured in this process, then with the
 //! service workers in 1, 2 and 4 processes of their own: how the service side scales.
+//!
+//! A peer is measured beside them, on the same workloads against the same server: duroxide
+//! 0.1.32 with its SQLite provider and the runtime options its documentation gives, by the
+//! program in `benches/peers/duroxide` (a workspace of its own: its `sqlx` links another SQLite
+//! than the runtime's `rusqlite`). The case builds it with `cargo run --release` into `peers`
+//! under the target directory (minutes the first time; its build needs OpenSSL's headers,
+//! `libssl-dev`) and prints what it prints; when it cannot be built or run, a line says so.
 
 use std::io::{BufRead, Write};
 use std::process::{Child, Command, Stdio};
@@ -33,89 +40,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use codegen_runtime::__private::{Bytes, HttpOperation, RequestParts, decode};
+use codegen_runtime::Client;
 use codegen_runtime::backend::sqlite::{SqliteBackend, SqliteOptions};
 use codegen_runtime::backend::{MessageQueue, StateStore};
 use codegen_runtime::http::HttpClient;
-use codegen_runtime::worker::{
-    Handlers, ServiceWorker, ServiceWorkerOptions, WorkflowWorker, WorkflowWorkerOptions,
-};
-use codegen_runtime::workflow::{WorkflowContext, WorkflowError, Workflows, join_all};
-use codegen_runtime::{Client, Task, TaskError};
-use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use codegen_runtime::worker::{Handlers, ServiceWorker, ServiceWorkerOptions};
+use codegen_runtime::workflow::Workflows;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// `GET /ping/{n}`, answered with `n`.
-#[derive(Debug, Serialize, Deserialize)]
-struct Ping {
-    n: u64,
-}
-
-impl Task for Ping {
-    type Output = u64;
-    const SERVICE: &'static str = "bench";
-    const NAME: &'static str = "ping";
-    const IDEMPOTENT: bool = true;
-}
-
-impl HttpOperation for Ping {
-    const METHOD: &'static str = "GET";
-
-    fn build(&self, request: &mut RequestParts) -> Result<(), TaskError> {
-        request.path("/ping/");
-        request.path_param("n", &self.n)
-    }
-
-    fn decode(_status: u16, body: Bytes) -> Result<u64, TaskError> {
-        decode::json(body)
-    }
-}
-
-async fn serve(listener: TcpListener) {
-    while let Ok((stream, _)) = listener.accept().await {
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(async move {
-            let (read, mut write) = stream.into_split();
-            let mut read = BufReader::new(read);
-            let mut line = String::new();
-            loop {
-                line.clear();
-                if read.read_line(&mut line).await.unwrap_or(0) == 0 {
-                    return;
-                }
-                let n = line
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|t| t.rsplit('/').next())
-                    .unwrap_or("0")
-                    .to_owned();
-                loop {
-                    let mut h = String::new();
-                    if read.read_line(&mut h).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if h.trim_end().is_empty() {
-                        break;
-                    }
-                }
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{n}",
-                    n.len()
-                );
-                if write.write_all(reply.as_bytes()).await.is_err() {
-                    return;
-                }
-            }
-        });
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
+mod common;
+use common::{InProcess, Ping};
 
 /// Set in the environment of the service-worker process: the database, the HTTP server, and
 /// whether cross-process wake-ups are on (`1`) or off (`0`).
@@ -148,7 +83,7 @@ async fn main() {
     let selected = |label: &str| filters.is_empty() || filters.iter().any(|f| label.contains(f));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(listener));
+    tokio::spawn(common::serve(listener, |_| {}));
     println!("runtime benchmark, 2 worker threads per process");
 
     // 1. Plain HTTP calls, no runtime.
@@ -202,6 +137,10 @@ async fn main() {
         "embedded backend (SQLite, synchronous=FULL), one process, metrics on (served at /metrics)";
     if selected(label) {
         metrics_on(label, &dir, &http).await;
+    }
+    if selected(DUROXIDE) {
+        let url = url.clone();
+        let _ = tokio::task::spawn_blocking(move || duroxide_peer(&url)).await;
     }
     distributed(&http, &selected).await;
 }
@@ -283,12 +222,6 @@ enum Service {
     Processes(Vec<ServiceProcess>),
 }
 
-/// The service workers running.
-enum Running {
-    Task(tokio::task::JoinHandle<()>),
-    Processes(Vec<ServiceProcess>),
-}
-
 /// The service-worker process, killed when dropped (on a panic too); it also ends by itself
 /// when this process dies, as its standard input closes.
 struct ServiceProcess(Child);
@@ -322,6 +255,65 @@ impl Drop for ServiceProcess {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// The label of the duroxide peer's results, as `benches/peers/duroxide` prints it.
+const DUROXIDE: &str = "duroxide 0.1.32 (SQLite provider), its documented tuning";
+
+/// duroxide on the same workloads against the server at `url`: its program built and run by
+/// `cargo run`, its output printed line by line. A program that cannot be built or fails is
+/// reported in a line (its errors are on stderr).
+fn duroxide_peer(url: &str) {
+    let manifest_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| manifest_dir.join("../target"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let spawned = Command::new(cargo)
+        .args(["run", "--release", "--quiet", "--manifest-path"])
+        .arg(manifest_dir.join("benches/peers/duroxide/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target.join("peers"))
+        .arg("--")
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn();
+    let mut peer = match spawned {
+        Ok(child) => PeerProcess(child),
+        Err(err) => {
+            println!("duroxide peer not measured: cargo could not be run ({err})");
+            return;
+        }
+    };
+    if let Some(stdout) = peer.0.stdout.take() {
+        for line in std::io::BufReader::new(stdout).lines() {
+            match line {
+                Ok(line) => println!("{line}"),
+                Err(_) => break,
+            }
+        }
+    }
+    match peer.0.wait() {
+        Ok(status) if status.success() => {}
+        Ok(status) => println!(
+            "duroxide peer not measured: `cargo run` of benches/peers/duroxide ended with {status}"
+        ),
+        Err(err) => println!("duroxide peer not measured: waiting for it failed ({err})"),
+    }
+}
+
+/// The duroxide peer (`cargo run`, which becomes the program), killed when dropped: on a panic,
+/// or when this benchmark is stopped while it runs.
+struct PeerProcess(Child);
+
+impl Drop for PeerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
 
@@ -394,92 +386,20 @@ async fn measure<B: StateStore + MessageQueue>(
     service: Service,
     runs: u64,
 ) {
-    let (stop, rx) = watch::channel(false);
-    // The in-process service worker's task, or the process, to stop at the end.
-    let service = match service {
-        Service::InProcess => {
-            let mut handlers = Handlers::new();
-            handlers.http::<Ping>(http.clone());
-            let service = ServiceWorker::new(
-                backend.clone(),
-                "bench",
-                handlers,
-                ServiceWorkerOptions::default(),
-            );
-            let rx2 = rx.clone();
-            Running::Task(tokio::spawn(async move { service.run(rx2).await.unwrap() }))
-        }
-        Service::Processes(processes) => Running::Processes(processes),
-    };
+    const W2: (u64, u64) = (40, 250);
     let mut workflows = Workflows::new();
-    workflows.register("fan_out", 1, |ctx: WorkflowContext, n: u64| async move {
-        let calls = (0..n).map(|i| ctx.call(&Ping { n: i })).collect();
-        let results = join_all(calls).await;
-        Ok::<_, WorkflowError>(results.into_iter().filter(Result::is_ok).count())
-    });
-    workflows.register(
-        "three_steps",
-        1,
-        |ctx: WorkflowContext, n: u64| async move {
-            let a = ctx.call(&Ping { n }).await?;
-            let b = ctx.call(&Ping { n: a + 1 }).await?;
-            Ok::<_, WorkflowError>(ctx.call(&Ping { n: b + 1 }).await?)
-        },
-    );
-    let engine = WorkflowWorker::new(backend.clone(), workflows, WorkflowWorkerOptions::default());
-    let engine = tokio::spawn(async move { engine.run(rx).await.unwrap() });
+    common::register(&mut workflows);
+    // The service worker runs in this process, or in the processes stopped at the end.
+    let (workers, processes) = match service {
+        Service::InProcess => (
+            InProcess::start(&backend, Some(http), workflows),
+            Vec::new(),
+        ),
+        Service::Processes(processes) => (InProcess::start(&backend, None, workflows), processes),
+    };
     let client = Client::new(backend.clone());
-
-    // 2. Durable task executions per second.
-    let (instances, fan_out) = (40u64, 250u64);
-    let started = Instant::now();
-    let mut ids = Vec::new();
-    for i in 0..instances {
-        ids.push(
-            client
-                .start("fan_out", Some(&format!("fan-{i}")), &fan_out)
-                .await
-                .unwrap(),
-        );
-    }
-    for id in &ids {
-        let ok: u64 = client.result(id, Duration::from_secs(300)).await.unwrap();
-        assert_eq!(ok, fan_out);
-    }
-    let durable = (instances * fan_out) as f64 / started.elapsed().as_secs_f64();
-
-    // 3. Three sequential steps, one workflow at a time.
-    let mut latencies = Vec::new();
-    for i in 0..runs {
-        let started = Instant::now();
-        let id = client
-            .start("three_steps", Some(&format!("seq-{i}")), &i)
-            .await
-            .unwrap();
-        let out: u64 = client.result(&id, Duration::from_secs(30)).await.unwrap();
-        assert_eq!(out, i + 2);
-        latencies.push(started.elapsed());
-    }
-    latencies.sort();
-    let _ = stop.send(true);
-    let _ = engine.await;
-    match service {
-        Running::Task(task) => {
-            let _ = task.await;
-        }
-        Running::Processes(processes) => drop(processes),
-    }
-
-    println!("{label}");
-    println!(
-        "  {:<56} {:>10.0}/s",
-        format!("durable task executions ({instances} workflows x {fan_out} tasks)"),
-        durable
-    );
-    println!(
-        "  {:<56} p50 {:>6.2} ms   p99 {:>6.2} ms",
-        format!("three-step workflow, start to result ({runs} runs)"),
-        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3
-    );
+    let figures = common::workloads(&client, "", W2, runs).await;
+    workers.stop().await;
+    drop(processes);
+    common::print(label, &figures, W2);
 }
