@@ -304,8 +304,8 @@ fn duroxide_peer(url: &str) {
     }
 }
 
-/// The duroxide peer (`cargo run`, which becomes the program), killed when dropped: on a panic,
-/// or when this benchmark is stopped while it runs.
+/// The duroxide peer (`cargo run`, which becomes the program), killed when dropped, on a panic
+/// too; Ctrl-C reaches it with the benchmark, in the same process group.
 struct PeerProcess(Child);
 
 impl Drop for PeerProcess {
