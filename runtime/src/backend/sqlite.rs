@@ -423,6 +423,28 @@ pub(super) fn read_instance(
     Ok(decoded)
 }
 
+/// Takes the due messages of up to `?4` instances that no worker holds, found among the
+/// `?4 * 8` oldest due messages (by the `messages_due` index, without reading the rest).
+const INSTANCES_AMONG_OLDEST: &str = "UPDATE messages SET leased_until = ?3 WHERE topic = ?1 AND deliver_at <= ?2 AND leased_until <= ?2
+   AND key IN (SELECT key FROM (SELECT key, seq FROM messages WHERE topic = ?1 AND deliver_at <= ?2 AND leased_until <= ?2
+       ORDER BY deliver_at, seq LIMIT ?4 * 8) m
+     WHERE NOT EXISTS (SELECT 1 FROM messages h WHERE h.topic = ?1 AND h.key = m.key AND h.leased_until > ?2)
+     GROUP BY key ORDER BY MIN(seq) LIMIT ?4)
+ RETURNING seq, id, key, body, deliver_at";
+
+/// The same among every due message: when the oldest all belong to instances being handled.
+const INSTANCES_AMONG_ALL: &str = "UPDATE messages SET leased_until = ?3 WHERE topic = ?1 AND deliver_at <= ?2 AND leased_until <= ?2
+   AND key IN (SELECT key FROM messages m WHERE topic = ?1 AND deliver_at <= ?2 AND leased_until <= ?2
+     AND NOT EXISTS (SELECT 1 FROM messages h WHERE h.topic = ?1 AND h.key = m.key AND h.leased_until > ?2)
+     GROUP BY key ORDER BY MIN(seq) LIMIT ?4)
+ RETURNING seq, id, key, body, deliver_at";
+
+/// Takes up to `?4` due task messages, oldest first.
+const TASKS: &str =
+    "UPDATE messages SET leased_until = ?3 WHERE seq IN (SELECT seq FROM messages WHERE topic = ?1
+   AND deliver_at <= ?2 AND leased_until <= ?2 ORDER BY deliver_at, seq LIMIT ?4)
+ RETURNING seq, id, key, body, deliver_at";
+
 /// Takes the due messages of a topic under a lease, in one transaction.
 fn receive_in(
     conn: &mut Connection,
@@ -755,27 +777,29 @@ impl MessageQueue for SqliteBackend {
         self.with_conn(move |conn, path| {
             let now = now_ms();
             let lease = now + lease_ms;
-            let max = i64::try_from(max).unwrap_or(i64::MAX);
-            let sql = match topic {
-                // Whole instances: every due message of up to `max` instances that no one holds.
-                Topic::Workflows => {
-                    "UPDATE messages SET leased_until = ?3 WHERE topic = ?1 AND deliver_at <= ?2 AND leased_until <= ?2
-                       AND key IN (SELECT key FROM messages m WHERE topic = ?1 AND deliver_at <= ?2 AND leased_until <= ?2
-                         AND NOT EXISTS (SELECT 1 FROM messages h WHERE h.topic = ?1 AND h.key = m.key AND h.leased_until > ?2)
-                         GROUP BY key ORDER BY MIN(seq) LIMIT ?4)
-                     RETURNING seq, id, key, body, deliver_at"
-                }
-                Topic::Tasks(_) => {
-                    "UPDATE messages SET leased_until = ?3 WHERE seq IN (SELECT seq FROM messages WHERE topic = ?1
-                       AND deliver_at <= ?2 AND leased_until <= ?2 ORDER BY deliver_at, seq LIMIT ?4)
-                     RETURNING seq, id, key, body, deliver_at"
-                }
-            };
+            // Bounded so that the window of the oldest (`?4 * 8`) stays an integer.
+            let max = i64::try_from(max).unwrap_or(i64::MAX).min(i64::MAX / 8);
             // A lease lost to a power cut only means a second delivery, which at-least-once
             // delivery allows: taking one need not wait for the disk.
-            conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| error(path, e))?;
-            let result = receive_in(conn, path, &topic, sql, now, lease, max);
-            conn.pragma_update(None, "synchronous", "FULL").map_err(|e| error(path, e))?;
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(|e| error(path, e))?;
+            let result = match topic {
+                // Whole instances: every due message of up to `max` instances that no one
+                // holds, chosen among the oldest due messages first, so that a backlog of
+                // thousands costs a receive what a short one does; only when those all belong
+                // to instances being handled is every due message looked at.
+                Topic::Workflows => {
+                    match receive_in(conn, path, &topic, INSTANCES_AMONG_OLDEST, now, lease, max) {
+                        Ok(none) if none.is_empty() => {
+                            receive_in(conn, path, &topic, INSTANCES_AMONG_ALL, now, lease, max)
+                        }
+                        other => other,
+                    }
+                }
+                Topic::Tasks(_) => receive_in(conn, path, &topic, TASKS, now, lease, max),
+            };
+            conn.pragma_update(None, "synchronous", "FULL")
+                .map_err(|e| error(path, e))?;
             result
         })
         .await
