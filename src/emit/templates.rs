@@ -234,7 +234,7 @@ impl<'a> OperationsRs<'a> {
             BodyEncoding::Bytes => vec![call("bytes", false)],
             BodyEncoding::Multipart => {
                 let fields = match &body.ty {
-                    TypeRef::Named(id) => match &self.api.types[id.0].kind {
+                    TypeRef::Named(id) => match &self.api.definition(*id).kind {
                         TypeKind::Struct {
                             fields,
                             additional: None,

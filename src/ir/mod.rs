@@ -5,10 +5,12 @@
 //! (see [`names`]), and every item keeps the wire name the spec gave it. Items are in spec order,
 //! so rendering the same IR always gives the same bytes.
 
+mod merge;
 pub mod names;
 mod recursion;
 pub mod select;
 
+pub use merge::merge_identical_types;
 pub use recursion::box_recursive_fields;
 
 /// A whole API: what one generated crate serves.
@@ -40,6 +42,21 @@ pub struct Api {
     pub grpc_descriptor: Option<Vec<u8>>,
     /// The security schemes of `components.securitySchemes`, in spec order.
     pub security_schemes: Vec<SecurityScheme>,
+}
+
+impl Api {
+    /// The definition a use of type `id` stands for: the type itself, or, for an alias of
+    /// another named type, the one at the end of the chain.
+    pub fn definition(&self, mut id: TypeId) -> &TypeDef {
+        // A chain longer than the number of types has come back on itself.
+        for _ in 0..self.types.len() {
+            match &self.types[id.0].kind {
+                TypeKind::Alias(TypeRef::Named(next)) => id = *next,
+                _ => break,
+            }
+        }
+        &self.types[id.0]
+    }
 }
 
 /// A security scheme: how credentials are sent.

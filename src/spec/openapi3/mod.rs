@@ -9,7 +9,9 @@ use openapiv3::{OpenAPI, ReferenceOr, Schema};
 use crate::Result;
 use crate::error::{Error, excerpt, excerpt_pointer, pointer_token};
 use crate::ir::names::{RESERVED_TYPES, Scope, pascal_ident, snake_ident};
-use crate::ir::{Api, TypeDef, TypeId, TypeKind, TypeRef, box_recursive_fields};
+use crate::ir::{
+    Api, TypeDef, TypeId, TypeKind, TypeRef, box_recursive_fields, merge_identical_types,
+};
 
 use super::ReadOptions;
 use super::skips::Skips;
@@ -74,6 +76,7 @@ pub(super) fn read(path: &Path, doc: &OpenAPI, options: &ReadOptions, skips: Ski
         grpc_descriptor: None,
         security_schemes,
     };
+    merge_identical_types(&mut api);
     box_recursive_fields(&mut api);
     Ok(api)
 }
