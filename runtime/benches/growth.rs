@@ -53,13 +53,7 @@ fn on_request(n: u64) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    common::init_logging();
     let mut parts = Vec::new();
     let mut sizes = vec![10_000u64, 100_000];
     let mut timers = 100_000u64;

@@ -60,14 +60,7 @@ const CHILD_WAKEUPS: &str = "CODEGEN_BENCH_SERVICE_WAKEUPS";
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    // Warnings of the runtime (a backend that stalls says why), on stderr.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    common::init_logging();
     if let (Ok(db), Ok(url), Ok(wakeups)) = (
         std::env::var(CHILD_DB),
         std::env::var(CHILD_URL),

@@ -12,6 +12,18 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
+/// Prints the runtime's warnings (a backend that stalls says why) on stderr; `RUST_LOG` chooses
+/// more.
+pub(crate) fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// `GET /ping/{n}`, answered with `n`.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Ping {
