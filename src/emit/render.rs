@@ -2,7 +2,7 @@
 
 use crate::ir::{
     Api, Body, EnumVariant, Field, Operation, Param, ParamLocation, Primitive, SchemeKind,
-    StatusMatch, StatusVariant, TypeDef, TypeRef, UnionVariant,
+    StatusMatch, StatusVariant, TypeDef, TypeKind, TypeRef, UnionVariant,
 };
 
 /// Rendering helpers bound to one API.
@@ -53,13 +53,28 @@ impl Render<'_> {
         }
     }
 
-    /// The doc comment of a type.
+    /// The doc comment of a type: its description, or where it came from; an alias made by
+    /// merging types of one shape also names the type it stands for.
     pub(crate) fn type_doc(&self, t: &TypeDef) -> String {
         let fallback = match t.origin.strip_prefix("#/components/schemas/") {
             Some(name) => format!("The `{name}` schema."),
             None => format!("The schema at `{}`.", t.origin),
         };
-        doc(t.doc.as_deref(), &fallback)
+        let text = t
+            .doc
+            .as_deref()
+            .filter(|d| !d.trim().is_empty())
+            .unwrap_or(&fallback);
+        match &t.kind {
+            TypeKind::Alias(TypeRef::Named(kept)) if t.merged => doc(
+                Some(&format!(
+                    "{text}\n\nAnother name for [`{}`]: the description gives both the same shape.",
+                    self.api.types[kept.0].name
+                )),
+                "",
+            ),
+            _ => doc(Some(text), ""),
+        }
     }
 
     /// The doc comment of a struct field: its description, or none (a sentence that repeated
@@ -439,6 +454,61 @@ pub(crate) fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ir::TypeId;
+
+    #[test]
+    fn a_merged_alias_names_the_type_it_stands_for_after_its_own_text() {
+        let def = |name: &str, origin: &str, doc: Option<&str>, kind| TypeDef {
+            name: name.to_owned(),
+            origin: origin.to_owned(),
+            doc: doc.map(str::to_owned),
+            kind,
+            merged: false,
+        };
+        let mut api = Api::of_types(vec![
+            def(
+                "User",
+                "#/components/schemas/user",
+                None,
+                TypeKind::Enum {
+                    variants: Vec::new(),
+                    other: "Other".to_owned(),
+                },
+            ),
+            def(
+                "Author",
+                "#/components/schemas/author",
+                None,
+                TypeKind::Alias(TypeRef::Named(TypeId(0))),
+            ),
+            def(
+                "IssueUser",
+                "#/paths/~1a/x",
+                Some("Who opened it."),
+                TypeKind::Alias(TypeRef::Named(TypeId(0))),
+            ),
+            def(
+                "Owner",
+                "#/components/schemas/owner",
+                None,
+                TypeKind::Alias(TypeRef::Named(TypeId(0))),
+            ),
+        ]);
+        api.types[1].merged = true;
+        api.types[2].merged = true;
+        let render = Render { api: &api };
+        let note = "Another name for [`User`]: the description gives both the same shape.";
+        assert_eq!(
+            render.type_doc(&api.types[1]),
+            format!("/// The `author` schema.\n///\n/// {note}")
+        );
+        assert_eq!(
+            render.type_doc(&api.types[2]),
+            format!("/// Who opened it.\n///\n/// {note}")
+        );
+        // An alias the description itself wrote says nothing more.
+        assert_eq!(render.type_doc(&api.types[3]), "/// The `owner` schema.");
+    }
 
     #[test]
     fn doc_comments_cannot_be_escaped() {

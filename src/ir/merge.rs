@@ -56,16 +56,9 @@ pub fn merge_identical_types(api: &mut Api) -> usize {
     for index in 0..count {
         let kept = resolve(&into, index);
         if kept != index {
-            let note = format!(
-                "Another name for [`{}`]: the description gives both the same shape.",
-                api.types[kept].name
-            );
             let t = &mut api.types[index];
-            t.doc = Some(match t.doc.take().filter(|d| !d.trim().is_empty()) {
-                Some(doc) => format!("{doc}\n\n{note}"),
-                None => format!("The schema at `{}`. {note}", t.origin),
-            });
             t.kind = TypeKind::Alias(TypeRef::Named(TypeId(kept)));
+            t.merged = true;
             aliases += 1;
         }
     }
@@ -177,6 +170,7 @@ mod tests {
             origin: origin.to_owned(),
             doc: Some(format!("{name}'s own text")),
             kind,
+            merged: false,
         }
     }
 
@@ -211,23 +205,6 @@ mod tests {
         }
     }
 
-    fn api(types: Vec<TypeDef>) -> Api {
-        Api {
-            crate_name: "t".to_owned(),
-            service: "t".to_owned(),
-            title: "t".to_owned(),
-            version: "1".to_owned(),
-            description: None,
-            default_base_url: None,
-            types,
-            operations: Vec::new(),
-            notes: Vec::new(),
-            warnings: Vec::new(),
-            grpc_descriptor: None,
-            security_schemes: Vec::new(),
-        }
-    }
-
     fn alias_target(api: &Api, index: usize) -> Option<usize> {
         match &api.types[index].kind {
             TypeKind::Alias(TypeRef::Named(id)) => Some(id.0),
@@ -237,7 +214,7 @@ mod tests {
 
     #[test]
     fn copies_whose_fields_are_copies_merge_into_the_component_schema() {
-        let mut api = api(vec![
+        let mut api = Api::of_types(vec![
             def("IssueUserType", "#/paths/~1a/x/type", kind_enum()),
             def("IssueUser", "#/paths/~1a/x", user(0)),
             def("UserType", "#/components/schemas/user/type", kind_enum()),
@@ -247,12 +224,8 @@ mod tests {
         assert_eq!(alias_target(&api, 0), Some(2));
         assert_eq!(alias_target(&api, 1), Some(3));
         assert!(matches!(api.types[3].kind, TypeKind::Struct { .. }));
-        assert_eq!(
-            api.types[1].doc.as_deref(),
-            Some(
-                "IssueUser's own text\n\nAnother name for [`User`]: the description gives both the same shape."
-            )
-        );
+        assert!(api.types[1].merged && !api.types[3].merged);
+        assert_eq!(api.types[1].doc.as_deref(), Some("IssueUser's own text"));
         assert_eq!(api.types[1].name, "IssueUser");
     }
 
@@ -270,7 +243,7 @@ mod tests {
         if let TypeKind::Struct { fields, .. } = &mut described {
             fields[0].doc = Some("The login.".to_owned());
         }
-        let mut api = api(vec![
+        let mut api = Api::of_types(vec![
             def("Type", "#/components/schemas/type", kind_enum()),
             def("A", "#/components/schemas/a", user(0)),
             def("B", "#/components/schemas/b", renamed),
@@ -291,7 +264,7 @@ mod tests {
             )],
             additional: None,
         };
-        let mut api = api(vec![
+        let mut api = Api::of_types(vec![
             def("A", "#/components/schemas/a", tree(0)),
             def("B", "#/components/schemas/b", tree(1)),
         ]);

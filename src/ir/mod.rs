@@ -57,6 +57,25 @@ impl Api {
         }
         &self.types[id.0]
     }
+
+    /// An API named `t` with these types and nothing else, for tests of passes over types.
+    #[cfg(test)]
+    pub(crate) fn of_types(types: Vec<TypeDef>) -> Self {
+        Self {
+            crate_name: "t".to_owned(),
+            service: "t".to_owned(),
+            title: "t".to_owned(),
+            version: "1".to_owned(),
+            description: None,
+            default_base_url: None,
+            types,
+            operations: Vec::new(),
+            notes: Vec::new(),
+            warnings: Vec::new(),
+            grpc_descriptor: None,
+            security_schemes: Vec::new(),
+        }
+    }
 }
 
 /// A security scheme: how credentials are sent.
@@ -107,6 +126,9 @@ pub struct TypeDef {
     pub doc: Option<String>,
     /// What the type is.
     pub kind: TypeKind,
+    /// Whether [`merge_identical_types`] made this type an alias of one of the same
+    /// shape (its documentation then says so).
+    pub merged: bool,
 }
 
 /// The shape of a named type.

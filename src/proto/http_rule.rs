@@ -263,6 +263,7 @@ pub(super) fn operation(
                         fields,
                         additional: None,
                     },
+                    merged: false,
                 })
             };
             Some(Body {

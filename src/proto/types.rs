@@ -142,6 +142,7 @@ impl Types {
             origin: full_name.to_owned(),
             doc: Some(format!("The `{full_name}` message.")),
             kind: TypeKind::Alias(TypeRef::Any),
+            merged: false,
         });
         let id = TypeId(self.defs.len() - 1);
         self.by_name.insert(full_name.to_owned(), id);

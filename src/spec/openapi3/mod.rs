@@ -132,6 +132,7 @@ impl<'a> Reader<'a> {
             origin,
             doc: None,
             kind: TypeKind::Alias(TypeRef::Any),
+            merged: false,
         }));
         TypeId(self.types.len() - 1)
     }
