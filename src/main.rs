@@ -100,6 +100,10 @@ struct CrateArgs {
     /// matches this glob pattern, and the types they use. Repeat for more.
     #[arg(long = "operation", value_name = "PATTERN")]
     operations: Vec<String>,
+    /// Also generate the schemas that no generated operation uses (a description's webhook
+    /// payloads, say), which are left out by default.
+    #[arg(long)]
+    all_schemas: bool,
 }
 
 /// What to generate: the spec and the options, resolved from the flags and the record.
@@ -121,12 +125,14 @@ impl CrateArgs {
             && self.allowed_ref_dirs.is_empty()
             && self.tags.is_empty()
             && self.operations.is_empty()
+            && !self.all_schemas
     }
 
     fn selection(&self) -> Selection {
         Selection {
             tags: self.tags.clone(),
             operations: self.operations.clone(),
+            all_schemas: self.all_schemas,
         }
     }
 
@@ -168,10 +174,12 @@ impl CrateArgs {
         if !self.allowed_ref_dirs.is_empty() {
             options.allowed_ref_dirs = self.allowed_ref_dirs.clone();
         }
-        // A new selection replaces the recorded one whole.
+        // New patterns replace the recorded ones whole; `--all-schemas` adds to the record.
         if !self.tags.is_empty() || !self.operations.is_empty() {
-            options.selection = self.selection();
+            options.selection.tags = self.tags.clone();
+            options.selection.operations = self.operations.clone();
         }
+        options.selection.all_schemas |= self.all_schemas;
         Ok(options)
     }
 

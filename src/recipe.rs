@@ -127,6 +127,9 @@ impl Recipe {
                 list(&self.selection.operations)
             ));
         }
+        if self.selection.all_schemas {
+            out.push_str("all-schemas = true\n");
+        }
         out
     }
 
@@ -196,6 +199,7 @@ impl Recipe {
             selection: Selection {
                 tags: record.tags,
                 operations: record.operations,
+                all_schemas: record.all_schemas,
             },
         }))
     }
@@ -277,6 +281,8 @@ struct Record {
     tags: Vec<String>,
     #[serde(default)]
     operations: Vec<String>,
+    #[serde(default)]
+    all_schemas: bool,
 }
 
 #[cfg(test)]
@@ -294,6 +300,7 @@ mod tests {
             selection: Selection {
                 tags: includes.iter().map(|s| format!("{s}-tag")).collect(),
                 operations: includes.iter().map(|s| format!("get_{s}*")).collect(),
+                all_schemas: !includes.is_empty(),
             },
         }
     }

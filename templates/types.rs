@@ -5,53 +5,96 @@
 // A property the API description does not describe has no doc comment: a sentence repeating
 // its name would say nothing the name does not.
 #![allow(missing_docs)]
+{%- import "object.rs" as object %}
 {% for t in api.types %}
 
 {{ r.type_doc(t) }}
 {%- match t.kind %}
 {%- when TypeKind::Struct { fields, additional } %}
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct {{ t.name }} {
 {%- for f in fields %}
 {%- if let Some(doc) = r.field_doc(f) %}
 {{ doc }}
 {%- endif %}
-{%- if f.name.trim_start_matches("r#") != f.wire_name %}
-#[serde(rename = {{ self::lit(&f.wire_name) }})]
-{%- endif %}
-{%- if f.tri_state() %}
-#[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "codegen_runtime::__private::double_option")]
-{%- else if !f.required %}
-#[serde(default, skip_serializing_if = "Option::is_none")]
-{%- endif %}
 pub {{ f.name }}: {{ r.field_ty(f) }},
 {%- endfor %}
 {%- if let Some(value) = additional %}
 /// Properties not listed above.
-#[serde(flatten)]
 pub additional_properties: std::collections::BTreeMap<String, {{ r.ty(value, false) }}>,
 {%- endif %}
 }
+{% call object::serde_impls(t.name, r.object_fields(fields), additional.is_some(), false) %}{% endcall %}
 {%- when TypeKind::Enum { variants, other } %}
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum {{ t.name }} {
 {%- for v in variants %}
 {{ r.variant_doc(v) }}
-#[serde(rename = {{ self::lit(&v.wire_name) }})]
 {{ v.name }},
 {%- endfor %}
 /// A value the API description does not list, as received.
-#[serde(untagged)]
 {{ other }}(String),
 }
+
+impl {{ t.name }} {
+    /// The value as the API writes it.
+    pub fn as_str(&self) -> &str {
+        match self {
+{%- for v in variants %}
+            Self::{{ v.name }} => {{ self::lit(&v.wire_name) }},
+{%- endfor %}
+            Self::{{ other }}(value) => value,
+        }
+    }
+}
+
+impl serde::Serialize for {{ t.name }} {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for {{ t.name }} {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Ok(match value.as_str() {
+{%- for v in variants %}
+            {{ self::lit(&v.wire_name) }} => Self::{{ v.name }},
+{%- endfor %}
+            _ => Self::{{ other }}(value),
+        })
+    }
+}
 {%- when TypeKind::Union { variants, discriminator: None } %}
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum {{ t.name }} {
 {%- for v in variants %}
 {{ r.union_variant_doc(v) }}
 {{ v.name }}({{ r.ty(&v.ty, false) }}),
 {%- endfor %}
+}
+
+impl serde::Serialize for {{ t.name }} {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+{%- for v in variants %}
+            Self::{{ v.name }}(value) => serde::Serialize::serialize(value, serializer),
+{%- endfor %}
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for {{ t.name }} {
+    /// The first variant, in the order above, that reads the value.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = codegen_runtime::__private::Untagged::new(deserializer)?;
+{%- for v in variants %}
+        if let Some(variant) = value.read() {
+            return Ok(Self::{{ v.name }}(variant));
+        }
+{%- endfor %}
+        Err(value.unmatched({{ self::lit(t.name) }}))
+    }
 }
 {%- when TypeKind::Union { variants, discriminator: Some(d) } %}
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

@@ -11,7 +11,41 @@ pub(crate) struct Render<'a> {
     pub(crate) api: &'a Api,
 }
 
+/// A field of a struct whose serde impls are written out (`templates/object.rs`): the calls
+/// that write and read it.
+pub(crate) struct ObjectField<'a> {
+    /// The Rust field.
+    pub(crate) name: &'a str,
+    /// The property's name, as a Rust string literal.
+    pub(crate) key: String,
+    /// `field` (always written) or `optional` (left out when `None`).
+    pub(crate) write: &'static str,
+    /// `field`, or `tri_state` for an absent, `null` or present property.
+    pub(crate) read: &'static str,
+}
+
+impl<'a> ObjectField<'a> {
+    /// A field named `name` in Rust and `key` on the wire, left out when `None` unless
+    /// `required`.
+    pub(crate) fn new(name: &'a str, key: &str, required: bool, tri_state: bool) -> Self {
+        Self {
+            name,
+            key: lit(key),
+            write: if required { "field" } else { "optional" },
+            read: if tri_state { "tri_state" } else { "field" },
+        }
+    }
+}
+
 impl Render<'_> {
+    /// The fields of a schema's struct, as its serde impls write and read them.
+    pub(crate) fn object_fields<'f>(&self, fields: &'f [Field]) -> Vec<ObjectField<'f>> {
+        fields
+            .iter()
+            .map(|f| ObjectField::new(&f.name, &f.wire_name, f.required, f.tri_state()))
+            .collect()
+    }
+
     /// The Rust type of `ty`; `qualified` for code outside the `types` module.
     pub(crate) fn ty(&self, ty: &TypeRef, qualified: bool) -> String {
         match ty {

@@ -2,7 +2,7 @@
 
 use askama::Template;
 
-use super::render::{Render, inner_doc, lit, one_line, toml_str};
+use super::render::{ObjectField, Render, inner_doc, lit, one_line, toml_str};
 use super::{GeneratedFile, Options, RuntimeDependency};
 use crate::Result;
 use crate::error::Error;
@@ -136,6 +136,19 @@ impl<'a> OperationsRs<'a> {
             .iter()
             .filter(|op| op.grpc.is_none())
             .count()
+    }
+
+    /// The fields of an operation's struct, as its serde impls write and read them: named as in
+    /// Rust, which is how task inputs are recorded.
+    fn object_fields(&self, op: &'a Operation) -> Vec<ObjectField<'a>> {
+        let params = op.params.iter().map(|p| (&p.name, p.required));
+        let body = op.body.iter().map(|b| (&b.name, b.required));
+        params
+            .chain(body)
+            .map(|(name, required)| {
+                ObjectField::new(name, name.trim_start_matches("r#"), required, false)
+            })
+            .collect()
     }
 
     /// The statements that fill in the request of `op`, in order; `templates/operations.rs`

@@ -1,5 +1,7 @@
-//! Generating part of an API: the operations chosen by tag or by id, and only the types they
-//! reach (`codegen gen --tag T --operation ID`).
+//! Generating part of an API: the operations chosen by tag or by id (`codegen gen --tag T
+//! --operation ID`), and only the types the generated operations reach: a schema no operation
+//! takes or returns (GitHub's description holds 2,000 webhook payloads no endpoint uses) is left
+//! out unless asked for (`--all-schemas`), but for a description without operations.
 //!
 //! Type names are chosen before the selection, from the whole description, so a type keeps its
 //! name whatever else is selected: widening a selection adds code and renames nothing.
@@ -8,7 +10,7 @@ use std::collections::BTreeSet;
 
 use super::{Api, Operation, TypeDef, TypeId, TypeKind, TypeRef};
 
-/// Which operations to generate. Empty: all of them.
+/// Which operations to generate (no patterns: all of them), and which schemas.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selection {
     /// Glob patterns (`*`, `?`, `[...]`) matched against each operation's tags: its OpenAPI
@@ -17,10 +19,12 @@ pub struct Selection {
     /// Glob patterns matched against each operation's id: its `operationId` (or the name made
     /// from its method and path), or `Service.Method` for protobuf.
     pub operations: Vec<String>,
+    /// Whether the schemas no generated operation uses are generated too.
+    pub all_schemas: bool,
 }
 
 impl Selection {
-    /// Whether it selects everything.
+    /// Whether it selects every operation.
     pub fn is_empty(&self) -> bool {
         self.tags.is_empty() && self.operations.is_empty()
     }
@@ -48,12 +52,44 @@ impl<'a> Pattern<'a> {
 }
 
 /// Keeps the operations `selection` chooses (those with a tag matching a `--tag` pattern, and
-/// those whose id matches an `--operation` pattern) and the types they reach, and drops the
-/// rest. Every pattern must match something; the error says which does not and what there is.
+/// those whose id matches an `--operation` pattern; all without patterns) and the types they
+/// reach (all with `all_schemas`), and drops the rest. Every pattern must match something; the
+/// error says which does not and what there is.
 pub fn select(api: &mut Api, selection: &Selection) -> Result<(), String> {
-    if selection.is_empty() {
-        return Ok(());
+    let total = api.operations.len();
+    if !selection.is_empty() {
+        choose_operations(api, selection)?;
     }
+    let types = api.types.len();
+    let schemes = api.security_schemes.len();
+    // A description without operations is there for its schemas.
+    if !selection.all_schemas && !api.operations.is_empty() {
+        keep_reached_types(api);
+    }
+    if !selection.is_empty() {
+        let schemes = match schemes {
+            0 => String::new(),
+            n => format!(
+                " and {} of {n} security schemes",
+                api.security_schemes.len()
+            ),
+        };
+        api.notes.push(format!(
+            "generated {} of {total} operations (the selection is recorded in Cargo.toml), with the {} types{schemes} they use",
+            api.operations.len(),
+            api.types.len(),
+        ));
+    } else if api.types.len() < types {
+        api.notes.push(format!(
+            "left out {} of {types} types, which no operation uses (--all-schemas keeps them)",
+            types - api.types.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Keeps the operations that `selection`'s patterns choose.
+fn choose_operations(api: &mut Api, selection: &Selection) -> Result<(), String> {
     let mut tags = selection
         .tags
         .iter()
@@ -118,7 +154,18 @@ pub fn select(api: &mut Api, selection: &Selection) -> Result<(), String> {
     }
     let mut kept = keep.iter();
     api.operations.retain(|_| *kept.next().unwrap_or(&false));
+    let used: BTreeSet<&str> = api
+        .operations
+        .iter()
+        .flat_map(|op| op.security.iter().flatten().map(String::as_str))
+        .collect();
+    api.security_schemes
+        .retain(|s| used.contains(s.name.as_str()));
+    Ok(())
+}
 
+/// Keeps the types the operations reach.
+fn keep_reached_types(api: &mut Api) {
     let reached = reached_types(api);
     // The new index of each kept type.
     let mut index = vec![None; api.types.len()];
@@ -138,27 +185,6 @@ pub fn select(api: &mut Api, selection: &Selection) -> Result<(), String> {
     for op in &mut api.operations {
         each_ref_of_operation(op, &mut |ty| renumber(ty, &index));
     }
-    let used: BTreeSet<&str> = api
-        .operations
-        .iter()
-        .flat_map(|op| op.security.iter().flatten().map(String::as_str))
-        .collect();
-    let schemes = api.security_schemes.len();
-    api.security_schemes
-        .retain(|s| used.contains(s.name.as_str()));
-    let schemes = match schemes {
-        0 => String::new(),
-        n => format!(
-            " and {} of {n} security schemes",
-            api.security_schemes.len()
-        ),
-    };
-    api.notes.push(format!(
-        "generated {} of {total} operations (the selection is recorded in Cargo.toml), with the {} types{schemes} they use",
-        api.operations.len(),
-        api.types.len(),
-    ));
-    Ok(())
 }
 
 /// The types the operations reach, directly or through other types, in table order.

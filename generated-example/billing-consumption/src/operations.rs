@@ -5,10 +5,27 @@
 /// Whether the user is still subscribed
 ///
 /// `GET /subscriptions/{userId}`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GetSubscription {
     /// The `{userId}` part of the path.
     pub user_id: String,
+}
+
+impl serde::Serialize for GetSubscription {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("user_id", &self.user_id)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GetSubscription {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            user_id: object.field("user_id")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for GetSubscription {
@@ -42,12 +59,31 @@ impl codegen_runtime::__private::HttpOperation for GetSubscription {
 /// The user's consumption in a month
 ///
 /// `GET /users/{userId}/consumption`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GetConsumption {
     /// The `{userId}` part of the path.
     pub user_id: String,
     /// The month, as YYYY-MM.
     pub month: String,
+}
+
+impl serde::Serialize for GetConsumption {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("user_id", &self.user_id)?;
+        object.field("month", &self.month)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GetConsumption {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            user_id: object.field("user_id")?,
+            month: object.field("month")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for GetConsumption {

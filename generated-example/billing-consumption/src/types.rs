@@ -7,37 +7,101 @@
 #![allow(missing_docs)]
 
 /// The `Subscription` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Subscription {
-    #[serde(rename = "userId")]
     pub user_id: String,
     pub active: bool,
     pub plan: SubscriptionPlan,
 }
 
+impl serde::Serialize for Subscription {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("userId", &self.user_id)?;
+        object.field("active", &self.active)?;
+        object.field("plan", &self.plan)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Subscription {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            user_id: object.field("userId")?,
+            active: object.field("active")?,
+            plan: object.field("plan")?,
+        })
+    }
+}
+
 /// The `Consumption` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Consumption {
-    #[serde(rename = "userId")]
     pub user_id: String,
     pub month: String,
     pub units: i64,
-    #[serde(rename = "amountCents")]
     pub amount_cents: i64,
 }
 
+impl serde::Serialize for Consumption {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("userId", &self.user_id)?;
+        object.field("month", &self.month)?;
+        object.field("units", &self.units)?;
+        object.field("amountCents", &self.amount_cents)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Consumption {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            user_id: object.field("userId")?,
+            month: object.field("month")?,
+            units: object.field("units")?,
+            amount_cents: object.field("amountCents")?,
+        })
+    }
+}
+
 /// The `Subscription/properties/plan` schema.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SubscriptionPlan {
     /// `basic`
-    #[serde(rename = "basic")]
     Basic,
     /// `pro`
-    #[serde(rename = "pro")]
     Pro,
     /// A value the API description does not list, as received.
-    #[serde(untagged)]
     Other(String),
+}
+
+impl SubscriptionPlan {
+    /// The value as the API writes it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Basic => "basic",
+            Self::Pro => "pro",
+            Self::Other(value) => value,
+        }
+    }
+}
+
+impl serde::Serialize for SubscriptionPlan {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SubscriptionPlan {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Ok(match value.as_str() {
+            "basic" => Self::Basic,
+            "pro" => Self::Pro,
+            _ => Self::Other(value),
+        })
+    }
 }

@@ -5,10 +5,27 @@
 /// Send an email
 ///
 /// `POST /emails`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SendEmail {
     /// The request body, sent as `application/json`.
     pub body: crate::types::Email,
+}
+
+impl serde::Serialize for SendEmail {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("body", &self.body)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SendEmail {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            body: object.field("body")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for SendEmail {

@@ -7,16 +7,53 @@
 #![allow(missing_docs)]
 
 /// The `Email` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Email {
     pub to: String,
     pub subject: String,
     pub text: String,
 }
 
+impl serde::Serialize for Email {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("to", &self.to)?;
+        object.field("subject", &self.subject)?;
+        object.field("text", &self.text)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Email {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            to: object.field("to")?,
+            subject: object.field("subject")?,
+            text: object.field("text")?,
+        })
+    }
+}
+
 /// The `Sent` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sent {
-    #[serde(rename = "messageId")]
     pub message_id: String,
+}
+
+impl serde::Serialize for Sent {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("messageId", &self.message_id)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Sent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            message_id: object.field("messageId")?,
+        })
+    }
 }

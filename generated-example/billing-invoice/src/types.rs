@@ -7,20 +7,56 @@
 #![allow(missing_docs)]
 
 /// The `InvoiceRequest` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct InvoiceRequest {
-    #[serde(rename = "userId")]
     pub user_id: String,
     pub month: String,
-    #[serde(rename = "amountCents")]
     pub amount_cents: i64,
-    #[serde(rename = "paymentId")]
     pub payment_id: String,
 }
 
+impl serde::Serialize for InvoiceRequest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("userId", &self.user_id)?;
+        object.field("month", &self.month)?;
+        object.field("amountCents", &self.amount_cents)?;
+        object.field("paymentId", &self.payment_id)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for InvoiceRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            user_id: object.field("userId")?,
+            month: object.field("month")?,
+            amount_cents: object.field("amountCents")?,
+            payment_id: object.field("paymentId")?,
+        })
+    }
+}
+
 /// The `Invoice` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Invoice {
-    #[serde(rename = "invoiceId")]
     pub invoice_id: String,
+}
+
+impl serde::Serialize for Invoice {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("invoiceId", &self.invoice_id)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Invoice {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            invoice_id: object.field("invoiceId")?,
+        })
+    }
 }

@@ -7,10 +7,27 @@
 /// `POST /payments`
 ///
 /// The `Idempotency-Key` header is sent by the runtime: the task id, the same on every attempt.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RequestPayment {
     /// The request body, sent as `application/json`.
     pub body: crate::types::PaymentRequest,
+}
+
+impl serde::Serialize for RequestPayment {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("body", &self.body)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RequestPayment {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            body: object.field("body")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for RequestPayment {

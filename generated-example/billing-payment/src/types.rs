@@ -7,35 +7,95 @@
 #![allow(missing_docs)]
 
 /// The `PaymentRequest` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PaymentRequest {
-    #[serde(rename = "userId")]
     pub user_id: String,
     pub month: String,
-    #[serde(rename = "amountCents")]
     pub amount_cents: i64,
 }
 
+impl serde::Serialize for PaymentRequest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("userId", &self.user_id)?;
+        object.field("month", &self.month)?;
+        object.field("amountCents", &self.amount_cents)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PaymentRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            user_id: object.field("userId")?,
+            month: object.field("month")?,
+            amount_cents: object.field("amountCents")?,
+        })
+    }
+}
+
 /// The `Payment` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Payment {
-    #[serde(rename = "paymentId")]
     pub payment_id: String,
     pub status: PaymentStatus,
 }
 
+impl serde::Serialize for Payment {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("paymentId", &self.payment_id)?;
+        object.field("status", &self.status)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Payment {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            payment_id: object.field("paymentId")?,
+            status: object.field("status")?,
+        })
+    }
+}
+
 /// The `Payment/properties/status` schema.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PaymentStatus {
     /// `accepted`
-    #[serde(rename = "accepted")]
     Accepted,
     /// `declined`
-    #[serde(rename = "declined")]
     Declined,
     /// A value the API description does not list, as received.
-    #[serde(untagged)]
     Other(String),
+}
+
+impl PaymentStatus {
+    /// The value as the API writes it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Declined => "declined",
+            Self::Other(value) => value,
+        }
+    }
+}
+
+impl serde::Serialize for PaymentStatus {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PaymentStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Ok(match value.as_str() {
+            "accepted" => Self::Accepted,
+            "declined" => Self::Declined,
+            _ => Self::Other(value),
+        })
+    }
 }

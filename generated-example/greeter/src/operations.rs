@@ -7,10 +7,27 @@
 /// `SayHello` of `greeter.v1.Greeter`.
 ///
 /// `POST /greeter.v1.Greeter/SayHello`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SayHello {
     /// The request message.
     pub request: crate::types::HelloRequest,
+}
+
+impl serde::Serialize for SayHello {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("request", &self.request)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SayHello {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            request: object.field("request")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for SayHello {
@@ -37,13 +54,31 @@ impl codegen_runtime::__private::GrpcOperation for SayHello {
 /// `GetGreeting` of `greeter.v1.Greeter`.
 ///
 /// `GET /v1/{name=greetings/*}`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GetGreeting {
     /// `name`, in the path.
     pub name: String,
     /// Field `language_code` (2), in the query.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language_code: Option<String>,
+}
+
+impl serde::Serialize for GetGreeting {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("name", &self.name)?;
+        object.optional("language_code", &self.language_code)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GetGreeting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            name: object.field("name")?,
+            language_code: object.field("language_code")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for GetGreeting {
@@ -80,13 +115,31 @@ impl codegen_runtime::__private::HttpOperation for GetGreeting {
 /// `CreateGreeting` of `greeter.v1.Greeter`.
 ///
 /// `POST /v1/greetings`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CreateGreeting {
     /// Field `request_id` (2), in the query.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     /// Field `greeting`, the request body.
     pub body: crate::types::Greeting,
+}
+
+impl serde::Serialize for CreateGreeting {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("request_id", &self.request_id)?;
+        object.field("body", &self.body)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CreateGreeting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            request_id: object.field("request_id")?,
+            body: object.field("body")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for CreateGreeting {
@@ -127,10 +180,27 @@ impl codegen_runtime::__private::HttpOperation for CreateGreeting {
 /// permanently; a stream that breaks off is retried from its start.
 ///
 /// `POST /greeter.v1.Greeter/SayHellos`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SayHellos {
     /// The request message.
     pub request: crate::types::HelloRequest,
+}
+
+impl serde::Serialize for SayHellos {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("request", &self.request)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SayHellos {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            request: object.field("request")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for SayHellos {
@@ -162,10 +232,27 @@ impl codegen_runtime::__private::GrpcOperation for SayHellos {
 /// one response.
 ///
 /// `POST /greeter.v1.Greeter/GreetAll`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GreetAll {
     /// The request messages, sent in order as the stream.
     pub requests: Vec<crate::types::HelloRequest>,
+}
+
+impl serde::Serialize for GreetAll {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("requests", &self.requests)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GreetAll {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            requests: object.field("requests")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for GreetAll {

@@ -7,104 +7,164 @@
 #![allow(missing_docs)]
 
 /// The `greeter.v1.HelloRequest` message.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HelloRequest {
     /// Field `name` (1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Field `count` (2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<codegen_runtime::schema::Int64>,
     /// Field `mood` (3).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mood: Option<Mood>,
+}
+
+impl serde::Serialize for HelloRequest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("name", &self.name)?;
+        object.optional("count", &self.count)?;
+        object.optional("mood", &self.mood)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for HelloRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            name: object.field("name")?,
+            count: object.field("count")?,
+            mood: object.field("mood")?,
+        })
+    }
 }
 
 /// The `greeter.v1.Mood` message.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Mood {
     /// `MOOD_UNSPECIFIED`
-    #[serde(rename = "MOOD_UNSPECIFIED")]
     MoodUnspecified,
     /// `HAPPY`
-    #[serde(rename = "HAPPY")]
     Happy,
     /// `GRUMPY`
-    #[serde(rename = "GRUMPY")]
     Grumpy,
     /// A value the API description does not list, as received.
-    #[serde(untagged)]
     Other(String),
 }
 
+impl Mood {
+    /// The value as the API writes it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::MoodUnspecified => "MOOD_UNSPECIFIED",
+            Self::Happy => "HAPPY",
+            Self::Grumpy => "GRUMPY",
+            Self::Other(value) => value,
+        }
+    }
+}
+
+impl serde::Serialize for Mood {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Mood {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Ok(match value.as_str() {
+            "MOOD_UNSPECIFIED" => Self::MoodUnspecified,
+            "HAPPY" => Self::Happy,
+            "GRUMPY" => Self::Grumpy,
+            _ => Self::Other(value),
+        })
+    }
+}
+
 /// The `greeter.v1.HelloReply` message.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HelloReply {
     /// Field `message` (1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// Field `count` (2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<codegen_runtime::schema::Int64>,
     /// Field `at` (3).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+impl serde::Serialize for HelloReply {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("message", &self.message)?;
+        object.optional("count", &self.count)?;
+        object.optional("at", &self.at)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for HelloReply {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            message: object.field("message")?,
+            count: object.field("count")?,
+            at: object.field("at")?,
+        })
+    }
+}
+
 /// The `greeter.v1.Greeting` message.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Greeting {
     /// Field `name` (1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Field `text` (2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     /// Field `tags` (3).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
     /// Field `counts` (4).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counts: Option<std::collections::BTreeMap<String, i32>>,
     /// Field `person` (5), one of `target`: set at most one field of the group.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub person: Option<String>,
     /// Field `team` (6), one of `target`: set at most one field of the group.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
     /// Field `urgent` (7).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub urgent: Option<bool>,
     /// Field `signature` (8).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<codegen_runtime::schema::Base64>,
     /// Field `mood` (9).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mood: Option<Mood>,
 }
 
-/// The `greeter.v1.GetGreetingRequest` message.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct GetGreetingRequest {
-    /// Field `name` (1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Field `language_code` (2).
-    #[serde(rename = "languageCode")]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub language_code: Option<String>,
+impl serde::Serialize for Greeting {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("name", &self.name)?;
+        object.optional("text", &self.text)?;
+        object.optional("tags", &self.tags)?;
+        object.optional("counts", &self.counts)?;
+        object.optional("person", &self.person)?;
+        object.optional("team", &self.team)?;
+        object.optional("urgent", &self.urgent)?;
+        object.optional("signature", &self.signature)?;
+        object.optional("mood", &self.mood)?;
+        object.end()
+    }
 }
 
-/// The `greeter.v1.CreateGreetingRequest` message.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CreateGreetingRequest {
-    /// Field `greeting` (1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub greeting: Option<Greeting>,
-    /// Field `request_id` (2).
-    #[serde(rename = "requestId")]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
+impl<'de> serde::Deserialize<'de> for Greeting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            name: object.field("name")?,
+            text: object.field("text")?,
+            tags: object.field("tags")?,
+            counts: object.field("counts")?,
+            person: object.field("person")?,
+            team: object.field("team")?,
+            urgent: object.field("urgent")?,
+            signature: object.field("signature")?,
+            mood: object.field("mood")?,
+        })
+    }
 }

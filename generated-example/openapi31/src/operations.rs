@@ -5,10 +5,27 @@
 /// The `createEvent` operation.
 ///
 /// `POST /events`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CreateEvent {
     /// The request body, sent as `application/json`.
     pub body: crate::types::Event,
+}
+
+impl serde::Serialize for CreateEvent {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("body", &self.body)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CreateEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            body: object.field("body")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for CreateEvent {
@@ -42,10 +59,27 @@ impl codegen_runtime::__private::HttpOperation for CreateEvent {
 /// The `getEvent` operation.
 ///
 /// `GET /events/{id}`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GetEvent {
     /// The `{id}` part of the path.
     pub id: String,
+}
+
+impl serde::Serialize for GetEvent {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("id", &self.id)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GetEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            id: object.field("id")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for GetEvent {
@@ -79,10 +113,27 @@ impl codegen_runtime::__private::HttpOperation for GetEvent {
 /// The same operationId as above; the task name gets a number.
 ///
 /// `GET /archive/{id}`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GetEvent2 {
     /// The `{id}` part of the path.
     pub id: String,
+}
+
+impl serde::Serialize for GetEvent2 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("id", &self.id)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GetEvent2 {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            id: object.field("id")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for GetEvent2 {

@@ -7,89 +7,184 @@
 #![allow(missing_docs)]
 
 /// The `Event` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub id: String,
     pub kind: EventKind,
     pub at: chrono::DateTime<chrono::Utc>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "codegen_runtime::__private::double_option"
-    )]
     pub note: Option<Option<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<Point>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<Size>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<codegen_runtime::schema::Base64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<EventValue>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "codegen_runtime::__private::double_option"
-    )]
     pub owner: Option<Option<Owner>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anything: Option<serde_json::Value>,
     /// A tuple (`items` false): a start and an end.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub span: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
     /// prefixItems followed by any number of strings stay a list.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<EventTagsItem>>,
 }
 
+impl serde::Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("id", &self.id)?;
+        object.field("kind", &self.kind)?;
+        object.field("at", &self.at)?;
+        object.optional("note", &self.note)?;
+        object.optional("priority", &self.priority)?;
+        object.optional("location", &self.location)?;
+        object.optional("size", &self.size)?;
+        object.optional("payload", &self.payload)?;
+        object.optional("value", &self.value)?;
+        object.optional("owner", &self.owner)?;
+        object.optional("anything", &self.anything)?;
+        object.optional("span", &self.span)?;
+        object.optional("tags", &self.tags)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            id: object.field("id")?,
+            kind: object.field("kind")?,
+            at: object.field("at")?,
+            note: object.tri_state("note")?,
+            priority: object.field("priority")?,
+            location: object.field("location")?,
+            size: object.field("size")?,
+            payload: object.field("payload")?,
+            value: object.field("value")?,
+            owner: object.tri_state("owner")?,
+            anything: object.field("anything")?,
+            span: object.field("span")?,
+            tags: object.field("tags")?,
+        })
+    }
+}
+
 /// The `Owner` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Owner {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+}
+
+impl serde::Serialize for Owner {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("name", &self.name)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Owner {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            name: object.field("name")?,
+        })
+    }
 }
 
 /// A tuple of exactly three items (`minItems` = `maxItems`), one an object.
 pub type Reading = (Owner, f64, String);
 
 /// The `Readings` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Readings {
     pub readings: Vec<Reading>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub single: Option<(i64,)>,
+}
+
+impl serde::Serialize for Readings {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("readings", &self.readings)?;
+        object.optional("single", &self.single)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Readings {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            readings: object.field("readings")?,
+            single: object.field("single")?,
+        })
+    }
 }
 
 /// The `point` schema.
 pub type Point = Vec<f64>;
 
 /// The `size` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Size {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub height: Option<f64>,
 }
 
+impl serde::Serialize for Size {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("width", &self.width)?;
+        object.optional("height", &self.height)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            width: object.field("width")?,
+            height: object.field("height")?,
+        })
+    }
+}
+
 /// The `Event/properties/kind` schema.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventKind {
     /// `event`
-    #[serde(rename = "event")]
     Event,
     /// A value the API description does not list, as received.
-    #[serde(untagged)]
     Other(String),
 }
 
+impl EventKind {
+    /// The value as the API writes it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Event => "event",
+            Self::Other(value) => value,
+        }
+    }
+}
+
+impl serde::Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EventKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Ok(match value.as_str() {
+            "event" => Self::Event,
+            _ => Self::Other(value),
+        })
+    }
+}
+
 /// The `Event/properties/value/anyOf` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum EventValue {
     /// A `i64`.
     I64(i64),
@@ -97,9 +192,31 @@ pub enum EventValue {
     String(String),
 }
 
+impl serde::Serialize for EventValue {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::I64(value) => serde::Serialize::serialize(value, serializer),
+            Self::String(value) => serde::Serialize::serialize(value, serializer),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EventValue {
+    /// The first variant, in the order above, that reads the value.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = codegen_runtime::__private::Untagged::new(deserializer)?;
+        if let Some(variant) = value.read() {
+            return Ok(Self::I64(variant));
+        }
+        if let Some(variant) = value.read() {
+            return Ok(Self::String(variant));
+        }
+        Err(value.unmatched("EventValue"))
+    }
+}
+
 /// The `Event/properties/tags/items/anyOf` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum EventTagsItem {
     /// A `EventTagsItemVariant0`.
     EventTagsItemVariant0(EventTagsItemVariant0),
@@ -107,15 +224,60 @@ pub enum EventTagsItem {
     String(String),
 }
 
+impl serde::Serialize for EventTagsItem {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::EventTagsItemVariant0(value) => serde::Serialize::serialize(value, serializer),
+            Self::String(value) => serde::Serialize::serialize(value, serializer),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EventTagsItem {
+    /// The first variant, in the order above, that reads the value.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = codegen_runtime::__private::Untagged::new(deserializer)?;
+        if let Some(variant) = value.read() {
+            return Ok(Self::EventTagsItemVariant0(variant));
+        }
+        if let Some(variant) = value.read() {
+            return Ok(Self::String(variant));
+        }
+        Err(value.unmatched("EventTagsItem"))
+    }
+}
+
 /// The `Event/properties/tags/items/anyOf/0` schema.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventTagsItemVariant0 {
     /// `first`
-    #[serde(rename = "first")]
     First,
     /// A value the API description does not list, as received.
-    #[serde(untagged)]
     Other(String),
+}
+
+impl EventTagsItemVariant0 {
+    /// The value as the API writes it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::First => "first",
+            Self::Other(value) => value,
+        }
+    }
+}
+
+impl serde::Serialize for EventTagsItemVariant0 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EventTagsItemVariant0 {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Ok(match value.as_str() {
+            "first" => Self::First,
+            _ => Self::Other(value),
+        })
+    }
 }

@@ -7,17 +7,35 @@
 /// `GET /pets`
 ///
 /// Error bodies, read with `TaskError::body_as`: `default`: [`crate::types::Error`].
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ListPets {
     /// How many items to return at one time (max 100)
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<i32>,
     /// The `status` query parameter.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Vec<crate::types::PetStatus>>,
     /// The `X-Request-Id` header.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x_request_id: Option<uuid::Uuid>,
+}
+
+impl serde::Serialize for ListPets {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("limit", &self.limit)?;
+        object.optional("status", &self.status)?;
+        object.optional("x_request_id", &self.x_request_id)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ListPets {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            limit: object.field("limit")?,
+            status: object.field("status")?,
+            x_request_id: object.field("x_request_id")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for ListPets {
@@ -55,10 +73,27 @@ impl codegen_runtime::__private::HttpOperation for ListPets {
 /// `POST /pets`
 ///
 /// The `Idempotency-Key` header is sent by the runtime: the task id, the same on every attempt.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CreatePet {
     /// The request body, sent as `application/json`.
     pub body: crate::types::NewPet,
+}
+
+impl serde::Serialize for CreatePet {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("body", &self.body)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CreatePet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            body: object.field("body")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for CreatePet {
@@ -93,10 +128,27 @@ impl codegen_runtime::__private::HttpOperation for CreatePet {
 /// Info for a specific pet
 ///
 /// `GET /pets/{petId}`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ShowPetById {
     /// The id of the pet
     pub pet_id: i64,
+}
+
+impl serde::Serialize for ShowPetById {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("pet_id", &self.pet_id)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ShowPetById {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            pet_id: object.field("pet_id")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for ShowPetById {
@@ -130,10 +182,27 @@ impl codegen_runtime::__private::HttpOperation for ShowPetById {
 /// The `deletePet` operation.
 ///
 /// `DELETE /pets/{petId}`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeletePet {
     /// The id of the pet
     pub pet_id: i64,
+}
+
+impl serde::Serialize for DeletePet {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("pet_id", &self.pet_id)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DeletePet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            pet_id: object.field("pet_id")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for DeletePet {
@@ -166,13 +235,31 @@ impl codegen_runtime::__private::HttpOperation for DeletePet {
 /// The `uploadPhoto` operation.
 ///
 /// `PUT /pets/{petId}/photo`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UploadPhoto {
     /// The `{petId}` part of the path.
     pub pet_id: i64,
     /// The request body, sent as `application/octet-stream`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<Vec<u8>>,
+}
+
+impl serde::Serialize for UploadPhoto {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("pet_id", &self.pet_id)?;
+        object.optional("body", &self.body)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for UploadPhoto {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            pet_id: object.field("pet_id")?,
+            body: object.field("body")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for UploadPhoto {
@@ -210,13 +297,31 @@ impl codegen_runtime::__private::HttpOperation for UploadPhoto {
 /// The `get /owners/{ownerId}/pets` operation.
 ///
 /// `GET /owners/{ownerId}/pets`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GetOwnersOwnerIdPets {
     /// The `{ownerId}` part of the path.
     pub owner_id: uuid::Uuid,
     /// The `since` query parameter.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<chrono::NaiveDate>,
+}
+
+impl serde::Serialize for GetOwnersOwnerIdPets {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("owner_id", &self.owner_id)?;
+        object.optional("since", &self.since)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GetOwnersOwnerIdPets {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            owner_id: object.field("owner_id")?,
+            since: object.field("since")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for GetOwnersOwnerIdPets {

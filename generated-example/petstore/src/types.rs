@@ -7,99 +7,236 @@
 #![allow(missing_docs)]
 
 /// Where the pet is in the store's process.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PetStatus {
     /// `available`
-    #[serde(rename = "available")]
     Available,
     /// `pending`
-    #[serde(rename = "pending")]
     Pending,
     /// `sold`
-    #[serde(rename = "sold")]
     Sold,
     /// A value the API description does not list, as received.
-    #[serde(untagged)]
     Other(String),
 }
 
+impl PetStatus {
+    /// The value as the API writes it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Available => "available",
+            Self::Pending => "pending",
+            Self::Sold => "sold",
+            Self::Other(value) => value,
+        }
+    }
+}
+
+impl serde::Serialize for PetStatus {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PetStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Ok(match value.as_str() {
+            "available" => Self::Available,
+            "pending" => Self::Pending,
+            "sold" => Self::Sold,
+            _ => Self::Other(value),
+        })
+    }
+}
+
 /// The `NewPet` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewPet {
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<PetStatus>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub birthday: Option<chrono::NaiveDate>,
 }
 
+impl serde::Serialize for NewPet {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("name", &self.name)?;
+        object.optional("tag", &self.tag)?;
+        object.optional("status", &self.status)?;
+        object.optional("birthday", &self.birthday)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for NewPet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            name: object.field("name")?,
+            tag: object.field("tag")?,
+            status: object.field("status")?,
+            birthday: object.field("birthday")?,
+        })
+    }
+}
+
 /// A pet, as the store keeps it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pet {
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<PetStatus>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub birthday: Option<chrono::NaiveDate>,
     pub id: i64,
-    #[serde(rename = "createdAt")]
     pub created_at: chrono::DateTime<chrono::Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<Owner>,
-    #[serde(rename = "weightKg")]
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "codegen_runtime::__private::double_option"
-    )]
     pub weight_kg: Option<Option<f32>>,
+}
+
+impl serde::Serialize for Pet {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("name", &self.name)?;
+        object.optional("tag", &self.tag)?;
+        object.optional("status", &self.status)?;
+        object.optional("birthday", &self.birthday)?;
+        object.field("id", &self.id)?;
+        object.field("createdAt", &self.created_at)?;
+        object.optional("owner", &self.owner)?;
+        object.optional("weightKg", &self.weight_kg)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Pet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            name: object.field("name")?,
+            tag: object.field("tag")?,
+            status: object.field("status")?,
+            birthday: object.field("birthday")?,
+            id: object.field("id")?,
+            created_at: object.field("createdAt")?,
+            owner: object.field("owner")?,
+            weight_kg: object.tri_state("weightKg")?,
+        })
+    }
 }
 
 /// The `Pets` schema.
 pub type Pets = Vec<Pet>;
 
 /// The `Owner` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Owner {
     pub id: uuid::Uuid,
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact: Option<OwnerContact>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<std::collections::BTreeMap<String, String>>,
-    #[serde(rename = "referredBy")]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub referred_by: Option<Box<Owner>>,
 }
 
+impl serde::Serialize for Owner {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("id", &self.id)?;
+        object.field("name", &self.name)?;
+        object.optional("contact", &self.contact)?;
+        object.optional("labels", &self.labels)?;
+        object.optional("referredBy", &self.referred_by)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Owner {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            id: object.field("id")?,
+            name: object.field("name")?,
+            contact: object.field("contact")?,
+            labels: object.field("labels")?,
+            referred_by: object.field("referredBy")?,
+        })
+    }
+}
+
 /// The `Email` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Email {
     pub email: String,
 }
 
+impl serde::Serialize for Email {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("email", &self.email)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Email {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            email: object.field("email")?,
+        })
+    }
+}
+
 /// The `Phone` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Phone {
     pub number: String,
 }
 
+impl serde::Serialize for Phone {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("number", &self.number)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Phone {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            number: object.field("number")?,
+        })
+    }
+}
+
 /// The `Error` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Error {
     pub code: i32,
     pub message: String,
 }
 
+impl serde::Serialize for Error {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("code", &self.code)?;
+        object.field("message", &self.message)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Error {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            code: object.field("code")?,
+            message: object.field("message")?,
+        })
+    }
+}
+
 /// The `Owner/properties/contact/oneOf` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum OwnerContact {
     /// A `Email`.
     Email(Email),
@@ -107,11 +244,51 @@ pub enum OwnerContact {
     Phone(Phone),
 }
 
+impl serde::Serialize for OwnerContact {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Email(value) => serde::Serialize::serialize(value, serializer),
+            Self::Phone(value) => serde::Serialize::serialize(value, serializer),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for OwnerContact {
+    /// The first variant, in the order above, that reads the value.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = codegen_runtime::__private::Untagged::new(deserializer)?;
+        if let Some(variant) = value.read() {
+            return Ok(Self::Email(variant));
+        }
+        if let Some(variant) = value.read() {
+            return Ok(Self::Phone(variant));
+        }
+        Err(value.unmatched("OwnerContact"))
+    }
+}
+
 /// The schema at `#/paths/~1owners~1{ownerId}~1pets/get/responses/200/content/application~1json/schema`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GetOwnersOwnerIdPetsResponse {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<Owner>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pets: Option<Vec<Pet>>,
+}
+
+impl serde::Serialize for GetOwnersOwnerIdPetsResponse {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("owner", &self.owner)?;
+        object.optional("pets", &self.pets)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GetOwnersOwnerIdPetsResponse {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            owner: object.field("owner")?,
+            pets: object.field("pets")?,
+        })
+    }
 }

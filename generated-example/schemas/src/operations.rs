@@ -5,16 +5,35 @@
 /// The `getDocument` operation.
 ///
 /// `GET /documents/{id}`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GetDocument {
     /// The `{id}` part of the path.
     pub id: uuid::Uuid,
     /// The `fields` query parameter.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fields: Option<Vec<String>>,
     /// The `session` cookie.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
+}
+
+impl serde::Serialize for GetDocument {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("id", &self.id)?;
+        object.optional("fields", &self.fields)?;
+        object.optional("session", &self.session)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GetDocument {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            id: object.field("id")?,
+            fields: object.field("fields")?,
+            session: object.field("session")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for GetDocument {
@@ -50,12 +69,31 @@ impl codegen_runtime::__private::HttpOperation for GetDocument {
 /// The `updateDocument` operation.
 ///
 /// `PATCH /documents/{id}`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpdateDocument {
     /// The `{id}` part of the path.
     pub id: uuid::Uuid,
     /// The request body, sent as `application/merge-patch+json`.
     pub body: crate::types::UpdateDocumentBody,
+}
+
+impl serde::Serialize for UpdateDocument {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("id", &self.id)?;
+        object.field("body", &self.body)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for UpdateDocument {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            id: object.field("id")?,
+            body: object.field("body")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for UpdateDocument {
@@ -90,11 +128,27 @@ impl codegen_runtime::__private::HttpOperation for UpdateDocument {
 /// The `search` operation.
 ///
 /// `POST /search`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Search {
     /// The request body, sent as `application/x-www-form-urlencoded`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<crate::types::SearchBody>,
+}
+
+impl serde::Serialize for Search {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("body", &self.body)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Search {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            body: object.field("body")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for Search {
@@ -130,8 +184,22 @@ impl codegen_runtime::__private::HttpOperation for Search {
 /// The `export` operation.
 ///
 /// `GET /export`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Export {}
+
+impl serde::Serialize for Export {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Export {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {})
+    }
+}
 
 impl codegen_runtime::Task for Export {
     type Output = Vec<u8>;

@@ -10,74 +10,146 @@
 ///
 /// - required and optional fields
 /// - nullable fields
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Document {
     pub id: uuid::Uuid,
     pub title: String,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "codegen_runtime::__private::double_option"
-    )]
     pub summary: Option<Option<String>>,
     pub created: chrono::DateTime<chrono::Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published: Option<chrono::NaiveDate>,
     pub size: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pages: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ratio: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draft: Option<bool>,
     pub tags: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<std::collections::BTreeMap<String, String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counts: Option<std::collections::BTreeMap<String, i64>>,
     /// Free-form JSON.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra: Option<std::collections::BTreeMap<String, serde_json::Value>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachment: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<codegen_runtime::schema::Base64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<Node>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shape: Option<Shape>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identifier: Option<Identifier>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<DocumentState>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matrix: Option<Vec<Vec<f64>>>,
 }
 
+impl serde::Serialize for Document {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("id", &self.id)?;
+        object.field("title", &self.title)?;
+        object.optional("summary", &self.summary)?;
+        object.field("created", &self.created)?;
+        object.optional("published", &self.published)?;
+        object.field("size", &self.size)?;
+        object.optional("pages", &self.pages)?;
+        object.optional("score", &self.score)?;
+        object.optional("ratio", &self.ratio)?;
+        object.optional("draft", &self.draft)?;
+        object.field("tags", &self.tags)?;
+        object.optional("metadata", &self.metadata)?;
+        object.optional("counts", &self.counts)?;
+        object.optional("extra", &self.extra)?;
+        object.optional("attachment", &self.attachment)?;
+        object.optional("checksum", &self.checksum)?;
+        object.optional("root", &self.root)?;
+        object.optional("shape", &self.shape)?;
+        object.optional("identifier", &self.identifier)?;
+        object.optional("state", &self.state)?;
+        object.optional("matrix", &self.matrix)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Document {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            id: object.field("id")?,
+            title: object.field("title")?,
+            summary: object.tri_state("summary")?,
+            created: object.field("created")?,
+            published: object.field("published")?,
+            size: object.field("size")?,
+            pages: object.field("pages")?,
+            score: object.field("score")?,
+            ratio: object.field("ratio")?,
+            draft: object.field("draft")?,
+            tags: object.field("tags")?,
+            metadata: object.field("metadata")?,
+            counts: object.field("counts")?,
+            extra: object.field("extra")?,
+            attachment: object.field("attachment")?,
+            checksum: object.field("checksum")?,
+            root: object.field("root")?,
+            shape: object.field("shape")?,
+            identifier: object.field("identifier")?,
+            state: object.field("state")?,
+            matrix: object.field("matrix")?,
+        })
+    }
+}
+
 /// A tree, recursive through a list and through an optional child.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub children: Option<Vec<Node>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<Box<Node>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Box<Link>>,
 }
 
+impl serde::Serialize for Node {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("name", &self.name)?;
+        object.optional("children", &self.children)?;
+        object.optional("next", &self.next)?;
+        object.optional("parent", &self.parent)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Node {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            name: object.field("name")?,
+            children: object.field("children")?,
+            next: object.field("next")?,
+            parent: object.field("parent")?,
+        })
+    }
+}
+
 /// Mutually recursive with Node.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Link {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Box<Node>>,
 }
 
+impl serde::Serialize for Link {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("target", &self.target)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Link {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            target: object.field("target")?,
+        })
+    }
+}
+
 /// oneOf becomes an enum.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Shape {
     /// A `Circle`.
     Circle(Circle),
@@ -85,21 +157,77 @@ pub enum Shape {
     Square(Square),
 }
 
+impl serde::Serialize for Shape {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Circle(value) => serde::Serialize::serialize(value, serializer),
+            Self::Square(value) => serde::Serialize::serialize(value, serializer),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Shape {
+    /// The first variant, in the order above, that reads the value.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = codegen_runtime::__private::Untagged::new(deserializer)?;
+        if let Some(variant) = value.read() {
+            return Ok(Self::Circle(variant));
+        }
+        if let Some(variant) = value.read() {
+            return Ok(Self::Square(variant));
+        }
+        Err(value.unmatched("Shape"))
+    }
+}
+
 /// The `Circle` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Circle {
     pub radius: f64,
 }
 
+impl serde::Serialize for Circle {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("radius", &self.radius)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Circle {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            radius: object.field("radius")?,
+        })
+    }
+}
+
 /// The `Square` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Square {
     pub side: f64,
 }
 
+impl serde::Serialize for Square {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("side", &self.side)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Square {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            side: object.field("side")?,
+        })
+    }
+}
+
 /// anyOf of scalars.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Identifier {
     /// A `i64`.
     I64(i64),
@@ -107,26 +235,102 @@ pub enum Identifier {
     String(String),
 }
 
+impl serde::Serialize for Identifier {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::I64(value) => serde::Serialize::serialize(value, serializer),
+            Self::String(value) => serde::Serialize::serialize(value, serializer),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Identifier {
+    /// The first variant, in the order above, that reads the value.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = codegen_runtime::__private::Untagged::new(deserializer)?;
+        if let Some(variant) = value.read() {
+            return Ok(Self::I64(variant));
+        }
+        if let Some(variant) = value.read() {
+            return Ok(Self::String(variant));
+        }
+        Err(value.unmatched("Identifier"))
+    }
+}
+
 /// The `Named` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Named {
     pub name: String,
 }
 
+impl serde::Serialize for Named {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("name", &self.name)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Named {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            name: object.field("name")?,
+        })
+    }
+}
+
 /// The `Timestamped` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Timestamped {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+impl serde::Serialize for Timestamped {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("updated", &self.updated)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timestamped {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            updated: object.field("updated")?,
+        })
+    }
+}
+
 /// allOf merges the properties of every part.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Labelled {
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated: Option<chrono::DateTime<chrono::Utc>>,
     pub label: String,
+}
+
+impl serde::Serialize for Labelled {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("name", &self.name)?;
+        object.optional("updated", &self.updated)?;
+        object.field("label", &self.label)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Labelled {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            name: object.field("name")?,
+            updated: object.field("updated")?,
+            label: object.field("label")?,
+        })
+    }
 }
 
 /// An array alias that refers to itself.
@@ -135,13 +339,30 @@ pub struct Labelled {
 pub struct Forest(pub Vec<Forest>);
 
 /// Known properties and more of one type.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub theme: Option<String>,
     /// Properties not listed above.
-    #[serde(flatten)]
     pub additional_properties: std::collections::BTreeMap<String, bool>,
+}
+
+impl serde::Serialize for Settings {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("theme", &self.theme)?;
+        object.rest(&self.additional_properties)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Settings {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            theme: object.field("theme")?,
+            additional_properties: object.rest()?,
+        })
+    }
 }
 
 /// The `Ids` schema.
@@ -174,26 +395,81 @@ impl<'de> serde::Deserialize<'de> for Pet {
 }
 
 /// The `Cat` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Cat {
     pub kind: String,
     pub lives: i8,
 }
 
+impl serde::Serialize for Cat {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("kind", &self.kind)?;
+        object.field("lives", &self.lives)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Cat {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            kind: object.field("kind")?,
+            lives: object.field("lives")?,
+        })
+    }
+}
+
 /// The `Dog` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Dog {
     pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub good: Option<bool>,
 }
 
+impl serde::Serialize for Dog {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("kind", &self.kind)?;
+        object.optional("good", &self.good)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Dog {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            kind: object.field("kind")?,
+            good: object.field("good")?,
+        })
+    }
+}
+
 /// The `Lizard` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Lizard {
     pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub length: Option<f64>,
+}
+
+impl serde::Serialize for Lizard {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("kind", &self.kind)?;
+        object.optional("length", &self.length)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Lizard {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            kind: object.field("kind")?,
+            length: object.field("length")?,
+        })
+    }
 }
 
 /// A base schema with a discriminator, which other schemas extend with allOf: it is an enum of them, picked by the tag (a mapping value or the schema name).
@@ -225,110 +501,249 @@ impl<'de> serde::Deserialize<'de> for Vehicle {
 }
 
 /// The `Car` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Car {
-    #[serde(rename = "vehicleType")]
     pub vehicle_type: String,
     pub wheels: i32,
     pub seats: i32,
 }
 
+impl serde::Serialize for Car {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("vehicleType", &self.vehicle_type)?;
+        object.field("wheels", &self.wheels)?;
+        object.field("seats", &self.seats)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Car {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            vehicle_type: object.field("vehicleType")?,
+            wheels: object.field("wheels")?,
+            seats: object.field("seats")?,
+        })
+    }
+}
+
 /// Extends the base with nothing of its own.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Bike {
-    #[serde(rename = "vehicleType")]
     pub vehicle_type: String,
     pub wheels: i32,
+}
+
+impl serde::Serialize for Bike {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("vehicleType", &self.vehicle_type)?;
+        object.field("wheels", &self.wheels)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Bike {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            vehicle_type: object.field("vehicleType")?,
+            wheels: object.field("wheels")?,
+        })
+    }
 }
 
 /// Extends a subtype, so it is a subtype of the base too.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ElectricBike {
-    #[serde(rename = "vehicleType")]
     pub vehicle_type: String,
     pub wheels: i32,
-    #[serde(rename = "batteryWh")]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub battery_wh: Option<i32>,
 }
 
+impl serde::Serialize for ElectricBike {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("vehicleType", &self.vehicle_type)?;
+        object.field("wheels", &self.wheels)?;
+        object.optional("batteryWh", &self.battery_wh)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ElectricBike {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            vehicle_type: object.field("vehicleType")?,
+            wheels: object.field("wheels")?,
+            battery_wh: object.field("batteryWh")?,
+        })
+    }
+}
+
 /// The `Garage` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Garage {
     pub vehicles: Vec<Vehicle>,
 }
 
+impl serde::Serialize for Garage {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("vehicles", &self.vehicles)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Garage {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            vehicles: object.field("vehicles")?,
+        })
+    }
+}
+
 /// Absent, null and a value are three different things in a patch.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Patch {
     pub version: u32,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "codegen_runtime::__private::double_option"
-    )]
     pub note: Option<Option<String>>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "codegen_runtime::__private::double_option"
-    )]
     pub owner: Option<Option<String>>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "codegen_runtime::__private::double_option"
-    )]
     pub expires: Option<Option<chrono::DateTime<chrono::Utc>>>,
 }
 
+impl serde::Serialize for Patch {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("version", &self.version)?;
+        object.optional("note", &self.note)?;
+        object.optional("owner", &self.owner)?;
+        object.optional("expires", &self.expires)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Patch {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            version: object.field("version")?,
+            note: object.tri_state("note")?,
+            owner: object.tri_state("owner")?,
+            expires: object.tri_state("expires")?,
+        })
+    }
+}
+
 /// Every integer and number format.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sizes {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub i8: Option<i8>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub i16: Option<i16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub i32: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub i64: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub u8: Option<u8>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub u16: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub u32: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub u64: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub f32: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub f64: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decimal: Option<f64>,
 }
 
+impl serde::Serialize for Sizes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("i8", &self.i8)?;
+        object.optional("i16", &self.i16)?;
+        object.optional("i32", &self.i32)?;
+        object.optional("i64", &self.i64)?;
+        object.optional("u8", &self.u8)?;
+        object.optional("u16", &self.u16)?;
+        object.optional("u32", &self.u32)?;
+        object.optional("u64", &self.u64)?;
+        object.optional("f32", &self.f32)?;
+        object.optional("f64", &self.f64)?;
+        object.optional("decimal", &self.decimal)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Sizes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            i8: object.field("i8")?,
+            i16: object.field("i16")?,
+            i32: object.field("i32")?,
+            i64: object.field("i64")?,
+            u8: object.field("u8")?,
+            u16: object.field("u16")?,
+            u32: object.field("u32")?,
+            u64: object.field("u64")?,
+            f32: object.field("f32")?,
+            f64: object.field("f64")?,
+            decimal: object.field("decimal")?,
+        })
+    }
+}
+
 /// No properties beyond those listed.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Closed {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub only: Option<String>,
 }
 
+impl serde::Serialize for Closed {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("only", &self.only)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Closed {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            only: object.field("only")?,
+        })
+    }
+}
+
 /// Any other property is kept.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Open {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known: Option<String>,
     /// Properties not listed above.
-    #[serde(flatten)]
     pub additional_properties: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
+impl serde::Serialize for Open {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("known", &self.known)?;
+        object.rest(&self.additional_properties)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Open {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            known: object.field("known")?,
+            additional_properties: object.rest()?,
+        })
+    }
+}
+
 /// A union of scalars, tried from the narrowest.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Scalar {
     /// A `bool`.
     Bool(bool),
@@ -342,43 +757,133 @@ pub enum Scalar {
     String(String),
 }
 
+impl serde::Serialize for Scalar {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Bool(value) => serde::Serialize::serialize(value, serializer),
+            Self::I64(value) => serde::Serialize::serialize(value, serializer),
+            Self::F64(value) => serde::Serialize::serialize(value, serializer),
+            Self::DateTime(value) => serde::Serialize::serialize(value, serializer),
+            Self::String(value) => serde::Serialize::serialize(value, serializer),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Scalar {
+    /// The first variant, in the order above, that reads the value.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = codegen_runtime::__private::Untagged::new(deserializer)?;
+        if let Some(variant) = value.read() {
+            return Ok(Self::Bool(variant));
+        }
+        if let Some(variant) = value.read() {
+            return Ok(Self::I64(variant));
+        }
+        if let Some(variant) = value.read() {
+            return Ok(Self::F64(variant));
+        }
+        if let Some(variant) = value.read() {
+            return Ok(Self::DateTime(variant));
+        }
+        if let Some(variant) = value.read() {
+            return Ok(Self::String(variant));
+        }
+        Err(value.unmatched("Scalar"))
+    }
+}
+
 /// The `Document/properties/state` schema.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DocumentState {
     /// `draft`
-    #[serde(rename = "draft")]
     Draft,
     /// `in-review`
-    #[serde(rename = "in-review")]
     InReview,
     /// `published`
-    #[serde(rename = "published")]
     Published,
     /// `2nd-pass`
-    #[serde(rename = "2nd-pass")]
     V2ndPass,
     /// A value the API description does not list, as received.
-    #[serde(untagged)]
     Other(String),
 }
 
+impl DocumentState {
+    /// The value as the API writes it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Draft => "draft",
+            Self::InReview => "in-review",
+            Self::Published => "published",
+            Self::V2ndPass => "2nd-pass",
+            Self::Other(value) => value,
+        }
+    }
+}
+
+impl serde::Serialize for DocumentState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DocumentState {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Ok(match value.as_str() {
+            "draft" => Self::Draft,
+            "in-review" => Self::InReview,
+            "published" => Self::Published,
+            "2nd-pass" => Self::V2ndPass,
+            _ => Self::Other(value),
+        })
+    }
+}
+
 /// The schema at `#/paths/~1documents~1{id}/patch/requestBody/content/application~1merge-patch+json/schema`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpdateDocumentBody {
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "codegen_runtime::__private::double_option"
-    )]
     pub title: Option<Option<String>>,
 }
 
+impl serde::Serialize for UpdateDocumentBody {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("title", &self.title)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for UpdateDocumentBody {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            title: object.tri_state("title")?,
+        })
+    }
+}
+
 /// The schema at `#/paths/~1search/post/requestBody/content/application~1x-www-form-urlencoded/schema`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SearchBody {
     pub q: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<i64>,
+}
+
+impl serde::Serialize for SearchBody {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("q", &self.q)?;
+        object.optional("page", &self.page)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SearchBody {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            q: object.field("q")?,
+            page: object.field("page")?,
+        })
+    }
 }

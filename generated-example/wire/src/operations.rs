@@ -5,7 +5,7 @@
 /// The `pathStyles` operation.
 ///
 /// `GET /paths/{simple}/{simpleObject}/{label}/{labelExploded}/{matrix}/{matrixExploded}`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PathStyles {
     /// The `{simple}` part of the path.
     pub simple: Vec<String>,
@@ -19,6 +19,33 @@ pub struct PathStyles {
     pub matrix: Vec<i64>,
     /// The `{matrixExploded}` part of the path.
     pub matrix_exploded: std::collections::BTreeMap<String, i64>,
+}
+
+impl serde::Serialize for PathStyles {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("simple", &self.simple)?;
+        object.field("simple_object", &self.simple_object)?;
+        object.field("label", &self.label)?;
+        object.field("label_exploded", &self.label_exploded)?;
+        object.field("matrix", &self.matrix)?;
+        object.field("matrix_exploded", &self.matrix_exploded)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PathStyles {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            simple: object.field("simple")?,
+            simple_object: object.field("simple_object")?,
+            label: object.field("label")?,
+            label_exploded: object.field("label_exploded")?,
+            matrix: object.field("matrix")?,
+            matrix_exploded: object.field("matrix_exploded")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for PathStyles {
@@ -86,32 +113,55 @@ impl codegen_runtime::__private::HttpOperation for PathStyles {
 /// The `queryStyles` operation.
 ///
 /// `GET /query`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QueryStyles {
     /// The `q` query parameter.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub q: Option<String>,
     /// The `tag` query parameter.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<Vec<String>>,
     /// The `ids` query parameter.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ids: Option<Vec<i64>>,
     /// The `words` query parameter.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub words: Option<Vec<String>>,
     /// The `flags` query parameter.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flags: Option<Vec<String>>,
     /// The `filter` query parameter.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<crate::types::Filter>,
     /// The `extra` query parameter.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra: Option<std::collections::BTreeMap<String, String>>,
     /// The `where` query parameter.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub r#where: Option<crate::types::Range>,
+}
+
+impl serde::Serialize for QueryStyles {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("q", &self.q)?;
+        object.optional("tag", &self.tag)?;
+        object.optional("ids", &self.ids)?;
+        object.optional("words", &self.words)?;
+        object.optional("flags", &self.flags)?;
+        object.optional("filter", &self.filter)?;
+        object.optional("extra", &self.extra)?;
+        object.optional("where", &self.r#where)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for QueryStyles {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            q: object.field("q")?,
+            tag: object.field("tag")?,
+            ids: object.field("ids")?,
+            words: object.field("words")?,
+            flags: object.field("flags")?,
+            filter: object.field("filter")?,
+            extra: object.field("extra")?,
+            r#where: object.field("where")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for QueryStyles {
@@ -174,23 +224,43 @@ impl codegen_runtime::__private::HttpOperation for QueryStyles {
 /// The `headerStyles` operation.
 ///
 /// `GET /headers`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HeaderStyles {
     /// The `X-Tags` header.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x_tags: Option<Vec<String>>,
     /// The `X-Point` header.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x_point: Option<std::collections::BTreeMap<String, i64>>,
     /// The `session` cookie.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
     /// The `seen` cookie.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seen: Option<Vec<String>>,
     /// The `recent` cookie.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recent: Option<Vec<String>>,
+}
+
+impl serde::Serialize for HeaderStyles {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("x_tags", &self.x_tags)?;
+        object.optional("x_point", &self.x_point)?;
+        object.optional("session", &self.session)?;
+        object.optional("seen", &self.seen)?;
+        object.optional("recent", &self.recent)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for HeaderStyles {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            x_tags: object.field("x_tags")?,
+            x_point: object.field("x_point")?,
+            session: object.field("session")?,
+            seen: object.field("seen")?,
+            recent: object.field("recent")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for HeaderStyles {
@@ -237,10 +307,27 @@ impl codegen_runtime::__private::HttpOperation for HeaderStyles {
 /// The `sendJsonApi` operation.
 ///
 /// `POST /json`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SendJsonApi {
     /// The request body, sent as `application/vnd.api+json`.
     pub body: crate::types::Item,
+}
+
+impl serde::Serialize for SendJsonApi {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("body", &self.body)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SendJsonApi {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            body: object.field("body")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for SendJsonApi {
@@ -274,10 +361,27 @@ impl codegen_runtime::__private::HttpOperation for SendJsonApi {
 /// The `sendForm` operation.
 ///
 /// `POST /form`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SendForm {
     /// The request body, sent as `application/x-www-form-urlencoded`.
     pub body: crate::types::SendFormBody,
+}
+
+impl serde::Serialize for SendForm {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("body", &self.body)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SendForm {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            body: object.field("body")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for SendForm {
@@ -318,10 +422,27 @@ impl codegen_runtime::__private::HttpOperation for SendForm {
 /// The `upload` operation.
 ///
 /// `POST /multipart`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Upload {
     /// The request body, sent as `multipart/form-data`.
     pub body: crate::types::UploadBody,
+}
+
+impl serde::Serialize for Upload {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("body", &self.body)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Upload {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            body: object.field("body")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for Upload {
@@ -361,10 +482,27 @@ impl codegen_runtime::__private::HttpOperation for Upload {
 /// The `putBytes` operation.
 ///
 /// `PUT /octet`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PutBytes {
     /// The request body, sent as `application/octet-stream`.
     pub body: Vec<u8>,
+}
+
+impl serde::Serialize for PutBytes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("body", &self.body)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PutBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            body: object.field("body")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for PutBytes {
@@ -398,11 +536,27 @@ impl codegen_runtime::__private::HttpOperation for PutBytes {
 /// The `sendText` operation.
 ///
 /// `POST /text`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SendText {
     /// The request body, sent as `text/plain`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+}
+
+impl serde::Serialize for SendText {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("body", &self.body)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SendText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            body: object.field("body")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for SendText {
@@ -438,12 +592,29 @@ impl codegen_runtime::__private::HttpOperation for SendText {
 /// The `sendEither` operation.
 ///
 /// `POST /choice`
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SendEither {
     /// The request body, sent as `application/json`.
     ///
     /// Sent as `application/json` unless the client prefers one of `application/x-www-form-urlencoded` (`HttpClient::with_media_types`); also offered with another schema, not generated: `application/xml`.
     pub body: crate::types::Address,
+}
+
+impl serde::Serialize for SendEither {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("body", &self.body)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SendEither {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            body: object.field("body")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for SendEither {
@@ -487,10 +658,27 @@ impl codegen_runtime::__private::HttpOperation for SendEither {
 /// `GET /outcomes/{id}`
 ///
 /// Error bodies, read with `TaskError::body_as`: `404`: [`crate::types::Problem`], `default`: [`crate::types::Problem`].
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GetOutcome {
     /// The `{id}` part of the path.
     pub id: String,
+}
+
+impl serde::Serialize for GetOutcome {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("id", &self.id)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GetOutcome {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            id: object.field("id")?,
+        })
+    }
 }
 
 /// What `getOutcome` answers: one variant per success status of the description.
@@ -548,10 +736,27 @@ impl codegen_runtime::__private::HttpOperation for GetOutcome {
 /// `GET /negotiated/{id}`
 ///
 /// Error bodies, read with `TaskError::body_as`: `404`: [`crate::types::Problem`].
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GetNegotiated {
     /// The `{id}` part of the path.
     pub id: String,
+}
+
+impl serde::Serialize for GetNegotiated {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("id", &self.id)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GetNegotiated {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            id: object.field("id")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for GetNegotiated {
@@ -591,10 +796,27 @@ impl codegen_runtime::__private::HttpOperation for GetNegotiated {
 /// `GET /inline-errors/{id}`
 ///
 /// Error bodies, read with `TaskError::body_as`: `404`: [`crate::types::GetWithInlineErrorsError404`], `410`: [`crate::types::GetWithInlineErrorsError404`], `429`: [`crate::types::GetWithInlineErrorsError429`].
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GetWithInlineErrors {
     /// The `{id}` part of the path.
     pub id: String,
+}
+
+impl serde::Serialize for GetWithInlineErrors {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("id", &self.id)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GetWithInlineErrors {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            id: object.field("id")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for GetWithInlineErrors {
@@ -630,10 +852,27 @@ impl codegen_runtime::__private::HttpOperation for GetWithInlineErrors {
 /// `DELETE /inline-errors/{id}`
 ///
 /// Error bodies, read with `TaskError::body_as`: `404`: [`crate::types::GetWithInlineErrorsError404`], `409`: [`crate::types::DeleteWithInlineErrorError`].
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeleteWithInlineError {
     /// The `{id}` part of the path.
     pub id: String,
+}
+
+impl serde::Serialize for DeleteWithInlineError {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("id", &self.id)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DeleteWithInlineError {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            id: object.field("id")?,
+        })
+    }
 }
 
 impl codegen_runtime::Task for DeleteWithInlineError {
@@ -668,8 +907,22 @@ impl codegen_runtime::__private::HttpOperation for DeleteWithInlineError {
 /// `GET /secure/header`
 ///
 /// Credentials: `headerKey` (see `crate::SECURITY_SCHEMES`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SecureHeader {}
+
+impl serde::Serialize for SecureHeader {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SecureHeader {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {})
+    }
+}
 
 impl codegen_runtime::Task for SecureHeader {
     type Output = ();
@@ -703,8 +956,22 @@ impl codegen_runtime::__private::HttpOperation for SecureHeader {
 /// `GET /secure/query`
 ///
 /// Credentials: `queryKey` (see `crate::SECURITY_SCHEMES`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SecureQuery {}
+
+impl serde::Serialize for SecureQuery {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SecureQuery {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {})
+    }
+}
 
 impl codegen_runtime::Task for SecureQuery {
     type Output = ();
@@ -738,8 +1005,22 @@ impl codegen_runtime::__private::HttpOperation for SecureQuery {
 /// `GET /secure/cookie`
 ///
 /// Credentials: `cookieKey` (see `crate::SECURITY_SCHEMES`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SecureCookie {}
+
+impl serde::Serialize for SecureCookie {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SecureCookie {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {})
+    }
+}
 
 impl codegen_runtime::Task for SecureCookie {
     type Output = ();
@@ -773,8 +1054,22 @@ impl codegen_runtime::__private::HttpOperation for SecureCookie {
 /// `GET /secure/basic`
 ///
 /// Credentials: `basic` (see `crate::SECURITY_SCHEMES`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SecureBasic {}
+
+impl serde::Serialize for SecureBasic {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SecureBasic {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {})
+    }
+}
 
 impl codegen_runtime::Task for SecureBasic {
     type Output = ();
@@ -808,8 +1103,22 @@ impl codegen_runtime::__private::HttpOperation for SecureBasic {
 /// `GET /secure/bearer`
 ///
 /// Credentials: `bearer` (see `crate::SECURITY_SCHEMES`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SecureBearer {}
+
+impl serde::Serialize for SecureBearer {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SecureBearer {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {})
+    }
+}
 
 impl codegen_runtime::Task for SecureBearer {
     type Output = ();
@@ -843,8 +1152,22 @@ impl codegen_runtime::__private::HttpOperation for SecureBearer {
 /// `GET /secure/oauth`
 ///
 /// Credentials: `oauth` (see `crate::SECURITY_SCHEMES`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SecureOauth {}
+
+impl serde::Serialize for SecureOauth {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SecureOauth {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {})
+    }
+}
 
 impl codegen_runtime::Task for SecureOauth {
     type Output = ();
@@ -878,8 +1201,22 @@ impl codegen_runtime::__private::HttpOperation for SecureOauth {
 /// `GET /secure/either`
 ///
 /// Credentials: `bearer`, or `headerKey` and `queryKey` (see `crate::SECURITY_SCHEMES`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SecureEither {}
+
+impl serde::Serialize for SecureEither {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SecureEither {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {})
+    }
+}
 
 impl codegen_runtime::Task for SecureEither {
     type Output = ();
@@ -913,8 +1250,22 @@ impl codegen_runtime::__private::HttpOperation for SecureEither {
 /// `GET /secure/optional`
 ///
 /// Credentials: `bearer` (see `crate::SECURITY_SCHEMES`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SecureOptional {}
+
+impl serde::Serialize for SecureOptional {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SecureOptional {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {})
+    }
+}
 
 impl codegen_runtime::Task for SecureOptional {
     type Output = ();

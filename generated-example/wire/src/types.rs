@@ -7,110 +7,322 @@
 #![allow(missing_docs)]
 
 /// The `Filter` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Filter {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<Range>,
 }
 
+impl serde::Serialize for Filter {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("status", &self.status)?;
+        object.optional("created", &self.created)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Filter {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            status: object.field("status")?,
+            created: object.field("created")?,
+        })
+    }
+}
+
 /// The `Range` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Range {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gte: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lt: Option<i64>,
 }
 
+impl serde::Serialize for Range {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("gte", &self.gte)?;
+        object.optional("lt", &self.lt)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Range {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            gte: object.field("gte")?,
+            lt: object.field("lt")?,
+        })
+    }
+}
+
 /// The `Item` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Item {
     pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 
+impl serde::Serialize for Item {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("id", &self.id)?;
+        object.optional("name", &self.name)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Item {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            id: object.field("id")?,
+            name: object.field("name")?,
+        })
+    }
+}
+
 /// The `Progress` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Progress {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent: Option<i64>,
 }
 
+impl serde::Serialize for Progress {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("percent", &self.percent)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Progress {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            percent: object.field("percent")?,
+        })
+    }
+}
+
 /// The `Problem` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
     pub message: String,
 }
 
+impl serde::Serialize for Problem {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("message", &self.message)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Problem {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            message: object.field("message")?,
+        })
+    }
+}
+
 /// The `Address` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Address {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line1: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub city: Option<String>,
 }
 
+impl serde::Serialize for Address {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("line1", &self.line1)?;
+        object.optional("city", &self.city)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Address {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            line1: object.field("line1")?,
+            city: object.field("city")?,
+        })
+    }
+}
+
 /// The `LineItem` schema.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LineItem {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantity: Option<i64>,
 }
 
+impl serde::Serialize for LineItem {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("price", &self.price)?;
+        object.optional("quantity", &self.quantity)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LineItem {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            price: object.field("price")?,
+            quantity: object.field("quantity")?,
+        })
+    }
+}
+
 /// The schema at `#/paths/~1form/post/requestBody/content/application~1x-www-form-urlencoded/schema`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SendFormBody {
     pub email: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<std::collections::BTreeMap<String, String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<Address>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expand: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<Vec<LineItem>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
 }
 
+impl serde::Serialize for SendFormBody {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("email", &self.email)?;
+        object.optional("metadata", &self.metadata)?;
+        object.optional("address", &self.address)?;
+        object.optional("expand", &self.expand)?;
+        object.optional("items", &self.items)?;
+        object.optional("tags", &self.tags)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SendFormBody {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            email: object.field("email")?,
+            metadata: object.field("metadata")?,
+            address: object.field("address")?,
+            expand: object.field("expand")?,
+            items: object.field("items")?,
+            tags: object.field("tags")?,
+        })
+    }
+}
+
 /// The schema at `#/paths/~1multipart/post/requestBody/content/multipart~1form-data/schema`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UploadBody {
     pub title: String,
     pub file: codegen_runtime::http::File,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thumbnails: Option<Vec<codegen_runtime::http::File>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<Address>,
 }
 
+impl serde::Serialize for UploadBody {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("title", &self.title)?;
+        object.field("file", &self.file)?;
+        object.optional("thumbnails", &self.thumbnails)?;
+        object.optional("labels", &self.labels)?;
+        object.optional("meta", &self.meta)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for UploadBody {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            title: object.field("title")?,
+            file: object.field("file")?,
+            thumbnails: object.field("thumbnails")?,
+            labels: object.field("labels")?,
+            meta: object.field("meta")?,
+        })
+    }
+}
+
 /// The error body of [`GetWithInlineErrors`](crate::operations::GetWithInlineErrors) (statuses `404`, `410`) and [`DeleteWithInlineError`](crate::operations::DeleteWithInlineError) (status `404`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GetWithInlineErrorsError404 {
     pub code: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
 
+impl serde::Serialize for GetWithInlineErrorsError404 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("code", &self.code)?;
+        object.optional("detail", &self.detail)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GetWithInlineErrorsError404 {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            code: object.field("code")?,
+            detail: object.field("detail")?,
+        })
+    }
+}
+
 /// The error body of [`GetWithInlineErrors`](crate::operations::GetWithInlineErrors) (status `429`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GetWithInlineErrorsError429 {
-    #[serde(rename = "retryInSeconds")]
     pub retry_in_seconds: i32,
 }
 
+impl serde::Serialize for GetWithInlineErrorsError429 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.field("retryInSeconds", &self.retry_in_seconds)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GetWithInlineErrorsError429 {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            retry_in_seconds: object.field("retryInSeconds")?,
+        })
+    }
+}
+
 /// The error body of [`DeleteWithInlineError`](crate::operations::DeleteWithInlineError) (status `409`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeleteWithInlineErrorError {
-    #[serde(rename = "usedBy")]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub used_by: Option<Vec<String>>,
+}
+
+impl serde::Serialize for DeleteWithInlineErrorError {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = codegen_runtime::__private::ObjectWriter::new(serializer)?;
+        object.optional("usedBy", &self.used_by)?;
+        object.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DeleteWithInlineErrorError {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut object = codegen_runtime::__private::ObjectReader::new(deserializer)?;
+        Ok(Self {
+            used_by: object.field("usedBy")?,
+        })
+    }
 }

@@ -16,21 +16,13 @@ pub use crate::grpc::operation::{GrpcKind, GrpcOperation};
 pub use crate::http::auth::{env_name, is_idempotent_method};
 pub use crate::http::operation::HttpOperation;
 pub use crate::http::request::{RequestParts, Style, json_text};
+pub use object::{ObjectReader, ObjectWriter, Untagged};
+
+mod object;
 
 /// How a response body becomes an operation's output.
 pub mod decode {
     pub use crate::http::decode::{bytes, empty, json, text, unexpected_status};
-}
-
-/// Reads a field that may be absent, `null` or a value into `Option<Option<T>>`: serde
-/// leaves an absent field to `#[serde(default)]` (`None`), and this gives `Some(None)` for
-/// `null` and `Some(Some(value))` for a value. Written back, `Some(None)` is `null` again.
-pub fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    T: Deserialize<'de>,
-    D: Deserializer<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// Reads a value and its discriminator: the string value of `property`, if it has one. The
@@ -50,34 +42,4 @@ pub fn tagged<'de, D: Deserializer<'de>>(
 /// Reads the variant a discriminator selected.
 pub fn variant<T: DeserializeOwned, E: serde::de::Error>(value: Value) -> Result<T, E> {
     serde_json::from_value(value).map_err(E::custom)
-}
-
-#[cfg(test)]
-mod tests {
-    use serde::Serialize;
-
-    use super::*;
-
-    #[derive(Debug, PartialEq, Serialize, Deserialize)]
-    struct Patch {
-        #[serde(
-            default,
-            skip_serializing_if = "Option::is_none",
-            deserialize_with = "double_option"
-        )]
-        note: Option<Option<String>>,
-    }
-
-    #[test]
-    fn absent_null_and_value_stay_apart() {
-        for (json, value) in [
-            ("{}", None),
-            ("{\"note\":null}", Some(None)),
-            ("{\"note\":\"x\"}", Some(Some("x".to_owned()))),
-        ] {
-            let patch: Patch = serde_json::from_str(json).unwrap();
-            assert_eq!(patch, Patch { note: value });
-            assert_eq!(serde_json::to_string(&patch).unwrap(), json);
-        }
-    }
 }
