@@ -3,6 +3,7 @@
 mod binary;
 pub(crate) mod ids;
 mod outage;
+mod replayer;
 mod service;
 mod workflows;
 

@@ -8,6 +8,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::ids;
+use super::replayer::{Replayer, Reply, Request};
 use crate::backend::{
     Answer, BackendError, BackendResult, Commit, Delivery, InstanceInfo, Message, MessageBody,
     MessageQueue, StateStore, Status, TaskMessage, Topic, event_id,
@@ -15,7 +16,7 @@ use crate::backend::{
 use crate::limits;
 use crate::telemetry::{self, Readiness, ReadyFlag, record, trace};
 use crate::time::now_ms;
-use crate::workflow::engine::{Outcome, ParkReason, activate};
+use crate::workflow::engine::{self, Outcome, ParkReason};
 use crate::workflow::{Clock, Event, HistoryEvent, WorkflowError, Workflows};
 
 /// Settings of a workflow worker.
@@ -94,14 +95,25 @@ pub struct WorkflowWorker<B> {
     /// then reads nothing. Should another writer have appended to it meanwhile (a lease that ran
     /// out), the commit's event count check fails and the entry is dropped; finished instances,
     /// whose status a client may change, are never kept.
-    cache: Mutex<HashMap<String, (InstanceInfo, History)>>,
+    cache: Mutex<HashMap<String, Cached>>,
+    /// Where activations run, and each running instance's replay is kept between them.
+    replayer: Replayer,
 }
 
 /// A history with the id of each event.
 type History = Vec<(String, HistoryEvent)>;
 
+/// What a worker remembers of an instance it committed.
+struct Cached {
+    info: InstanceInfo,
+    history: History,
+    /// How many events of `history` the replay thread's kept replay of the instance was given
+    /// (the rest are the commands it issued); none when it keeps none.
+    replayed: Option<usize>,
+}
+
 /// Histories kept in memory at most; past it the cache starts afresh.
-const CACHED_HISTORIES: usize = 10_000;
+const CACHED_HISTORIES: usize = super::replayer::KEPT_REPLAYS;
 
 /// Runs one activation may start by continuing as new before the instance is parked: a run
 /// that continues without waiting for anything would loop forever.
@@ -110,6 +122,28 @@ const MAX_RUNS_PER_ACTIVATION: u32 = 100;
 /// How many times a worker handles an instance again at once when another worker changed it
 /// between its read and its commit.
 const CONFLICT_RETRIES: u32 = 3;
+
+/// One instance's news taken into a commit, then its replay's outcome.
+struct Step {
+    commit: Commit,
+    /// The history as the commit leaves it: what was read, the news, and what the replay adds.
+    events: History,
+    /// The status the instance had (none for a new one).
+    prior: Option<Status>,
+    /// How many events of `events` the kept replay of the instance was given (see [`Cached`]).
+    replayed: Option<usize>,
+    /// Whether the news asks for a replay.
+    replay: bool,
+    /// The runs this activation started by continuing as new.
+    runs: u32,
+    /// The span of the replay under way.
+    span: tracing::Span,
+    /// The time of this activation's events: later than every event of the history, so that
+    /// a replay tells its news from the last activation's (see [`Replay::advance`]).
+    ///
+    /// [`Replay::advance`]: crate::workflow::engine::Replay
+    now: i64,
+}
 
 impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
     /// A worker for `workflows` on `backend`.
@@ -127,53 +161,42 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
             workflows,
             options,
             cache: Mutex::new(HashMap::new()),
+            replayer: Replayer::start(),
         }
     }
 
     /// Takes what this worker remembers of instance `id`: the commit of its activation puts it
     /// back (see [`Self::remember`]); an activation that commits nothing leaves it to be read
     /// from the backend next time.
-    fn cached(&self, id: &str) -> Option<(InstanceInfo, History)> {
+    fn cached(&self, id: &str) -> Option<Cached> {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.remove(id)
     }
 
-    /// Remembers the histories that `commits` leave behind, each `before` them plus their
-    /// events.
-    fn remember(&self, commits: &[Commit], mut before: HashMap<String, History>) {
+    /// Remembers the histories that `steps` leave behind, once committed.
+    fn remember(&self, steps: Vec<Step>) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() > CACHED_HISTORIES {
             cache.clear();
         }
-        for commit in commits {
-            let id = &commit.instance.id;
-            if commit.instance.status.is_final() {
+        for step in steps {
+            let id = &step.commit.instance.id;
+            if step.commit.instance.status.is_final() {
                 cache.remove(id);
                 continue;
             }
-            let Some(mut history) = before.remove(id) else {
-                continue;
-            };
-            if let Some(keep) = commit.truncate_to {
-                history.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
-            }
-            for (event_id, event) in &commit.events {
-                if !history.iter().any(|(e, _)| e == event_id) {
-                    history.push((event_id.clone(), event.clone()));
-                }
-            }
             let info = InstanceInfo {
-                events: history.len() as u64,
-                ..commit.instance.clone()
+                events: step.events.len() as u64,
+                ..step.commit.instance
             };
-            cache.insert(id.clone(), (info, history));
-        }
-    }
-
-    fn forget(&self, commits: &[Commit]) {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        for commit in commits {
-            cache.remove(&commit.instance.id);
+            cache.insert(
+                info.id.clone(),
+                Cached {
+                    info,
+                    history: step.events,
+                    replayed: step.replayed,
+                },
+            );
         }
     }
 
@@ -225,7 +248,9 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         Ok(())
     }
 
-    /// Handles the instances that have news; returns how many.
+    /// Handles the instances that have news; returns how many. Their news is read and taken
+    /// into a commit each, they are replayed together on the replay thread, and their commits
+    /// are made in one transaction.
     pub async fn round(&self, lease_ms: i64) -> BackendResult<usize> {
         let deliveries = self
             .backend
@@ -239,94 +264,113 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                 .push(d);
         }
         let count = by_instance.len();
-        let mut commits = Vec::with_capacity(count);
-        let mut before = HashMap::with_capacity(count);
-        let mut prior = HashMap::with_capacity(count);
+        let mut steps = Vec::with_capacity(count);
         let mut stray = Vec::new();
         // Kept to handle an instance again if another worker changed it meanwhile.
         let mut news: HashMap<String, Vec<Delivery>> = HashMap::with_capacity(count);
         for (id, deliveries) in by_instance {
-            let receipts: Vec<_> = deliveries.iter().map(|d| d.receipt.clone()).collect();
-            news.insert(id.clone(), deliveries.clone());
-            match self.handle(&id, deliveries).await? {
-                Some((commit, history, status)) => {
-                    prior.insert(id.clone(), status);
-                    before.insert(id, history);
-                    commits.push(commit);
+            match self.take_news(&id, deliveries.clone()).await? {
+                Some(step) => {
+                    news.insert(id, deliveries);
+                    steps.push(step);
                 }
                 None => {
                     tracing::warn!(instance = %id, "news for an instance that does not exist; dropped");
-                    stray.extend(receipts);
+                    stray.extend(deliveries.into_iter().map(|d| d.receipt));
                 }
             }
         }
         if !stray.is_empty() {
             self.backend.ack(stray).await?;
         }
-        let started = Instant::now();
-        let committed = self.backend.commit(commits.clone()).await;
-        record::commit("commit", started.elapsed());
-        match committed {
-            Ok(()) => {
-                count_transitions(&commits, &prior);
-                self.remember(&commits, before);
-            }
-            // Another worker changed one of them since this one read it (it handled the
-            // instance's previous news, or a lease ran out): commit the others alone, and
-            // handle the news of a conflicting one again from what the store holds now, while
-            // this worker still holds its deliveries, rather than leave it for their lease.
-            Err(BackendError::Conflict(_)) => {
-                record::conflict();
-                self.forget(&commits);
-                for commit in commits {
-                    let id = commit.instance.id.clone();
-                    let mut one = vec![commit];
-                    let mut tries = 0;
-                    loop {
-                        match self.backend.commit(one.clone()).await {
-                            Ok(()) => {
-                                count_transitions(&one, &prior);
-                                break;
-                            }
-                            Err(BackendError::Conflict(_)) if tries < CONFLICT_RETRIES => {
-                                record::conflict();
-                                tries += 1;
-                                self.forget(&one);
-                                let Some(deliveries) = news.get(&id) else {
-                                    break;
-                                };
-                                match self.handle(&id, deliveries.clone()).await? {
-                                    Some((commit, _, _)) => one = vec![commit],
-                                    None => break,
-                                }
-                            }
-                            // Still changing under this worker: its news is delivered again
-                            // when the lease runs out.
-                            Err(BackendError::Conflict(_)) => {
-                                record::conflict();
-                                break;
-                            }
-                            Err(err) => return Err(err),
-                        }
-                    }
-                }
-            }
-            Err(err) => {
-                self.forget(&commits);
-                return Err(err);
-            }
-        }
+        self.replay_all(&mut steps).await;
+        self.commit(steps, &news).await?;
         Ok(count)
     }
 
-    /// The change one instance's news makes, with the history it read and the status it had
-    /// (none for a new one); `None` for news of an instance that does not exist.
-    async fn handle(
+    /// Commits `steps` in one transaction, and remembers what they leave. Should another worker
+    /// have changed one of them since this one read it (it handled the instance's previous
+    /// news, or a lease ran out), the others are committed alone, and the news of a conflicting
+    /// one handled again from what the store holds now, while this worker still holds its
+    /// deliveries, rather than left for their lease.
+    async fn commit(
         &self,
-        id: &str,
-        deliveries: Vec<Delivery>,
-    ) -> BackendResult<Option<(Commit, History, Option<Status>)>> {
-        let now = now_ms();
+        steps: Vec<Step>,
+        news: &HashMap<String, Vec<Delivery>>,
+    ) -> BackendResult<()> {
+        let commits: Vec<Commit> = steps.iter().map(|s| s.commit.clone()).collect();
+        let started = Instant::now();
+        let committed = self.backend.commit(commits).await;
+        record::commit("commit", started.elapsed());
+        match committed {
+            Ok(()) => {
+                count_transitions(&steps);
+                self.remember(steps);
+                Ok(())
+            }
+            Err(BackendError::Conflict(_)) => {
+                record::conflict();
+                for step in steps {
+                    self.commit_alone(step, news).await?;
+                }
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Commits one step, handling its news again when another worker changed the instance
+    /// meanwhile.
+    async fn commit_alone(
+        &self,
+        mut step: Step,
+        news: &HashMap<String, Vec<Delivery>>,
+    ) -> BackendResult<()> {
+        let id = step.commit.instance.id.clone();
+        let mut tries = 0;
+        loop {
+            match self.backend.commit(vec![step.commit.clone()]).await {
+                Ok(()) => {
+                    count_transitions(std::slice::from_ref(&step));
+                    self.remember(vec![step]);
+                    return Ok(());
+                }
+                Err(BackendError::Conflict(_)) if tries < CONFLICT_RETRIES => {
+                    record::conflict();
+                    tries += 1;
+                    let Some(deliveries) = news.get(&id) else {
+                        return Ok(());
+                    };
+                    match self.handle(&id, deliveries.clone()).await? {
+                        Some(again) => step = again,
+                        None => return Ok(()),
+                    }
+                }
+                // Still changing under this worker: its news is delivered again when the
+                // lease runs out.
+                Err(BackendError::Conflict(_)) => {
+                    record::conflict();
+                    return Ok(());
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// The step one instance's news makes, replayed; `None` for news of an instance that does
+    /// not exist.
+    async fn handle(&self, id: &str, deliveries: Vec<Delivery>) -> BackendResult<Option<Step>> {
+        let Some(step) = self.take_news(id, deliveries).await? else {
+            return Ok(None);
+        };
+        let mut steps = vec![step];
+        self.replay_all(&mut steps).await;
+        Ok(steps.pop())
+    }
+
+    /// Reads instance `id` and takes its news into a commit; `None` for news of an instance
+    /// that does not exist.
+    async fn take_news(&self, id: &str, deliveries: Vec<Delivery>) -> BackendResult<Option<Step>> {
         // A client wrote to the history: what this worker remembers of it is behind.
         if deliveries
             .iter()
@@ -337,8 +381,11 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(id);
         }
-        let (info, history) = self.load(id).await?;
-        let read = history.clone();
+        let (info, mut events, mut replayed) = self.load(id).await?;
+        let now = events
+            .last()
+            .map_or(i64::MIN, |(_, e)| e.at.saturating_add(1))
+            .max(now_ms());
         let prior = info.as_ref().map(|i| i.status);
         let mut commit = Commit {
             expected_events: info.as_ref().map_or(0, |i| i.events),
@@ -350,7 +397,6 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
             truncate_to: None,
             queries: None,
         };
-        let mut events: History = history;
         let mut wake = false;
         let mut news = false;
         for d in deliveries {
@@ -390,29 +436,44 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         if commit.create && commit.events.is_empty() && commit.instance.status != Status::Failed {
             return Ok(None);
         }
-        if needs_replay(&commit, wake) || (news && commit.instance.status == Status::Running) {
-            for (event_id, event) in &commit.events {
-                if !events_contain(&events, event_id) {
-                    events.push((event_id.clone(), event.clone()));
-                }
-            }
-            self.replay(&mut commit, &events, now);
+        if commit.truncate_to.is_some() {
+            // The history was rewound: what the kept replay was given is not all there.
+            replayed = None;
         }
-        Ok(Some((commit, read, prior)))
+        for (event_id, event) in &commit.events {
+            if !events_contain(&events, event_id) {
+                events.push((event_id.clone(), event.clone()));
+            }
+        }
+        let replay =
+            needs_replay(&commit, wake) || (news && commit.instance.status == Status::Running);
+        Ok(Some(Step {
+            commit,
+            events,
+            prior,
+            replayed,
+            replay,
+            runs: 0,
+            span: tracing::Span::none(),
+            now,
+        }))
     }
 
     /// The instance and its history, from what this worker committed last or else from the
     /// backend; none and empty for an instance that does not exist.
-    async fn load(&self, id: &str) -> BackendResult<(Option<InstanceInfo>, History)> {
-        if let Some((info, history)) = self.cached(id) {
-            return Ok((Some(info), history));
+    async fn load(
+        &self,
+        id: &str,
+    ) -> BackendResult<(Option<InstanceInfo>, History, Option<usize>)> {
+        if let Some(cached) = self.cached(id) {
+            return Ok((Some(cached.info), cached.history, cached.replayed));
         }
         let info = self.backend.instance(id).await?;
         let history = match &info {
             Some(_) => self.backend.history(id).await?,
             None => Vec::new(),
         };
-        Ok((info, history))
+        Ok((info, history, None))
     }
 
     /// Starts the instance of `commit`: pinned to the newest version of the workflow, or
@@ -477,50 +538,102 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         ));
     }
 
-    /// Replays `events` (the history with this batch's news) and adds what the workflow does
-    /// next to `commit`: its new events, the messages they send, and its status.
-    fn replay(&self, commit: &mut Commit, events: &History, now: i64) {
-        self.replay_run(commit, events, now, 0);
+    /// Replays the steps that need it, on the replay thread, and adds what each workflow does
+    /// next to its commit: its new events, the messages they send, and its status. A run that
+    /// continues as new is replayed again, as the next run.
+    async fn replay_all(&self, steps: &mut [Step]) {
+        let mut todo: Vec<usize> = (0..steps.len()).filter(|&i| steps[i].replay).collect();
+        while !todo.is_empty() {
+            let mut requests = Vec::with_capacity(todo.len());
+            let mut asked = Vec::with_capacity(todo.len());
+            for i in todo.drain(..) {
+                if let Some(request) = self.request(&mut steps[i]) {
+                    requests.push(request);
+                    asked.push(i);
+                }
+            }
+            let replies = self.replayer.activate(requests).await;
+            for (i, reply) in asked.into_iter().zip(replies) {
+                let step = &mut steps[i];
+                match reply {
+                    Reply::Activation(activation) => {
+                        if self.apply(step, activation) {
+                            todo.push(i);
+                        }
+                    }
+                    // The thread keeps no replay that can follow: from the start, then.
+                    Reply::Fresh => {
+                        step.replayed = None;
+                        todo.push(i);
+                    }
+                }
+            }
+        }
     }
 
-    /// [`Self::replay`], for the `depth`-th run started in this activation.
-    fn replay_run(&self, commit: &mut Commit, events: &History, now: i64, depth: u32) {
-        let id = commit.instance.id.clone();
-        let Some(workflow) = self
-            .workflows
-            .get(&commit.instance.name, commit.instance.version)
-        else {
-            commit.instance.status = Status::Parked;
-            commit.instance.error = Some(format!(
+    /// What to ask the replay thread for `step`: the events its kept replay has not been
+    /// given, or the whole history. `None`, with the instance parked, when this worker has not
+    /// got the instance's version of the workflow.
+    fn request(&self, step: &mut Step) -> Option<Request> {
+        let instance = &mut step.commit.instance;
+        let Some(workflow) = self.workflows.get(&instance.name, instance.version) else {
+            instance.status = Status::Parked;
+            instance.error = Some(format!(
                 "version {} of workflow `{}` is not registered with this worker: deploy it, then resume the instance",
-                commit.instance.version, commit.instance.name
+                instance.version, instance.name
             ));
-            return;
+            return None;
         };
-        let (clock, parent_trace) = match events.first().map(|(_, e)| &e.event) {
-            Some(Event::WorkflowStarted { clock, trace, .. }) => (*clock, trace.as_deref()),
-            _ => (Clock::Real, None),
+        let parent_trace = match step.events.first().map(|(_, e)| &e.event) {
+            Some(Event::WorkflowStarted { trace, .. }) => trace.as_deref(),
+            _ => None,
         };
         let span = tracing::debug_span!(
             "workflow.activation",
-            workflow = %commit.instance.name,
-            instance = %id,
-            events = events.len(),
+            workflow = %instance.name,
+            instance = %instance.id,
+            events = step.events.len(),
         );
         trace::set_parent(&span, parent_trace);
-        let replayed: Vec<HistoryEvent> = events.iter().map(|(_, e)| e.clone()).collect();
-        let started = Instant::now();
-        let mut activation = span.in_scope(|| activate(workflow.as_ref(), &id, &replayed));
-        record::activation(&commit.instance.name, started.elapsed(), replayed.len());
+        let (fresh, from) = match step.replayed {
+            Some(given) if given <= step.events.len() => (false, given),
+            _ => (true, 0),
+        };
+        step.replayed = Some(step.events.len());
+        step.span = span.clone();
+        Some(Request {
+            id: instance.id.clone(),
+            workflow,
+            name: instance.name.clone(),
+            events: step.events[from..].iter().map(|(_, e)| e.clone()).collect(),
+            fresh,
+            history_len: step.events.len(),
+            span,
+        })
+    }
+
+    /// Adds what `activation` decided to `step`; whether the next run must be replayed (the
+    /// workflow continued as new).
+    fn apply(&self, step: &mut Step, mut activation: engine::Activation) -> bool {
+        let now = step.now;
+        let commit = &mut step.commit;
+        let id = commit.instance.id.clone();
         if let Some(error) = self.oversized(&activation.new_events, &activation.outcome) {
             tracing::error!(instance = %id, %error, "workflow failed: an event is too large");
             activation.new_events = vec![Event::WorkflowFailed { error }];
             activation.outcome = Outcome::Finished;
         }
+        if activation.outcome != Outcome::Running {
+            step.replayed = None;
+        }
         if let Some(answers) = activation.answers.take() {
             commit.queries = Some(self.answers(answers));
         }
-        let trace = trace::traceparent(&span);
+        let clock = match step.events.first().map(|(_, e)| &e.event) {
+            Some(Event::WorkflowStarted { clock, .. }) => *clock,
+            _ => Clock::Real,
+        };
+        let trace = trace::traceparent(&step.span);
         commit.instance.status = Status::Running;
         commit.instance.error = None;
         let continuing = matches!(activation.outcome, Outcome::ContinuedAsNew { .. });
@@ -544,26 +657,31 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
             if let Event::WorkflowFailed { error } = &event {
                 commit.instance.error = Some(error.to_string());
             }
-            commit
-                .events
-                .push((event_id(&event), HistoryEvent { at: now, event }));
+            let event = (event_id(&event), HistoryEvent { at: now, event });
+            step.events.push(event.clone());
+            commit.events.push(event);
         }
         match activation.outcome {
             Outcome::ContinuedAsNew {
                 input,
                 carried,
                 next_seq,
-            } if depth < MAX_RUNS_PER_ACTIVATION => {
-                let next = self.next_run(commit, &replayed, input, carried, next_seq, now);
-                self.replay_run(commit, &next, now, depth + 1);
+            } if step.runs < MAX_RUNS_PER_ACTIVATION => {
+                step.runs += 1;
+                step.events = self.next_run(commit, &step.events, input, carried, next_seq, now);
+                true
             }
             Outcome::ContinuedAsNew { .. } => {
                 let reason = format!(
                     "the workflow continued as new {MAX_RUNS_PER_ACTIVATION} times without waiting for anything: a loop that never waits would run forever; make each run wait (a task, a timer, a signal) before it continues"
                 );
                 settle_outcome(commit, Outcome::Parked(ParkReason::BadHistory(reason)), now);
+                false
             }
-            outcome => settle_outcome(commit, outcome, now),
+            outcome => {
+                settle_outcome(commit, outcome, now);
+                false
+            }
         }
     }
 
@@ -572,14 +690,14 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
     fn next_run(
         &self,
         commit: &mut Commit,
-        ending: &[HistoryEvent],
+        ending: &History,
         input: Value,
         carried: Vec<Event>,
         next_seq: u32,
         now: i64,
     ) -> History {
         let id = commit.instance.id.clone();
-        let (run, clock, trace, run_timeout_ms) = match ending.first().map(|e| &e.event) {
+        let (run, clock, trace, run_timeout_ms) = match ending.first().map(|(_, e)| &e.event) {
             Some(Event::WorkflowStarted {
                 run,
                 clock,
@@ -1005,10 +1123,9 @@ fn cancel_children(commit: &mut Commit, children: Vec<String>, reason: &str, now
     }
 }
 
-/// Counts the instances that `commits` started, ended or parked; `prior` holds each one's
-/// status before (none for a new one).
-fn count_transitions(commits: &[Commit], prior: &HashMap<String, Option<Status>>) {
-    for commit in commits {
+/// Counts the instances that `steps` started, ended or parked.
+fn count_transitions(steps: &[Step]) {
+    for Step { commit, prior, .. } in steps {
         let name = &commit.instance.name;
         if commit
             .events
@@ -1026,7 +1143,7 @@ fn count_transitions(commits: &[Commit], prior: &HashMap<String, Option<Status>>
             Status::Parked => Some("parked"),
         };
         if let Some(ended) = ended
-            && prior.get(&commit.instance.id).copied().flatten() != Some(status)
+            && *prior != Some(status)
         {
             record::ended(name, ended);
         }

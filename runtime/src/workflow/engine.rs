@@ -17,6 +17,7 @@ use std::task::{Context, Poll, Waker};
 
 use serde_json::Value;
 
+use super::Clock;
 use super::context::{QueryHandler, Resolution, State, WorkflowContext};
 use super::history::{Event, HistoryEvent, NonDeterminism, WorkflowError};
 
@@ -209,216 +210,381 @@ fn replay(
     kept: Option<&mut Option<Rc<RefCell<State>>>>,
 ) -> Activation {
     let for_query = kept.is_some();
-    let parked = |reason| Activation {
-        new_events: Vec::new(),
-        outcome: Outcome::Parked(reason),
-        answers: None,
+    let mut replay = match Replay::start(workflow, instance_id, history, for_query) {
+        Ok(replay) => replay,
+        Err(activation) => return *activation,
     };
-    let Some((first, rest)) = history.split_first() else {
-        return parked(ParkReason::BadHistory("it is empty".into()));
-    };
-    let Event::WorkflowStarted {
-        input,
-        clock,
-        run,
-        first_seq,
-        run_timeout_ms,
-        ..
-    } = &first.event
-    else {
-        return parked(ParkReason::BadHistory(format!(
-            "it starts with {}",
-            first.event.describe()
-        )));
-    };
-    if !for_query && history.iter().any(|e| is_terminal(&e.event)) {
-        return Activation {
-            new_events: Vec::new(),
-            outcome: Outcome::Finished,
-            answers: None,
-        };
-    }
-    let recorded: BTreeMap<u32, Event> = history
-        .iter()
-        .filter_map(|e| e.event.command_seq().map(|seq| (seq, e.event.clone())))
-        .collect();
-    let clock = *clock;
-    let state = Rc::new(RefCell::new(State::new(
-        instance_id,
-        recorded,
-        clock.to_workflow(first.at),
-        *first_seq,
-    )));
     if let Some(kept) = kept {
-        *kept = Some(state.clone());
+        *kept = Some(replay.state.clone());
     }
-    let ctx = WorkflowContext {
-        state: state.clone(),
-    };
+    // Delivered from the start, no group continues one delivered before.
+    if let Err(Advance::Ended(activation)) = replay.advance(&history[1..]) {
+        return *activation;
+    }
+    replay.finish()
+}
 
-    let mut future = match catch_unwind(AssertUnwindSafe(|| workflow.start(ctx, input.clone()))) {
-        Ok(future) => future,
-        Err(panic) => return parked(ParkReason::Panic(panic_message(&panic))),
-    };
-    let mut result = match poll(&mut future) {
-        Ok(result) => result,
-        Err(message) => return parked(ParkReason::Panic(message)),
-    };
-    let mut cancel = false;
-    let mut timed_out = false;
-    let continued = |state: &Rc<RefCell<State>>| state.borrow().continued.is_some();
-    // Events recorded together (one commit, one timestamp) are delivered together, then the
-    // workflow is polled once: the grouping is a function of the history alone, so every
-    // replay sees the same steps.
-    let mut next = 0;
-    while next < rest.len() && result.is_none() && !cancel && !timed_out && !continued(&state) {
-        let at = rest[next].at;
-        let mut delivered = false;
-        {
-            let mut s = state.borrow_mut();
-            s.now = clock.to_workflow(at);
-            while let Some(event) = rest.get(next).filter(|e| e.at == at) {
-                next += 1;
-                match &event.event {
-                    Event::TaskCompleted { seq, output } => {
-                        s.resolved
-                            .insert(*seq, Resolution::Task(Ok(output.clone())));
-                    }
-                    Event::TaskFailed { seq, error } => {
-                        s.resolved
-                            .insert(*seq, Resolution::Task(Err(error.clone())));
-                    }
-                    Event::TimerFired { seq } => {
-                        s.resolved.insert(*seq, Resolution::Timer);
-                    }
-                    Event::ChildCompleted { seq, result } => {
-                        s.resolved.insert(*seq, Resolution::Child(result.clone()));
-                    }
-                    Event::SignalReceived { name, payload } => {
-                        s.signals
-                            .entry(name.clone())
-                            .or_default()
-                            .push_back(payload.clone());
-                    }
-                    Event::CompletionResolved { seq, result } => {
-                        s.resolved
-                            .insert(*seq, Resolution::Completion(result.clone()));
-                    }
-                    Event::CancelRequested { .. } => cancel = true,
-                    Event::RunTimedOut { run: ended } if ended == run => timed_out = true,
-                    // Commands were checked as the code issued them; nothing to deliver.
-                    _ => continue,
-                }
-                delivered = true;
-            }
-        }
-        if cancel || timed_out || !delivered {
-            continue;
-        }
-        result = match poll(&mut future) {
-            Ok(result) => result,
-            Err(message) => return parked(ParkReason::Panic(message)),
+/// A replay in progress: the workflow function suspended where the history so far left it,
+/// and what it has been told. [`Replay::advance`] hands it the events recorded since and
+/// [`Replay::finish`] says what comes next, so an activation costs what its news cost, however
+/// long the history; replaying from the start ([`activate`]) is the same three steps, and the
+/// way back after a crash or on another worker.
+pub(crate) struct Replay {
+    future: WorkflowFuture,
+    state: Rc<RefCell<State>>,
+    clock: Clock,
+    run: u32,
+    run_timeout_ms: Option<u64>,
+    /// A query replays a history that has ended too.
+    for_query: bool,
+    /// The time of the last group of events replayed (none yet when only the start has
+    /// been): events recorded at that time later can only be commands (the worker records
+    /// each activation at a later time than the last).
+    last_at: Option<i64>,
+    /// What the function returned.
+    result: Option<Result<Value, WorkflowError>>,
+    cancel: bool,
+    timed_out: bool,
+    /// Children started and not yet ended, by command number.
+    children: BTreeMap<u32, String>,
+    /// Signals, cancellations and operators' records not delivered when the run stopped (for
+    /// the next run, when it continues as new).
+    undelivered: Vec<Event>,
+}
+
+/// Why [`Replay::advance`] did not leave the replay ready for more.
+pub(crate) enum Advance {
+    /// The replay ended: this is the activation.
+    Ended(Box<Activation>),
+    /// A resolving event was recorded at the time of the last group delivered: a replay from
+    /// the start would deliver it with that group, so this replay cannot follow; replay anew.
+    Regroup,
+}
+
+impl Replay {
+    /// Starts the workflow of `history` (its first event starts it), with every command
+    /// `history` records, and polls it once; the activation instead when it cannot start or
+    /// has ended.
+    pub(crate) fn start(
+        workflow: &dyn WorkflowFn,
+        instance_id: &str,
+        history: &[HistoryEvent],
+        for_query: bool,
+    ) -> Result<Self, Box<Activation>> {
+        let Some(first) = history.first() else {
+            return Err(Box::new(parked(ParkReason::BadHistory(
+                "it is empty".into(),
+            ))));
         };
-        if let Some(mismatch) = state.borrow_mut().mismatch.take() {
-            return parked(ParkReason::NonDeterminism(mismatch));
-        }
-    }
-
-    if let Some(mismatch) = state.borrow_mut().mismatch.take() {
-        return parked(ParkReason::NonDeterminism(mismatch));
-    }
-    // A query answers from its own handler alone (see `query`).
-    let answers = if for_query {
-        BTreeMap::new()
-    } else {
-        answer_all(&state)
-    };
-    let mut state = state.borrow_mut();
-    let continued = state.continued.take();
-    // A recorded command the code no longer issues is a change it cannot follow either, unless
-    // the workflow is cancelled, timed out, continued as new or has just returned.
-    if result.is_none() && !cancel && !timed_out && continued.is_none() {
-        let next_seq = state.next_seq;
-        if let Some((seq, missing)) = state.recorded.range(next_seq..).next() {
-            return parked(ParkReason::NonDeterminism(NonDeterminism {
-                position: *seq,
-                expected: missing.describe(),
-                found: "nothing".into(),
+        let Event::WorkflowStarted {
+            input,
+            clock,
+            run,
+            first_seq,
+            run_timeout_ms,
+            ..
+        } = &first.event
+        else {
+            return Err(Box::new(parked(ParkReason::BadHistory(format!(
+                "it starts with {}",
+                first.event.describe()
+            )))));
+        };
+        if !for_query && history.iter().any(|e| is_terminal(&e.event)) {
+            return Err(Box::new(Activation {
+                new_events: Vec::new(),
+                outcome: Outcome::Finished,
+                answers: None,
             }));
         }
-    }
-    if cancel {
-        let children = running_children(history);
-        return Activation {
-            new_events: vec![Event::WorkflowCancelled],
-            outcome: Outcome::Cancelled { children },
-            answers: Some(answers),
+        let recorded: BTreeMap<u32, Event> = history
+            .iter()
+            .filter_map(|e| e.event.command_seq().map(|seq| (seq, e.event.clone())))
+            .collect();
+        let state = Rc::new(RefCell::new(State::new(
+            instance_id,
+            recorded,
+            clock.to_workflow(first.at),
+            *first_seq,
+        )));
+        let ctx = WorkflowContext {
+            state: state.clone(),
         };
-    }
-    if timed_out {
-        let limit = run_timeout_ms.map_or_else(String::new, |ms| {
-            format!(" of {:?}", std::time::Duration::from_millis(ms))
-        });
-        return Activation {
-            new_events: vec![Event::WorkflowFailed {
-                error: WorkflowError::new(format!(
-                    "run {run} ran past its run timeout{limit}; raise it in StartOptions::run_timeout, or end the run sooner"
-                )),
-            }],
-            outcome: Outcome::TimedOut {
-                children: running_children(history),
-            },
-            answers: Some(answers),
+        let mut future = match catch_unwind(AssertUnwindSafe(|| workflow.start(ctx, input.clone())))
+        {
+            Ok(future) => future,
+            Err(panic) => return Err(Box::new(parked(ParkReason::Panic(panic_message(&panic))))),
         };
+        let result = match poll(&mut future) {
+            Ok(result) => result,
+            Err(message) => return Err(Box::new(parked(ParkReason::Panic(message)))),
+        };
+        Ok(Self {
+            future,
+            state,
+            clock: *clock,
+            run: *run,
+            run_timeout_ms: *run_timeout_ms,
+            for_query,
+            last_at: None,
+            result,
+            cancel: false,
+            timed_out: false,
+            children: BTreeMap::new(),
+            undelivered: Vec::new(),
+        })
     }
-    let mut new_events = std::mem::take(&mut state.new_commands);
-    let outcome = match continued {
-        Some(Ok(input)) => {
-            let untaken =
-                std::mem::take(&mut state.signals)
-                    .into_iter()
-                    .flat_map(|(name, queued)| {
-                        queued
-                            .into_iter()
-                            .map(move |payload| Event::SignalReceived {
-                                name: name.clone(),
-                                payload,
-                            })
-                    });
-            let undelivered = rest[next..].iter().filter_map(|e| match &e.event {
+
+    /// Whether the run has stopped: it returned, was cancelled, timed out or continued as new.
+    fn stopped(&self) -> bool {
+        self.result.is_some()
+            || self.cancel
+            || self.timed_out
+            || self.state.borrow().continued.is_some()
+    }
+
+    /// Delivers `events`, the history recorded after what the replay has taken, a group at a
+    /// time: events recorded together (one commit, one timestamp) are delivered together, then
+    /// the workflow is polled once. The grouping is a function of the history alone, so every
+    /// replay, from the start or from where the last one stopped, sees the same steps.
+    pub(crate) fn advance(&mut self, events: &[HistoryEvent]) -> Result<(), Advance> {
+        if !self.for_query && events.iter().any(|e| is_terminal(&e.event)) {
+            return Err(Advance::Ended(Box::new(Activation {
+                new_events: Vec::new(),
+                outcome: Outcome::Finished,
+                answers: None,
+            })));
+        }
+        let mut next = 0;
+        // Commands recorded with the last group replayed (the previous activation's): they were
+        // checked as the code issued them.
+        while let Some(event) = events.get(next).filter(|e| Some(e.at) == self.last_at) {
+            if resolves(&event.event, self.run) {
+                return Err(Advance::Regroup);
+            }
+            next += 1;
+        }
+        // Every command of the history is known before the code runs on, as on a replay from
+        // the start.
+        {
+            let mut s = self.state.borrow_mut();
+            for event in events {
+                if let Some(seq) = event.event.command_seq() {
+                    s.recorded.entry(seq).or_insert_with(|| event.event.clone());
+                }
+            }
+        }
+        for event in events {
+            self.note_child(&event.event);
+        }
+        while next < events.len() && !self.stopped() {
+            let at = events[next].at;
+            self.last_at = Some(at);
+            let mut delivered = false;
+            {
+                let mut s = self.state.borrow_mut();
+                s.now = self.clock.to_workflow(at);
+                while let Some(event) = events.get(next).filter(|e| e.at == at) {
+                    next += 1;
+                    match &event.event {
+                        Event::TaskCompleted { seq, output } => {
+                            s.resolved
+                                .insert(*seq, Resolution::Task(Ok(output.clone())));
+                        }
+                        Event::TaskFailed { seq, error } => {
+                            s.resolved
+                                .insert(*seq, Resolution::Task(Err(error.clone())));
+                        }
+                        Event::TimerFired { seq } => {
+                            s.resolved.insert(*seq, Resolution::Timer);
+                        }
+                        Event::ChildCompleted { seq, result } => {
+                            s.resolved.insert(*seq, Resolution::Child(result.clone()));
+                        }
+                        Event::SignalReceived { name, payload } => {
+                            s.signals
+                                .entry(name.clone())
+                                .or_default()
+                                .push_back(payload.clone());
+                        }
+                        Event::CompletionResolved { seq, result } => {
+                            s.resolved
+                                .insert(*seq, Resolution::Completion(result.clone()));
+                        }
+                        Event::CancelRequested { .. } => self.cancel = true,
+                        Event::RunTimedOut { run: ended } if *ended == self.run => {
+                            self.timed_out = true;
+                        }
+                        // Commands were checked as the code issued them; nothing to deliver.
+                        _ => continue,
+                    }
+                    delivered = true;
+                }
+            }
+            if self.cancel || self.timed_out || !delivered {
+                continue;
+            }
+            self.result = match poll(&mut self.future) {
+                Ok(result) => result,
+                Err(message) => {
+                    return Err(Advance::Ended(Box::new(parked(ParkReason::Panic(message)))));
+                }
+            };
+            if let Some(mismatch) = self.state.borrow_mut().mismatch.take() {
+                return Err(Advance::Ended(Box::new(parked(
+                    ParkReason::NonDeterminism(mismatch),
+                ))));
+            }
+        }
+        self.undelivered
+            .extend(events[next..].iter().filter_map(|e| match &e.event {
                 Event::SignalReceived { .. }
                 | Event::CancelRequested { .. }
                 | Event::OperatorAction { .. } => Some(e.event.clone()),
                 _ => None,
-            });
+            }));
+        Ok(())
+    }
+
+    /// Keeps count of the children started and not yet ended.
+    fn note_child(&mut self, event: &Event) {
+        match event {
+            Event::ChildStarted {
+                seq, workflow_id, ..
+            } => {
+                self.children.insert(*seq, workflow_id.clone());
+            }
+            Event::ChildCompleted { seq, .. } => {
+                self.children.remove(seq);
+            }
+            _ => {}
+        }
+    }
+
+    /// What comes next: the new commands and the outcome. A replay whose outcome is
+    /// [`Outcome::Running`] can [`advance`] on the history recorded after what it was given:
+    /// these commands, then the news that follows them.
+    ///
+    /// [`advance`]: Replay::advance
+    pub(crate) fn finish(&mut self) -> Activation {
+        if let Some(mismatch) = self.state.borrow_mut().mismatch.take() {
+            return parked(ParkReason::NonDeterminism(mismatch));
+        }
+        // A query answers from its own handler alone (see `query`).
+        let answers = if self.for_query {
+            BTreeMap::new()
+        } else {
+            answer_all(&self.state)
+        };
+        let mut state = self.state.borrow_mut();
+        let continued = state.continued.take();
+        // A recorded command the code no longer issues is a change it cannot follow either,
+        // unless the workflow is cancelled, timed out, continued as new or has just returned.
+        if self.result.is_none() && !self.cancel && !self.timed_out && continued.is_none() {
+            let next_seq = state.next_seq;
+            if let Some((seq, missing)) = state.recorded.range(next_seq..).next() {
+                return parked(ParkReason::NonDeterminism(NonDeterminism {
+                    position: *seq,
+                    expected: missing.describe(),
+                    found: "nothing".into(),
+                }));
+            }
+        }
+        let children = || self.children.values().cloned().collect::<Vec<_>>();
+        if self.cancel {
             return Activation {
-                new_events,
-                outcome: Outcome::ContinuedAsNew {
-                    input,
-                    carried: untaken.chain(undelivered).collect(),
-                    next_seq: state.next_seq,
+                new_events: vec![Event::WorkflowCancelled],
+                outcome: Outcome::Cancelled {
+                    children: children(),
                 },
                 answers: Some(answers),
             };
         }
-        Some(Err(error)) => Some(Err(error)),
-        None => result,
-    };
-    let outcome = match outcome {
-        None => Outcome::Running,
-        Some(Ok(output)) => {
-            new_events.push(Event::WorkflowCompleted { output });
-            Outcome::Finished
+        if self.timed_out {
+            let run = self.run;
+            let limit = self.run_timeout_ms.map_or_else(String::new, |ms| {
+                format!(" of {:?}", std::time::Duration::from_millis(ms))
+            });
+            return Activation {
+                new_events: vec![Event::WorkflowFailed {
+                    error: WorkflowError::new(format!(
+                        "run {run} ran past its run timeout{limit}; raise it in StartOptions::run_timeout, or end the run sooner"
+                    )),
+                }],
+                outcome: Outcome::TimedOut {
+                    children: children(),
+                },
+                answers: Some(answers),
+            };
         }
-        Some(Err(error)) => {
-            new_events.push(Event::WorkflowFailed { error });
-            Outcome::Finished
+        let mut new_events = std::mem::take(&mut state.new_commands);
+        let outcome = match continued {
+            Some(Ok(input)) => {
+                let untaken =
+                    std::mem::take(&mut state.signals)
+                        .into_iter()
+                        .flat_map(|(name, queued)| {
+                            queued
+                                .into_iter()
+                                .map(move |payload| Event::SignalReceived {
+                                    name: name.clone(),
+                                    payload,
+                                })
+                        });
+                return Activation {
+                    new_events,
+                    outcome: Outcome::ContinuedAsNew {
+                        input,
+                        carried: untaken.chain(self.undelivered.drain(..)).collect(),
+                        next_seq: state.next_seq,
+                    },
+                    answers: Some(answers),
+                };
+            }
+            Some(Err(error)) => Some(Err(error)),
+            None => self.result.take(),
+        };
+        let outcome = match outcome {
+            None => Outcome::Running,
+            Some(Ok(output)) => {
+                new_events.push(Event::WorkflowCompleted { output });
+                Outcome::Finished
+            }
+            Some(Err(error)) => {
+                new_events.push(Event::WorkflowFailed { error });
+                Outcome::Finished
+            }
+        };
+        Activation {
+            new_events,
+            outcome,
+            answers: Some(answers),
         }
-    };
+    }
+}
+
+/// An activation that records nothing and parks the instance.
+fn parked(reason: ParkReason) -> Activation {
     Activation {
-        new_events,
-        outcome,
-        answers: Some(answers),
+        new_events: Vec::new(),
+        outcome: Outcome::Parked(reason),
+        answers: None,
+    }
+}
+
+/// Whether `event` resolves something the workflow waits for (so is delivered and polled on),
+/// in run `run`.
+fn resolves(event: &Event, run: u32) -> bool {
+    match event {
+        Event::TaskCompleted { .. }
+        | Event::TaskFailed { .. }
+        | Event::TimerFired { .. }
+        | Event::ChildCompleted { .. }
+        | Event::SignalReceived { .. }
+        | Event::CompletionResolved { .. }
+        | Event::CancelRequested { .. } => true,
+        Event::RunTimedOut { run: ended } => *ended == run,
+        _ => false,
     }
 }
 
@@ -427,26 +593,6 @@ fn is_terminal(event: &Event) -> bool {
         event,
         Event::WorkflowCompleted { .. } | Event::WorkflowFailed { .. } | Event::WorkflowCancelled
     )
-}
-
-/// Children started and not yet ended.
-fn running_children(history: &[HistoryEvent]) -> Vec<String> {
-    let ended: Vec<u32> = history
-        .iter()
-        .filter_map(|e| match &e.event {
-            Event::ChildCompleted { seq, .. } => Some(*seq),
-            _ => None,
-        })
-        .collect();
-    history
-        .iter()
-        .filter_map(|e| match &e.event {
-            Event::ChildStarted {
-                seq, workflow_id, ..
-            } if !ended.contains(seq) => Some(workflow_id.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Polls once; a panic becomes its message.

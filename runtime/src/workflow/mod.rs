@@ -31,4 +31,6 @@ pub use history::{Event, HistoryEvent, NonDeterminism, WorkflowError};
 pub use registry::Workflows;
 
 #[cfg(test)]
+mod incremental_tests;
+#[cfg(test)]
 mod tests;
