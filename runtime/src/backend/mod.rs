@@ -170,6 +170,31 @@ pub struct Delivery {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Receipt(pub String);
 
+/// A worker's subscription to a topic ([`MessageQueue::subscribe`]); it ends when dropped,
+/// and what the backend held for it is handed back.
+#[must_use = "the subscription ends when dropped"]
+pub struct Subscription(Option<Box<dyn std::any::Any + Send + Sync>>);
+
+impl Subscription {
+    /// A subscription that holds nothing.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// A subscription that ends by dropping `guard`.
+    pub(crate) fn new(guard: impl std::any::Any + Send + Sync) -> Self {
+        Self(Some(Box::new(guard)))
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("active", &self.0.is_some())
+            .finish()
+    }
+}
+
 /// The outcome of one delivery, for [`MessageQueue::settle`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settlement {
@@ -457,6 +482,17 @@ pub trait MessageQueue: Send + Sync + 'static {
 
     /// Resolves when `topic` may have new messages, or after `max_wait_ms`.
     async fn wait(&self, topic: &Topic, max_wait_ms: i64);
+
+    /// Says that a worker of this process takes the messages of `topic`, up to `capacity` at a
+    /// time under leases of `lease_ms`, for as long as the subscription lives. A backend may
+    /// then hand the messages this process sends to the topic straight to this process's
+    /// receives, leased as they are stored, rather than through a round trip to the store (the
+    /// embedded backend does: see `backend/sqlite/local.rs`). Messages stay at least once
+    /// and in the store from the commit that sends them. Backends without it ignore it.
+    fn subscribe(&self, topic: &Topic, lease_ms: i64, capacity: usize) -> Subscription {
+        let _ = (topic, lease_ms, capacity);
+        Subscription::none()
+    }
 
     /// Takes up to `want` permits to run tasks of `service` for the worker `holder`, under
     /// `limits` (see [`flow`]), and renews the permits it holds for `lease_ms`. Fewer when the

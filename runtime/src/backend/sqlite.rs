@@ -8,16 +8,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod local;
+#[cfg(test)]
+mod local_tests;
 mod thread;
 
 use super::flow::{self, FlowLimits, Grant};
 use super::wake::{Waiters, Wake};
 use super::{
     BackendError, BackendResult, Commit, DeadLetter, Delivery, InstanceInfo, Message, MessageBody,
-    MessageQueue, Receipt, Settlement, StateStore, Status, Topic, stored_answers,
+    MessageQueue, Receipt, Settlement, StateStore, Status, Subscription, Topic, stored_answers,
 };
 use crate::time::now_ms;
 use crate::workflow::HistoryEvent;
+use local::{Local, Subscribed, is_deferred};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use thread::ConnectionThread;
 
@@ -136,6 +140,8 @@ struct Inner {
     waiters: Arc<Waiters>,
     /// Tells other processes on the file of this one's commits, and wakes `waiters` for theirs.
     wake: Option<Arc<Wake>>,
+    /// What this process's receivers get without a round trip through the store.
+    local: Arc<Local>,
 }
 
 /// Options of [`SqliteBackend::open_with`].
@@ -147,17 +153,30 @@ pub struct SqliteOptions {
     /// process learns of another's messages only when its wait runs out (the workers' idle
     /// wait). Processes that leave it on are still woken by those that do.
     pub process_wakeups: bool,
+    /// How long a deferred result may wait uncommitted before it is stored (tests shorten it).
+    #[cfg(test)]
+    pub(super) deferred_patience: Duration,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
         Self {
             process_wakeups: true,
+            #[cfg(test)]
+            deferred_patience: Duration::from_secs(10),
         }
     }
 }
 
 impl SqliteOptions {
+    /// How long a deferred result may wait uncommitted (see `sqlite/local.rs`).
+    fn patience(&self) -> Duration {
+        #[cfg(test)]
+        return self.deferred_patience;
+        #[cfg(not(test))]
+        local::DEFERRED_PATIENCE
+    }
+
     /// These options with cross-process wake-ups on or off.
     pub fn with_process_wakeups(mut self, on: bool) -> Self {
         self.process_wakeups = on;
@@ -206,8 +225,15 @@ impl SqliteBackend {
             .busy_handler(Some(busy_handler()))
             .map_err(|e| error(&path, e))?;
         let waiters = Arc::new(Waiters::default());
+        let local = Arc::new(Local::new(options.patience()));
+        let heard = local.clone();
         let wake = if options.process_wakeups {
-            match Wake::start(&path, waiters.clone()) {
+            // Another process stored messages any receiver may take.
+            let heard = move |topic: Option<&str>| match topic {
+                Some(topic) => heard.mark_dirty(topic),
+                None => heard.mark_all_dirty(),
+            };
+            match Wake::start(&path, waiters.clone(), heard) {
                 Ok(wake) => Some(Arc::new(wake)),
                 Err(message) => {
                     tracing::warn!(%message, "other processes on this database will be seen when a wait runs out");
@@ -224,6 +250,7 @@ impl SqliteBackend {
                 path,
                 waiters,
                 wake,
+                local,
             }),
         })
     }
@@ -240,10 +267,93 @@ impl SqliteBackend {
         }
     }
 
+    /// Takes in what a transaction stored: its pre-leased messages are held for this
+    /// process's receivers, and the topics that got messages any receiver may take are read
+    /// again; then this process's waiters on every topic it stored to are woken.
+    fn stored(&self, stored: Stored, topics: &[String]) {
+        for topic in &stored.open {
+            self.inner.local.mark_dirty(topic);
+        }
+        self.inner.local.hold(stored.held);
+        self.wake(topics);
+    }
+
     /// What tells the other processes of a commit, to call right after it on the database
     /// thread.
     fn announcer(&self) -> Option<Arc<Wake>> {
         self.inner.wake.clone()
+    }
+
+    /// Stores settlements in one transaction (see [`store_settlements`]).
+    async fn store(&self, settlements: Vec<Settlement>) -> BackendResult<()> {
+        let topics = topics(settlements.iter().flat_map(|s| &s.messages));
+        let announcer = self.announcer();
+        let local = self.inner.local.clone();
+        let stored = self
+            .with_conn(move |conn, path| {
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(|e| error(path, e))?;
+                let mut stored = Stored::default();
+                store_settlements(&tx, path, &settlements, &local, &mut stored)?;
+                tx.commit().map_err(|e| error(path, e))?;
+                if let Some(wake) = announcer {
+                    wake.announce(&stored.announced(), false);
+                }
+                Ok(stored)
+            })
+            .await?;
+        self.stored(stored, &topics);
+        Ok(())
+    }
+
+    /// Ends a subscription to `topic`: the last one hands back what was held for it, in a
+    /// transaction queued to the database thread (nothing waits for it): the leases of
+    /// pre-leased messages released, deferred results stored as any other.
+    fn unsubscribe(&self, topic: &str) {
+        let released = self.inner.local.unsubscribe(topic);
+        if released.leased.is_empty() && released.settlements.is_empty() {
+            return;
+        }
+        let backend = self.clone();
+        let topic = topic.to_owned();
+        self.inner.conn.submit(move |conn, path| {
+            let topics = topics(released.settlements.iter().flat_map(|s| &s.messages));
+            let mut stored = Stored::default();
+            let done = (|| {
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(|e| error(path, e))?;
+                let mut release = tx
+                    .prepare_cached(
+                        "UPDATE messages SET leased_until = 0 WHERE seq = ?1 AND leased_until = ?2",
+                    )
+                    .map_err(|e| error(path, e))?;
+                for receipt in &released.leased {
+                    let (seq, lease) = parse_receipt(&receipt.0)?;
+                    release.execute(params![seq, lease]).map_err(|e| error(path, e))?;
+                }
+                drop(release);
+                store_settlements(&tx, path, &released.settlements, &backend.inner.local, &mut stored)?;
+                tx.commit().map_err(|e| error(path, e))
+            })();
+            match done {
+                Ok(()) => {
+                    let mut announced = stored.announced();
+                    if !released.leased.is_empty() {
+                        announced.push(topic.clone());
+                    }
+                    if let Some(wake) = backend.announcer() {
+                        wake.announce(&announced, false);
+                    }
+                    backend.stored(stored, &topics);
+                }
+                // The leases run out and the tasks run again, as after a crash.
+                Err(err) => {
+                    tracing::warn!(%err, "cannot hand back what a stopping worker held; it is delivered again when its leases run out");
+                }
+            }
+        });
     }
 
     /// Runs `f` with the read connection, on its thread.
@@ -339,23 +449,105 @@ pub(super) fn corrupt(path: &Path, what: &str, err: impl std::fmt::Display) -> B
     ))
 }
 
+/// What a transaction stored: messages leased to this process's receivers as they were stored,
+/// and the topics that got messages any receiver may take.
+#[derive(Default)]
+struct Stored {
+    held: Vec<Delivery>,
+    open: Vec<String>,
+}
+
+impl Stored {
+    /// The open topics, each once, for the other processes to hear of.
+    fn announced(&self) -> Vec<String> {
+        let mut topics = self.open.clone();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+}
+
+/// Stores `messages`: those due now for a topic a receiver of this process takes, and has room
+/// for, leased to it as they are stored (see `local.rs`), the others for any receiver.
 fn insert_messages(
     tx: &rusqlite::Transaction<'_>,
     path: &Path,
     messages: &[Message],
+    local: &Local,
+    stored: &mut Stored,
 ) -> BackendResult<()> {
-    let mut stmt = tx
-        .prepare_cached("INSERT OR IGNORE INTO messages (id, topic, key, body, deliver_at) VALUES (?1, ?2, ?3, ?4, ?5)")
-        .map_err(|e| error(path, e))?;
+    let now = now_ms();
+    let mut held_per_topic: std::collections::HashMap<String, usize> =
+        std::collections::HashMap::new();
     for m in messages {
         let body =
             serde_json::to_string(&m.body).map_err(|e| BackendError::Invalid(e.to_string()))?;
-        stmt.execute(params![m.id, m.topic.name(), m.key, body, m.deliver_at])
-            .map_err(|e| error(path, e))?;
+        let topic = m.topic.name();
+        let held = held_per_topic.get(&topic).copied().unwrap_or(0);
+        let lease = (m.deliver_at <= now)
+            .then(|| local.lease_for(&topic, held))
+            .flatten();
+        match lease {
+            Some(lease_ms) => {
+                let until = now + lease_ms;
+                let inserted = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO messages (id, topic, key, body, deliver_at, leased_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )
+                    .map_err(|e| error(path, e))?
+                    .execute(params![m.id, topic, m.key, body, m.deliver_at, until])
+                    .map_err(|e| error(path, e))?;
+                // A message sent before and still pending is not sent again.
+                if inserted == 1 {
+                    stored
+                        .held
+                        .push(local::delivery(tx.last_insert_rowid(), until, m));
+                    *held_per_topic.entry(topic).or_default() += 1;
+                }
+            }
+            None => {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO messages (id, topic, key, body, deliver_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(|e| error(path, e))?
+                .execute(params![m.id, topic, m.key, body, m.deliver_at])
+                .map_err(|e| error(path, e))?;
+                stored.open.push(topic);
+            }
+        }
     }
     Ok(())
 }
 
+/// Applies settlements in a transaction: each delivery acknowledged or moved to the dead
+/// letters, the messages its outcome sends stored, and the attempts counted.
+fn store_settlements(
+    tx: &rusqlite::Transaction<'_>,
+    path: &Path,
+    settlements: &[Settlement],
+    local: &Local,
+    stored: &mut Stored,
+) -> BackendResult<()> {
+    let now = now_ms();
+    for s in settlements {
+        let (seq, lease) = parse_receipt(&s.receipt.0)?;
+        if let Some(reason) = &s.dead {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO dead_letters (id, topic, key, body, reason, died_at)
+                 SELECT id, topic, key, body, ?3, ?4 FROM messages WHERE seq = ?1 AND leased_until = ?2",
+            )
+            .map_err(|e| error(path, e))?
+            .execute(params![seq, lease, reason, now])
+            .map_err(|e| error(path, e))?;
+        }
+        delete_receipts(tx, path, std::slice::from_ref(&s.receipt))?;
+        insert_messages(tx, path, &s.messages, local, stored)?;
+    }
+    super::inspect::sqlite::record_attempts(tx, path, settlements, now)
+}
+
+/// Deletes the messages of `receipts`; a deferred result's has no row (its settlement is
+/// applied by [`store_settlements`]).
 fn delete_receipts(
     tx: &rusqlite::Transaction<'_>,
     path: &Path,
@@ -364,7 +556,7 @@ fn delete_receipts(
     let mut stmt = tx
         .prepare_cached("DELETE FROM messages WHERE seq = ?1 AND leased_until = ?2")
         .map_err(|e| error(path, e))?;
-    for r in receipts {
+    for r in receipts.iter().filter(|r| !is_deferred(r)) {
         let (seq, lease) = parse_receipt(&r.0)?;
         stmt.execute(params![seq, lease])
             .map_err(|e| error(path, e))?;
@@ -372,9 +564,18 @@ fn delete_receipts(
     Ok(())
 }
 
+/// The instances `deliveries` are for.
+fn instances(deliveries: &[Delivery]) -> usize {
+    deliveries
+        .iter()
+        .map(|d| &d.message.key)
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
+
 /// The topics that `messages` go to, each once.
-fn topics(messages: &[Message]) -> Vec<String> {
-    let mut topics: Vec<String> = messages.iter().map(|m| m.topic.name()).collect();
+fn topics<'a>(messages: impl IntoIterator<Item = &'a Message>) -> Vec<String> {
+    let mut topics: Vec<String> = messages.into_iter().map(|m| m.topic.name()).collect();
     topics.sort();
     topics.dedup();
     topics
@@ -503,30 +704,49 @@ fn receive_in(
 #[async_trait::async_trait]
 impl StateStore for SqliteBackend {
     async fn commit(&self, commits: Vec<Commit>) -> BackendResult<()> {
-        let messages: Vec<Message> = commits
+        let topics = topics(commits.iter().flat_map(|c| &c.messages));
+        let local = self.inner.local.clone();
+        // The deferred results the commits take: their settlements (the task message deleted,
+        // the attempt counted) are applied in the same transaction, and put back if it fails.
+        let receipts: Vec<Receipt> = commits
             .iter()
-            .flat_map(|c| c.messages.iter().cloned())
+            .flat_map(|c| &c.acks)
+            .filter(|r| is_deferred(r))
+            .cloned()
             .collect();
-        let topics = topics(&messages);
-        let sent = topics.clone();
+        let deferred = local.settlements_of(&receipts);
+        // Their result messages are what the commits took: not stored.
+        let applied: Vec<Settlement> = deferred
+            .iter()
+            .map(|(_, s)| Settlement {
+                messages: Vec::new(),
+                ..s.clone()
+            })
+            .collect();
         let announcer = self.announcer();
-        self.with_conn(move |conn, path| {
+        let held_for = local.clone();
+        let committed = self.with_conn(move |conn, path| {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(|e| error(path, e))?;
+            let mut stored = Stored::default();
             let now = now_ms();
             for c in &commits {
                 let i = &c.instance;
                 let current: Option<i64> = tx
-                    .query_row("SELECT events FROM instances WHERE id = ?1", [&i.id], |r| r.get(0))
+                    .prepare_cached("SELECT events FROM instances WHERE id = ?1")
+                    .map_err(|e| error(path, e))?
+                    .query_row([&i.id], |r| r.get(0))
                     .optional()
                     .map_err(|e| error(path, e))?;
                 match (c.create, current) {
                     (true, None) => {
-                        tx.execute(
+                        tx.prepare_cached(
                             "INSERT INTO instances (id, name, version, status, input, parent_id, parent_seq, events, created_at, updated_at)
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8)",
-                            params![
+                        )
+                        .map_err(|e| error(path, e))?
+                        .execute(params![
                                 i.id,
                                 i.name,
                                 i.version,
@@ -535,8 +755,7 @@ impl StateStore for SqliteBackend {
                                 i.parent.as_ref().map(|p| &p.0),
                                 i.parent.as_ref().map(|p| p.1),
                                 now
-                            ],
-                        )
+                            ])
                         .map_err(|e| error(path, e))?;
                     }
                     (false, Some(events)) if u64::try_from(events) == Ok(c.expected_events) => {}
@@ -564,11 +783,12 @@ impl StateStore for SqliteBackend {
                     idx += i64::try_from(inserted).unwrap_or(0);
                 }
                 drop(insert);
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE instances SET status = ?2, output = ?3, error = ?4, events = ?5, updated_at = ?6, version = ?7
                      WHERE id = ?1",
-                    params![i.id, i.status.as_str(), i.output.as_ref().map(|o| o.to_string()), i.error, idx, now, i.version],
                 )
+                .map_err(|e| error(path, e))?
+                .execute(params![i.id, i.status.as_str(), i.output.as_ref().map(|o| o.to_string()), i.error, idx, now, i.version])
                 .map_err(|e| error(path, e))?;
                 match stored_answers(c.queries.as_ref())? {
                     None => {}
@@ -586,19 +806,28 @@ impl StateStore for SqliteBackend {
                         .map_err(|e| error(path, e))?;
                     }
                 }
-                insert_messages(&tx, path, &c.messages)?;
+                insert_messages(&tx, path, &c.messages, &held_for, &mut stored)?;
                 delete_receipts(&tx, path, &c.acks)?;
             }
+            store_settlements(&tx, path, &applied, &held_for, &mut stored)?;
             tx.commit().map_err(|e| error(path, e))?;
             if let Some(wake) = announcer {
-                wake.announce(&sent, true);
+                wake.announce(&stored.announced(), true);
             }
-            Ok(())
+            Ok(stored)
         })
-        .await?;
-        self.wake(&topics);
-        self.inner.waiters.changed.notify_waiters();
-        Ok(())
+        .await;
+        match committed {
+            Ok(stored) => {
+                self.stored(stored, &topics);
+                self.inner.waiters.changed.notify_waiters();
+                Ok(())
+            }
+            Err(err) => {
+                local.restore(deferred);
+                Err(err)
+            }
+        }
     }
 
     async fn wait_for_change(&self, seen: &InstanceInfo, max_wait: Duration) {
@@ -749,21 +978,23 @@ impl StateStore for SqliteBackend {
 impl MessageQueue for SqliteBackend {
     async fn send(&self, messages: Vec<Message>) -> BackendResult<()> {
         let topics = topics(&messages);
-        let sent = topics.clone();
         let announcer = self.announcer();
-        self.with_conn(move |conn, path| {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| error(path, e))?;
-            insert_messages(&tx, path, &messages)?;
-            tx.commit().map_err(|e| error(path, e))?;
-            if let Some(wake) = announcer {
-                wake.announce(&sent, false);
-            }
-            Ok(())
-        })
-        .await?;
-        self.wake(&topics);
+        let local = self.inner.local.clone();
+        let stored = self
+            .with_conn(move |conn, path| {
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(|e| error(path, e))?;
+                let mut stored = Stored::default();
+                insert_messages(&tx, path, &messages, &local, &mut stored)?;
+                tx.commit().map_err(|e| error(path, e))?;
+                if let Some(wake) = announcer {
+                    wake.announce(&stored.announced(), false);
+                }
+                Ok(stored)
+            })
+            .await?;
+        self.stored(stored, &topics);
         Ok(())
     }
 
@@ -773,86 +1004,121 @@ impl MessageQueue for SqliteBackend {
         max: usize,
         lease_ms: i64,
     ) -> BackendResult<Vec<Delivery>> {
+        let local = &self.inner.local;
+        let name = topic.name();
+        if *topic == Topic::Workflows {
+            // Results a receiver took and never committed: stored as any other.
+            let abandoned = local.abandoned();
+            if !abandoned.is_empty() {
+                self.store(abandoned).await?;
+            }
+        }
+        let mut deliveries = local.take(topic, max, now_ms());
+        let taken = match topic {
+            Topic::Workflows => instances(&deliveries),
+            Topic::Tasks(_) => deliveries.len(),
+        };
+        let want = max.saturating_sub(taken);
+        let Some(seen) = local.dirty(&name).filter(|_| want > 0) else {
+            return Ok(deliveries);
+        };
         let topic = topic.clone();
-        self.with_conn(move |conn, path| {
-            let now = now_ms();
-            let lease = now + lease_ms;
-            // Bounded so that the window of the oldest (`?4 * 8`) stays an integer.
-            let max = i64::try_from(max).unwrap_or(i64::MAX).min(i64::MAX / 8);
-            // A lease lost to a power cut only means a second delivery, which at-least-once
-            // delivery allows: taking one need not wait for the disk.
-            conn.pragma_update(None, "synchronous", "NORMAL")
-                .map_err(|e| error(path, e))?;
-            let result = match topic {
-                // Whole instances: every due message of up to `max` instances that no one
-                // holds, chosen among the oldest due messages first, so that a backlog of
-                // thousands costs a receive what a short one does; only when those all belong
-                // to instances being handled is every due message looked at.
-                Topic::Workflows => {
-                    match receive_in(conn, path, &topic, INSTANCES_AMONG_OLDEST, now, lease, max) {
-                        Ok(none) if none.is_empty() => {
-                            receive_in(conn, path, &topic, INSTANCES_AMONG_ALL, now, lease, max)
+        let from_store = self
+            .with_conn(move |conn, path| {
+                let now = now_ms();
+                let lease = now + lease_ms;
+                // Bounded so that the window of the oldest (`?4 * 8`) stays an integer.
+                let max = i64::try_from(want).unwrap_or(i64::MAX).min(i64::MAX / 8);
+                // A lease lost to a power cut only means a second delivery, which at-least-once
+                // delivery allows: taking one need not wait for the disk.
+                conn.prepare_cached("PRAGMA synchronous = NORMAL")
+                    .and_then(|mut s| s.execute([]).map(drop))
+                    .map_err(|e| error(path, e))?;
+                let result = match topic {
+                    // Whole instances: every due message of up to `max` instances that no one
+                    // holds, chosen among the oldest due messages first, so that a backlog of
+                    // thousands costs a receive what a short one does; only when those all belong
+                    // to instances being handled is every due message looked at.
+                    Topic::Workflows => {
+                        match receive_in(
+                            conn,
+                            path,
+                            &topic,
+                            INSTANCES_AMONG_OLDEST,
+                            now,
+                            lease,
+                            max,
+                        ) {
+                            Ok(none) if none.is_empty() => {
+                                receive_in(conn, path, &topic, INSTANCES_AMONG_ALL, now, lease, max)
+                            }
+                            other => other,
                         }
-                        other => other,
                     }
-                }
-                Topic::Tasks(_) => receive_in(conn, path, &topic, TASKS, now, lease, max),
-            };
-            conn.pragma_update(None, "synchronous", "FULL")
-                .map_err(|e| error(path, e))?;
-            result
-        })
-        .await
+                    Topic::Tasks(_) => receive_in(conn, path, &topic, TASKS, now, lease, max),
+                };
+                conn.prepare_cached("PRAGMA synchronous = FULL")
+                    .and_then(|mut s| s.execute([]).map(drop))
+                    .map_err(|e| error(path, e))?;
+                result
+            })
+            .await?;
+        let found = match &from_store.first().map(|d| &d.message.topic) {
+            Some(Topic::Workflows) => instances(&from_store),
+            _ => from_store.len(),
+        };
+        // Fewer than asked for: the store holds no more that is due.
+        if found < want {
+            local.mark_clean(&name, seen);
+        }
+        deliveries.extend(from_store);
+        Ok(deliveries)
     }
 
     async fn ack(&self, receipts: Vec<Receipt>) -> BackendResult<()> {
-        self.with_conn(move |conn, path| {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| error(path, e))?;
-            delete_receipts(&tx, path, &receipts)?;
-            tx.commit().map_err(|e| error(path, e))
-        })
-        .await
+        // A deferred result acknowledged without a commit (news for an instance that does not
+        // exist): its settlement is applied all the same, without its message.
+        let local = self.inner.local.clone();
+        let deferred = local.settlements_of(&receipts);
+        let applied: Vec<Settlement> = deferred
+            .iter()
+            .map(|(_, s)| Settlement {
+                messages: Vec::new(),
+                ..s.clone()
+            })
+            .collect();
+        let held_for = local.clone();
+        let acked = self
+            .with_conn(move |conn, path| {
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(|e| error(path, e))?;
+                delete_receipts(&tx, path, &receipts)?;
+                store_settlements(&tx, path, &applied, &held_for, &mut Stored::default())?;
+                tx.commit().map_err(|e| error(path, e))
+            })
+            .await;
+        if acked.is_err() {
+            local.restore(deferred);
+        }
+        acked
     }
 
     async fn settle(&self, settlements: Vec<Settlement>) -> BackendResult<()> {
-        let messages: Vec<Message> = settlements
-            .iter()
-            .flat_map(|s| s.messages.iter().cloned())
+        let local = &self.inner.local;
+        // A result a workflow worker of this process takes waits for its commit (see
+        // `local.rs`); the rest are stored now.
+        let mut rest: Vec<Settlement> = settlements
+            .into_iter()
+            .filter_map(|s| local.defer(s))
             .collect();
-        let topics = topics(&messages);
-        let sent = topics.clone();
-        let announcer = self.announcer();
-        self.with_conn(move |conn, path| {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| error(path, e))?;
-            let now = now_ms();
-            for s in &settlements {
-                let (seq, lease) = parse_receipt(&s.receipt.0)?;
-                if let Some(reason) = &s.dead {
-                    tx.execute(
-                        "INSERT OR REPLACE INTO dead_letters (id, topic, key, body, reason, died_at)
-                         SELECT id, topic, key, body, ?3, ?4 FROM messages WHERE seq = ?1 AND leased_until = ?2",
-                        params![seq, lease, reason, now],
-                    )
-                    .map_err(|e| error(path, e))?;
-                }
-                delete_receipts(&tx, path, std::slice::from_ref(&s.receipt))?;
-                insert_messages(&tx, path, &s.messages)?;
-            }
-            super::inspect::sqlite::record_attempts(&tx, path, &settlements, now)?;
-            tx.commit().map_err(|e| error(path, e))?;
-            if !sent.is_empty()
-                && let Some(wake) = announcer
-            {
-                wake.announce(&sent, false);
-            }
-            Ok(())
-        })
-        .await?;
-        self.wake(&topics);
+        rest.extend(local.abandoned());
+        if rest.is_empty() {
+            self.wake(&[Topic::Workflows.name()]);
+            return Ok(());
+        }
+        self.store(rest).await?;
+        self.wake(&[Topic::Workflows.name()]);
         Ok(())
     }
 
@@ -900,7 +1166,7 @@ impl MessageQueue for SqliteBackend {
                 tx.execute("DELETE FROM dead_letters WHERE id = ?1", [&id]).map_err(|e| error(path, e))?;
                 let topic = match &message {
                     Some(m) => {
-                        insert_messages(&tx, path, std::slice::from_ref(m))?;
+                        insert_messages(&tx, path, std::slice::from_ref(m), &Local::default(), &mut Stored::default())?;
                         m.topic.name()
                     }
                     None => {
@@ -919,6 +1185,7 @@ impl MessageQueue for SqliteBackend {
                 Ok(topic)
             })
             .await?;
+        self.inner.local.mark_dirty(&topic);
         self.wake(&[topic]);
         Ok(())
     }
@@ -1051,6 +1318,11 @@ impl MessageQueue for SqliteBackend {
         let notify = self.inner.waiters.topic(&topic.name());
         let notified = notify.notified();
         let name = topic.name();
+        let local = self.inner.local.clone();
+        if local.holds(&name) {
+            return;
+        }
+        let topic_name = name.clone();
         let next_due = self
             .with_reader(move |conn, path| {
                 // A message is next available when it is due and its lease (if any) has run
@@ -1067,15 +1339,34 @@ impl MessageQueue for SqliteBackend {
             .flatten();
         let now = now_ms();
         let wait = match next_due {
-            Some(due) if due <= now => return,
+            Some(due) if due <= now => {
+                local.mark_dirty(&topic_name);
+                return;
+            }
             Some(due) => (due - now).min(max_wait_ms),
             None => max_wait_ms,
         };
-        let _ = tokio::time::timeout(
+        let timed_out = tokio::time::timeout(
             Duration::from_millis(u64::try_from(wait).unwrap_or(0)),
             notified,
         )
-        .await;
+        .await
+        .is_err();
+        // Something came due (a delayed message, a lease that ran out), or a notification was
+        // lost: the store is read again.
+        if timed_out {
+            local.mark_dirty(&topic_name);
+        }
+    }
+
+    fn subscribe(&self, topic: &Topic, lease_ms: i64, capacity: usize) -> Subscription {
+        let name = topic.name();
+        self.inner.local.subscribe(&name, lease_ms, capacity);
+        let backend = self.clone();
+        Subscription::new(Subscribed {
+            topic: name,
+            release: Arc::new(move |topic| backend.unsubscribe(topic)),
+        })
     }
 }
 

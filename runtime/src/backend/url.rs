@@ -26,7 +26,7 @@ use super::sqlite::SqliteBackend;
 use super::{
     BackendError, BackendResult, Commit, Cursor, DeadFilter, DeadLetter, Delivery, Inspect,
     InstanceFilter, InstanceInfo, Message, MessageQueue, Receipt, ServiceStats, Settlement,
-    StateStore, Status, TaskAttempt, Topic,
+    StateStore, Status, Subscription, TaskAttempt, Topic,
 };
 use crate::workflow::HistoryEvent;
 
@@ -444,6 +444,10 @@ impl MessageQueue for Backend {
 
     async fn wait(&self, topic: &Topic, max_wait_ms: i64) {
         both!(self, b => b.wait(topic, max_wait_ms).await);
+    }
+
+    fn subscribe(&self, topic: &Topic, lease_ms: i64, capacity: usize) -> Subscription {
+        both!(self, b => b.subscribe(topic, lease_ms, capacity))
     }
 }
 

@@ -90,9 +90,13 @@ fn file_name(topic: &str) -> String {
 }
 
 impl Wake {
-    /// Creates the folder beside `database` if needed and starts watching it; the watch wakes
-    /// `waiters`.
-    pub(crate) fn start(database: &Path, waiters: Arc<Waiters>) -> Result<Self, String> {
+    /// Creates the folder beside `database` if needed and starts watching it; the watch calls
+    /// `heard` with the topic that changed (none: any may have) and then wakes `waiters`.
+    pub(crate) fn start(
+        database: &Path,
+        waiters: Arc<Waiters>,
+        heard: impl Fn(Option<&str>) + Send + Sync + 'static,
+    ) -> Result<Self, String> {
         let dir = folder(database);
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -107,13 +111,17 @@ impl Wake {
                             if name == INSTANCES {
                                 waiters.changed.notify_waiters();
                             } else if let Ok(topic) = percent_decode_str(name).decode_utf8() {
+                                heard(Some(&topic));
                                 waiters.wake_topic(&topic);
                             }
                         }
                     }
                     // Events were dropped (the kernel's queue overflowed) or the watch failed: any
                     // topic may have news.
-                    _ => waiters.wake_all(),
+                    _ => {
+                        heard(None);
+                        waiters.wake_all();
+                    }
                 }
             })
             .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;

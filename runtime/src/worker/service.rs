@@ -179,6 +179,11 @@ impl<Q: MessageQueue> ServiceWorker<Q> {
             self.options.metrics_listen.is_some(),
         );
         record::concurrency(&self.service, self.options.concurrency.max(1));
+        // This process's own tasks for the service come to this worker from memory (see
+        // `MessageQueue::subscribe`), as many as it runs at once.
+        let _subscription = self
+            .queue
+            .subscribe(&topic, lease, self.options.concurrency.max(1));
         // Outcomes are recorded by one committer, many per transaction (group commit); a task's
         // concurrency permit is released once its outcome is recorded.
         let (outcomes, inbox) = mpsc::unbounded_channel::<(Settlement, OwnedSemaphorePermit)>();

@@ -213,6 +213,11 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
             "workflow worker".to_owned(),
             self.options.metrics_listen.is_some(),
         );
+        // This process's own messages for workflows come to this worker from memory (see
+        // `MessageQueue::subscribe`), as many as eight rounds' worth.
+        let _subscription =
+            self.backend
+                .subscribe(&Topic::Workflows, lease, self.options.batch.max(1) * 8);
         let sweeper = AbortOnDrop(tokio::spawn(sweep(
             self.backend.clone(),
             self.options.retention.clone(),

@@ -41,6 +41,18 @@ impl ConnectionThread {
         Ok(Self { jobs })
     }
 
+    /// Queues `f` to the thread without waiting for it (a call that panics is logged).
+    pub(super) fn submit(&self, f: impl FnOnce(&mut Connection, &Path) + Send + 'static) {
+        let job: Job = Box::new(move |conn, path| {
+            if std::panic::catch_unwind(AssertUnwindSafe(|| f(conn, path))).is_err() {
+                tracing::error!("a database call panicked");
+            }
+        });
+        // A thread that has stopped runs nothing more: what it would do is done again after
+        // the leases run out.
+        let _ = self.jobs.send(job);
+    }
+
     /// Runs `f` on the thread and returns what it returns. A call that panics fails with an
     /// error and leaves the thread serving the next ones.
     pub(super) async fn call<T: Send + 'static>(
