@@ -8,7 +8,11 @@ use rusqlite::Connection;
 use serde_json::json;
 
 use super::*;
-use crate::backend::{AttemptOutcome, TaskAttempt};
+use crate::backend::{
+    AttemptOutcome, Commit, Delivery, Message, MessageBody, MessageQueue, StateStore, TaskAttempt,
+    Topic,
+};
+use crate::time::now_ms;
 use crate::workflow::Event;
 
 fn two(options: SqliteOptions) -> (tempfile::TempDir, SqliteBackend, SqliteBackend) {

@@ -1,0 +1,130 @@
+//! Wake-ups between two backends on one file, as between two processes.
+
+use std::time::Instant;
+
+use super::*;
+use crate::backend::{Commit, Message, MessageBody, MessageQueue, StateStore, Topic};
+use crate::time::now_ms;
+
+fn task(id: &str) -> Message {
+    Message {
+        id: id.to_owned(),
+        topic: Topic::Tasks("billing".to_owned()),
+        key: "instance".to_owned(),
+        deliver_at: 0,
+        body: MessageBody::Wake,
+    }
+}
+
+/// Two backends on one file know nothing of each other but the file and its wake-up
+/// folder, as two processes would.
+fn two(options: SqliteOptions) -> (tempfile::TempDir, SqliteBackend, SqliteBackend) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let a = SqliteBackend::open_with(&path, options.clone()).unwrap();
+    let b = SqliteBackend::open_with(&path, options).unwrap();
+    (dir, a, b)
+}
+
+#[tokio::test]
+async fn a_message_sent_by_another_backend_on_the_file_ends_a_long_wait() {
+    let (_dir, a, b) = two(SqliteOptions::default());
+    let topic = Topic::Tasks("billing".to_owned());
+    let started = Instant::now();
+    let waiting = tokio::spawn(async move { b.wait(&topic, 60_000).await });
+    // Let the wait find nothing and park.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.send(vec![task("t1")]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the wait was not woken by the other backend's message")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[tokio::test]
+async fn a_message_for_another_topic_does_not_end_a_wait() {
+    let (_dir, a, b) = two(SqliteOptions::default());
+    let waiting =
+        tokio::spawn(async move { b.wait(&Topic::Tasks("other".to_owned()), 60_000).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.send(vec![task("t1")]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished());
+    waiting.abort();
+}
+
+#[tokio::test]
+async fn a_commit_by_another_backend_on_the_file_ends_a_wait_for_change() {
+    let (_dir, a, b) = two(SqliteOptions::default());
+    let info = InstanceInfo::new("i1", "w", serde_json::json!(1), now_ms());
+    let commit = |status: Status, create: bool, expected_events: u64| Commit {
+        instance: InstanceInfo {
+            status,
+            ..info.clone()
+        },
+        create,
+        expected_events,
+        events: Vec::new(),
+        messages: Vec::new(),
+        acks: Vec::new(),
+        truncate_to: None,
+        queries: None,
+    };
+    a.commit(vec![commit(Status::Running, true, 0)])
+        .await
+        .unwrap();
+    let seen = b.instance("i1").await.unwrap().unwrap();
+    let waiting = tokio::spawn({
+        let seen = seen.clone();
+        async move { b.wait_for_change(&seen, Duration::from_secs(60)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished(), "nothing changed yet");
+    a.commit(vec![commit(Status::Completed, false, 0)])
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the wait was not woken by the other backend's commit")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_wait_for_change_returns_at_once_when_the_instance_already_changed() {
+    let (_dir, a, _b) = two(SqliteOptions::default());
+    let mut seen = InstanceInfo::new("i1", "w", serde_json::json!(1), now_ms());
+    a.commit(vec![Commit {
+        instance: seen.clone(),
+        create: true,
+        expected_events: 0,
+        events: Vec::new(),
+        messages: Vec::new(),
+        acks: Vec::new(),
+        truncate_to: None,
+        queries: None,
+    }])
+    .await
+    .unwrap();
+    // What the caller saw is older than what is stored.
+    seen.updated_at -= 1;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        a.wait_for_change(&seen, Duration::from_secs(60)),
+    )
+    .await
+    .expect("the change was already there");
+}
+
+#[tokio::test]
+async fn without_process_wakeups_there_is_no_folder_and_a_wait_runs_to_its_bound() {
+    let (dir, a, b) = two(SqliteOptions::default().with_process_wakeups(false));
+    assert!(!dir.path().join("shared.db-wake").exists());
+    let topic = Topic::Tasks("billing".to_owned());
+    let waiting = tokio::spawn(async move { b.wait(&topic, 60_000).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.send(vec![task("t1")]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished());
+    waiting.abort();
+}
