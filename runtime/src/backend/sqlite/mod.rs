@@ -46,7 +46,13 @@ struct Inner {
     wake: Option<Arc<Wake>>,
     /// What this process's receivers get without a round trip through the store.
     local: Arc<Local>,
+    /// Commits since the last checkpoint was queued.
+    commits: std::sync::atomic::AtomicU32,
 }
+
+/// Commits between two checkpoints of the log into the database file (each commit writes a few
+/// pages; SQLite's own default is a checkpoint per 1,000 pages).
+const CHECKPOINT_EVERY: u32 = 100;
 
 /// Options of [`SqliteBackend::open_with`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +118,10 @@ impl SqliteBackend {
             .map_err(|e| error(&path, e))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(|e| error(&path, e))?;
+        // Checkpoints run on the read connection's thread (see `SqliteBackend::stored`), not in
+        // the commit that happens to fill the log.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| error(&path, e))?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(|e| error(&path, e))?;
@@ -155,6 +165,7 @@ impl SqliteBackend {
                 waiters,
                 wake,
                 local,
+                commits: std::sync::atomic::AtomicU32::new(0),
             }),
         })
     }
@@ -180,6 +191,24 @@ impl SqliteBackend {
         }
         self.inner.local.hold(stored.held);
         self.wake(topics);
+        self.checkpoint_now_and_then();
+    }
+
+    /// Every [`CHECKPOINT_EVERY`] commits, copies the log into the database file on the read
+    /// connection's thread (a passive checkpoint, which waits for no one): done by the commit
+    /// that filled the log, as SQLite does by default, it made that commit take milliseconds
+    /// more.
+    fn checkpoint_now_and_then(&self) {
+        use std::sync::atomic::Ordering;
+        if self.inner.commits.fetch_add(1, Ordering::Relaxed) + 1 < CHECKPOINT_EVERY {
+            return;
+        }
+        self.inner.commits.store(0, Ordering::Relaxed);
+        self.inner.reader.submit(|conn, path| {
+            if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(%err, path = %path.display(), "cannot checkpoint the database's log; trying again later");
+            }
+        });
     }
 
     /// What tells the other processes of a commit, to call right after it on the database
@@ -195,12 +224,19 @@ impl SqliteBackend {
         let local = self.inner.local.clone();
         let stored = self
             .with_conn(move |conn, path| {
-                let tx = conn
-                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                    .map_err(|e| error(path, e))?;
-                let mut stored = Stored::default();
-                store_settlements(&tx, path, &settlements, &local, &mut stored)?;
-                tx.commit().map_err(|e| error(path, e))?;
+                // A settlement lost to a power cut leaves its task message leased: the task
+                // runs again when the lease runs out, as when its worker died before settling.
+                // So it need not wait for the disk; the next commit that does (the workflow's
+                // that takes its result) syncs it with its own.
+                let stored = unsynced(conn, path, |conn| {
+                    let tx = conn
+                        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                        .map_err(|e| error(path, e))?;
+                    let mut stored = Stored::default();
+                    store_settlements(&tx, path, &settlements, &local, &mut stored)?;
+                    tx.commit().map_err(|e| error(path, e))?;
+                    Ok(stored)
+                })?;
                 if let Some(wake) = announcer {
                     wake.announce(&stored.announced(), false);
                 }
@@ -275,6 +311,25 @@ impl SqliteBackend {
     ) -> BackendResult<T> {
         self.inner.conn.call(f).await
     }
+}
+
+/// Runs `f` with commits that do not wait for the disk (`synchronous = NORMAL`), for writes
+/// that a power cut may lose without harm: in WAL mode they stay atomic, and the next commit
+/// that waits for the disk, of any connection to the file, syncs them with its own.
+pub(super) fn unsynced<T>(
+    conn: &mut Connection,
+    path: &Path,
+    f: impl FnOnce(&mut Connection) -> BackendResult<T>,
+) -> BackendResult<T> {
+    let set = |conn: &mut Connection, sql: &str| {
+        conn.prepare_cached(sql)
+            .and_then(|mut s| s.execute([]).map(drop))
+            .map_err(|e| error(path, e))
+    };
+    set(conn, "PRAGMA synchronous = NORMAL")?;
+    let result = f(conn);
+    set(conn, "PRAGMA synchronous = FULL")?;
+    result
 }
 
 /// Deletes instances with their history, messages, dead letters and attempts.

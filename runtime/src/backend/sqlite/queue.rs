@@ -11,7 +11,7 @@ use super::messages::{
     INSTANCES_AMONG_ALL, INSTANCES_AMONG_OLDEST, Stored, TASKS, delete_receipts, insert_messages,
     instances, receive_in, store_settlements, topics,
 };
-use super::{SqliteBackend, error};
+use super::{SqliteBackend, error, unsynced};
 use crate::backend::flow::{self, FlowLimits, Grant};
 use crate::backend::{
     BackendError, BackendResult, DeadLetter, Delivery, Message, MessageQueue, Receipt, Settlement,
@@ -76,14 +76,11 @@ impl MessageQueue for SqliteBackend {
                 let max = i64::try_from(want).unwrap_or(i64::MAX).min(i64::MAX / 8);
                 // A lease lost to a power cut only means a second delivery, which at-least-once
                 // delivery allows: taking one need not wait for the disk.
-                conn.prepare_cached("PRAGMA synchronous = NORMAL")
-                    .and_then(|mut s| s.execute([]).map(drop))
-                    .map_err(|e| error(path, e))?;
-                let result = match topic {
+                unsynced(conn, path, |conn| match topic {
                     // Whole instances: every due message of up to `max` instances that no one
                     // holds, chosen among the oldest due messages first, so that a backlog of
-                    // thousands costs a receive what a short one does; only when those all belong
-                    // to instances being handled is every due message looked at.
+                    // thousands costs a receive what a short one does; only when those all
+                    // belong to instances being handled is every due message looked at.
                     Topic::Workflows => {
                         match receive_in(
                             conn,
@@ -101,11 +98,7 @@ impl MessageQueue for SqliteBackend {
                         }
                     }
                     Topic::Tasks(_) => receive_in(conn, path, &topic, TASKS, now, lease, max),
-                };
-                conn.prepare_cached("PRAGMA synchronous = FULL")
-                    .and_then(|mut s| s.execute([]).map(drop))
-                    .map_err(|e| error(path, e))?;
-                result
+                })
             })
             .await?;
         let found = match &from_store.first().map(|d| &d.message.topic) {
