@@ -27,12 +27,13 @@
 //! 200 ms, runs out). The distributed backend is measured in this process, then with the
 //! service workers in 1, 2 and 4 processes of their own: how the service side scales.
 //!
-//! A peer is measured beside them, on the same workloads against the same server: duroxide
-//! 0.1.32 with its SQLite provider and the runtime options its documentation gives, by the
-//! program in `benches/peers/duroxide` (a workspace of its own: its `sqlx` links another SQLite
-//! than the runtime's `rusqlite`). The case builds it with `cargo run --release` into `peers`
-//! under the target directory (minutes the first time; its build needs OpenSSL's headers,
-//! `libssl-dev`) and prints what it prints; when it cannot be built or run, a line says so.
+//! Peers are measured beside them, on the same workloads against the same server (see
+//! `benches/peers/mod.rs`): duroxide 0.1.32 with its SQLite provider and the runtime options its
+//! documentation gives, and Restate 1.7.12 with its Rust SDK 0.13 (its server installed from npm
+//! into the target directory and started on loopback for the run). Each is a program in a
+//! workspace of its own under `benches/peers`, built with `cargo run --release` into `peers`
+//! under the target directory (minutes the first time; duroxide's build needs OpenSSL's headers,
+//! `libssl-dev`); when one cannot be built or run, a line says so.
 
 use std::io::{BufRead, Write};
 use std::process::{Child, Command, Stdio};
@@ -50,6 +51,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 mod common;
+mod peers;
 use common::{InProcess, Ping};
 
 /// Set in the environment of the service-worker process: the database, the HTTP server, and
@@ -131,9 +133,13 @@ async fn main() {
     if selected(label) {
         metrics_on(label, &dir, &http).await;
     }
-    if selected(DUROXIDE) {
+    if selected(peers::DUROXIDE) {
         let url = url.clone();
-        let _ = tokio::task::spawn_blocking(move || duroxide_peer(&url)).await;
+        let _ = tokio::task::spawn_blocking(move || peers::duroxide(&url)).await;
+    }
+    if selected(peers::RESTATE) {
+        let url = url.clone();
+        let _ = tokio::task::spawn_blocking(move || peers::restate(&url)).await;
     }
     distributed(&http, &selected).await;
 }
@@ -248,65 +254,6 @@ impl Drop for ServiceProcess {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// The label of the duroxide peer's results, as `benches/peers/duroxide` prints it.
-const DUROXIDE: &str = "duroxide 0.1.32 (SQLite provider), its documented tuning";
-
-/// duroxide on the same workloads against the server at `url`: its program built and run by
-/// `cargo run`, its output printed line by line. A program that cannot be built or fails is
-/// reported in a line (its errors are on stderr).
-fn duroxide_peer(url: &str) {
-    let manifest_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| manifest_dir.join("../target"));
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let spawned = Command::new(cargo)
-        .args(["run", "--release", "--quiet", "--manifest-path"])
-        .arg(manifest_dir.join("benches/peers/duroxide/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(target.join("peers"))
-        .arg("--")
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn();
-    let mut peer = match spawned {
-        Ok(child) => PeerProcess(child),
-        Err(err) => {
-            println!("duroxide peer not measured: cargo could not be run ({err})");
-            return;
-        }
-    };
-    if let Some(stdout) = peer.0.stdout.take() {
-        for line in std::io::BufReader::new(stdout).lines() {
-            match line {
-                Ok(line) => println!("{line}"),
-                Err(_) => break,
-            }
-        }
-    }
-    match peer.0.wait() {
-        Ok(status) if status.success() => {}
-        Ok(status) => println!(
-            "duroxide peer not measured: `cargo run` of benches/peers/duroxide ended with {status}"
-        ),
-        Err(err) => println!("duroxide peer not measured: waiting for it failed ({err})"),
-    }
-}
-
-/// The duroxide peer (`cargo run`, which becomes the program), killed when dropped, on a panic
-/// too; Ctrl-C reaches it with the benchmark, in the same process group.
-struct PeerProcess(Child);
-
-impl Drop for PeerProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
     }
 }
 
