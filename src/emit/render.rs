@@ -127,7 +127,8 @@ impl Render<'_> {
 
     /// The doc comment of a union variant.
     pub(crate) fn union_variant_doc(&self, v: &UnionVariant) -> String {
-        doc(None, &format!("A `{}`.", self.ty(&v.ty, false)))
+        let ty = self.ty(&v.ty, false);
+        doc(None, &format!("{} `{ty}`.", indefinite_article(&ty)))
     }
 
     /// The doc comment of a request struct: the operation's text, then method and path.
@@ -485,9 +486,28 @@ pub(crate) fn one_line(s: &str) -> String {
         .collect()
 }
 
+/// "An" before a name that starts with a vowel letter (an `Email`), else "A" (a `Url`, a `u32`):
+/// by letter, which reads right for most type names.
+fn indefinite_article(name: &str) -> &'static str {
+    match name.chars().next() {
+        Some('a' | 'e' | 'i' | 'o' | 'A' | 'E' | 'I' | 'O') => "An",
+        _ => "A",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn union_variants_are_documented_with_the_article_their_type_reads_with() {
+        assert_eq!(indefinite_article("Email"), "An");
+        assert_eq!(indefinite_article("Option<Owner>"), "An");
+        assert_eq!(indefinite_article("i64"), "An");
+        assert_eq!(indefinite_article("Phone"), "A");
+        assert_eq!(indefinite_article("Vec<Pet>"), "A");
+        assert_eq!(indefinite_article("u32"), "A");
+    }
     use crate::ir::TypeId;
 
     #[test]

@@ -186,7 +186,7 @@ impl<'de> serde::Deserialize<'de> for EventKind {
 /// The `Event/properties/value/anyOf` schema.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventValue {
-    /// A `i64`.
+    /// An `i64`.
     I64(i64),
     /// A `String`.
     String(String),
@@ -218,7 +218,7 @@ impl<'de> serde::Deserialize<'de> for EventValue {
 /// The `Event/properties/tags/items/anyOf` schema.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventTagsItem {
-    /// A `EventTagsItemVariant0`.
+    /// An `EventTagsItemVariant0`.
     EventTagsItemVariant0(EventTagsItemVariant0),
     /// A `String`.
     String(String),

@@ -238,7 +238,7 @@ impl<'de> serde::Deserialize<'de> for Error {
 /// The `Owner/properties/contact/oneOf` schema.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OwnerContact {
-    /// A `Email`.
+    /// An `Email`.
     Email(Email),
     /// A `Phone`.
     Phone(Phone),

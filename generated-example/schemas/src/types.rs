@@ -229,7 +229,7 @@ impl<'de> serde::Deserialize<'de> for Square {
 /// anyOf of scalars.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Identifier {
-    /// A `i64`.
+    /// An `i64`.
     I64(i64),
     /// A `String`.
     String(String),
@@ -480,7 +480,7 @@ pub enum Vehicle {
     Car(Car),
     /// A `Bike`.
     Bike(Bike),
-    /// A `ElectricBike`.
+    /// An `ElectricBike`.
     ElectricBike(ElectricBike),
     /// An object whose `vehicleType` names no variant above, as received.
     Other(serde_json::Value),
@@ -747,7 +747,7 @@ impl<'de> serde::Deserialize<'de> for Open {
 pub enum Scalar {
     /// A `bool`.
     Bool(bool),
-    /// A `i64`.
+    /// An `i64`.
     I64(i64),
     /// A `f64`.
     F64(f64),
