@@ -6,24 +6,13 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::engine::{Activation, Advance, Outcome, Replay, WorkflowFn, activate};
+use super::tests::Charge;
 use super::*;
-use crate::{Task, TaskError};
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Charge {
-    cents: u64,
-}
-
-impl Task for Charge {
-    type Output = String;
-    const SERVICE: &'static str = "payments";
-    const NAME: &'static str = "charge";
-    const IDEMPOTENT: bool = false;
-}
+use crate::TaskError;
 
 /// Fans out, waits for a signal or a timer, calls with a timeout, starts a child, answers a
 /// query, and says what it saw.

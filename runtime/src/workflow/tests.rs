@@ -11,9 +11,10 @@ use super::replay::{RecordedHistory, ReplayError};
 use super::*;
 use crate::{RetryPolicy, Task, TaskError};
 
+/// A task of the payments service, shared by the engine's tests.
 #[derive(Debug, Serialize, Deserialize)]
-struct Charge {
-    cents: u64,
+pub(super) struct Charge {
+    pub(super) cents: u64,
 }
 
 impl Task for Charge {

@@ -306,6 +306,18 @@ impl Local {
             .collect()
     }
 
+    /// What to apply of the deferred settlements taken by [`Local::settlements_of`]: each
+    /// without its result message, which the workflow commit takes instead of storing it.
+    pub(super) fn to_apply(deferred: &[(u64, Settlement)]) -> Vec<Settlement> {
+        deferred
+            .iter()
+            .map(|(_, s)| Settlement {
+                messages: Vec::new(),
+                ..s.clone()
+            })
+            .collect()
+    }
+
     /// Puts back settlements whose commit failed.
     pub(super) fn restore(&self, settlements: Vec<(u64, Settlement)>) {
         let now = Instant::now();

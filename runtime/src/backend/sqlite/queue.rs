@@ -118,13 +118,7 @@ impl MessageQueue for SqliteBackend {
         // exist): its settlement is applied all the same, without its message.
         let local = self.inner.local.clone();
         let deferred = local.settlements_of(&receipts);
-        let applied: Vec<Settlement> = deferred
-            .iter()
-            .map(|(_, s)| Settlement {
-                messages: Vec::new(),
-                ..s.clone()
-            })
-            .collect();
+        let applied = Local::to_apply(&deferred);
         let held_for = local.clone();
         let acked = self
             .with_conn(move |conn, path| {

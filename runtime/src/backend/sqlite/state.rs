@@ -4,12 +4,11 @@ use std::time::Duration;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::local::is_deferred;
+use super::local::{Local, is_deferred};
 use super::messages::{Stored, delete_receipts, insert_messages, store_settlements, topics};
 use super::{SqliteBackend, corrupt, delete_instances, error, read_instance};
 use crate::backend::{
-    BackendError, BackendResult, Commit, InstanceInfo, Receipt, Settlement, StateStore, Status,
-    stored_answers,
+    BackendError, BackendResult, Commit, InstanceInfo, Receipt, StateStore, Status, stored_answers,
 };
 use crate::time::now_ms;
 use crate::workflow::HistoryEvent;
@@ -28,14 +27,7 @@ impl StateStore for SqliteBackend {
             .cloned()
             .collect();
         let deferred = local.settlements_of(&receipts);
-        // Their result messages are what the commits took: not stored.
-        let applied: Vec<Settlement> = deferred
-            .iter()
-            .map(|(_, s)| Settlement {
-                messages: Vec::new(),
-                ..s.clone()
-            })
-            .collect();
+        let applied = Local::to_apply(&deferred);
         let announcer = self.announcer();
         let held_for = local.clone();
         let committed = self.with_conn(move |conn, path| {
