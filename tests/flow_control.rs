@@ -165,13 +165,16 @@ async fn global_limits_hold_across_worker_processes_and_a_retry_after_pauses_the
     assert!(most >= 2, "the workers did run calls at once: {most}");
 
     // The rate, with its burst: no window of time holds more requests than the bucket allows.
-    // The API sees a request some time after its permit was taken, and that time varies
-    // (three worker processes and this one share two cores): up to 100 ms of it is allowed for,
-    // which is 4 requests at this rate; without the limit the 81 requests come in 0.3 s.
+    // The API sees a request some time after its permit was taken (a worker takes permits,
+    // then receives the tasks from the store, which may wait for another process's write, then
+    // calls), and that time varies (three worker processes and this one share two cores): up
+    // to 200 ms of it is allowed for, which is 8 requests at this rate (100 ms was exceeded by
+    // one request in a loaded run); without the limit the 81 requests come in 0.3 s, and at
+    // twice the rate a second would hold 84 requests against 52 allowed.
     for (i, start) in came.iter().enumerate() {
         for (j, end) in came.iter().enumerate().skip(i + 1) {
             let span = (*end - *start).as_secs_f64();
-            let allowed = BURST as f64 + RATE * (span + 0.1);
+            let allowed = BURST as f64 + RATE * (span + 0.2);
             let count = (j - i + 1) as f64;
             assert!(
                 count <= allowed,
