@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::engine::{Activation, Advance, Outcome, Replay, WorkflowFn, activate};
-use super::tests::Charge;
+use super::tests::{Charge, workflow};
 use super::*;
 use crate::TaskError;
 
@@ -196,18 +195,6 @@ fn drive(workflow: &dyn WorkflowFn, input: Value, signal: (&str, Value), seed: u
         history.extend(news.into_iter().map(|event| HistoryEvent { at, event }));
     }
     panic!("seed {seed}: the workflow did not end in 200 activations");
-}
-
-fn workflow<F, Fut, I, O>(f: F) -> std::sync::Arc<dyn WorkflowFn>
-where
-    F: Fn(WorkflowContext, I) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<O, WorkflowError>> + 'static,
-    I: serde::de::DeserializeOwned + 'static,
-    O: Serialize + 'static,
-{
-    let mut workflows = Workflows::new();
-    workflows.register("test", 1, f);
-    workflows.get("test", 1).unwrap()
 }
 
 #[test]

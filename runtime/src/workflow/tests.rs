@@ -95,7 +95,8 @@ fn scheduled(seq: u32, service: &str, name: &str, input: Value) -> Event {
     }
 }
 
-fn run<F, Fut, I, O>(f: F, history: &History) -> Activation
+/// `f` registered as the workflow `test`, version 1.
+pub(super) fn workflow<F, Fut, I, O>(f: F) -> std::sync::Arc<dyn super::engine::WorkflowFn>
 where
     F: Fn(WorkflowContext, I) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<O, WorkflowError>> + 'static,
@@ -104,8 +105,17 @@ where
 {
     let mut workflows = Workflows::new();
     workflows.register("test", 1, f);
-    let workflow = workflows.get("test", 1).unwrap();
-    activate(workflow.as_ref(), "wf-1", &history.0)
+    workflows.get("test", 1).unwrap()
+}
+
+fn run<F, Fut, I, O>(f: F, history: &History) -> Activation
+where
+    F: Fn(WorkflowContext, I) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<O, WorkflowError>> + 'static,
+    I: serde::de::DeserializeOwned + 'static,
+    O: Serialize + 'static,
+{
+    activate(workflow(f).as_ref(), "wf-1", &history.0)
 }
 
 async fn two_steps(ctx: WorkflowContext, cents: u64) -> Result<String, WorkflowError> {
