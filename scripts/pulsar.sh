@@ -106,6 +106,9 @@ managedLedgerNewEntriesCheckDelayInMillis=0
 allowAutoTopicCreation=true
 allowAutoTopicCreationType=non-partitioned
 journalSyncData=false
+# Write the journal as soon as no other entry waits, rather than waiting up to 2 ms to group
+# entries: a publish is confirmed in about 1 ms instead of 3.
+journalFlushWhenQueueEmpty=true
 functionsWorkerEnabled=false
 transactionCoordinatorEnabled=false
 brokerDeleteInactiveTopicsEnabled=false

@@ -5,8 +5,8 @@
 //! one PostgreSQL transaction, with optimistic concurrency on the event count: the row is locked
 //! and a writer that read fewer events than are stored gets [`BackendError::Conflict`] and
 //! changes nothing. After the transaction the consumed deliveries are acknowledged, then the
-//! messages are published and their outbox rows deleted (see `outbox.rs` for why in that
-//! order). A process killed in between leaves the outbox rows, which a relay in every process
+//! messages are published (see `outbox.rs` for why in that order); their outbox rows are
+//! deleted by a task of their own, off the commit's path. A process killed in between leaves the outbox rows, which a relay in every process
 //! publishes after a few seconds; a message can so be published twice, never lost, and its id
 //! (deterministic) lets the receiver drop the second: histories skip event ids they hold, task
 //! calls carry the same idempotency key.
@@ -18,13 +18,15 @@
 //! - `state.rs`: the [`StateStore`](crate::backend::StateStore): instances, histories, commits;
 //! - `queue.rs`: the [`MessageQueue`](crate::backend::MessageQueue): receive, settle, dead
 //!   letters, redrive;
-//! - `outbox.rs`: publishing after a commit, and the relay;
+//! - `outbox.rs`: publishing after a commit, clearing what was published, and the relay;
+//! - `prepared.rs`: statements prepared once per connection, and pipelined;
 //! - `errors.rs`: what PostgreSQL errors mean for the user;
 //! - `tls.rs`: TLS to PostgreSQL as libpq's `sslmode` chooses it.
 
 mod errors;
 mod migrations;
 mod outbox;
+mod prepared;
 mod queue;
 mod state;
 mod tls;
@@ -42,7 +44,8 @@ use super::{BackendError, BackendResult, Message, Receipt};
 
 pub(in crate::backend) use errors::{corrupt, pg_error};
 use migrations::migrate;
-use outbox::relay_loop;
+use outbox::{clear_loop, relay_loop};
+pub(in crate::backend) use prepared::execute;
 pub(in crate::backend) use state::read_instance;
 use tls::TlsSettings;
 pub use transport::{Received, Transport};
@@ -141,6 +144,7 @@ impl PostgresConfig {
 pub struct DistributedBackend<T> {
     pub(in crate::backend) inner: Arc<Inner<T>>,
     relay: tokio::task::JoinHandle<()>,
+    clearer: tokio::task::JoinHandle<()>,
 }
 
 pub(in crate::backend) struct Inner<T> {
@@ -162,6 +166,8 @@ pub(in crate::backend) struct Inner<T> {
     tls: MakeRustlsConnect,
     /// The task that listens for other processes' releases, started by the first wait.
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The ids of published messages, whose outbox rows the clearer deletes.
+    pub(super) published: tokio::sync::mpsc::UnboundedSender<Vec<String>>,
 }
 
 impl<T> Drop for Inner<T> {
@@ -254,6 +260,7 @@ impl<T> std::fmt::Debug for DistributedBackend<T> {
 impl<T> Drop for DistributedBackend<T> {
     fn drop(&mut self) {
         self.relay.abort();
+        self.clearer.abort();
     }
 }
 
@@ -296,6 +303,7 @@ impl<T: Transport> DistributedBackend<T> {
             .build()
             .map_err(|e| BackendError::Invalid(format!("PostgreSQL pool: {e}")))?;
         migrate(&pool, config.schema.as_deref()).await?;
+        let (published, cleared) = tokio::sync::mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             pool,
             transport,
@@ -307,9 +315,15 @@ impl<T: Transport> DistributedBackend<T> {
             listen_config,
             tls,
             listener: Mutex::new(None),
+            published,
         });
         let relay = tokio::spawn(relay_loop(Arc::downgrade(&inner)));
-        Ok(Self { inner, relay })
+        let clearer = tokio::spawn(clear_loop(Arc::downgrade(&inner), cleared));
+        Ok(Self {
+            inner,
+            relay,
+            clearer,
+        })
     }
 
     /// The transport.

@@ -6,6 +6,7 @@ use super::RELAY_AFTER_MS;
 use super::errors::corrupt;
 use super::errors::pg_error;
 use super::errors::pool_error;
+use super::prepared::execute;
 use super::state::to_json;
 use super::transport::Transport;
 use std::time::Duration;
@@ -33,15 +34,16 @@ pub(super) async fn insert_outbox(
         due.push(m.deliver_at);
         bodies.push(to_json(&m.body)?);
     }
-    tx.execute(
+    execute(
+        tx,
+        "writing the outbox",
         "INSERT INTO codegen_outbox (id, topic, key, deliver_at, body, created_at)
          SELECT m.id, m.topic, m.key, m.deliver_at, m.body, $6
          FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[]) AS m(id, topic, key, deliver_at, body)
          ON CONFLICT (id) DO NOTHING",
         &[&ids, &topics, &keys, &due, &bodies, &now],
     )
-    .await
-    .map_err(|e| pg_error("writing the outbox", &e))?;
+    .await?;
     Ok(())
 }
 
@@ -77,25 +79,36 @@ impl<T: Transport> Inner<T> {
                 tracing::warn!(%err, "publishing after a commit failed; the outbox relay will retry");
                 return Ok(());
             }
-            let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
-            let mut client = self.client().await?;
-            // Losing this delete to a crash only publishes the messages again, which the
-            // receivers drop by id: it need not wait for the disk.
-            let tx = client
-                .transaction()
-                .await
-                .map_err(|e| pg_error("clearing the outbox", &e))?;
-            tx.batch_execute("SET LOCAL synchronous_commit TO OFF")
-                .await
-                .map_err(|e| pg_error("clearing the outbox", &e))?;
-            tx.execute("DELETE FROM codegen_outbox WHERE id = ANY($1)", &[&ids])
-                .await
-                .map_err(|e| pg_error("clearing the outbox", &e))?;
-            tx.commit()
-                .await
-                .map_err(|e| pg_error("clearing the outbox", &e))?;
+            // Losing the outbox rows' deletion to a crash only publishes the messages again,
+            // which the receivers drop by id: it is left to the clearer, off this path.
+            let ids = messages.into_iter().map(|m| m.id).collect();
+            if self.published.send(ids).is_err() {
+                tracing::debug!("the outbox clearer has stopped; the relay publishes these again");
+            }
         }
         Ok(())
+    }
+
+    /// Deletes the outbox rows of published messages.
+    async fn clear(&self, ids: &[String]) -> BackendResult<()> {
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| pg_error("clearing the outbox", &e))?;
+        tx.batch_execute("SET LOCAL synchronous_commit TO OFF")
+            .await
+            .map_err(|e| pg_error("clearing the outbox", &e))?;
+        execute(
+            &tx,
+            "clearing the outbox",
+            "DELETE FROM codegen_outbox WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(|e| pg_error("clearing the outbox", &e))
     }
 
     pub(super) async fn relay(&self, older_than_ms: i64) -> BackendResult<usize> {
@@ -140,6 +153,24 @@ impl<T: Transport> Inner<T> {
             .await
             .map_err(|e| pg_error("clearing the outbox", &e))?;
         Ok(messages.len())
+    }
+}
+
+/// Deletes the outbox rows of published messages, as many as have come at a time, in one
+/// transaction that does not wait for the disk, until the backend is dropped.
+pub(super) async fn clear_loop<T: Transport>(
+    inner: std::sync::Weak<Inner<T>>,
+    mut published: tokio::sync::mpsc::UnboundedReceiver<Vec<String>>,
+) {
+    while let Some(mut ids) = published.recv().await {
+        while let Ok(more) = published.try_recv() {
+            ids.extend(more);
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        if let Err(err) = inner.clear(&ids).await {
+            // The relay publishes them again; the receivers drop them by id.
+            tracing::warn!(%err, "cannot clear published messages from the outbox");
+        }
     }
 }
 

@@ -103,15 +103,17 @@ impl<T: Transport> MessageQueue for DistributedBackend<T> {
                 };
                 insert_dead_letter(&tx, &letter).await?;
             }
-            insert_outbox(&tx, &s.messages, now).await?;
             messages.extend(s.messages.iter().cloned());
             acks.push(s.receipt.clone());
         }
-        crate::backend::inspect::postgres::record_attempts(
-            &tx,
-            &self.inner.worker,
-            &settlements,
-            now,
+        futures_util::future::try_join(
+            insert_outbox(&tx, &messages, now),
+            crate::backend::inspect::postgres::record_attempts(
+                &tx,
+                &self.inner.worker,
+                &settlements,
+                now,
+            ),
         )
         .await?;
         tx.commit().await.map_err(|e| pg_error("settling", &e))?;

@@ -4,12 +4,14 @@ use super::DistributedBackend;
 use super::errors::corrupt;
 use super::errors::pg_error;
 use super::outbox::insert_outbox;
+use super::prepared::{execute, query};
 use super::transport::Transport;
 use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::backend::{
-    BackendError, BackendResult, Commit, InstanceInfo, StateStore, Status, stored_answers,
+    BackendError, BackendResult, Commit, InstanceInfo, Message, Receipt, StateStore, Status,
+    stored_answers,
 };
 use crate::time::now_ms;
 use crate::workflow::HistoryEvent;
@@ -55,49 +57,144 @@ pub(super) fn i64_of(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Appends events to a locked instance's history from index `idx`, skipping ids it holds
-/// (a message delivered twice); returns the new event count. Two statements, however many
-/// events: the ids already there, then one insert of the rest.
-pub(super) async fn append_events(
-    tx: &deadpool_postgres::Transaction<'_>,
-    instance: &str,
-    mut idx: i64,
-    events: &[(String, HistoryEvent)],
-) -> BackendResult<i64> {
-    if events.is_empty() {
-        return Ok(idx);
-    }
-    let ids: Vec<&str> = events.iter().map(|(id, _)| id.as_str()).collect();
-    let held = tx
-        .query(
-            "SELECT event_id FROM codegen_history WHERE instance_id = $1 AND event_id = ANY($2)",
-            &[&instance, &ids],
-        )
-        .await
-        .map_err(|e| pg_error("reading a history", &e))?;
-    let mut seen: std::collections::HashSet<String> =
-        held.iter().map(|r| r.get::<_, String>(0)).collect();
-    let (mut idxs, mut event_ids, mut ats, mut jsons) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (event_id, event) in events {
-        if !seen.insert(event_id.clone()) {
-            continue;
+/// Locks the rows of existing instances, in one order so that two batches touching the same
+/// instances cannot deadlock; returns their event counts.
+const LOCK_INSTANCES: &str =
+    "SELECT id, events FROM codegen_instances WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+
+const CREATE_INSTANCE: &str = "INSERT INTO codegen_instances (id, name, version, status, input, parent_id, parent_seq, events, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8) ON CONFLICT (id) DO NOTHING";
+
+/// Appends events to a locked instance's history from index `$5`, skipping ids it holds (a
+/// message delivered twice) or that come twice, and updates the instance; returns the new
+/// event count. One statement, however many events.
+const APPEND_AND_UPDATE: &str = "WITH given AS (
+         SELECT DISTINCT ON (e.event_id) e.event_id, e.at, e.event, e.n
+         FROM UNNEST($2::TEXT[], $3::BIGINT[], $4::TEXT[]) WITH ORDINALITY AS e(event_id, at, event, n)
+         WHERE NOT EXISTS (
+             SELECT 1 FROM codegen_history h WHERE h.instance_id = $1 AND h.event_id = e.event_id
+         )
+         ORDER BY e.event_id, e.n
+     ), added AS (
+         INSERT INTO codegen_history (instance_id, idx, event_id, at, event)
+         SELECT $1, $5::BIGINT + ROW_NUMBER() OVER (ORDER BY n) - 1, event_id, at, event FROM given
+         RETURNING 1
+     )
+     UPDATE codegen_instances
+     SET status = $6, output = $7, error = $8, events = $5::BIGINT + (SELECT COUNT(*) FROM added),
+         updated_at = $9, version = $10
+     WHERE id = $1
+     RETURNING events";
+
+/// Records query answers as of the instance's event count, once its append has run.
+const RECORD_ANSWERS: &str = "INSERT INTO codegen_query_answers (instance_id, events, at, answers)
+     SELECT id, events, $2, $3 FROM codegen_instances WHERE id = $1
+     ON CONFLICT (instance_id) DO UPDATE SET events = EXCLUDED.events, at = EXCLUDED.at, answers = EXCLUDED.answers";
+
+/// The commits of one batch in waves of distinct instances: an instance committed twice in a
+/// batch has its second commit checked against what the first left.
+fn waves(commits: &[Commit]) -> Vec<Vec<&Commit>> {
+    let mut waves: Vec<Vec<&Commit>> = Vec::new();
+    let mut wave_of: HashMap<&str, usize> = HashMap::new();
+    for c in commits {
+        let wave = wave_of.get(c.instance.id.as_str()).map_or(0, |w| w + 1);
+        wave_of.insert(&c.instance.id, wave);
+        if waves.len() <= wave {
+            waves.push(Vec::new());
         }
-        idxs.push(idx);
-        event_ids.push(event_id.as_str());
-        ats.push(event.at);
-        jsons.push(to_json(&event.event)?);
-        idx += 1;
+        waves[wave].push(c);
     }
-    tx.execute(
-        "INSERT INTO codegen_history (instance_id, idx, event_id, at, event)
-         SELECT $1, e.idx, e.event_id, e.at, e.event
-         FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[]) AS e(idx, event_id, at, event)",
-        &[&instance, &idxs, &event_ids, &ats, &jsons],
+    waves
+}
+
+/// Writes one wave of commits whose instances are locked and checked: each history and
+/// instance row in one statement, the query answers and the outbox rows, all pipelined;
+/// returns the instances' new event counts.
+async fn write_wave(
+    tx: &deadpool_postgres::Transaction<'_>,
+    wave: &[&Commit],
+    now: i64,
+) -> BackendResult<Vec<i64>> {
+    let mut appends = Vec::with_capacity(wave.len());
+    for c in wave {
+        let i = &c.instance;
+        let (mut event_ids, mut ats, mut jsons) = (Vec::new(), Vec::new(), Vec::new());
+        for (event_id, event) in &c.events {
+            event_ids.push(event_id.as_str());
+            ats.push(event.at);
+            jsons.push(to_json(&event.event)?);
+        }
+        let base = i64_of(c.truncate_to.unwrap_or(c.expected_events));
+        appends.push((i, event_ids, ats, jsons, base));
+    }
+    let append = tx
+        .prepare_cached(APPEND_AND_UPDATE)
+        .await
+        .map_err(|e| pg_error("appending to a history", &e))?;
+    let updates = appends.iter().map(|(i, event_ids, ats, jsons, base)| {
+        let (append, tx) = (&append, &tx);
+        async move {
+            let version = i32::try_from(i.version).unwrap_or(i32::MAX);
+            let output = i.output.as_ref().map(ToString::to_string);
+            let row = tx
+                .query_one(
+                    append,
+                    &[
+                        &i.id,
+                        event_ids,
+                        ats,
+                        jsons,
+                        base,
+                        &i.status.as_str(),
+                        &output,
+                        &i.error,
+                        &now,
+                        &version,
+                    ],
+                )
+                .await
+                .map_err(|e| pg_error("appending to a history", &e))?;
+            Ok::<i64, BackendError>(row.get(0))
+        }
+    });
+    let mut answers = Vec::new();
+    for c in wave {
+        answers.push((&c.instance.id, stored_answers(c.queries.as_ref())?));
+    }
+    let answered = answers.iter().map(|(id, answer)| async move {
+        match answer {
+            None => Ok(0),
+            Some(None) => {
+                execute(
+                    tx,
+                    "removing query answers",
+                    "DELETE FROM codegen_query_answers WHERE instance_id = $1",
+                    &[id],
+                )
+                .await
+            }
+            Some(Some(answers)) => {
+                execute(
+                    tx,
+                    "recording query answers",
+                    RECORD_ANSWERS,
+                    &[id, &now, answers],
+                )
+                .await
+            }
+        }
+    });
+    let messages: Vec<Message> = wave
+        .iter()
+        .flat_map(|c| c.messages.iter().cloned())
+        .collect();
+    let (events, _, ()) = futures_util::future::try_join3(
+        futures_util::future::try_join_all(updates),
+        futures_util::future::try_join_all(answered),
+        insert_outbox(tx, &messages, now),
     )
-    .await
-    .map_err(|e| pg_error("appending to a history", &e))?;
-    Ok(idx)
+    .await?;
+    Ok(events)
 }
 
 #[async_trait::async_trait]
@@ -112,8 +209,6 @@ impl<T: Transport> StateStore for DistributedBackend<T> {
             .await
             .map_err(|e| pg_error("starting a commit", &e))?;
         let now = now_ms();
-        // Lock the rows of existing instances in one order, so that two batches touching the
-        // same instances cannot deadlock.
         let mut existing: Vec<&str> = commits
             .iter()
             .filter(|c| !c.create)
@@ -121,108 +216,82 @@ impl<T: Transport> StateStore for DistributedBackend<T> {
             .collect();
         existing.sort_unstable();
         existing.dedup();
-        let locked = tx
-            .query(
-                "SELECT id, events FROM codegen_instances WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-                &[&existing],
-            )
-            .await
-            .map_err(|e| pg_error("locking instances", &e))?;
-        let mut events_now: HashMap<String, i64> = locked
-            .iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
-            .collect();
-        let mut messages = Vec::new();
-        let mut acks = Vec::new();
-        for c in &commits {
-            let i = &c.instance;
-            if c.create {
+        // The locks, then the new instances, pipelined.
+        let (lock, create) = futures_util::future::try_join(
+            tx.prepare_cached(LOCK_INSTANCES),
+            tx.prepare_cached(CREATE_INSTANCE),
+        )
+        .await
+        .map_err(|e| pg_error("locking instances", &e))?;
+        let creates = commits.iter().filter(|c| c.create).map(|c| {
+            let (create, tx, i) = (&create, &tx, &c.instance);
+            async move {
+                let version = i32::try_from(i.version).unwrap_or(i32::MAX);
+                let parent_seq = i
+                    .parent
+                    .as_ref()
+                    .map(|p| i32::try_from(p.1).unwrap_or(i32::MAX));
                 let created = tx
                     .execute(
-                        "INSERT INTO codegen_instances (id, name, version, status, input, parent_id, parent_seq, events, created_at, updated_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8) ON CONFLICT (id) DO NOTHING",
+                        create,
                         &[
                             &i.id,
                             &i.name,
-                            &i32::try_from(i.version).unwrap_or(i32::MAX),
+                            &version,
                             &i.status.as_str(),
                             &i.input.to_string(),
                             &i.parent.as_ref().map(|p| p.0.as_str()),
-                            &i.parent.as_ref().map(|p| i32::try_from(p.1).unwrap_or(i32::MAX)),
+                            &parent_seq,
                             &now,
                         ],
                     )
                     .await
                     .map_err(|e| pg_error("creating an instance", &e))?;
-                if created == 0 {
-                    return Err(BackendError::Conflict(i.id.clone()));
-                }
-                events_now.insert(i.id.clone(), 0);
+                Ok::<_, BackendError>((i.id.as_str(), created))
             }
-            match events_now.get(&i.id) {
-                Some(&n) if u64::try_from(n) == Ok(c.expected_events) => {}
-                _ => return Err(BackendError::Conflict(i.id.clone())),
-            }
-            let mut idx = i64_of(c.expected_events);
-            if let Some(keep) = c.truncate_to {
-                idx = i64_of(keep);
-                tx.execute(
-                    "DELETE FROM codegen_history WHERE instance_id = $1 AND idx >= $2",
-                    &[&i.id, &idx],
-                )
-                .await
-                .map_err(|e| pg_error("rewinding a history", &e))?;
-                // A new run (continued as new) has a new input.
-                if keep == 0 {
-                    tx.execute(
-                        "UPDATE codegen_instances SET input = $2 WHERE id = $1",
-                        &[&i.id, &i.input.to_string()],
-                    )
+        });
+        let (locked, created) = futures_util::future::try_join(
+            async {
+                tx.query(&lock, &[&existing])
                     .await
-                    .map_err(|e| pg_error("starting a new run", &e))?;
-                }
+                    .map_err(|e| pg_error("locking instances", &e))
+            },
+            futures_util::future::try_join_all(creates),
+        )
+        .await?;
+        let mut events_now: HashMap<String, i64> = locked
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+            .collect();
+        for (id, created) in created {
+            if created == 0 {
+                return Err(BackendError::Conflict(id.to_owned()));
             }
-            idx = append_events(&tx, &i.id, idx, &c.events).await?;
-            tx.execute(
-                "UPDATE codegen_instances SET status = $2, output = $3, error = $4, events = $5, updated_at = $6, version = $7
-                 WHERE id = $1",
-                &[
-                    &i.id,
-                    &i.status.as_str(),
-                    &i.output.as_ref().map(|o| o.to_string()),
-                    &i.error,
-                    &idx,
-                    &now,
-                    &i32::try_from(i.version).unwrap_or(i32::MAX),
-                ],
-            )
-            .await
-            .map_err(|e| pg_error("updating an instance", &e))?;
-            match stored_answers(c.queries.as_ref())? {
-                None => {}
-                Some(None) => {
-                    tx.execute(
-                        "DELETE FROM codegen_query_answers WHERE instance_id = $1",
-                        &[&i.id],
-                    )
-                    .await
-                    .map_err(|e| pg_error("removing query answers", &e))?;
-                }
-                Some(Some(answers)) => {
-                    tx.execute(
-                        "INSERT INTO codegen_query_answers (instance_id, events, at, answers) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (instance_id) DO UPDATE SET events = $2, at = $3, answers = $4",
-                        &[&i.id, &idx, &now, &answers],
-                    )
-                    .await
-                    .map_err(|e| pg_error("recording query answers", &e))?;
-                }
-            }
-            events_now.insert(i.id.clone(), idx);
-            insert_outbox(&tx, &c.messages, now).await?;
-            messages.extend(c.messages.iter().cloned());
-            acks.extend(c.acks.iter().cloned());
+            events_now.insert(id.to_owned(), 0);
         }
+        for wave in waves(&commits) {
+            for c in &wave {
+                match events_now.get(&c.instance.id) {
+                    Some(&n) if u64::try_from(n) == Ok(c.expected_events) => {}
+                    _ => return Err(BackendError::Conflict(c.instance.id.clone())),
+                }
+                if let Some(keep) = c.truncate_to {
+                    rewind(&tx, &c.instance, keep).await?;
+                }
+            }
+            let events = write_wave(&tx, &wave, now).await?;
+            for (c, n) in wave.iter().zip(events) {
+                events_now.insert(c.instance.id.clone(), n);
+            }
+        }
+        let messages: Vec<Message> = commits
+            .iter()
+            .flat_map(|c| c.messages.iter().cloned())
+            .collect();
+        let acks: Vec<Receipt> = commits
+            .iter()
+            .flat_map(|c| c.acks.iter().cloned())
+            .collect();
         tx.commit().await.map_err(|e| pg_error("committing", &e))?;
         drop(client);
         self.inner.changed.notify_waiters();
@@ -231,22 +300,25 @@ impl<T: Transport> StateStore for DistributedBackend<T> {
 
     async fn instance(&self, id: &str) -> BackendResult<Option<InstanceInfo>> {
         let client = self.inner.client().await?;
-        let row = client
-            .query_opt("SELECT * FROM codegen_instances WHERE id = $1", &[&id])
-            .await
-            .map_err(|e| pg_error("reading an instance", &e))?;
-        row.as_ref().map(read_instance).transpose()
+        let rows = query(
+            &client,
+            "reading an instance",
+            "SELECT * FROM codegen_instances WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+        rows.first().map(read_instance).transpose()
     }
 
     async fn history(&self, id: &str) -> BackendResult<Vec<(String, HistoryEvent)>> {
         let client = self.inner.client().await?;
-        let rows = client
-            .query(
-                "SELECT event_id, at, event FROM codegen_history WHERE instance_id = $1 ORDER BY idx",
-                &[&id],
-            )
-            .await
-            .map_err(|e| pg_error("reading a history", &e))?;
+        let rows = query(
+            &client,
+            "reading a history",
+            "SELECT event_id, at, event FROM codegen_history WHERE instance_id = $1 ORDER BY idx",
+            &[&id],
+        )
+        .await?;
         rows.iter()
             .map(|r| {
                 let json: String = r.get(2);
@@ -347,6 +419,32 @@ impl<T: Transport> StateStore for DistributedBackend<T> {
         }
         let _ = tokio::time::timeout(max_wait, notified).await;
     }
+}
+
+/// Drops a locked instance's history from index `keep` on (a workflow rewound to a retried
+/// task); a new run (continued as new, `keep` 0) takes the instance's new input.
+async fn rewind(
+    tx: &deadpool_postgres::Transaction<'_>,
+    instance: &InstanceInfo,
+    keep: u64,
+) -> BackendResult<()> {
+    execute(
+        tx,
+        "rewinding a history",
+        "DELETE FROM codegen_history WHERE instance_id = $1 AND idx >= $2",
+        &[&instance.id, &i64_of(keep)],
+    )
+    .await?;
+    if keep == 0 {
+        execute(
+            tx,
+            "starting a new run",
+            "UPDATE codegen_instances SET input = $2 WHERE id = $1",
+            &[&instance.id, &instance.input.to_string()],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Deletes instances with their history, unsent messages, dead letters and attempts.

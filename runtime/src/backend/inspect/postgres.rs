@@ -9,7 +9,7 @@ use super::{
     prefix_range,
 };
 use crate::backend::distributed::{
-    DistributedBackend, Transport, corrupt, pg_error, read_instance,
+    DistributedBackend, Transport, corrupt, execute, pg_error, read_instance,
 };
 use crate::backend::{BackendResult, DeadLetter, InstanceInfo, Settlement, Status, Topic};
 
@@ -48,7 +48,9 @@ pub(crate) async fn record_attempts(
         let text = |f: fn(&TaskAttempt) -> Option<String>| -> Vec<Option<String>> {
             kept.iter().map(|a| f(a)).collect()
         };
-        tx.execute(
+        execute(
+            tx,
+            "recording task attempts",
             "INSERT INTO codegen_task_attempts
                  (instance_id, seq, redrive, attempt, service, task, started_at, ended_at, outcome, error, retry_at)
              SELECT * FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[], $4::INTEGER[], $5::TEXT[], $6::TEXT[],
@@ -68,26 +70,30 @@ pub(crate) async fn record_attempts(
                 &column(|a| a.retry_at),
             ],
         )
-        .await
-        .map_err(|e| pg_error("recording task attempts", &e))?;
+        .await?;
     }
     for (service, [ok, retried, dead]) in counts {
-        tx.execute(
+        let oldest = minute - STATS_KEPT_MINUTES;
+        // Pipelined: one round trip for both.
+        futures_util::future::try_join(
+            execute(
+            tx,
+            "recording task figures",
             "INSERT INTO codegen_task_stats (service, minute, worker, ok, retried, dead) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (service, minute, worker) DO UPDATE SET
                  ok = codegen_task_stats.ok + EXCLUDED.ok,
                  retried = codegen_task_stats.retried + EXCLUDED.retried,
                  dead = codegen_task_stats.dead + EXCLUDED.dead",
             &[&service, &minute, &worker, &ok, &retried, &dead],
+            ),
+            execute(
+                tx,
+                "pruning task figures",
+                "DELETE FROM codegen_task_stats WHERE service = $1 AND minute < $2 AND worker = $3",
+                &[&service, &oldest, &worker],
+            ),
         )
-        .await
-        .map_err(|e| pg_error("recording task figures", &e))?;
-        tx.execute(
-            "DELETE FROM codegen_task_stats WHERE service = $1 AND minute < $2 AND worker = $3",
-            &[&service, &(minute - STATS_KEPT_MINUTES), &worker],
-        )
-        .await
-        .map_err(|e| pg_error("pruning task figures", &e))?;
+        .await?;
     }
     Ok(())
 }
