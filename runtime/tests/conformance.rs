@@ -978,7 +978,7 @@ async fn postgres_migrations_apply_once_and_a_newer_schema_is_refused() {
         .await
         .unwrap();
     let versions: Vec<i32> = versions.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, [1, 2, 3, 4], "each migration ran once");
+    assert_eq!(versions, [1, 2, 3, 4, 5], "each migration ran once");
     client
         .execute(
             &format!("INSERT INTO {schema}.codegen_schema (version, applied_at) VALUES (99, 0)"),
@@ -988,7 +988,7 @@ async fn postgres_migrations_apply_once_and_a_newer_schema_is_refused() {
         .unwrap();
     let err = open().await.unwrap_err().to_string();
     assert!(
-        err.contains("schema version 99, newer than this runtime's 4: upgrade the runtime"),
+        err.contains("schema version 99, newer than this runtime's 5: upgrade the runtime"),
         "{err}"
     );
 }
@@ -1069,4 +1069,73 @@ async fn postgres_a_release_wakes_a_waiter_of_another_process() {
     };
     let b = open("b.db").await.unwrap();
     a_release_wakes_a_waiter_of_another_process(&a, &b).await;
+}
+
+/// PostgreSQL only: a message a process sends to its own subscribed worker is handed over from
+/// memory but kept in the outbox, so that nothing is lost with the process: the relay leaves it
+/// alone while its lease runs, and publishes it for any process once the lease has ended; a
+/// worker that stops hands back what it held at once.
+#[tokio::test]
+async fn postgres_a_message_held_for_a_worker_of_this_process_outlives_the_process() {
+    use codegen_runtime::backend::distributed::DistributedBackend;
+    use codegen_runtime::backend::{MessageBody, MessageQueue};
+    let name = "postgres_a_message_held_for_a_worker_of_this_process_outlives_the_process";
+    let config = backends::postgres_config(name);
+    let dir = tempfile::tempdir().unwrap();
+    // Two processes: one broker (the SQLite file) and one database between them.
+    let open = || {
+        let transport = SqliteBackend::open(dir.path().join("broker.db")).unwrap();
+        DistributedBackend::connect(&config, transport)
+    };
+    let a = match open().await {
+        Ok(a) => a,
+        Err(err) => {
+            backends::unreachable_or_panic(name, "PostgreSQL", backends::POSTGRES_HOW, err);
+            return;
+        }
+    };
+    let b = open().await.unwrap();
+    let tasks = Topic::Tasks("billing".to_owned());
+    let message = |id: &str| Message {
+        id: id.to_owned(),
+        topic: tasks.clone(),
+        key: "order-1".to_owned(),
+        deliver_at: 0,
+        body: MessageBody::Wake,
+    };
+    let ids = |deliveries: Vec<codegen_runtime::backend::Delivery>| -> Vec<String> {
+        deliveries.into_iter().map(|d| d.message.id).collect()
+    };
+
+    // Held for a's worker: a takes it from memory, b sees nothing, the relay leaves it.
+    let subscription = a.subscribe(&tasks, 1_500, 8);
+    a.send(vec![message("m-1")]).await.unwrap();
+    assert_eq!(ids(a.receive(&tasks, 8, 1_500).await.unwrap()), ["m-1"]);
+    assert!(b.receive(&tasks, 8, 30_000).await.unwrap().is_empty());
+    assert_eq!(
+        b.relay_outbox(0).await.unwrap(),
+        0,
+        "held while its lease runs"
+    );
+
+    // a dies holding it (its subscription never handed back): once the lease has ended, the
+    // relay of b publishes it, and b's worker gets it.
+    std::mem::forget(subscription);
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    assert_eq!(b.relay_outbox(0).await.unwrap(), 1);
+    assert_eq!(ids(b.receive(&tasks, 8, 30_000).await.unwrap()), ["m-1"]);
+
+    // A worker that stops hands back what it did not take: published at once, no relay needed.
+    let c = open().await.unwrap();
+    let subscription = c.subscribe(&tasks, 60_000, 8);
+    c.send(vec![message("m-2")]).await.unwrap();
+    drop(subscription);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut got = Vec::new();
+    while got.is_empty() && Instant::now() < deadline {
+        b.wait(&tasks, 200).await;
+        got = ids(b.receive(&tasks, 8, 30_000).await.unwrap());
+    }
+    assert_eq!(got, ["m-2"], "handed back when the subscription ended");
 }

@@ -10,6 +10,7 @@
 pub mod distributed;
 pub mod flow;
 pub mod inspect;
+mod local;
 #[cfg(feature = "pulsar")]
 pub mod pulsar;
 pub mod sqlite;
@@ -486,9 +487,9 @@ pub trait MessageQueue: Send + Sync + 'static {
     /// Says that a worker of this process takes the messages of `topic`, up to `capacity` at a
     /// time under leases of `lease_ms`, for as long as the subscription lives. A backend may
     /// then hand the messages this process sends to the topic straight to this process's
-    /// receives, leased as they are stored, rather than through a round trip to the store (the
-    /// embedded backend does: see `backend/sqlite/local.rs`). Messages stay at least once
-    /// and in the store from the commit that sends them. Backends without it ignore it.
+    /// receives, leased as they are stored, rather than through a round trip to the store or
+    /// the broker (both backends do: see `backend/local.rs`). Messages stay at least once and
+    /// in the store from the commit that sends them. Backends without it ignore it.
     fn subscribe(&self, topic: &Topic, lease_ms: i64, capacity: usize) -> Subscription {
         let _ = (topic, lease_ms, capacity);
         Subscription::none()

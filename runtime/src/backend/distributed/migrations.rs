@@ -111,6 +111,8 @@ CREATE TABLE codegen_query_answers (
     at BIGINT NOT NULL,
     answers TEXT NOT NULL
 );
+", "
+ALTER TABLE codegen_outbox ADD COLUMN held_until BIGINT NOT NULL DEFAULT 0;
 "];
 
 /// The key of the advisory lock that serialises migrations between processes.

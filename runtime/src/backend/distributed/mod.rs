@@ -18,12 +18,14 @@
 //! - `state.rs`: the [`StateStore`](crate::backend::StateStore): instances, histories, commits;
 //! - `queue.rs`: the [`MessageQueue`](crate::backend::MessageQueue): receive, settle, dead
 //!   letters, redrive;
+//! - `held.rs`: the messages this process sends to its own workers, handed over in memory;
 //! - `outbox.rs`: publishing after a commit, clearing what was published, and the relay;
 //! - `prepared.rs`: statements prepared once per connection, and pipelined;
 //! - `errors.rs`: what PostgreSQL errors mean for the user;
 //! - `tls.rs`: TLS to PostgreSQL as libpq's `sslmode` chooses it.
 
 mod errors;
+mod held;
 mod migrations;
 mod outbox;
 mod prepared;
@@ -166,6 +168,10 @@ pub(in crate::backend) struct Inner<T> {
     tls: MakeRustlsConnect,
     /// The task that listens for other processes' releases, started by the first wait.
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// What this process holds for its own receivers (see `held.rs`).
+    pub(super) local: crate::backend::local::Local,
+    /// Notified when a message is held for this process's receivers.
+    pub(super) held: Notify,
     /// The ids of published messages, whose outbox rows the clearer deletes.
     pub(super) published: tokio::sync::mpsc::UnboundedSender<Vec<String>>,
 }
@@ -316,6 +322,8 @@ impl<T: Transport> DistributedBackend<T> {
             tls,
             listener: Mutex::new(None),
             published,
+            local: crate::backend::local::Local::default(),
+            held: Notify::new(),
         });
         let relay = tokio::spawn(relay_loop(Arc::downgrade(&inner)));
         let clearer = tokio::spawn(clear_loop(Arc::downgrade(&inner), cleared));

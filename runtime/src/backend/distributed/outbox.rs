@@ -6,7 +6,8 @@ use super::RELAY_AFTER_MS;
 use super::errors::corrupt;
 use super::errors::pg_error;
 use super::errors::pool_error;
-use super::prepared::execute;
+use super::held::{Sent, is_transported};
+use super::prepared::{execute, query};
 use super::state::to_json;
 use super::transport::Transport;
 use std::time::Duration;
@@ -14,65 +15,83 @@ use std::time::Duration;
 use crate::backend::{BackendResult, Message, MessageBody, Receipt, Topic};
 use crate::time::now_ms;
 
+/// A message to store in the outbox.
+pub(super) struct OutboxRow {
+    pub(super) message: Message,
+    /// Until when the relay leaves it alone, held for a receiver of this process (see
+    /// `held.rs`); 0 for a message to publish.
+    pub(super) held_until: i64,
+}
+
+/// Inserts outbox rows, skipping messages already there (sent before and not yet published);
+/// returns the ids of those inserted.
 pub(super) async fn insert_outbox(
     tx: &deadpool_postgres::Transaction<'_>,
-    messages: &[Message],
+    rows: &[OutboxRow],
     now: i64,
-) -> BackendResult<()> {
-    if messages.is_empty() {
-        return Ok(());
+) -> BackendResult<Vec<String>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
     }
-    let mut ids = Vec::with_capacity(messages.len());
-    let mut topics = Vec::with_capacity(messages.len());
-    let mut keys = Vec::with_capacity(messages.len());
-    let mut due = Vec::with_capacity(messages.len());
-    let mut bodies = Vec::with_capacity(messages.len());
-    for m in messages {
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut topics = Vec::with_capacity(rows.len());
+    let mut keys = Vec::with_capacity(rows.len());
+    let mut due = Vec::with_capacity(rows.len());
+    let mut bodies = Vec::with_capacity(rows.len());
+    let mut held = Vec::with_capacity(rows.len());
+    for r in rows {
+        let m = &r.message;
         ids.push(m.id.as_str());
         topics.push(m.topic.name());
         keys.push(m.key.as_str());
         due.push(m.deliver_at);
         bodies.push(to_json(&m.body)?);
+        held.push(r.held_until);
     }
-    execute(
+    let inserted = query(
         tx,
         "writing the outbox",
-        "INSERT INTO codegen_outbox (id, topic, key, deliver_at, body, created_at)
-         SELECT m.id, m.topic, m.key, m.deliver_at, m.body, $6
-         FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[]) AS m(id, topic, key, deliver_at, body)
-         ON CONFLICT (id) DO NOTHING",
-        &[&ids, &topics, &keys, &due, &bodies, &now],
+        INSERT_OUTBOX,
+        &[&ids, &topics, &keys, &due, &bodies, &held, &now],
     )
     .await?;
-    Ok(())
+    Ok(inserted.iter().map(|r| r.get(0)).collect())
 }
+
+pub(super) const INSERT_OUTBOX: &str =
+    "INSERT INTO codegen_outbox (id, topic, key, deliver_at, body, held_until, created_at)
+     SELECT m.id, m.topic, m.key, m.deliver_at, m.body, m.held_until, $7
+     FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[], $6::BIGINT[])
+         AS m(id, topic, key, deliver_at, body, held_until)
+     ON CONFLICT (id) DO NOTHING
+     RETURNING id";
 
 impl<T: Transport> Inner<T> {
     pub(in crate::backend) async fn client(&self) -> BackendResult<deadpool_postgres::Object> {
         self.pool.get().await.map_err(pool_error)
     }
 
-    /// After a commit: acknowledge what it consumed, then publish what it sends and delete
-    /// their outbox rows. Acknowledging first is safe, since the outbox keeps the messages
-    /// until they are published, and needed: a retry reuses the id of the delivery it replaces,
-    /// which a transport that drops duplicates by id would drop while that one is pending.
-    pub(super) async fn after_commit(
-        &self,
-        messages: Vec<Message>,
-        acks: Vec<Receipt>,
-    ) -> BackendResult<()> {
-        if !acks.is_empty() {
-            {
-                let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-                for r in &acks {
-                    pending.remove(r);
-                }
-            }
-            if let Err(err) = self.transport.ack(&acks).await {
-                // Delivered again after the lease; the receiver drops it by id.
-                tracing::warn!(%err, "acknowledging after a commit failed");
+    /// After a commit: acknowledge what it consumed, hand over what it holds for this
+    /// process's receivers, then publish the rest and have their outbox rows deleted.
+    /// Acknowledging first is safe, since the outbox keeps the messages until they are
+    /// published, and needed: a retry reuses the id of the delivery it replaces, which a
+    /// transport that drops duplicates by id would drop while that one is pending.
+    pub(super) async fn after_commit(&self, sent: Sent, acks: Vec<Receipt>) -> BackendResult<()> {
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            for r in &acks {
+                pending.remove(r);
             }
         }
+        let acks: Vec<Receipt> = acks.into_iter().filter(is_transported).collect();
+        if !acks.is_empty()
+            && let Err(err) = self.transport.ack(&acks).await
+        {
+            // Delivered again after the lease; the receiver drops it by id.
+            tracing::warn!(%err, "acknowledging after a commit failed");
+        }
+        self.hold(sent.held);
+        let messages = sent.publish;
         if !messages.is_empty() {
             if let Err(err) = self.transport.publish(&messages).await {
                 // The outbox keeps them: the relay publishes them when the transport is back.
@@ -119,9 +138,10 @@ impl<T: Transport> Inner<T> {
             .map_err(|e| pg_error("relaying the outbox", &e))?;
         let rows = tx
             .query(
-                "SELECT id, topic, key, deliver_at, body FROM codegen_outbox WHERE created_at <= $1
+                "SELECT id, topic, key, deliver_at, body FROM codegen_outbox
+                 WHERE created_at <= $1 AND held_until <= $2
                  ORDER BY created_at, id LIMIT 500 FOR UPDATE SKIP LOCKED",
-                &[&(now_ms() - older_than_ms)],
+                &[&(now_ms() - older_than_ms), &now_ms()],
             )
             .await
             .map_err(|e| pg_error("reading the outbox", &e))?;

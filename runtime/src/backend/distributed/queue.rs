@@ -1,22 +1,89 @@
-//! The message queue over a transport: receive, settle, dead letters and redrive.
+//! The message queue over a transport: receive (this process's own messages from memory
+//! first, see `held.rs`), settle, dead letters and redrive.
 
-use super::DistributedBackend;
+use std::sync::Arc;
+
 use super::errors::pg_error;
+use super::held::{Outgoing, Sent, is_transported, store_outgoing};
 use super::outbox::insert_outbox;
 use super::state::to_json;
 use super::transport::Received;
 use super::transport::Transport;
+use super::{DistributedBackend, Inner};
 use crate::backend::flow::{self, FlowLimits, Grant};
+use crate::backend::local::{Local, Subscribed};
 use crate::backend::{
     BackendError, BackendResult, DeadLetter, Delivery, Message, MessageQueue, Receipt, Settlement,
-    Topic,
+    Subscription, Topic,
 };
 use crate::time::now_ms;
+
+impl<T: Transport> Inner<T> {
+    /// Stores settlements in one transaction: each delivery acknowledged or moved to the dead
+    /// letters, the messages its outcome sends (held for this process's receivers where they
+    /// take them), the attempts counted.
+    pub(super) async fn store(&self, settlements: Vec<Settlement>) -> BackendResult<()> {
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| pg_error("settling", &e))?;
+        let now = now_ms();
+        let mut outgoing = Outgoing::default();
+        let mut acks = Vec::with_capacity(settlements.len());
+        for s in &settlements {
+            if let Some(reason) = &s.dead {
+                let message = {
+                    let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                    pending.get(&s.receipt).cloned()
+                };
+                let Some(m) = message else {
+                    return Err(BackendError::Invalid(format!(
+                        "receipt `{}` is not a delivery of this process",
+                        s.receipt.0
+                    )));
+                };
+                let letter = DeadLetter {
+                    id: m.id.clone(),
+                    topic: m.topic.clone(),
+                    key: m.key.clone(),
+                    body: to_json(&m.body)?,
+                    reason: reason.clone(),
+                    died_at: now,
+                };
+                insert_dead_letter(&tx, &letter).await?;
+            }
+            outgoing.add(&self.local, &s.messages, now);
+            acks.push(s.receipt.clone());
+        }
+        let inserted =
+            store_outgoing(&tx, &self.worker, &outgoing, &acks, &settlements, now).await?;
+        tx.commit().await.map_err(|e| pg_error("settling", &e))?;
+        drop(client);
+        self.after_commit(outgoing.sent(&inserted), acks).await
+    }
+}
 
 #[async_trait::async_trait]
 impl<T: Transport> MessageQueue for DistributedBackend<T> {
     async fn send(&self, messages: Vec<Message>) -> BackendResult<()> {
-        self.inner.transport.publish(&messages).await
+        let mut outgoing = Outgoing::default();
+        outgoing.add(&self.inner.local, &messages, now_ms());
+        if !outgoing.holds_any() {
+            return self.inner.transport.publish(&messages).await;
+        }
+        // Some go to this process's receivers: stored in the outbox, as a commit's are.
+        let mut client = self.inner.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| pg_error("sending", &e))?;
+        let inserted = insert_outbox(&tx, outgoing.rows(), now_ms()).await?;
+        tx.commit().await.map_err(|e| pg_error("sending", &e))?;
+        drop(client);
+        self.inner
+            .after_commit(outgoing.sent(&inserted), Vec::new())
+            .await
     }
 
     async fn receive(
@@ -25,12 +92,33 @@ impl<T: Transport> MessageQueue for DistributedBackend<T> {
         max: usize,
         lease_ms: i64,
     ) -> BackendResult<Vec<Delivery>> {
-        let received = self.inner.transport.receive(topic, max, lease_ms).await?;
-        let mut out = Vec::with_capacity(received.len());
+        let local = &self.inner.local;
+        if *topic == Topic::Workflows {
+            // Results a receiver took and never committed: stored as any other.
+            let abandoned = local.abandoned();
+            if !abandoned.is_empty() {
+                self.inner.store(abandoned).await?;
+            }
+        }
+        let mut out = local.take(topic, max, now_ms());
+        let taken = match topic {
+            Topic::Workflows => out
+                .iter()
+                .map(|d| &d.message.key)
+                .collect::<std::collections::HashSet<_>>()
+                .len(),
+            Topic::Tasks(_) => out.len(),
+        };
+        let want = max.saturating_sub(taken);
+        if want == 0 {
+            return Ok(out);
+        }
+        let received = self.inner.transport.receive(topic, want, lease_ms).await?;
         let mut dead = Vec::new();
+        let mut transported = Vec::with_capacity(received.len());
         for r in received {
             match r {
-                Received::Message(d) => out.push(*d),
+                Received::Message(d) => transported.push(*d),
                 Received::Undecodable {
                     receipt,
                     id,
@@ -61,64 +149,70 @@ impl<T: Transport> MessageQueue for DistributedBackend<T> {
         }
         {
             let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
-            for d in &out {
+            for d in &transported {
                 pending.insert(d.receipt.clone(), d.message.clone());
             }
         }
+        out.extend(transported);
         Ok(out)
     }
 
     async fn ack(&self, receipts: Vec<Receipt>) -> BackendResult<()> {
-        self.inner.after_commit(Vec::new(), receipts).await
+        if receipts.iter().all(is_transported) {
+            return self.inner.after_commit(Sent::default(), receipts).await;
+        }
+        // Held messages are deleted, and a deferred result acknowledged without a commit
+        // (news for an instance that does not exist) has its settlement applied all the same,
+        // without its message.
+        let local = &self.inner.local;
+        let deferred = local.settlements_of(&receipts);
+        let applied = Local::to_apply(&deferred);
+        let acked = async {
+            let mut client = self.inner.client().await?;
+            let tx = client
+                .transaction()
+                .await
+                .map_err(|e| pg_error("acknowledging", &e))?;
+            let mut consumed = receipts.clone();
+            consumed.extend(applied.iter().map(|s| s.receipt.clone()));
+            store_outgoing(
+                &tx,
+                &self.inner.worker,
+                &Outgoing::default(),
+                &consumed,
+                &applied,
+                now_ms(),
+            )
+            .await?;
+            tx.commit()
+                .await
+                .map_err(|e| pg_error("acknowledging", &e))?;
+            Ok(consumed)
+        }
+        .await;
+        match acked {
+            Ok(consumed) => self.inner.after_commit(Sent::default(), consumed).await,
+            Err(err) => {
+                local.restore(deferred);
+                Err(err)
+            }
+        }
     }
 
     async fn settle(&self, settlements: Vec<Settlement>) -> BackendResult<()> {
-        let mut client = self.inner.client().await?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| pg_error("settling", &e))?;
-        let now = now_ms();
-        let mut messages = Vec::new();
-        let mut acks = Vec::new();
-        for s in &settlements {
-            if let Some(reason) = &s.dead {
-                let message = {
-                    let pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
-                    pending.get(&s.receipt).cloned()
-                };
-                let Some(m) = message else {
-                    return Err(BackendError::Invalid(format!(
-                        "receipt `{}` is not a delivery of this process",
-                        s.receipt.0
-                    )));
-                };
-                let letter = DeadLetter {
-                    id: m.id.clone(),
-                    topic: m.topic.clone(),
-                    key: m.key.clone(),
-                    body: to_json(&m.body)?,
-                    reason: reason.clone(),
-                    died_at: now,
-                };
-                insert_dead_letter(&tx, &letter).await?;
-            }
-            messages.extend(s.messages.iter().cloned());
-            acks.push(s.receipt.clone());
+        let local = &self.inner.local;
+        // A result a workflow worker of this process takes waits for its commit (see
+        // `backend/local.rs`); the rest are stored now.
+        let mut rest: Vec<Settlement> = settlements
+            .into_iter()
+            .filter_map(|s| local.defer(s))
+            .collect();
+        rest.extend(local.abandoned());
+        self.inner.held.notify_waiters();
+        if rest.is_empty() {
+            return Ok(());
         }
-        futures_util::future::try_join(
-            insert_outbox(&tx, &messages, now),
-            crate::backend::inspect::postgres::record_attempts(
-                &tx,
-                &self.inner.worker,
-                &settlements,
-                now,
-            ),
-        )
-        .await?;
-        tx.commit().await.map_err(|e| pg_error("settling", &e))?;
-        drop(client);
-        self.inner.after_commit(messages, acks).await
+        self.inner.store(rest).await
     }
 
     async fn dead_letters(&self) -> BackendResult<Vec<DeadLetter>> {
@@ -178,16 +272,39 @@ impl<T: Transport> MessageQueue for DistributedBackend<T> {
                 }
             }
         };
-        insert_outbox(&tx, std::slice::from_ref(&message), now_ms()).await?;
+        let mut outgoing = Outgoing::default();
+        outgoing.add(&self.inner.local, std::slice::from_ref(&message), now_ms());
+        let inserted = insert_outbox(&tx, outgoing.rows(), now_ms()).await?;
         tx.commit()
             .await
             .map_err(|e| pg_error("retrying a dead letter", &e))?;
         drop(client);
-        self.inner.after_commit(vec![message], Vec::new()).await
+        self.inner
+            .after_commit(outgoing.sent(&inserted), Vec::new())
+            .await
     }
 
     async fn wait(&self, topic: &Topic, max_wait_ms: i64) {
-        self.inner.transport.wait(topic, max_wait_ms).await;
+        let held = self.inner.held.notified();
+        tokio::pin!(held);
+        held.as_mut().enable();
+        if self.inner.local.holds(&topic.name()) {
+            return;
+        }
+        tokio::select! {
+            () = self.inner.transport.wait(topic, max_wait_ms) => {}
+            () = held => {}
+        }
+    }
+
+    fn subscribe(&self, topic: &Topic, lease_ms: i64, capacity: usize) -> Subscription {
+        let name = topic.name();
+        self.inner.local.subscribe(&name, lease_ms, capacity);
+        let inner = self.inner.clone();
+        Subscription::new(Subscribed {
+            topic: name,
+            release: Arc::new(move |topic| inner.unsubscribe(topic)),
+        })
     }
 
     async fn acquire(

@@ -3,14 +3,15 @@
 use super::DistributedBackend;
 use super::errors::corrupt;
 use super::errors::pg_error;
-use super::outbox::insert_outbox;
+use super::held::{Outgoing, Sent, store_outgoing};
 use super::prepared::{execute, query};
 use super::transport::Transport;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::backend::local::{Local, is_deferred};
 use crate::backend::{
-    BackendError, BackendResult, Commit, InstanceInfo, Message, Receipt, StateStore, Status,
+    BackendError, BackendResult, Commit, InstanceInfo, Receipt, Settlement, StateStore, Status,
     stored_answers,
 };
 use crate::time::now_ms;
@@ -108,13 +109,14 @@ fn waves(commits: &[Commit]) -> Vec<Vec<&Commit>> {
 }
 
 /// Writes one wave of commits whose instances are locked and checked: each history and
-/// instance row in one statement, the query answers and the outbox rows, all pipelined;
-/// returns the instances' new event counts.
-async fn write_wave(
+/// instance row in one statement, the query answers, then `alongside`, all pipelined; returns
+/// the instances' new event counts and what `alongside` gave.
+async fn write_wave<R>(
     tx: &deadpool_postgres::Transaction<'_>,
     wave: &[&Commit],
     now: i64,
-) -> BackendResult<Vec<i64>> {
+    alongside: impl std::future::Future<Output = BackendResult<R>>,
+) -> BackendResult<(Vec<i64>, R)> {
     let mut appends = Vec::with_capacity(wave.len());
     for c in wave {
         let i = &c.instance;
@@ -184,25 +186,23 @@ async fn write_wave(
             }
         }
     });
-    let messages: Vec<Message> = wave
-        .iter()
-        .flat_map(|c| c.messages.iter().cloned())
-        .collect();
-    let (events, _, ()) = futures_util::future::try_join3(
+    let (events, _, alongside) = futures_util::future::try_join3(
         futures_util::future::try_join_all(updates),
         futures_util::future::try_join_all(answered),
-        insert_outbox(tx, &messages, now),
+        alongside,
     )
     .await?;
-    Ok(events)
+    Ok((events, alongside))
 }
 
-#[async_trait::async_trait]
-impl<T: Transport> StateStore for DistributedBackend<T> {
-    async fn commit(&self, commits: Vec<Commit>) -> BackendResult<()> {
-        if commits.is_empty() {
-            return Ok(());
-        }
+impl<T: Transport> DistributedBackend<T> {
+    /// Commits in one transaction, with the deferred settlements `applied`; returns what was
+    /// sent and the deliveries the commits consumed.
+    async fn commit_with(
+        &self,
+        commits: &[Commit],
+        applied: &[Settlement],
+    ) -> BackendResult<(Sent, Vec<Receipt>)> {
         let mut client = self.inner.client().await?;
         let tx = client
             .transaction()
@@ -269,7 +269,19 @@ impl<T: Transport> StateStore for DistributedBackend<T> {
             }
             events_now.insert(id.to_owned(), 0);
         }
-        for wave in waves(&commits) {
+        let mut outgoing = Outgoing::default();
+        for c in commits {
+            outgoing.add(&self.inner.local, &c.messages, now);
+        }
+        let mut consumed: Vec<Receipt> = commits
+            .iter()
+            .flat_map(|c| c.acks.iter().cloned())
+            .collect();
+        consumed.extend(applied.iter().map(|s| s.receipt.clone()));
+        let waves = waves(commits);
+        let last = waves.len().saturating_sub(1);
+        let mut inserted = Vec::new();
+        for (n, wave) in waves.into_iter().enumerate() {
             for c in &wave {
                 match events_now.get(&c.instance.id) {
                     Some(&n) if u64::try_from(n) == Ok(c.expected_events) => {}
@@ -279,23 +291,58 @@ impl<T: Transport> StateStore for DistributedBackend<T> {
                     rewind(&tx, &c.instance, keep).await?;
                 }
             }
-            let events = write_wave(&tx, &wave, now).await?;
+            // The messages, the handled deliveries and the attempts go with the last wave.
+            let alongside = async {
+                if n == last {
+                    store_outgoing(&tx, &self.inner.worker, &outgoing, &consumed, applied, now)
+                        .await
+                } else {
+                    Ok(Vec::new())
+                }
+            };
+            let (events, stored) = write_wave(&tx, &wave, now, alongside).await?;
+            inserted.extend(stored);
             for (c, n) in wave.iter().zip(events) {
                 events_now.insert(c.instance.id.clone(), n);
             }
         }
-        let messages: Vec<Message> = commits
-            .iter()
-            .flat_map(|c| c.messages.iter().cloned())
-            .collect();
-        let acks: Vec<Receipt> = commits
+        tx.commit().await.map_err(|e| pg_error("committing", &e))?;
+        let acks = commits
             .iter()
             .flat_map(|c| c.acks.iter().cloned())
             .collect();
-        tx.commit().await.map_err(|e| pg_error("committing", &e))?;
-        drop(client);
-        self.inner.changed.notify_waiters();
-        self.inner.after_commit(messages, acks).await
+        Ok((outgoing.sent(&inserted), acks))
+    }
+}
+
+#[async_trait::async_trait]
+impl<T: Transport> StateStore for DistributedBackend<T> {
+    async fn commit(&self, commits: Vec<Commit>) -> BackendResult<()> {
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let local = &self.inner.local;
+        // The deferred results the commits take: their settlements (the task message deleted,
+        // the attempt counted) are applied in the same transaction, and put back if it fails.
+        let receipts: Vec<Receipt> = commits
+            .iter()
+            .flat_map(|c| &c.acks)
+            .filter(|r| is_deferred(r))
+            .cloned()
+            .collect();
+        let deferred = local.settlements_of(&receipts);
+        let applied = Local::to_apply(&deferred);
+        match self.commit_with(&commits, &applied).await {
+            Ok((sent, mut acks)) => {
+                self.inner.changed.notify_waiters();
+                acks.extend(applied.into_iter().map(|s| s.receipt));
+                self.inner.after_commit(sent, acks).await
+            }
+            Err(err) => {
+                local.restore(deferred);
+                Err(err)
+            }
+        }
     }
 
     async fn instance(&self, id: &str) -> BackendResult<Option<InstanceInfo>> {

@@ -1,4 +1,4 @@
-//! Messages a process sends itself (`local.rs`): held for its own receivers and leased in the
+//! Messages a process sends itself (`backend/local.rs`): held for its own receivers and leased in the
 //! store, handed back when the subscription ends; a task's result deferred to the commit that
 //! takes it. Two backends on one file stand for two processes.
 

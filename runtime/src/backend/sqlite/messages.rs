@@ -5,7 +5,7 @@ use std::path::Path;
 use rusqlite::{Connection, params};
 
 use super::error;
-use super::local::{self, Local, is_deferred};
+use crate::backend::local::{self, Local, is_deferred};
 use crate::backend::{
     BackendError, BackendResult, Delivery, Message, MessageBody, Receipt, Settlement, Topic,
 };
@@ -30,7 +30,7 @@ impl Stored {
 }
 
 /// Stores `messages`: those due now for a topic a receiver of this process takes, and has room
-/// for, leased to it as they are stored (see `local.rs`), the others for any receiver.
+/// for, leased to it as they are stored (see `backend/local.rs`), the others for any receiver.
 pub(super) fn insert_messages(
     tx: &rusqlite::Transaction<'_>,
     path: &Path,

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-mod local;
 #[cfg(test)]
 mod local_tests;
 mod messages;
@@ -21,7 +20,7 @@ mod thread;
 
 use super::wake::{Waiters, Wake};
 use super::{BackendError, BackendResult, InstanceInfo, Settlement, Status};
-use local::Local;
+use crate::backend::local::Local;
 use messages::{Stored, parse_receipt, store_settlements, topics};
 use rusqlite::{Connection, ErrorCode, params};
 use schema::{SCHEMA, SCHEMA_VERSION};
@@ -79,12 +78,12 @@ impl Default for SqliteOptions {
 }
 
 impl SqliteOptions {
-    /// How long a deferred result may wait uncommitted (see `sqlite/local.rs`).
+    /// How long a deferred result may wait uncommitted (see `backend/local.rs`).
     fn patience(&self) -> Duration {
         #[cfg(test)]
         return self.deferred_patience;
         #[cfg(not(test))]
-        local::DEFERRED_PATIENCE
+        crate::backend::local::DEFERRED_PATIENCE
     }
 
     /// These options with cross-process wake-ups on or off.

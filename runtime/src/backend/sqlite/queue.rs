@@ -1,18 +1,18 @@
 //! The embedded backend's [`MessageQueue`]: sending, receiving (from memory first, see
-//! `local.rs`), settling, dead letters, flow control and waits.
+//! `backend/local.rs`), settling, dead letters, flow control and waits.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::local::{Local, Subscribed};
 use super::messages::{
     INSTANCES_AMONG_ALL, INSTANCES_AMONG_OLDEST, Stored, TASKS, delete_receipts, insert_messages,
     instances, receive_in, store_settlements, topics,
 };
 use super::{SqliteBackend, error, unsynced};
 use crate::backend::flow::{self, FlowLimits, Grant};
+use crate::backend::local::{Local, Subscribed};
 use crate::backend::{
     BackendError, BackendResult, DeadLetter, Delivery, Message, MessageQueue, Receipt, Settlement,
     Subscription, Topic,
@@ -139,7 +139,7 @@ impl MessageQueue for SqliteBackend {
     async fn settle(&self, settlements: Vec<Settlement>) -> BackendResult<()> {
         let local = &self.inner.local;
         // A result a workflow worker of this process takes waits for its commit (see
-        // `local.rs`); the rest are stored now.
+        // `backend/local.rs`); the rest are stored now.
         let mut rest: Vec<Settlement> = settlements
             .into_iter()
             .filter_map(|s| local.defer(s))

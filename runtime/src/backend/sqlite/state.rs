@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::local::{Local, is_deferred};
 use super::messages::{Stored, delete_receipts, insert_messages, store_settlements, topics};
 use super::{SqliteBackend, corrupt, delete_instances, error, read_instance};
+use crate::backend::local::{Local, is_deferred};
 use crate::backend::{
     BackendError, BackendResult, Commit, InstanceInfo, Receipt, StateStore, Status, stored_answers,
 };

@@ -1,15 +1,19 @@
-//! Messages a process sends to itself, handed to its own receivers as they are stored.
+//! Messages a process sends to itself, handed to its own receivers as they are stored; both
+//! backends use it.
 //!
-//! A deployment on one machine often runs the workflow worker and a service worker in one
-//! process. Through the store alone, each step of a workflow is a round trip per message: the
-//! workflow's commit stores a task message, the service worker's receive takes it under a lease
-//! (a write), its settlement deletes it and stores the result message (a commit), the workflow
-//! worker's receive takes that (a write), and its commit deletes it. Here, when a worker of
-//! this process has subscribed to a topic ([`MessageQueue::subscribe`]), a message this
-//! process stores for it is stored already leased, in the same transaction, and handed to the
-//! next receive from memory; and a task's successful result is not stored at all: its
-//! settlement waits in memory and the workflow commit that takes the result applies it (deletes
-//! the task message, counts the attempt) in its own transaction. Each step is then one commit.
+//! A deployment often runs the workflow worker and a service worker in one process. Through
+//! the store alone, each step of a workflow is a round trip per message: the workflow's commit
+//! stores a task message, the service worker's receive takes it under a lease (a write), its
+//! settlement deletes it and stores the result message (a commit), the workflow worker's
+//! receive takes that (a write), and its commit deletes it; on the distributed backend each
+//! message also goes through the broker. Here, when a worker of this process has subscribed to
+//! a topic ([`MessageQueue::subscribe`]), a message this process stores for it is stored
+//! already leased, in the same transaction, and handed to the next receive from memory (the
+//! embedded backend stores a leased row; the distributed backend an outbox row that the relay
+//! leaves alone until the lease ends, and does not publish it); and a task's successful result
+//! is not stored at all: its settlement waits in memory and the workflow commit that takes the
+//! result applies it (deletes the task message, counts the attempt) in its own transaction.
+//! Each step is then one commit.
 //!
 //! What stays true:
 //! - Every message is in the store from the commit that sends it (a pre-leased one as a leased
@@ -40,10 +44,10 @@ const DEFERRED: &str = "deferred:";
 /// How long a deferred result may wait, taken by a receiver and not committed, before its
 /// settlement is stored as any other (the receiver gave up on it; its result message then
 /// comes from the store).
-pub(super) const DEFERRED_PATIENCE: Duration = Duration::from_secs(10);
+pub(in crate::backend) const DEFERRED_PATIENCE: Duration = Duration::from_secs(10);
 
 /// What a process holds for its own receivers, by topic.
-pub(super) struct Local {
+pub(in crate::backend) struct Local {
     topics: Mutex<HashMap<String, TopicState>>,
     /// Settlements waiting for the commit that takes their result, by receipt number.
     deferred: Mutex<HashMap<u64, Deferred>>,
@@ -87,24 +91,24 @@ impl Default for TopicState {
 }
 
 /// A task's settlement waiting for the commit that takes its result.
-pub(super) struct Deferred {
+pub(in crate::backend) struct Deferred {
     /// The settlement, its result message included.
-    pub(super) settlement: Settlement,
+    pub(in crate::backend) settlement: Settlement,
     /// When a receiver took the result; none while it waits in the queue.
     taken: Option<Instant>,
 }
 
 /// What ending a subscription hands back.
-pub(super) struct Released {
+pub(in crate::backend) struct Released {
     /// Receipts of pre-leased messages whose leases to release.
-    pub(super) leased: Vec<Receipt>,
+    pub(in crate::backend) leased: Vec<Receipt>,
     /// Settlements to store as any other.
-    pub(super) settlements: Vec<Settlement>,
+    pub(in crate::backend) settlements: Vec<Settlement>,
 }
 
 impl Local {
     /// Nothing held yet; deferred results wait `patience` for their commit.
-    pub(super) fn new(patience: Duration) -> Self {
+    pub(in crate::backend) fn new(patience: Duration) -> Self {
         Self {
             topics: Mutex::default(),
             deferred: Mutex::default(),
@@ -122,7 +126,7 @@ impl Local {
     }
 
     /// Adds a subscriber to `topic`.
-    pub(super) fn subscribe(&self, topic: &str, lease_ms: i64, capacity: usize) {
+    pub(in crate::backend) fn subscribe(&self, topic: &str, lease_ms: i64, capacity: usize) {
         let mut topics = self.topics();
         let state = topics.entry(topic.to_owned()).or_default();
         state.subscribers += 1;
@@ -131,7 +135,7 @@ impl Local {
     }
 
     /// Removes a subscriber of `topic`; the last one hands back what is held for it.
-    pub(super) fn unsubscribe(&self, topic: &str) -> Released {
+    pub(in crate::backend) fn unsubscribe(&self, topic: &str) -> Released {
         let mut released = Released {
             leased: Vec::new(),
             settlements: Vec::new(),
@@ -163,7 +167,7 @@ impl Local {
     /// The lease under which a message for `topic` is stored for this process's receivers,
     /// reserving room for it: none when no receiver of this process takes the topic, or they
     /// hold as much as they can take.
-    pub(super) fn lease_for(&self, topic: &str, reserved: usize) -> Option<i64> {
+    pub(in crate::backend) fn lease_for(&self, topic: &str, reserved: usize) -> Option<i64> {
         let topics = self.topics();
         let state = topics.get(topic)?;
         (state.subscribers > 0 && state.queue.len() + reserved < state.capacity)
@@ -171,7 +175,7 @@ impl Local {
     }
 
     /// Hands stored, leased messages to the receivers of their topics.
-    pub(super) fn hold(&self, deliveries: Vec<Delivery>) {
+    pub(in crate::backend) fn hold(&self, deliveries: Vec<Delivery>) {
         if deliveries.is_empty() {
             return;
         }
@@ -183,12 +187,12 @@ impl Local {
     }
 
     /// Says that the store may hold due messages of `topic` that are not held here.
-    pub(super) fn mark_dirty(&self, topic: &str) {
+    pub(in crate::backend) fn mark_dirty(&self, topic: &str) {
         self.topics().entry(topic.to_owned()).or_default().dirty += 1;
     }
 
     /// Says that the store may hold due messages of any topic.
-    pub(super) fn mark_all_dirty(&self) {
+    pub(in crate::backend) fn mark_all_dirty(&self) {
         for state in self.topics().values_mut() {
             state.dirty += 1;
         }
@@ -196,7 +200,7 @@ impl Local {
 
     /// Whether a receive of `topic` should read the store too; if so, the count to give
     /// [`Local::mark_clean`] when the read finds all that was due.
-    pub(super) fn dirty(&self, topic: &str) -> Option<u64> {
+    pub(in crate::backend) fn dirty(&self, topic: &str) -> Option<u64> {
         match self.topics().get(topic) {
             None => Some(1),
             Some(s) => (s.dirty != s.clean).then_some(s.dirty),
@@ -204,7 +208,7 @@ impl Local {
     }
 
     /// Whether anything is held for `topic`'s receivers.
-    pub(super) fn holds(&self, topic: &str) -> bool {
+    pub(in crate::backend) fn holds(&self, topic: &str) -> bool {
         self.topics()
             .get(topic)
             .is_some_and(|s| !s.queue.is_empty())
@@ -212,7 +216,7 @@ impl Local {
 
     /// Says that a read of the store that began at the count `seen` found all that was due
     /// for `topic`; a mark since keeps it dirty.
-    pub(super) fn mark_clean(&self, topic: &str, seen: u64) {
+    pub(in crate::backend) fn mark_clean(&self, topic: &str, seen: u64) {
         let mut topics = self.topics();
         let state = topics.entry(topic.to_owned()).or_default();
         state.clean = state.clean.max(seen);
@@ -222,7 +226,7 @@ impl Local {
     /// receiver of this process takes it and has room: it is handed to the receiver under a
     /// receipt of its own, and applied by the commit that acknowledges that receipt. Gives the
     /// settlement back otherwise.
-    pub(super) fn defer(&self, settlement: Settlement) -> Option<Settlement> {
+    pub(in crate::backend) fn defer(&self, settlement: Settlement) -> Option<Settlement> {
         let [message] = settlement.messages.as_slice() else {
             return Some(settlement);
         };
@@ -253,7 +257,7 @@ impl Local {
     /// Takes up to `max` held deliveries of `topic`: on [`Topic::Workflows`], those of up to
     /// `max` instances, every held one of each. A pre-leased one whose lease ran out while it
     /// waited is left to the store, which delivers it again.
-    pub(super) fn take(&self, topic: &Topic, max: usize, now: i64) -> Vec<Delivery> {
+    pub(in crate::backend) fn take(&self, topic: &Topic, max: usize, now: i64) -> Vec<Delivery> {
         let mut taken: Vec<Delivery> = {
             let mut topics = self.topics();
             let Some(state) = topics.get_mut(&topic.name()) else {
@@ -297,7 +301,10 @@ impl Local {
 
     /// The settlements of the deferred results among `receipts`, taken out: their commit is
     /// under way. [`Local::restore`] puts them back if it fails.
-    pub(super) fn settlements_of(&self, receipts: &[Receipt]) -> Vec<(u64, Settlement)> {
+    pub(in crate::backend) fn settlements_of(
+        &self,
+        receipts: &[Receipt],
+    ) -> Vec<(u64, Settlement)> {
         let mut deferred = self.deferred();
         receipts
             .iter()
@@ -308,7 +315,7 @@ impl Local {
 
     /// What to apply of the deferred settlements taken by [`Local::settlements_of`]: each
     /// without its result message, which the workflow commit takes instead of storing it.
-    pub(super) fn to_apply(deferred: &[(u64, Settlement)]) -> Vec<Settlement> {
+    pub(in crate::backend) fn to_apply(deferred: &[(u64, Settlement)]) -> Vec<Settlement> {
         deferred
             .iter()
             .map(|(_, s)| Settlement {
@@ -319,7 +326,7 @@ impl Local {
     }
 
     /// Puts back settlements whose commit failed.
-    pub(super) fn restore(&self, settlements: Vec<(u64, Settlement)>) {
+    pub(in crate::backend) fn restore(&self, settlements: Vec<(u64, Settlement)>) {
         let now = Instant::now();
         let mut deferred = self.deferred();
         for (n, settlement) in settlements {
@@ -335,7 +342,7 @@ impl Local {
 
     /// The deferred settlements a receiver took more than [`DEFERRED_PATIENCE`] ago and never
     /// committed, taken out to be stored as any other.
-    pub(super) fn abandoned(&self) -> Vec<Settlement> {
+    pub(in crate::backend) fn abandoned(&self) -> Vec<Settlement> {
         let mut deferred = self.deferred();
         let stale: Vec<u64> = deferred
             .iter()
@@ -354,24 +361,24 @@ fn deferred_number(receipt: &Receipt) -> Option<u64> {
     receipt.0.strip_prefix(DEFERRED)?.parse().ok()
 }
 
-/// When the lease of a pre-leased delivery ends (its receipt is `seq:lease end`).
+/// When the lease of a pre-leased delivery ends (its receipt ends in `:LEASE_END`).
 fn lease_end(receipt: &Receipt) -> Option<i64> {
     if is_deferred(receipt) {
         return None;
     }
-    receipt.0.split_once(':')?.1.parse().ok()
+    receipt.0.rsplit_once(':')?.1.parse().ok()
 }
 
 /// Whether `receipt` is a deferred result's.
-pub(super) fn is_deferred(receipt: &Receipt) -> bool {
+pub(in crate::backend) fn is_deferred(receipt: &Receipt) -> bool {
     receipt.0.starts_with(DEFERRED)
 }
 
 /// A worker's subscription to a topic of an embedded backend; dropping it hands back what is
 /// held for it.
-pub(super) struct Subscribed {
-    pub(super) topic: String,
-    pub(super) release: Arc<dyn Fn(&str) + Send + Sync>,
+pub(in crate::backend) struct Subscribed {
+    pub(in crate::backend) topic: String,
+    pub(in crate::backend) release: Arc<dyn Fn(&str) + Send + Sync>,
 }
 
 impl Drop for Subscribed {
@@ -381,7 +388,7 @@ impl Drop for Subscribed {
 }
 
 /// A message as a delivery under the receipt `seq:lease`, as the receives give them.
-pub(super) fn delivery(seq: i64, lease: i64, message: &Message) -> Delivery {
+pub(in crate::backend) fn delivery(seq: i64, lease: i64, message: &Message) -> Delivery {
     Delivery {
         receipt: Receipt(format!("{seq}:{lease}")),
         message: message.clone(),
