@@ -1107,18 +1107,21 @@ async fn postgres_a_message_held_for_a_worker_of_this_process_outlives_the_proce
         deliveries.into_iter().map(|d| d.message.id).collect()
     };
 
-    // Held for a's worker: a takes it from memory, b sees nothing, the relay leaves it.
+    // Held for a's worker: a takes them from memory, b sees nothing, the relay leaves them.
     let subscription = a.subscribe(&tasks, 1_500, 8);
-    a.send(vec![message("m-1")]).await.unwrap();
-    assert_eq!(ids(a.receive(&tasks, 8, 1_500).await.unwrap()), ["m-1"]);
+    a.send(vec![message("m-0"), message("m-1")]).await.unwrap();
+    let mut taken = a.receive(&tasks, 8, 1_500).await.unwrap();
+    assert_eq!(ids(taken.clone()), ["m-0", "m-1"]);
     assert!(b.receive(&tasks, 8, 30_000).await.unwrap().is_empty());
     assert_eq!(
         b.relay_outbox(0).await.unwrap(),
         0,
         "held while its lease runs"
     );
+    // a handles m-0: its row goes with the acknowledgement.
+    a.ack(vec![taken.remove(0).receipt]).await.unwrap();
 
-    // a dies holding it (its subscription never handed back): once the lease has ended, the
+    // a dies holding m-1 (its subscription never handed back): once the lease has ended, the
     // relay of b publishes it, and b's worker gets it.
     std::mem::forget(subscription);
     drop(a);

@@ -100,8 +100,8 @@ pub(in crate::backend) struct Deferred {
 
 /// What ending a subscription hands back.
 pub(in crate::backend) struct Released {
-    /// Receipts of pre-leased messages whose leases to release.
-    pub(in crate::backend) leased: Vec<Receipt>,
+    /// Pre-leased messages whose leases to release.
+    pub(in crate::backend) leased: Vec<Delivery>,
     /// Settlements to store as any other.
     pub(in crate::backend) settlements: Vec<Settlement>,
 }
@@ -158,7 +158,7 @@ impl Local {
                 Some(n) => released
                     .settlements
                     .extend(deferred.remove(&n).map(|d| d.settlement)),
-                None => released.leased.push(delivery.receipt),
+                None => released.leased.push(delivery),
             }
         }
         released
@@ -174,16 +174,21 @@ impl Local {
             .then_some(state.lease_ms)
     }
 
-    /// Hands stored, leased messages to the receivers of their topics.
-    pub(in crate::backend) fn hold(&self, deliveries: Vec<Delivery>) {
+    /// Hands stored, leased messages to the receivers of their topics; gives back those of a
+    /// topic whose last receiver left meanwhile (between [`Local::lease_for`] and now).
+    pub(in crate::backend) fn hold(&self, deliveries: Vec<Delivery>) -> Vec<Delivery> {
+        let mut unplaced = Vec::new();
         if deliveries.is_empty() {
-            return;
+            return unplaced;
         }
         let mut topics = self.topics();
         for delivery in deliveries {
-            let state = topics.entry(delivery.message.topic.name()).or_default();
-            state.queue.push_back(delivery);
+            match topics.get_mut(&delivery.message.topic.name()) {
+                Some(state) if state.subscribers > 0 => state.queue.push_back(delivery),
+                _ => unplaced.push(delivery),
+            }
         }
+        unplaced
     }
 
     /// Says that the store may hold due messages of `topic` that are not held here.
@@ -250,8 +255,11 @@ impl Local {
                 taken: None,
             },
         );
-        self.hold(vec![delivery]);
-        None
+        if self.hold(vec![delivery]).is_empty() {
+            return None;
+        }
+        // The receiver left meanwhile: the settlement is stored as any other.
+        self.deferred().remove(&n).map(|d| d.settlement)
     }
 
     /// Takes up to `max` held deliveries of `topic`: on [`Topic::Workflows`], those of up to

@@ -22,16 +22,21 @@ fn receipt(id: &str, lease_end: i64) -> Receipt {
     Receipt(format!("{HELD}{id}:{lease_end}"))
 }
 
-/// The message id of a held message's receipt.
-pub(super) fn held_id(receipt: &Receipt) -> Option<&str> {
-    let rest = receipt.0.strip_prefix(HELD)?;
-    rest.rsplit_once(':').map(|(id, _)| id)
+/// The message id and lease end of a held message's receipt.
+fn held_row(receipt: &Receipt) -> Option<(&str, i64)> {
+    let (id, lease_end) = receipt.0.strip_prefix(HELD)?.rsplit_once(':')?;
+    Some((id, lease_end.parse().ok()?))
+}
+
+/// Whether `receipt` is a held message's.
+pub(super) fn is_held(receipt: &Receipt) -> bool {
+    held_row(receipt).is_some()
 }
 
 /// Whether the transport acknowledges `receipt`: neither a held message (its row is deleted in
 /// the transaction that consumes it) nor a deferred result (which has none).
 pub(super) fn is_transported(receipt: &Receipt) -> bool {
-    held_id(receipt).is_none() && !is_deferred(receipt)
+    !is_held(receipt) && !is_deferred(receipt)
 }
 
 /// What a transaction sends: the outbox rows, and which of them this process's receivers take.
@@ -47,6 +52,10 @@ impl Outgoing {
     /// room for, held for it under its lease; the others to publish.
     pub(super) fn add(&mut self, local: &Local, messages: &[Message], now: i64) {
         for m in messages {
+            // Sent twice in one transaction: once is enough.
+            if self.rows.iter().any(|r| r.message.id == m.id) {
+                continue;
+            }
             let topic = m.topic.name();
             let reserved = self
                 .held
@@ -57,7 +66,7 @@ impl Outgoing {
                 .then(|| local.lease_for(&topic, reserved))
                 .flatten();
             let held_until = match lease {
-                Some(lease_ms) if !self.held.contains_key(&m.id) => {
+                Some(lease_ms) => {
                     let until = now.saturating_add(lease_ms);
                     self.held.insert(
                         m.id.clone(),
@@ -88,8 +97,9 @@ impl Outgoing {
     }
 
     /// Splits what was stored, once committed, into the messages to publish and the held
-    /// deliveries of the rows inserted (a message sent before, and still in the outbox, is not
-    /// handed over again).
+    /// deliveries of the rows inserted. A held message whose row was not inserted (one with
+    /// its id is in the outbox: sent before, or the task message a retry replaces, not yet
+    /// cleared) is published instead, so that it is not lost.
     pub(super) fn sent(mut self, inserted: &[String]) -> Sent {
         let mut held = Vec::with_capacity(self.held.len());
         for id in inserted {
@@ -100,7 +110,7 @@ impl Outgoing {
         let publish = self
             .rows
             .into_iter()
-            .filter(|r| r.held_until == 0)
+            .filter(|r| r.held_until == 0 || self.held.contains_key(&r.message.id))
             .map(|r| r.message)
             .collect();
         Sent { publish, held }
@@ -116,7 +126,11 @@ pub(super) struct Sent {
     pub(super) held: Vec<Delivery>,
 }
 
-const DELETE_HELD: &str = "DELETE FROM codegen_outbox WHERE id = ANY($1)";
+/// Deletes the rows of held messages, each as its receipt leased it: a row written again since
+/// (the relay published it when the lease ended, and a retry with its id came) is left.
+const DELETE_HELD: &str = "DELETE FROM codegen_outbox o
+     USING UNNEST($1::TEXT[], $2::BIGINT[]) AS h(id, held_until)
+     WHERE o.id = h.id AND o.held_until = h.held_until";
 
 /// In a transaction, stores what it sends and consumes besides histories: the outbox rows of
 /// `outgoing`, the deletion of the held messages among `consumed`, and the attempts of
@@ -129,7 +143,7 @@ pub(super) async fn store_outgoing(
     settlements: &[Settlement],
     now: i64,
 ) -> BackendResult<Vec<String>> {
-    let held: Vec<&str> = consumed.iter().filter_map(held_id).collect();
+    let (held, leases): (Vec<&str>, Vec<i64>) = consumed.iter().filter_map(held_row).unzip();
     if !held.is_empty() && !outgoing.rows().is_empty() {
         // A retry reuses the id of the task message it replaces: that row must be deleted
         // before the retry's is inserted. Pipelined statements run in the order they are sent,
@@ -145,7 +159,13 @@ pub(super) async fn store_outgoing(
         if held.is_empty() {
             return Ok(0);
         }
-        execute(tx, "deleting the messages handled", DELETE_HELD, &[&held]).await
+        execute(
+            tx,
+            "deleting the messages handled",
+            DELETE_HELD,
+            &[&held, &leases],
+        )
+        .await
     };
     // In this order: the deletion is sent first.
     let (_, inserted, ()) = futures_util::future::try_join3(
@@ -158,19 +178,15 @@ pub(super) async fn store_outgoing(
 }
 
 impl<T: Transport> Inner<T> {
-    /// Hands held deliveries to this process's receivers and wakes them.
-    pub(super) fn hold(&self, held: Vec<Delivery>) {
+    /// Hands held deliveries to this process's receivers and wakes them; gives back the
+    /// messages of those whose receiver left meanwhile, to publish.
+    pub(super) fn hold(&self, held: Vec<Delivery>) -> Vec<Message> {
         if held.is_empty() {
-            return;
+            return Vec::new();
         }
-        {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            for d in &held {
-                pending.insert(d.receipt.clone(), d.message.clone());
-            }
-        }
-        self.local.hold(held);
+        let unplaced = self.local.hold(held);
         self.held.notify_waiters();
+        unplaced.into_iter().map(|d| d.message).collect()
     }
 
     /// Ends a subscription to `topic`: the last one hands back what was held for it, in a task
@@ -187,24 +203,17 @@ impl<T: Transport> Inner<T> {
             );
             return;
         };
-        let messages: Vec<Message> = {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            released
-                .leased
-                .iter()
-                .filter_map(|r| pending.remove(r))
-                .collect()
-        };
         let inner = self.clone();
         runtime.spawn(async move {
+            let messages: Vec<Message> = released.leased.into_iter().map(|d| d.message).collect();
             let published = async {
                 if messages.is_empty() {
                     return Ok(());
                 }
                 inner.transport.publish(&messages).await?;
-                let ids = messages.into_iter().map(|m| m.id).collect();
+                let ids = messages.iter().map(|m| m.id.clone()).collect();
                 let _ = inner.published.send(ids);
-                Ok(())
+                Ok::<(), crate::backend::BackendError>(())
             };
             let stored = async {
                 if released.settlements.is_empty() {
@@ -212,8 +221,12 @@ impl<T: Transport> Inner<T> {
                 }
                 inner.store(released.settlements).await
             };
-            if let Err(err) = futures_util::future::try_join(published, stored).await {
-                tracing::warn!(%err, "cannot hand back what a stopping worker held; the relay publishes it when its leases run out");
+            let (published, stored) = futures_util::future::join(published, stored).await;
+            if let Err(err) = published {
+                tracing::warn!(%err, "cannot publish what a stopping worker held; the relay publishes it when its leases run out");
+            }
+            if let Err(err) = stored {
+                tracing::warn!(%err, "cannot store the results a stopping workflow worker held; their tasks run again when their leases run out");
             }
         });
     }
@@ -253,20 +266,34 @@ mod tests {
         );
         let held: Vec<i64> = outgoing.rows().iter().map(|r| r.held_until).collect();
         assert_eq!(held, [31_000, 0, 0, 31_000, 0]);
+        // "second" was in the outbox already (sent before, or the task message a retry with
+        // its id replaces, not yet cleared): published rather than held, so it is not lost.
         let sent = outgoing.sent(&["due".to_owned(), "later".to_owned(), "task".to_owned()]);
         let published: Vec<&str> = sent.publish.iter().map(|m| m.id.as_str()).collect();
-        assert_eq!(published, ["later", "task", "past-capacity"]);
-        // "second" was in the outbox already: not handed over twice.
+        assert_eq!(published, ["later", "task", "second", "past-capacity"]);
         assert_eq!(sent.held.len(), 1);
         let receipt = &sent.held[0].receipt;
-        assert_eq!(held_id(receipt), Some("due"));
+        assert_eq!(held_row(receipt), Some(("due", 31_000)));
         assert!(!is_transported(receipt));
+    }
+
+    #[test]
+    fn a_message_sent_twice_in_one_transaction_is_stored_once() {
+        let local = Local::default();
+        local.subscribe(&Topic::Workflows.name(), 30_000, 8);
+        let mut outgoing = Outgoing::default();
+        let twice = message("twice", Topic::Workflows, 1_000);
+        outgoing.add(&local, &[twice.clone(), twice], 1_000);
+        assert_eq!(outgoing.rows().len(), 1);
+        let sent = outgoing.sent(&["twice".to_owned()]);
+        assert!(sent.publish.is_empty());
+        assert_eq!(sent.held.len(), 1);
     }
 
     #[test]
     fn a_held_receipt_keeps_an_id_with_colons() {
         let r = receipt("order-7:task:3", 42);
-        assert_eq!(held_id(&r), Some("order-7:task:3"));
+        assert_eq!(held_row(&r), Some(("order-7:task:3", 42)));
         assert!(is_transported(&Receipt(
             "tasks.billing@1:2:-1:-1".to_owned()
         )));

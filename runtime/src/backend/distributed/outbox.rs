@@ -90,8 +90,8 @@ impl<T: Transport> Inner<T> {
             // Delivered again after the lease; the receiver drops it by id.
             tracing::warn!(%err, "acknowledging after a commit failed");
         }
-        self.hold(sent.held);
-        let messages = sent.publish;
+        let mut messages = sent.publish;
+        messages.extend(self.hold(sent.held));
         if !messages.is_empty() {
             if let Err(err) = self.transport.publish(&messages).await {
                 // The outbox keeps them: the relay publishes them when the transport is back.

@@ -19,6 +19,15 @@ use crate::backend::{
 use crate::time::now_ms;
 
 impl<T: Transport> Inner<T> {
+    /// Keeps the messages of deliveries handed out until they are settled, for their dead
+    /// letters.
+    fn remember(&self, deliveries: &[Delivery]) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for d in deliveries {
+            pending.insert(d.receipt.clone(), d.message.clone());
+        }
+    }
+
     /// Stores settlements in one transaction: each delivery acknowledged or moved to the dead
     /// letters, the messages its outcome sends (held for this process's receivers where they
     /// take them), the attempts counted.
@@ -111,6 +120,7 @@ impl<T: Transport> MessageQueue for DistributedBackend<T> {
         };
         let want = max.saturating_sub(taken);
         if want == 0 {
+            self.inner.remember(&out);
             return Ok(out);
         }
         let received = self.inner.transport.receive(topic, want, lease_ms).await?;
@@ -147,13 +157,8 @@ impl<T: Transport> MessageQueue for DistributedBackend<T> {
             let receipts: Vec<Receipt> = dead.into_iter().map(|(r, _)| r).collect();
             self.inner.transport.ack(&receipts).await?;
         }
-        {
-            let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
-            for d in &transported {
-                pending.insert(d.receipt.clone(), d.message.clone());
-            }
-        }
         out.extend(transported);
+        self.inner.remember(&out);
         Ok(out)
     }
 

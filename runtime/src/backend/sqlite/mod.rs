@@ -188,7 +188,9 @@ impl SqliteBackend {
         for topic in &stored.open {
             self.inner.local.mark_dirty(topic);
         }
-        self.inner.local.hold(stored.held);
+        // A message whose receiver left meanwhile (a worker stopping) stays leased until its
+        // lease runs out; then any receiver takes it, as after a crash.
+        let _unplaced = self.inner.local.hold(stored.held);
         self.wake(topics);
         self.checkpoint_now_and_then();
     }
@@ -268,8 +270,8 @@ impl SqliteBackend {
                         "UPDATE messages SET leased_until = 0 WHERE seq = ?1 AND leased_until = ?2",
                     )
                     .map_err(|e| error(path, e))?;
-                for receipt in &released.leased {
-                    let (seq, lease) = parse_receipt(&receipt.0)?;
+                for delivery in &released.leased {
+                    let (seq, lease) = parse_receipt(&delivery.receipt.0)?;
                     release.execute(params![seq, lease]).map_err(|e| error(path, e))?;
                 }
                 drop(release);
