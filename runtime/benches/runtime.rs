@@ -17,7 +17,7 @@
 //! - durable task executions per second: workflows fanning out tasks, each task scheduled,
 //!   executed, recorded and its workflow resumed, every state change committed (SQLite with
 //!   `synchronous = FULL`; PostgreSQL with its default `synchronous_commit = on`, and every
-//!   message through the Pulsar broker);
+//!   message between processes through the Pulsar broker);
 //! - the latency of a workflow of three sequential tasks, from start to result (p50, p99).
 //!
 //! The embedded backend is measured in two shapes: everything in this process, and the service
