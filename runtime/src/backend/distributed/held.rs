@@ -4,7 +4,7 @@
 //! of going through the transport. The commit that consumes one deletes its row; a process that
 //! dies leaves the row, which the relay publishes once the lease has ended.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::Inner;
 use super::errors::pg_error;
@@ -43,8 +43,12 @@ pub(super) fn is_transported(receipt: &Receipt) -> bool {
 #[derive(Default)]
 pub(super) struct Outgoing {
     rows: Vec<OutboxRow>,
+    /// The ids of `rows`.
+    ids: HashSet<String>,
     /// The deliveries of held rows, by message id.
     held: HashMap<String, Delivery>,
+    /// How many of `held` each topic has.
+    held_per_topic: HashMap<String, usize>,
 }
 
 impl Outgoing {
@@ -53,21 +57,18 @@ impl Outgoing {
     pub(super) fn add(&mut self, local: &Local, messages: &[Message], now: i64) {
         for m in messages {
             // Sent twice in one transaction: once is enough.
-            if self.rows.iter().any(|r| r.message.id == m.id) {
+            if !self.ids.insert(m.id.clone()) {
                 continue;
             }
             let topic = m.topic.name();
-            let reserved = self
-                .held
-                .values()
-                .filter(|d| d.message.topic == m.topic)
-                .count();
+            let reserved = self.held_per_topic.get(&topic).copied().unwrap_or(0);
             let lease = (m.deliver_at <= now)
                 .then(|| local.lease_for(&topic, reserved))
                 .flatten();
             let held_until = match lease {
                 Some(lease_ms) => {
                     let until = now.saturating_add(lease_ms);
+                    *self.held_per_topic.entry(topic).or_default() += 1;
                     self.held.insert(
                         m.id.clone(),
                         Delivery {
@@ -97,12 +98,11 @@ impl Outgoing {
     }
 
     /// Splits what was stored, once committed, into the messages to publish and the held
-    /// deliveries of the rows inserted. A held message whose row was not inserted (one with
-    /// its id is in the outbox: sent before, or the task message a retry replaces, not yet
-    /// cleared) is published instead, so that it is not lost.
-    pub(super) fn sent(mut self, inserted: &[String]) -> Sent {
+    /// deliveries, with the versions of the rows written (`inserted`). A held message whose
+    /// row was not written is published instead, so that it is not lost.
+    pub(super) fn sent(mut self, inserted: &[(String, i64)]) -> Sent {
         let mut held = Vec::with_capacity(self.held.len());
-        for id in inserted {
+        for (id, _) in inserted {
             if let Some(d) = self.held.remove(id) {
                 held.push(d);
             }
@@ -113,7 +113,11 @@ impl Outgoing {
             .filter(|r| r.held_until == 0 || self.held.contains_key(&r.message.id))
             .map(|r| r.message)
             .collect();
-        Sent { publish, held }
+        Sent {
+            publish,
+            held,
+            rows: inserted.iter().cloned().collect(),
+        }
     }
 }
 
@@ -124,6 +128,8 @@ pub(super) struct Sent {
     pub(super) publish: Vec<Message>,
     /// To hand to this process's receivers.
     pub(super) held: Vec<Delivery>,
+    /// The versions of the outbox rows written, by message id.
+    pub(super) rows: HashMap<String, i64>,
 }
 
 /// Deletes the rows of held messages, each as its receipt leased it: a row written again since
@@ -134,7 +140,7 @@ const DELETE_HELD: &str = "DELETE FROM codegen_outbox o
 
 /// In a transaction, stores what it sends and consumes besides histories: the outbox rows of
 /// `outgoing`, the deletion of the held messages among `consumed`, and the attempts of
-/// `settlements`, pipelined; returns the ids of the outbox rows inserted.
+/// `settlements`, pipelined; returns the ids and versions of the outbox rows written.
 pub(super) async fn store_outgoing(
     tx: &deadpool_postgres::Transaction<'_>,
     worker: &str,
@@ -142,7 +148,7 @@ pub(super) async fn store_outgoing(
     consumed: &[Receipt],
     settlements: &[Settlement],
     now: i64,
-) -> BackendResult<Vec<String>> {
+) -> BackendResult<Vec<(String, i64)>> {
     let (held, leases): (Vec<&str>, Vec<i64>) = consumed.iter().filter_map(held_row).unzip();
     if !held.is_empty() && !outgoing.rows().is_empty() {
         // A retry reuses the id of the task message it replaces: that row must be deleted
@@ -205,14 +211,27 @@ impl<T: Transport> Inner<T> {
         };
         let inner = self.clone();
         runtime.spawn(async move {
-            let messages: Vec<Message> = released.leased.into_iter().map(|d| d.message).collect();
             let published = async {
-                if messages.is_empty() {
+                if released.leased.is_empty() {
                     return Ok(());
                 }
+                let messages: Vec<Message> =
+                    released.leased.iter().map(|d| d.message.clone()).collect();
                 inner.transport.publish(&messages).await?;
-                let ids = messages.iter().map(|m| m.id.clone()).collect();
-                let _ = inner.published.send(ids);
+                // Each row as it was held: one written again since is left.
+                let (ids, leases): (Vec<&str>, Vec<i64>) = released
+                    .leased
+                    .iter()
+                    .filter_map(|d| held_row(&d.receipt))
+                    .unzip();
+                let client = inner.client().await?;
+                execute(
+                    &client,
+                    "clearing the messages handed back",
+                    DELETE_HELD,
+                    &[&ids, &leases],
+                )
+                .await?;
                 Ok::<(), crate::backend::BackendError>(())
             };
             let stored = async {
@@ -266,9 +285,13 @@ mod tests {
         );
         let held: Vec<i64> = outgoing.rows().iter().map(|r| r.held_until).collect();
         assert_eq!(held, [31_000, 0, 0, 31_000, 0]);
-        // "second" was in the outbox already (sent before, or the task message a retry with
-        // its id replaces, not yet cleared): published rather than held, so it is not lost.
-        let sent = outgoing.sent(&["due".to_owned(), "later".to_owned(), "task".to_owned()]);
+        // "second" has no row written (as if the insert had left it out): published rather
+        // than held, so that it is not lost.
+        let sent = outgoing.sent(&[
+            ("due".to_owned(), 7),
+            ("later".to_owned(), 7),
+            ("task".to_owned(), 7),
+        ]);
         let published: Vec<&str> = sent.publish.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(published, ["later", "task", "second", "past-capacity"]);
         assert_eq!(sent.held.len(), 1);
@@ -285,7 +308,7 @@ mod tests {
         let twice = message("twice", Topic::Workflows, 1_000);
         outgoing.add(&local, &[twice.clone(), twice], 1_000);
         assert_eq!(outgoing.rows().len(), 1);
-        let sent = outgoing.sent(&["twice".to_owned()]);
+        let sent = outgoing.sent(&[("twice".to_owned(), 7)]);
         assert!(sent.publish.is_empty());
         assert_eq!(sent.held.len(), 1);
     }

@@ -172,8 +172,8 @@ pub(in crate::backend) struct Inner<T> {
     pub(super) local: crate::backend::local::Local,
     /// Notified when a message is held for this process's receivers.
     pub(super) held: Notify,
-    /// The ids of published messages, whose outbox rows the clearer deletes.
-    pub(super) published: tokio::sync::mpsc::UnboundedSender<Vec<String>>,
+    /// The ids and row versions of published messages, whose outbox rows the clearer deletes.
+    pub(super) published: tokio::sync::mpsc::UnboundedSender<Vec<(String, i64)>>,
 }
 
 impl<T> Drop for Inner<T> {

@@ -23,13 +23,17 @@ pub(super) struct OutboxRow {
     pub(super) held_until: i64,
 }
 
-/// Inserts outbox rows, skipping messages already there (sent before and not yet published);
-/// returns the ids of those inserted.
+/// Inserts outbox rows; returns each row's id and version, which the clearer deletes it by.
+///
+/// A row with the id of one still there replaces it: a retry reuses the id of the task message
+/// it replaces, whose row may still wait for the clearer, and must not be dropped. The version
+/// (the row's `xmin`, the transaction that wrote it) keeps the clearer of the older row from
+/// deleting the newer one.
 pub(super) async fn insert_outbox(
     tx: &deadpool_postgres::Transaction<'_>,
     rows: &[OutboxRow],
     now: i64,
-) -> BackendResult<Vec<String>> {
+) -> BackendResult<Vec<(String, i64)>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -55,7 +59,7 @@ pub(super) async fn insert_outbox(
         &[&ids, &topics, &keys, &due, &bodies, &held, &now],
     )
     .await?;
-    Ok(inserted.iter().map(|r| r.get(0)).collect())
+    Ok(inserted.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 pub(super) const INSERT_OUTBOX: &str =
@@ -63,8 +67,10 @@ pub(super) const INSERT_OUTBOX: &str =
      SELECT m.id, m.topic, m.key, m.deliver_at, m.body, m.held_until, $7
      FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[], $6::BIGINT[])
          AS m(id, topic, key, deliver_at, body, held_until)
-     ON CONFLICT (id) DO NOTHING
-     RETURNING id";
+     ON CONFLICT (id) DO UPDATE SET topic = EXCLUDED.topic, key = EXCLUDED.key,
+         deliver_at = EXCLUDED.deliver_at, body = EXCLUDED.body, held_until = EXCLUDED.held_until,
+         created_at = EXCLUDED.created_at
+     RETURNING id, xmin::TEXT::BIGINT";
 
 impl<T: Transport> Inner<T> {
     pub(in crate::backend) async fn client(&self) -> BackendResult<deadpool_postgres::Object> {
@@ -92,6 +98,7 @@ impl<T: Transport> Inner<T> {
         }
         let mut messages = sent.publish;
         messages.extend(self.hold(sent.held));
+        let rows = sent.rows;
         if !messages.is_empty() {
             if let Err(err) = self.transport.publish(&messages).await {
                 // The outbox keeps them: the relay publishes them when the transport is back.
@@ -100,16 +107,21 @@ impl<T: Transport> Inner<T> {
             }
             // Losing the outbox rows' deletion to a crash only publishes the messages again,
             // which the receivers drop by id: it is left to the clearer, off this path.
-            let ids = messages.into_iter().map(|m| m.id).collect();
-            if self.published.send(ids).is_err() {
+            let published = messages
+                .into_iter()
+                .filter_map(|m| rows.get(&m.id).map(|version| (m.id, *version)))
+                .collect();
+            if self.published.send(published).is_err() {
                 tracing::debug!("the outbox clearer has stopped; the relay publishes these again");
             }
         }
         Ok(())
     }
 
-    /// Deletes the outbox rows of published messages.
-    async fn clear(&self, ids: &[String]) -> BackendResult<()> {
+    /// Deletes the outbox rows of published messages, each in the version that was published.
+    async fn clear(&self, rows: &[(String, i64)]) -> BackendResult<()> {
+        let (ids, versions): (Vec<&str>, Vec<i64>) =
+            rows.iter().map(|(id, v)| (id.as_str(), *v)).unzip();
         let mut client = self.client().await?;
         let tx = client
             .transaction()
@@ -121,8 +133,9 @@ impl<T: Transport> Inner<T> {
         execute(
             &tx,
             "clearing the outbox",
-            "DELETE FROM codegen_outbox WHERE id = ANY($1)",
-            &[&ids],
+            "DELETE FROM codegen_outbox o USING UNNEST($1::TEXT[], $2::BIGINT[]) AS c(id, version)
+             WHERE o.id = c.id AND o.xmin::TEXT::BIGINT = c.version",
+            &[&ids, &versions],
         )
         .await?;
         tx.commit()
@@ -180,14 +193,14 @@ impl<T: Transport> Inner<T> {
 /// transaction that does not wait for the disk, until the backend is dropped.
 pub(super) async fn clear_loop<T: Transport>(
     inner: std::sync::Weak<Inner<T>>,
-    mut published: tokio::sync::mpsc::UnboundedReceiver<Vec<String>>,
+    mut published: tokio::sync::mpsc::UnboundedReceiver<Vec<(String, i64)>>,
 ) {
-    while let Some(mut ids) = published.recv().await {
+    while let Some(mut rows) = published.recv().await {
         while let Ok(more) = published.try_recv() {
-            ids.extend(more);
+            rows.extend(more);
         }
         let Some(inner) = inner.upgrade() else { return };
-        if let Err(err) = inner.clear(&ids).await {
+        if let Err(err) = inner.clear(&rows).await {
             // The relay publishes them again; the receivers drop them by id.
             tracing::warn!(%err, "cannot clear published messages from the outbox");
         }
