@@ -307,18 +307,29 @@ impl Local {
         taken
     }
 
-    /// The settlements of the deferred results among `receipts`, taken out: their commit is
-    /// under way. [`Local::restore`] puts them back if it fails.
-    pub(in crate::backend) fn settlements_of(
+    /// The settlements of the deferred results among `receipts` (others are passed over),
+    /// taken out: their commit is under way. [`Local::restore`] puts them back if it fails.
+    pub(in crate::backend) fn settlements_of<'a>(
         &self,
-        receipts: &[Receipt],
+        receipts: impl IntoIterator<Item = &'a Receipt>,
     ) -> Vec<(u64, Settlement)> {
         let mut deferred = self.deferred();
         receipts
-            .iter()
+            .into_iter()
             .filter_map(deferred_number)
             .filter_map(|n| deferred.remove(&n).map(|d| (n, d.settlement)))
             .collect()
+    }
+
+    /// Defers each of `settlements` that a receiver of this process takes (see
+    /// [`Local::defer`]); returns the others, with those abandoned, to store now.
+    pub(in crate::backend) fn defer_all(&self, settlements: Vec<Settlement>) -> Vec<Settlement> {
+        let mut rest: Vec<Settlement> = settlements
+            .into_iter()
+            .filter_map(|s| self.defer(s))
+            .collect();
+        rest.extend(self.abandoned());
+        rest
     }
 
     /// What to apply of the deferred settlements taken by [`Local::settlements_of`]: each

@@ -9,7 +9,7 @@ use super::transport::Transport;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::backend::local::{Local, is_deferred};
+use crate::backend::local::Local;
 use crate::backend::{
     BackendError, BackendResult, Commit, InstanceInfo, Receipt, Settlement, StateStore, Status,
     stored_answers,
@@ -324,13 +324,7 @@ impl<T: Transport> StateStore for DistributedBackend<T> {
         let local = &self.inner.local;
         // The deferred results the commits take: their settlements (the task message deleted,
         // the attempt counted) are applied in the same transaction, and put back if it fails.
-        let receipts: Vec<Receipt> = commits
-            .iter()
-            .flat_map(|c| &c.acks)
-            .filter(|r| is_deferred(r))
-            .cloned()
-            .collect();
-        let deferred = local.settlements_of(&receipts);
+        let deferred = local.settlements_of(commits.iter().flat_map(|c| &c.acks));
         let applied = Local::to_apply(&deferred);
         match self.commit_with(&commits, &applied).await {
             Ok((sent, mut acks)) => {

@@ -137,14 +137,9 @@ impl MessageQueue for SqliteBackend {
     }
 
     async fn settle(&self, settlements: Vec<Settlement>) -> BackendResult<()> {
-        let local = &self.inner.local;
         // A result a workflow worker of this process takes waits for its commit (see
         // `backend/local.rs`); the rest are stored now.
-        let mut rest: Vec<Settlement> = settlements
-            .into_iter()
-            .filter_map(|s| local.defer(s))
-            .collect();
-        rest.extend(local.abandoned());
+        let rest = self.inner.local.defer_all(settlements);
         if rest.is_empty() {
             self.wake(&[Topic::Workflows.name()]);
             return Ok(());

@@ -6,9 +6,9 @@ use rusqlite::{OptionalExtension, params};
 
 use super::messages::{Stored, delete_receipts, insert_messages, store_settlements, topics};
 use super::{SqliteBackend, corrupt, delete_instances, error, read_instance};
-use crate::backend::local::{Local, is_deferred};
+use crate::backend::local::Local;
 use crate::backend::{
-    BackendError, BackendResult, Commit, InstanceInfo, Receipt, StateStore, Status, stored_answers,
+    BackendError, BackendResult, Commit, InstanceInfo, StateStore, Status, stored_answers,
 };
 use crate::time::now_ms;
 use crate::workflow::HistoryEvent;
@@ -20,13 +20,7 @@ impl StateStore for SqliteBackend {
         let local = self.inner.local.clone();
         // The deferred results the commits take: their settlements (the task message deleted,
         // the attempt counted) are applied in the same transaction, and put back if it fails.
-        let receipts: Vec<Receipt> = commits
-            .iter()
-            .flat_map(|c| &c.acks)
-            .filter(|r| is_deferred(r))
-            .cloned()
-            .collect();
-        let deferred = local.settlements_of(&receipts);
+        let deferred = local.settlements_of(commits.iter().flat_map(|c| &c.acks));
         let applied = Local::to_apply(&deferred);
         let announcer = self.announcer();
         let held_for = local.clone();
