@@ -11,8 +11,11 @@
 //!   worker does only for an instance whose replay it does not hold (after a restart, or one it
 //!   dropped for room);
 //! - **store**: W2 and W1 of the runtime benchmark (`benches/runtime.rs`) on a fresh store, then
-//!   again once 10,000 and 100,000 finished instances of a three-step workflow are in it (each
-//!   run by the workers, as users' would be).
+//!   again once 10,000, 100,000 and 1,000,000 finished instances of a three-step workflow are in
+//!   it. The first 100,000 are run by the workers, as users' would be; past that, the store is
+//!   filled with copies of their rows (instance, history, task attempts) under new ids, written
+//!   by SQL into the store's tables, since running a million through the workers takes most of
+//!   an hour on a small machine.
 //!
 //! ```text
 //! cargo bench -p codegen-runtime --bench growth
@@ -20,8 +23,9 @@
 //! cargo bench -p codegen-runtime --bench growth -- store=10000,1000000 timers=200000
 //! ```
 //!
-//! `store=` sets the numbers of finished instances to measure at, `timers=` the largest number
-//! of waiting instances.
+//! `store=` sets the numbers of finished instances to measure at, `run=` how many of them the
+//! workers run before the rest are copied (100,000), `timers=` the largest number of waiting
+//! instances.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -58,8 +62,10 @@ fn on_request(n: u64) {
 async fn main() {
     common::init_logging();
     let mut parts = Vec::new();
-    let mut sizes = vec![10_000u64, 100_000];
+    let mut sizes = vec![10_000u64, 100_000, 1_000_000];
     let mut timers = 100_000u64;
+    // The store is filled by running instances up to this many; past it, by copying them.
+    let mut run_by_workers = 100_000u64;
     for arg in std::env::args().skip(1).filter(|a| !a.starts_with("--")) {
         let number = |value: &str| -> u64 {
             value.replace('_', "").parse().unwrap_or_else(|_| {
@@ -70,8 +76,9 @@ async fn main() {
         match arg.split_once('=') {
             Some(("store", list)) => sizes = list.split(',').map(number).collect(),
             Some(("timers", n)) => timers = number(n),
+            Some(("run", n)) => run_by_workers = number(n),
             Some(_) => {
-                eprintln!("{arg}: expected store=N,N,... or timers=N");
+                eprintln!("{arg}: expected store=N,N,..., run=N or timers=N");
                 std::process::exit(2)
             }
             None => parts.push(arg),
@@ -92,7 +99,7 @@ async fn main() {
         history(&http).await;
     }
     if selected("store") {
-        store(&http, &sizes).await;
+        store(&http, &sizes, run_by_workers).await;
     }
 }
 
@@ -103,8 +110,9 @@ fn open(dir: &tempfile::TempDir) -> (Arc<SqliteBackend>, Client<SqliteBackend>) 
     (backend, client)
 }
 
-/// W2 and W1 on a fresh store, then with `sizes` finished instances in it.
-async fn store(http: &HttpClient, sizes: &[u64]) {
+/// W2 and W1 on a fresh store, then with `sizes` finished instances in it: up to
+/// `run_by_workers` run by the workers, the rest copies of those.
+async fn store(http: &HttpClient, sizes: &[u64], run_by_workers: u64) {
     const W2: (u64, u64) = (40, 250);
     const RUNS: u64 = 300;
     let dir = tempfile::tempdir().unwrap();
@@ -120,18 +128,38 @@ async fn store(http: &HttpClient, sizes: &[u64]) {
     let figures = common::workloads(&client, "fresh-", W2, RUNS).await;
     common::print("store: fresh", &figures, W2);
     let mut filled = 0;
+    let mut rounds = 0;
     for &size in sizes {
-        let started = Instant::now();
-        fill(&client, filled, size).await;
-        let took = started.elapsed();
-        let bytes = std::fs::metadata(dir.path().join("growth.db")).map_or(0, |m| m.len());
-        println!(
-            "store: filled to {size} finished three-step instances in {:.1} s ({:.0} instances/s), database {} MB",
-            took.as_secs_f64(),
-            (size - filled) as f64 / took.as_secs_f64(),
-            bytes / 1_000_000
-        );
-        filled = size;
+        let run = size.min(run_by_workers).max(filled);
+        if run > filled {
+            let started = Instant::now();
+            fill(&client, filled, run).await;
+            let took = started.elapsed();
+            println!(
+                "store: ran {} three-step instances to {run} in {:.1} s ({:.0} instances/s), database {} MB",
+                run - filled,
+                took.as_secs_f64(),
+                (run - filled) as f64 / took.as_secs_f64(),
+                database_mb(&dir)
+            );
+            filled = run;
+        }
+        if size > filled {
+            let started = Instant::now();
+            let path = dir.path().join("growth.db");
+            let count = size - filled;
+            rounds = tokio::task::spawn_blocking(move || copy_finished(&path, count, rounds))
+                .await
+                .unwrap();
+            let took = started.elapsed();
+            println!(
+                "store: copied {} finished instances to {size} in {:.1} s, database {} MB",
+                size - filled,
+                took.as_secs_f64(),
+                database_mb(&dir)
+            );
+            filled = size;
+        }
         let figures = common::workloads(&client, &format!("at-{size}-"), W2, RUNS).await;
         common::print(
             &format!("store: with {size} finished instances (and those of the runs before)"),
@@ -140,6 +168,71 @@ async fn store(http: &HttpClient, sizes: &[u64]) {
         );
     }
     workers.stop().await;
+}
+
+/// The size of the store's database file (without its log), in MB.
+fn database_mb(dir: &tempfile::TempDir) -> u64 {
+    std::fs::metadata(dir.path().join("growth.db")).map_or(0, |m| m.len()) / 1_000_000
+}
+
+/// Adds `count` finished instances to the store at `path`: copies of the rows of the `fill`
+/// instances the workers ran (instance, history, task attempts, query answers), under the ids
+/// `fill-N.K` for the K-th copy of `fill-N`, 10,000 instances a transaction. `rounds` copies of
+/// each were made before; returns the number made now. The workers are idle meanwhile; this
+/// connection shares the file as a second process would.
+fn copy_finished(path: &std::path::Path, count: u64, rounds: u64) -> u64 {
+    const CHUNK: u64 = 10_000;
+    let mut db = rusqlite::Connection::open(path).unwrap();
+    db.busy_timeout(Duration::from_secs(30)).unwrap();
+    db.execute_batch("CREATE TEMP TABLE chunk (id TEXT PRIMARY KEY)")
+        .unwrap();
+    let mut copied = 0;
+    let mut round = rounds;
+    while copied < count {
+        round += 1;
+        let before = copied;
+        let suffix = format!(".{round}");
+        let mut last = String::new();
+        while copied < count {
+            let tx = db
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .unwrap();
+            tx.execute("DELETE FROM chunk", []).unwrap();
+            let taken = tx
+                .execute(
+                    "INSERT INTO chunk SELECT id FROM instances
+                     WHERE id > ?1 AND id GLOB 'fill-*' AND id NOT GLOB '*.*'
+                     ORDER BY id LIMIT ?2",
+                    rusqlite::params![last, CHUNK.min(count - copied) as i64],
+                )
+                .unwrap() as u64;
+            if taken == 0 {
+                break;
+            }
+            for statement in [
+                "INSERT INTO instances SELECT id || ?1, name, version, status, input, output, error,
+                     parent_id, parent_seq, events, created_at, updated_at
+                 FROM instances WHERE id IN (SELECT id FROM chunk)",
+                "INSERT INTO history SELECT instance_id || ?1, idx, event_id, at, event
+                 FROM history WHERE instance_id IN (SELECT id FROM chunk)",
+                "INSERT INTO task_attempts SELECT instance_id || ?1, seq, redrive, attempt, service,
+                     task, started_at, ended_at, outcome, error, retry_at
+                 FROM task_attempts WHERE instance_id IN (SELECT id FROM chunk)",
+                "INSERT INTO query_answers SELECT instance_id || ?1, events, at, answers
+                 FROM query_answers WHERE instance_id IN (SELECT id FROM chunk)",
+            ] {
+                tx.execute(statement, [&suffix]).unwrap();
+            }
+            last = tx
+                .query_row("SELECT max(id) FROM chunk", [], |r| r.get(0))
+                .unwrap();
+            tx.commit().unwrap();
+            copied += taken;
+        }
+        assert!(copied > before, "no instances of `fill` to copy");
+    }
+    db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    round
 }
 
 /// Starts instances `from..to` of `fill`, 1,000 at a time with at most 5,000 running, and
