@@ -106,6 +106,12 @@ fn queue_depth(stats: &serde_json::Value) -> QueueDepth {
 /// The lease of a subscription made by `wait` or `ack` before any `receive`.
 const DEFAULT_LEASE_MS: i64 = 30_000;
 
+/// How long a publish may wait for the broker's confirmations (Pulsar's own clients default
+/// to 30 s too). The client library can wait forever on a producer whose connection broke
+/// while a send was under way (streamnative/pulsar-rs#164); without a bound, that producer
+/// would hold every later publish of the process, and the outbox relay's locked rows with it.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+
 type PulsarConsumer = Consumer<Vec<u8>, TokioExecutor>;
 type PulsarMessage = pulsar::consumer::Message<Vec<u8>>;
 
@@ -270,6 +276,59 @@ async fn handshake(
 }
 
 impl PulsarTransport {
+    /// Publishes `messages` and waits for the broker to confirm each (see
+    /// [`PUBLISH_TIMEOUT`]).
+    async fn publish_now(&self, messages: &[Message]) -> BackendResult<()> {
+        let mut producers = self.producers.lock().await;
+        let mut receipts = Vec::with_capacity(messages.len());
+        let now = now_ms();
+        for m in messages {
+            let full = self.config.topic(&m.topic);
+            if !producers.contains_key(&full) {
+                let producer = self
+                    .client
+                    .producer()
+                    .with_topic(&full)
+                    // A commit can send thousands of messages (a wide fan-out): wait for room
+                    // in the client's queue rather than fail with `SlowDown`.
+                    .with_options(pulsar::ProducerOptions {
+                        block_queue_if_full: true,
+                        ..Default::default()
+                    })
+                    .build()
+                    .await
+                    .map_err(|e| {
+                        unavailable(&self.config, &format!("cannot publish to {full}"), e)
+                    })?;
+                producers.insert(full.clone(), producer);
+            }
+            let producer = producers
+                .get_mut(&full)
+                .ok_or_else(|| unavailable(&self.config, "no producer", &full))?;
+            let payload =
+                serde_json::to_vec(m).map_err(|e| BackendError::Invalid(e.to_string()))?;
+            let message = pulsar::producer::Message {
+                payload,
+                properties: HashMap::from([("id".to_owned(), m.id.clone())]),
+                partition_key: Some(m.key.clone()),
+                deliver_at_time: (m.deliver_at > now).then_some(m.deliver_at),
+                ..Default::default()
+            };
+            let receipt = producer
+                .send_non_blocking(message)
+                .await
+                .map_err(|e| unavailable(&self.config, &format!("cannot publish to {full}"), e))?;
+            receipts.push(receipt);
+        }
+        drop(producers);
+        for r in receipts {
+            r.await.map_err(|e| {
+                unavailable(&self.config, "the broker did not confirm a message", e)
+            })?;
+        }
+        Ok(())
+    }
+
     /// Connects to the broker.
     pub async fn connect(config: PulsarConfig) -> BackendResult<Self> {
         for (what, value) in [("tenant", &config.tenant), ("namespace", &config.namespace)] {
@@ -507,54 +566,25 @@ impl Transport for PulsarTransport {
         if messages.is_empty() {
             return Ok(());
         }
-        let mut producers = self.producers.lock().await;
-        let mut receipts = Vec::with_capacity(messages.len());
-        let now = now_ms();
-        for m in messages {
-            let full = self.config.topic(&m.topic);
-            if !producers.contains_key(&full) {
-                let producer = self
-                    .client
-                    .producer()
-                    .with_topic(&full)
-                    // A commit can send thousands of messages (a wide fan-out): wait for room
-                    // in the client's queue rather than fail with `SlowDown`.
-                    .with_options(pulsar::ProducerOptions {
-                        block_queue_if_full: true,
-                        ..Default::default()
-                    })
-                    .build()
-                    .await
-                    .map_err(|e| {
-                        unavailable(&self.config, &format!("cannot publish to {full}"), e)
-                    })?;
-                producers.insert(full.clone(), producer);
+        match tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_now(messages)).await {
+            Ok(published) => published,
+            Err(_) => {
+                // The producers of these topics are made anew by the next publish. What was
+                // sent may reach the broker after all: receivers drop a second copy by id.
+                let mut producers = self.producers.lock().await;
+                for m in messages {
+                    producers.remove(&self.config.topic(&m.topic));
+                }
+                Err(unavailable(
+                    &self.config,
+                    "publishing",
+                    format!(
+                        "the broker did not confirm within {} s",
+                        PUBLISH_TIMEOUT.as_secs()
+                    ),
+                ))
             }
-            let producer = producers
-                .get_mut(&full)
-                .ok_or_else(|| unavailable(&self.config, "no producer", &full))?;
-            let payload =
-                serde_json::to_vec(m).map_err(|e| BackendError::Invalid(e.to_string()))?;
-            let message = pulsar::producer::Message {
-                payload,
-                properties: HashMap::from([("id".to_owned(), m.id.clone())]),
-                partition_key: Some(m.key.clone()),
-                deliver_at_time: (m.deliver_at > now).then_some(m.deliver_at),
-                ..Default::default()
-            };
-            let receipt = producer
-                .send_non_blocking(message)
-                .await
-                .map_err(|e| unavailable(&self.config, &format!("cannot publish to {full}"), e))?;
-            receipts.push(receipt);
         }
-        drop(producers);
-        for r in receipts {
-            r.await.map_err(|e| {
-                unavailable(&self.config, "the broker did not confirm a message", e)
-            })?;
-        }
-        Ok(())
     }
 
     async fn receive(
