@@ -208,12 +208,21 @@ mod distributed {
             spawn("service", &url, &table),
         ];
         let client = Client::new(backend.clone());
-        for n in 0..WORKFLOWS {
-            client
-                .start("billing", Some(&format!("bill-{n}")), &format!("acct-{n}"))
-                .await
-                .unwrap();
-        }
+        // Started over about 3 s rather than at once: no workflow completes before it starts,
+        // so the kills below come while work remains however fast the workers are (started
+        // at once, all of them could complete before the second kill).
+        let starting = {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for n in 0..WORKFLOWS {
+                    client
+                        .start("billing", Some(&format!("bill-{n}")), &format!("acct-{n}"))
+                        .await
+                        .unwrap();
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        };
         // Kill one of each side mid-run, twice, and restart it.
         let mut killed_at = Vec::new();
         for (round, progress) in [WORKFLOWS / 10, WORKFLOWS * 4 / 10].into_iter().enumerate() {
@@ -228,6 +237,7 @@ mod distributed {
             workflow_workers[round] = spawn("workflow", &url, &table);
             service_workers[1 - round] = spawn("service", &url, &table);
         }
+        starting.await.unwrap();
         println!("completed when the kills came: {killed_at:?} of {WORKFLOWS}");
         assert!(
             killed_at[1] < WORKFLOWS,
