@@ -28,7 +28,7 @@ struct Services {
     root: PathBuf,
     env: Vec<(&'static str, String)>,
     started: Vec<&'static str>,
-    _dir: tempfile::TempDir,
+    _dir: Folder,
 }
 
 fn free_port() -> u16 {
@@ -40,9 +40,10 @@ fn free_port() -> u16 {
 }
 
 impl Services {
-    fn start() -> Result<Self, String> {
+    /// Starts both; `keep` keeps their folder (data and logs) after the test.
+    fn start(keep: bool) -> Result<Self, String> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let dir = tempfile::tempdir().unwrap();
+        let dir = Folder::new(keep);
         let env = vec![
             ("PG_PORT", free_port().to_string()),
             ("PG_DIR", dir.path().join("postgres").display().to_string()),
@@ -118,13 +119,26 @@ impl Drop for Services {
     }
 }
 
-/// The folder of the workers' logs: deleted at the end, or kept.
-enum Logs {
+/// A folder of the test (the workers' logs, the services' data and logs): deleted at the end,
+/// or kept.
+enum Folder {
     Temporary(tempfile::TempDir),
     Kept(PathBuf),
 }
 
-impl Logs {
+impl Folder {
+    /// A new temporary folder, kept (and its path printed) if `keep`.
+    fn new(keep: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        if keep {
+            let kept = dir.keep();
+            println!("kept: {}", kept.display());
+            Self::Kept(kept)
+        } else {
+            Self::Temporary(dir)
+        }
+    }
+
     fn path(&self) -> &Path {
         match self {
             Self::Temporary(dir) => dir.path(),
@@ -150,7 +164,10 @@ async fn every_month_is_billed_once_through_worker_kills_and_broker_and_database
         .arg("install")
         .status()
         .is_ok_and(|s| s.success());
-    let services = match Services::start() {
+    // CODEGEN_CHAOS_KEEP_LOGS keeps the workers' logs and the services' folders for a look
+    // afterwards.
+    let keep = std::env::var_os("CODEGEN_CHAOS_KEEP_LOGS").is_some();
+    let services = match Services::start(keep) {
         Ok(services) if installed => services,
         Ok(_) | Err(_) if std::env::var_os("CI").is_some() => {
             panic!(
@@ -181,15 +198,7 @@ async fn every_month_is_billed_once_through_worker_kills_and_broker_and_database
     let server = common::faulty_server().await;
     common::subscribe_all(&client).await;
 
-    // The workers' logs; CODEGEN_CHAOS_KEEP_LOGS keeps them for a look afterwards.
-    let logs = tempfile::tempdir().unwrap();
-    let logs = if std::env::var_os("CODEGEN_CHAOS_KEEP_LOGS").is_some() {
-        let kept = logs.keep();
-        println!("worker logs in {}", kept.display());
-        Logs::Kept(kept)
-    } else {
-        Logs::Temporary(logs)
-    };
+    let logs = Folder::new(keep);
     let mut workers = Workers::start(&url, &server, 6_000, Some(logs.path()));
     let mut rng = Rng::seeded();
     // Each fault several times, in an order the seed gives.
@@ -233,7 +242,19 @@ async fn every_month_is_billed_once_through_worker_kills_and_broker_and_database
     }
     println!("{kills} workers killed");
 
-    common::all_completed(&client, Duration::from_secs(300)).await;
+    if let Err(stuck) = common::try_all_completed(&client, Duration::from_secs(300)).await {
+        // What the workers and the broker said last is what a stall is found from.
+        for which in 0..=common::SERVICES.len() {
+            let name = Workers::name(which);
+            print_tail(&logs.path().join(format!("{name}.log")), 20, |_| true);
+        }
+        print_tail(
+            &Path::new(services.var("PULSAR_DIR")).join("broker.log"),
+            40,
+            |line| line.contains(" WARN ") || line.contains(" ERROR "),
+        );
+        panic!("{stuck}");
+    }
     let exited = workers.all_running();
     assert!(
         exited.is_empty(),
@@ -263,4 +284,14 @@ async fn every_month_is_billed_once_through_worker_kills_and_broker_and_database
         "{said} of {} worker logs say the backend was unavailable",
         common::SERVICES.len() + 1
     );
+}
+
+/// Prints the last `lines` lines of `path` that `keep` keeps.
+fn print_tail(path: &Path, lines: usize, keep: impl Fn(&str) -> bool) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let kept: Vec<&str> = text.lines().filter(|line| keep(line)).collect();
+    println!("--- {} (last {lines} lines shown)", path.display());
+    for line in &kept[kept.len().saturating_sub(lines)..] {
+        println!("{line}");
+    }
 }

@@ -205,6 +205,16 @@ pub async fn all_completed<B: StateStore + MessageQueue + Inspect + 'static>(
     client: &Client<B>,
     within: Duration,
 ) {
+    if let Err(stuck) = try_all_completed(client, within).await {
+        panic!("{stuck}");
+    }
+}
+
+/// As [`all_completed`], but a stall is returned, for the caller to say more before it fails.
+pub async fn try_all_completed<B: StateStore + MessageQueue + Inspect + 'static>(
+    client: &Client<B>,
+    within: Duration,
+) -> Result<(), String> {
     let deadline = Instant::now() + within;
     loop {
         let running = match client.list(Some(workflow::NAME), None, USERS * 2).await {
@@ -215,7 +225,7 @@ pub async fn all_completed<B: StateStore + MessageQueue + Inspect + 'static>(
                     .map(|i| (&i.id, i.status, &i.error))
                     .collect();
                 assert!(unfinished.is_empty(), "not completed: {unfinished:?}");
-                return;
+                return Ok(());
             }
             Ok(instances) => instances
                 .iter()
@@ -224,10 +234,11 @@ pub async fn all_completed<B: StateStore + MessageQueue + Inspect + 'static>(
                 .to_string(),
             Err(err) => format!("? ({err})"),
         };
-        assert!(
-            Instant::now() < deadline,
-            "stuck: {running} of {USERS} workflows still running"
-        );
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "stuck: {running} of {USERS} workflows still running"
+            ));
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
