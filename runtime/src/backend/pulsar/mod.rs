@@ -112,6 +112,9 @@ const DEFAULT_LEASE_MS: i64 = 30_000;
 /// would hold every later publish of the process, and the outbox relay's locked rows with it.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long making a consumer may take.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(30);
+
 type PulsarConsumer = Consumer<Vec<u8>, TokioExecutor>;
 type PulsarMessage = pulsar::consumer::Message<Vec<u8>>;
 
@@ -169,20 +172,77 @@ async fn pump(
 }
 
 /// Messages over Apache Pulsar.
+///
+/// Two clients, each made anew when an operation on it takes past its bound: the client
+/// library keeps, per broker, the state of a connection being made, and a caller dropped while
+/// it makes one (a `select!` that took another branch, a timeout) leaves that state for good,
+/// so that every later operation of the client waits forever. Consumers are therefore made in
+/// a task of their own, which a dropped caller does not cancel, and a publish or subscription
+/// that outlasts its bound replaces its client.
 pub struct PulsarTransport {
     config: PulsarConfig,
+    connector: Connector,
     /// Publishes.
-    client: Pulsar<TokioExecutor>,
+    publishing: Mutex<Publishing>,
     /// Subscribes and acknowledges.
-    consuming: Pulsar<TokioExecutor>,
-    producers: Mutex<HashMap<String, Producer<TokioExecutor>>>,
-    consumers: Mutex<HashMap<Topic, Arc<Subscription>>>,
+    consuming: Mutex<Consuming>,
     /// What each receipt acknowledges: the topic and the Pulsar message id.
     receipts: std::sync::Mutex<HashMap<Receipt, (Topic, MessageIdData)>>,
     /// Asks the admin API for queue depths.
     admin: reqwest::Client,
     /// The token of every connection and admin request.
     credentials: Arc<Credentials>,
+}
+
+/// The client that publishes, and its producers, by topic. `None`: made at the next publish.
+struct Publishing {
+    client: Option<Pulsar<TokioExecutor>>,
+    producers: HashMap<String, Producer<TokioExecutor>>,
+}
+
+/// The client that consumes, and its subscriptions. `None`: made at the next subscription.
+struct Consuming {
+    client: Option<Pulsar<TokioExecutor>>,
+    subscriptions: HashMap<Topic, Arc<Subscription>>,
+}
+
+/// Makes clients of the broker: its URL, the certificates to trust, the credentials.
+struct Connector {
+    config: PulsarConfig,
+    trusted: Option<Vec<u8>>,
+    credentials: Arc<Credentials>,
+}
+
+impl Connector {
+    async fn connect(&self) -> BackendResult<Pulsar<TokioExecutor>> {
+        let config = &self.config;
+        let mut builder = Pulsar::builder(config.url.clone(), TokioExecutor)
+            .with_connection_retry_options(pulsar::ConnectionRetryOptions {
+                max_retries: 3,
+                connection_timeout: Duration::from_secs(5),
+                ..Default::default()
+            });
+        if let Some(pem) = &self.trusted {
+            builder = builder.with_certificate_chain(pem.clone());
+        }
+        if self.credentials.enabled() {
+            builder =
+                builder.with_auth_provider(Box::new(auth::Connection(self.credentials.clone())));
+        }
+        match builder.build().await {
+            Ok(client) => Ok(client),
+            Err(err) => {
+                // The client says only that connecting failed; find out why.
+                let why = diagnose(
+                    &config.url,
+                    self.trusted.as_deref(),
+                    self.credentials.enabled(),
+                )
+                .await;
+                Err(unavailable(config, &why, err))
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for PulsarTransport {
@@ -279,14 +339,22 @@ impl PulsarTransport {
     /// Publishes `messages` and waits for the broker to confirm each (see
     /// [`PUBLISH_TIMEOUT`]).
     async fn publish_now(&self, messages: &[Message]) -> BackendResult<()> {
-        let mut producers = self.producers.lock().await;
+        let mut publishing = self.publishing.lock().await;
+        let client = match &publishing.client {
+            Some(client) => client.clone(),
+            None => {
+                let client = self.connector.connect().await?;
+                publishing.client = Some(client.clone());
+                client
+            }
+        };
+        let producers = &mut publishing.producers;
         let mut receipts = Vec::with_capacity(messages.len());
         let now = now_ms();
         for m in messages {
             let full = self.config.topic(&m.topic);
             if !producers.contains_key(&full) {
-                let producer = self
-                    .client
+                let producer = client
                     .producer()
                     .with_topic(&full)
                     // A commit can send thousands of messages (a wide fan-out): wait for room
@@ -320,7 +388,7 @@ impl PulsarTransport {
                 .map_err(|e| unavailable(&self.config, &format!("cannot publish to {full}"), e))?;
             receipts.push(receipt);
         }
-        drop(producers);
+        drop(publishing);
         for r in receipts {
             r.await.map_err(|e| {
                 unavailable(&self.config, "the broker did not confirm a message", e)
@@ -373,34 +441,6 @@ impl PulsarTransport {
         credentials.token().await.map_err(|e| {
             BackendError::Unavailable(format!("Pulsar at {}: authentication: {e}", config.url))
         })?;
-        // Two clients, so two connections: the client library does not set TCP_NODELAY, and
-        // on a shared connection an acknowledgement (which the broker does not answer) holds
-        // back the next send by the broker's delayed ACK, about 40 ms. A connection that only
-        // sends (each send answered by a receipt) and one that only consumes avoid it.
-        let connect = || async {
-            let mut builder = Pulsar::builder(config.url.clone(), TokioExecutor)
-                .with_connection_retry_options(pulsar::ConnectionRetryOptions {
-                    max_retries: 3,
-                    connection_timeout: Duration::from_secs(5),
-                    ..Default::default()
-                });
-            if let Some(pem) = &trusted {
-                builder = builder.with_certificate_chain(pem.clone());
-            }
-            if credentials.enabled() {
-                builder =
-                    builder.with_auth_provider(Box::new(auth::Connection(credentials.clone())));
-            }
-            match builder.build().await {
-                Ok(client) => Ok(client),
-                Err(err) => {
-                    // The client says only that connecting failed; find out why.
-                    let why =
-                        diagnose(&config.url, trusted.as_deref(), credentials.enabled()).await;
-                    Err(unavailable(&config, &why, err))
-                }
-            }
-        };
         if let Some(admin) = &config.admin
             && !admin.starts_with("http://")
             && !admin.starts_with("https://")
@@ -409,8 +449,18 @@ impl PulsarTransport {
                 "Pulsar admin `{admin}`: expected the admin API's URL, http://HOST:PORT"
             )));
         }
-        let client = connect().await?;
-        let consuming = connect().await?;
+        let connector = Connector {
+            config: config.clone(),
+            trusted: trusted.clone(),
+            credentials: credentials.clone(),
+        };
+        // Two clients, so two connections: the client library does not set TCP_NODELAY, and
+        // on a shared connection an acknowledgement (which the broker does not answer) holds
+        // back the next send by the broker's delayed ACK, about 40 ms. A connection that only
+        // sends (each send answered by a receipt) and one that only consumes avoid it. Both
+        // are made now, so that a wrong URL, certificate or token is said at the start.
+        let publishing = connector.connect().await?;
+        let consuming = connector.connect().await?;
         let mut admin = reqwest::Client::builder().timeout(Duration::from_secs(3));
         if let Some(pem) = &trusted {
             let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
@@ -427,12 +477,17 @@ impl PulsarTransport {
             .map_err(|e| BackendError::Invalid(format!("the Pulsar admin client: {e}")))?;
         Ok(Self {
             config,
+            connector,
             admin,
             credentials,
-            client,
-            consuming,
-            producers: Mutex::new(HashMap::new()),
-            consumers: Mutex::new(HashMap::new()),
+            publishing: Mutex::new(Publishing {
+                client: Some(publishing),
+                producers: HashMap::new(),
+            }),
+            consuming: Mutex::new(Consuming {
+                client: Some(consuming),
+                subscriptions: HashMap::new(),
+            }),
             receipts: std::sync::Mutex::new(HashMap::new()),
         })
     }
@@ -443,29 +498,71 @@ impl PulsarTransport {
     }
 
     async fn subscription(&self, topic: &Topic, lease_ms: i64) -> BackendResult<Arc<Subscription>> {
-        let mut consumers = self.consumers.lock().await;
-        if let Some(s) = consumers.get(topic) {
+        let mut consuming = self.consuming.lock().await;
+        if let Some(s) = consuming.subscriptions.get(topic) {
             return Ok(s.clone());
         }
+        let client = match &consuming.client {
+            Some(client) => client.clone(),
+            None => {
+                let client = self.connector.connect().await?;
+                consuming.client = Some(client.clone());
+                client
+            }
+        };
         let (name, sub_type) = match topic {
             Topic::Workflows => (WORKFLOW_SUBSCRIPTION, SubType::KeyShared),
             Topic::Tasks(_) => (SERVICE_SUBSCRIPTION, SubType::Shared),
         };
         let full = self.config.topic(topic);
         let lease = Duration::from_millis(u64::try_from(lease_ms.max(1_000)).unwrap_or(30_000));
-        let consumer: PulsarConsumer = self
-            .consuming
-            .consumer()
-            .with_topic(&full)
-            .with_subscription(name)
-            .with_subscription_type(sub_type)
-            .with_options(
-                ConsumerOptions::default().with_initial_position(InitialPosition::Earliest),
-            )
-            .with_unacked_message_resend_delay(Some(lease))
-            .build()
-            .await
-            .map_err(|e| unavailable(&self.config, &format!("cannot subscribe to {full}"), e))?;
+        // In a task of its own: a caller dropped meanwhile must not cancel it (see the type).
+        let mut making = tokio::spawn({
+            let full = full.clone();
+            async move {
+                client
+                    .consumer()
+                    .with_topic(&full)
+                    .with_subscription(name)
+                    .with_subscription_type(sub_type)
+                    .with_options(
+                        ConsumerOptions::default().with_initial_position(InitialPosition::Earliest),
+                    )
+                    .with_unacked_message_resend_delay(Some(lease))
+                    .build::<Vec<u8>>()
+                    .await
+            }
+        });
+        let made = tokio::time::timeout(SUBSCRIBE_TIMEOUT, &mut making).await;
+        let consumer: PulsarConsumer = match made {
+            Ok(Ok(Ok(consumer))) => consumer,
+            Ok(Ok(Err(err))) => {
+                return Err(unavailable(
+                    &self.config,
+                    &format!("cannot subscribe to {full}"),
+                    err,
+                ));
+            }
+            Ok(Err(err)) => {
+                return Err(unavailable(
+                    &self.config,
+                    &format!("cannot subscribe to {full}"),
+                    err,
+                ));
+            }
+            Err(_) => {
+                // The client may be stuck for good: the next subscription makes a new one, and
+                // the subscriptions of this one are made again on it.
+                making.abort();
+                consuming.client = None;
+                consuming.subscriptions.clear();
+                return Err(unavailable(
+                    &self.config,
+                    &format!("cannot subscribe to {full}"),
+                    format!("no answer within {} s", SUBSCRIBE_TIMEOUT.as_secs()),
+                ));
+            }
+        };
         let (tx, rx) = mpsc::channel(256);
         let (acks, ack_rx) = mpsc::unbounded_channel();
         let s = Arc::new(Subscription {
@@ -476,8 +573,13 @@ impl PulsarTransport {
             acks,
             pump: tokio::spawn(pump(consumer, full, tx, ack_rx)),
         });
-        consumers.insert(topic.clone(), s.clone());
+        consuming.subscriptions.insert(topic.clone(), s.clone());
         Ok(s)
+    }
+
+    /// Forgets `topic`'s subscription, whose consumer failed: the next call makes it again.
+    async fn unsubscribe(&self, topic: &Topic) {
+        self.consuming.lock().await.subscriptions.remove(topic);
     }
 
     fn delivery(&self, topic: &Topic, m: &PulsarMessage) -> Received {
@@ -569,12 +671,12 @@ impl Transport for PulsarTransport {
         match tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_now(messages)).await {
             Ok(published) => published,
             Err(_) => {
-                // The producers of these topics are made anew by the next publish. What was
-                // sent may reach the broker after all: receivers drop a second copy by id.
-                let mut producers = self.producers.lock().await;
-                for m in messages {
-                    producers.remove(&self.config.topic(&m.topic));
-                }
+                // The client may be stuck for good (see the type): the next publish makes a new
+                // one, and new producers. What was sent may reach the broker after all:
+                // receivers drop a second copy by id.
+                let mut publishing = self.publishing.lock().await;
+                publishing.client = None;
+                publishing.producers.clear();
                 Err(unavailable(
                     &self.config,
                     "publishing",
@@ -604,7 +706,7 @@ impl Transport for PulsarTransport {
                     Ok(Err(e)) => {
                         drop(incoming);
                         // The consumer failed: subscribe anew on the next call.
-                        self.consumers.lock().await.remove(topic);
+                        self.unsubscribe(topic).await;
                         if out.is_empty() {
                             return Err(unavailable(&self.config, "receiving", e));
                         }
@@ -613,7 +715,7 @@ impl Transport for PulsarTransport {
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => {
                         drop(incoming);
-                        self.consumers.lock().await.remove(topic);
+                        self.unsubscribe(topic).await;
                         return Err(unavailable(
                             &self.config,
                             "receiving",
@@ -664,7 +766,7 @@ impl Transport for PulsarTransport {
             Ok(Some(Err(err))) => {
                 tracing::warn!(%err, "the Pulsar consumer failed; subscribing again");
                 drop(incoming);
-                self.consumers.lock().await.remove(topic);
+                self.unsubscribe(topic).await;
             }
             Ok(None) | Err(_) => {}
         }
