@@ -535,21 +535,12 @@ impl PulsarTransport {
         });
         let made = tokio::time::timeout(SUBSCRIBE_TIMEOUT, &mut making).await;
         let consumer: PulsarConsumer = match made {
-            Ok(Ok(Ok(consumer))) => consumer,
-            Ok(Ok(Err(err))) => {
-                return Err(unavailable(
-                    &self.config,
-                    &format!("cannot subscribe to {full}"),
-                    err,
-                ));
-            }
-            Ok(Err(err)) => {
-                return Err(unavailable(
-                    &self.config,
-                    &format!("cannot subscribe to {full}"),
-                    err,
-                ));
-            }
+            Ok(joined) => joined
+                .map_err(|e| e.to_string())
+                .and_then(|built| built.map_err(|e| e.to_string()))
+                .map_err(|e| {
+                    unavailable(&self.config, &format!("cannot subscribe to {full}"), e)
+                })?,
             Err(_) => {
                 // The client may be stuck for good: the next subscription makes a new one, and
                 // the subscriptions of this one are made again on it.
