@@ -214,6 +214,19 @@ struct Connector {
 }
 
 impl Connector {
+    /// The client in `slot`, made first if there is none.
+    async fn client_in(
+        &self,
+        slot: &mut Option<Pulsar<TokioExecutor>>,
+    ) -> BackendResult<Pulsar<TokioExecutor>> {
+        if let Some(client) = slot {
+            return Ok(client.clone());
+        }
+        let client = self.connect().await?;
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
     async fn connect(&self) -> BackendResult<Pulsar<TokioExecutor>> {
         let config = &self.config;
         let mut builder = Pulsar::builder(config.url.clone(), TokioExecutor)
@@ -340,14 +353,7 @@ impl PulsarTransport {
     /// [`PUBLISH_TIMEOUT`]).
     async fn publish_now(&self, messages: &[Message]) -> BackendResult<()> {
         let mut publishing = self.publishing.lock().await;
-        let client = match &publishing.client {
-            Some(client) => client.clone(),
-            None => {
-                let client = self.connector.connect().await?;
-                publishing.client = Some(client.clone());
-                client
-            }
-        };
+        let client = self.connector.client_in(&mut publishing.client).await?;
         let producers = &mut publishing.producers;
         let mut receipts = Vec::with_capacity(messages.len());
         let now = now_ms();
@@ -502,14 +508,7 @@ impl PulsarTransport {
         if let Some(s) = consuming.subscriptions.get(topic) {
             return Ok(s.clone());
         }
-        let client = match &consuming.client {
-            Some(client) => client.clone(),
-            None => {
-                let client = self.connector.connect().await?;
-                consuming.client = Some(client.clone());
-                client
-            }
-        };
+        let client = self.connector.client_in(&mut consuming.client).await?;
         let (name, sub_type) = match topic {
             Topic::Workflows => (WORKFLOW_SUBSCRIPTION, SubType::KeyShared),
             Topic::Tasks(_) => (SERVICE_SUBSCRIPTION, SubType::Shared),
