@@ -32,13 +32,19 @@ impl StateStore for SqliteBackend {
             let now = now_ms();
             for c in &commits {
                 let i = &c.instance;
-                let current: Option<i64> = tx
-                    .prepare_cached("SELECT events FROM instances WHERE id = ?1")
+                let current: Option<(i64, String)> = tx
+                    .prepare_cached("SELECT events, status FROM instances WHERE id = ?1")
                     .map_err(|e| error(path, e))?
-                    .query_row([&i.id], |r| r.get(0))
+                    .query_row([&i.id], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()
                     .map_err(|e| error(path, e))?;
-                match (c.create, current) {
+                // Most commits leave the status as it is: the update then sets only the columns
+                // that change, since SQLite rewrites the entries of every index on a column an
+                // update sets (two indexes on the status: two pages more in each commit).
+                let same_status = current
+                    .as_ref()
+                    .is_some_and(|(_, status)| status == i.status.as_str());
+                match (c.create, current.map(|(events, _)| events)) {
                     (true, None) => {
                         tx.prepare_cached(
                             "INSERT INTO instances (id, name, version, status, input, parent_id, parent_seq, events, created_at, updated_at)
@@ -82,10 +88,13 @@ impl StateStore for SqliteBackend {
                     idx += i64::try_from(inserted).unwrap_or(0);
                 }
                 drop(insert);
-                tx.prepare_cached(
+                tx.prepare_cached(if same_status {
+                    "UPDATE instances SET output = ?3, error = ?4, events = ?5, updated_at = ?6, version = ?7
+                     WHERE id = ?1 AND status = ?2"
+                } else {
                     "UPDATE instances SET status = ?2, output = ?3, error = ?4, events = ?5, updated_at = ?6, version = ?7
-                     WHERE id = ?1",
-                )
+                     WHERE id = ?1"
+                })
                 .map_err(|e| error(path, e))?
                 .execute(params![i.id, i.status.as_str(), i.output.as_ref().map(|o| o.to_string()), i.error, idx, now, i.version])
                 .map_err(|e| error(path, e))?;
