@@ -138,6 +138,13 @@ impl SqliteBackend {
             .map_err(|e| error(&path, e))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(|e| error(&path, e))?;
+        // The receives' `UPDATE ... RETURNING` (and their `GROUP BY`) fill a temporary table,
+        // which SQLite otherwise keeps in a file it opens at each statement: a receive of one
+        // message took 170 to 240 us, and 20 to 30 us in memory. The write connection's
+        // temporary tables are that small (a receive's rows, at most a batch); the operators'
+        // queries, whose sorts may be large, run on the read connection.
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(|e| error(&path, e))?;
         // Checkpoints run on the read connection's thread (see `SqliteBackend::stored`), not in
         // the commit that happens to fill the log.
         conn.pragma_update(None, "wal_autocheckpoint", 0)
