@@ -307,3 +307,102 @@ async fn without_a_workflow_subscription_a_result_is_stored_at_once() {
         ["i1/result/0"]
     );
 }
+
+/// A start of instance `id`, with its start message, as `Client::start` commits it.
+fn start_of(id: &str) -> Commit {
+    Commit {
+        instance: InstanceInfo::new(id, "w", json!(null), now_ms()),
+        create: true,
+        expected_events: 0,
+        events: Vec::new(),
+        messages: vec![Message {
+            id: format!("{id}/start"),
+            topic: Topic::Workflows,
+            key: id.to_owned(),
+            deliver_at: now_ms(),
+            body: MessageBody::Wake,
+        }],
+        acks: Vec::new(),
+        truncate_to: None,
+        queries: None,
+    }
+}
+
+#[tokio::test]
+async fn a_start_taken_in_this_process_returns_with_the_workers_first_commit() {
+    let options = SqliteOptions {
+        sync_within: Duration::from_secs(60),
+        ..SqliteOptions::default()
+    };
+    let (_dir, a, _b) = two(options);
+    let _subscribed = a.subscribe(&Topic::Workflows, 60_000, 8);
+    let starting = tokio::spawn({
+        let a = a.clone();
+        async move { a.commit(vec![start_of("i1")]).await }
+    });
+    // The worker of this process gets the start at once, and the instance is in the store,
+    // but the start waits for a commit that reaches the disk.
+    let got = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let got = a.receive(&Topic::Workflows, 10, 30_000).await.unwrap();
+            if !got.is_empty() {
+                return got;
+            }
+            a.wait(&Topic::Workflows, 100).await;
+        }
+    })
+    .await
+    .expect("the start reaches this process's worker");
+    assert_eq!(ids(&got), ["i1/start"]);
+    assert_eq!(count(&a, "SELECT COUNT(*) FROM instances"), 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !starting.is_finished(),
+        "the start returned before its sync"
+    );
+    // The worker's first commit waits for the disk: the start returns with it.
+    a.commit(vec![Commit {
+        create: false,
+        acks: vec![got[0].receipt.clone()],
+        messages: Vec::new(),
+        ..start_of("i1")
+    }])
+    .await
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), starting)
+        .await
+        .expect("the start returns once the worker's commit is on the disk")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_start_no_commit_follows_is_synced_by_the_database_thread() {
+    let options = SqliteOptions {
+        sync_within: Duration::from_millis(20),
+        ..SqliteOptions::default()
+    };
+    let (_dir, a, _b) = two(options);
+    let _subscribed = a.subscribe(&Topic::Workflows, 60_000, 8);
+    // No worker commits: the thread syncs the log itself.
+    tokio::time::timeout(Duration::from_secs(5), a.commit(vec![start_of("i1")]))
+        .await
+        .expect("the start returns without a later commit")
+        .unwrap();
+    assert_eq!(count(&a, "SELECT COUNT(*) FROM instances"), 1);
+}
+
+#[tokio::test]
+async fn a_start_no_worker_here_takes_waits_for_the_disk_itself() {
+    let options = SqliteOptions {
+        sync_within: Duration::from_secs(60),
+        ..SqliteOptions::default()
+    };
+    let (_dir, a, b) = two(options);
+    // Another process's worker takes it: nothing here would sync it for the start.
+    let _subscribed = b.subscribe(&Topic::Workflows, 60_000, 8);
+    tokio::time::timeout(Duration::from_secs(5), a.commit(vec![start_of("i1")]))
+        .await
+        .expect("a start no worker of this process takes commits as any other")
+        .unwrap();
+}

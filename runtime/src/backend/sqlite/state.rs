@@ -1,14 +1,16 @@
 //! The embedded backend's [`StateStore`]: instances, histories, query answers.
 
+use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::messages::{Stored, delete_receipts, insert_messages, store_settlements, topics};
-use super::{SqliteBackend, corrupt, delete_instances, error, read_instance};
+use super::{SqliteBackend, corrupt, delete_instances, error, read_instance, unsynced};
 use crate::backend::local::Local;
 use crate::backend::{
-    BackendError, BackendResult, Commit, InstanceInfo, StateStore, Status, stored_answers,
+    BackendError, BackendResult, Commit, InstanceInfo, Settlement, StateStore, Status, Topic,
+    stored_answers,
 };
 use crate::time::now_ms;
 use crate::workflow::HistoryEvent;
@@ -24,112 +26,45 @@ impl StateStore for SqliteBackend {
         let applied = Local::to_apply(&deferred);
         let announcer = self.announcer();
         let held_for = local.clone();
-        let committed = self.with_conn(move |conn, path| {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| error(path, e))?;
-            let mut stored = Stored::default();
-            let now = now_ms();
-            for c in &commits {
-                let i = &c.instance;
-                let current: Option<(i64, String)> = tx
-                    .prepare_cached("SELECT events, status FROM instances WHERE id = ?1")
-                    .map_err(|e| error(path, e))?
-                    .query_row([&i.id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-                    .map_err(|e| error(path, e))?;
-                // Most commits leave the status as it is: the update then sets only the columns
-                // that change, since SQLite rewrites the entries of every index on a column an
-                // update sets (two indexes on the status: two pages more in each commit).
-                let same_status = current
-                    .as_ref()
-                    .is_some_and(|(_, status)| status == i.status.as_str());
-                match (c.create, current.map(|(events, _)| events)) {
-                    (true, None) => {
-                        tx.prepare_cached(
-                            "INSERT INTO instances (id, name, version, status, input, parent_id, parent_seq, events, created_at, updated_at)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8)",
-                        )
-                        .map_err(|e| error(path, e))?
-                        .execute(params![
-                                i.id,
-                                i.name,
-                                i.version,
-                                i.status.as_str(),
-                                i.input.to_string(),
-                                i.parent.as_ref().map(|p| &p.0),
-                                i.parent.as_ref().map(|p| p.1),
-                                now
-                            ])
-                        .map_err(|e| error(path, e))?;
-                    }
-                    (false, Some(events)) if u64::try_from(events) == Ok(c.expected_events) => {}
-                    _ => return Err(BackendError::Conflict(i.id.clone())),
-                }
-                let mut idx = i64::try_from(c.expected_events).unwrap_or(i64::MAX);
-                if let Some(keep) = c.truncate_to {
-                    idx = i64::try_from(keep).unwrap_or(i64::MAX);
-                    tx.execute("DELETE FROM history WHERE instance_id = ?1 AND idx >= ?2", params![i.id, idx])
-                        .map_err(|e| error(path, e))?;
-                    // A new run (continued as new) has a new input.
-                    if keep == 0 {
-                        tx.execute("UPDATE instances SET input = ?2 WHERE id = ?1", params![i.id, i.input.to_string()])
-                            .map_err(|e| error(path, e))?;
-                    }
-                }
-                let mut insert = tx
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO history (instance_id, idx, event_id, at, event) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )
-                    .map_err(|e| error(path, e))?;
-                for (event_id, event) in &c.events {
-                    let json = serde_json::to_string(&event.event).map_err(|e| BackendError::Invalid(e.to_string()))?;
-                    let inserted = insert.execute(params![i.id, idx, event_id, event.at, json]).map_err(|e| error(path, e))?;
-                    idx += i64::try_from(inserted).unwrap_or(0);
-                }
-                drop(insert);
-                tx.prepare_cached(if same_status {
-                    "UPDATE instances SET output = ?3, error = ?4, events = ?5, updated_at = ?6, version = ?7
-                     WHERE id = ?1 AND status = ?2"
+        // A batch of starts that a workflow worker of this process takes as they are stored
+        // (see `backend/local.rs`) is committed without waiting for the disk, and the caller
+        // waits until the worker's first commit, which does, has put it on the disk too (see
+        // `Durability`): a start and the first step of its workflow then wait for the disk
+        // once, not twice. Nothing outside the process acts on a start before that commit.
+        let defer_sync = !commits.is_empty()
+            && commits.iter().all(|c| c.create)
+            && local.lease_for(&Topic::Workflows.name(), 0).is_some();
+        let committed = self
+            .inner
+            .conn
+            .call_with(move |conn, path, durability| {
+                let write =
+                    |conn: &mut Connection| write(conn, path, &commits, &applied, &held_for);
+                let stored = if defer_sync {
+                    unsynced(conn, path, write)?
                 } else {
-                    "UPDATE instances SET status = ?2, output = ?3, error = ?4, events = ?5, updated_at = ?6, version = ?7
-                     WHERE id = ?1"
-                })
-                .map_err(|e| error(path, e))?
-                .execute(params![i.id, i.status.as_str(), i.output.as_ref().map(|o| o.to_string()), i.error, idx, now, i.version])
-                .map_err(|e| error(path, e))?;
-                match stored_answers(c.queries.as_ref())? {
-                    None => {}
-                    Some(None) => {
-                        tx.execute("DELETE FROM query_answers WHERE instance_id = ?1", [&i.id])
-                            .map_err(|e| error(path, e))?;
-                    }
-                    Some(Some(answers)) => {
-                        tx.prepare_cached(
-                            "INSERT INTO query_answers (instance_id, events, at, answers) VALUES (?1, ?2, ?3, ?4)
-                             ON CONFLICT (instance_id) DO UPDATE SET events = ?2, at = ?3, answers = ?4",
-                        )
-                        .map_err(|e| error(path, e))?
-                        .execute(params![i.id, idx, now, answers])
-                        .map_err(|e| error(path, e))?;
-                    }
+                    let stored = write(conn)?;
+                    durability.synced();
+                    stored
+                };
+                if let Some(wake) = announcer {
+                    wake.announce(&stored.announced(), true);
                 }
-                insert_messages(&tx, path, &c.messages, &held_for, &mut stored)?;
-                delete_receipts(&tx, path, &c.acks)?;
-            }
-            store_settlements(&tx, path, &applied, &held_for, &mut stored)?;
-            tx.commit().map_err(|e| error(path, e))?;
-            if let Some(wake) = announcer {
-                wake.announce(&stored.announced(), true);
-            }
-            Ok(stored)
-        })
-        .await;
+                Ok((stored, defer_sync.then(|| durability.wait())))
+            })
+            .await;
         match committed {
-            Ok(stored) => {
+            Ok((stored, durable)) => {
                 self.stored(stored, &topics);
                 self.inner.waiters.changed.notify_waiters();
-                Ok(())
+                match durable {
+                    Some(durable) => durable.await.unwrap_or_else(|_| {
+                        Err(BackendError::Unavailable(
+                            "the database thread has stopped".to_owned(),
+                        ))
+                    }),
+                    None => Ok(()),
+                }
             }
             Err(err) => {
                 local.restore(deferred);
@@ -280,4 +215,119 @@ impl StateStore for SqliteBackend {
         })
         .await
     }
+}
+
+/// Writes `commits` in one transaction, with the deferred settlements `applied`, and says what
+/// it stored.
+fn write(
+    conn: &mut Connection,
+    path: &Path,
+    commits: &[Commit],
+    applied: &[Settlement],
+    held_for: &Local,
+) -> BackendResult<Stored> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| error(path, e))?;
+    let mut stored = Stored::default();
+    let now = now_ms();
+    for c in commits {
+        let i = &c.instance;
+        let current: Option<(i64, String)> = tx
+            .prepare_cached("SELECT events, status FROM instances WHERE id = ?1")
+            .map_err(|e| error(path, e))?
+            .query_row([&i.id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(|e| error(path, e))?;
+        // Most commits leave the status as it is: the update then sets only the columns
+        // that change, since SQLite rewrites the entries of every index on a column an
+        // update sets (two indexes on the status: two pages more in each commit).
+        let same_status = current
+            .as_ref()
+            .is_some_and(|(_, status)| status == i.status.as_str());
+        match (c.create, current.map(|(events, _)| events)) {
+            (true, None) => {
+                tx.prepare_cached(
+                    "INSERT INTO instances (id, name, version, status, input, parent_id, parent_seq, events, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8)",
+                )
+                .map_err(|e| error(path, e))?
+                .execute(params![
+                        i.id,
+                        i.name,
+                        i.version,
+                        i.status.as_str(),
+                        i.input.to_string(),
+                        i.parent.as_ref().map(|p| &p.0),
+                        i.parent.as_ref().map(|p| p.1),
+                        now
+                    ])
+                .map_err(|e| error(path, e))?;
+            }
+            (false, Some(events)) if u64::try_from(events) == Ok(c.expected_events) => {}
+            _ => return Err(BackendError::Conflict(i.id.clone())),
+        }
+        let mut idx = i64::try_from(c.expected_events).unwrap_or(i64::MAX);
+        if let Some(keep) = c.truncate_to {
+            idx = i64::try_from(keep).unwrap_or(i64::MAX);
+            tx.execute(
+                "DELETE FROM history WHERE instance_id = ?1 AND idx >= ?2",
+                params![i.id, idx],
+            )
+            .map_err(|e| error(path, e))?;
+            // A new run (continued as new) has a new input.
+            if keep == 0 {
+                tx.execute(
+                    "UPDATE instances SET input = ?2 WHERE id = ?1",
+                    params![i.id, i.input.to_string()],
+                )
+                .map_err(|e| error(path, e))?;
+            }
+        }
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO history (instance_id, idx, event_id, at, event) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(|e| error(path, e))?;
+        for (event_id, event) in &c.events {
+            let json = serde_json::to_string(&event.event)
+                .map_err(|e| BackendError::Invalid(e.to_string()))?;
+            let inserted = insert
+                .execute(params![i.id, idx, event_id, event.at, json])
+                .map_err(|e| error(path, e))?;
+            idx += i64::try_from(inserted).unwrap_or(0);
+        }
+        drop(insert);
+        tx.prepare_cached(if same_status {
+            "UPDATE instances SET output = ?3, error = ?4, events = ?5, updated_at = ?6, version = ?7
+             WHERE id = ?1 AND status = ?2"
+        } else {
+            "UPDATE instances SET status = ?2, output = ?3, error = ?4, events = ?5, updated_at = ?6, version = ?7
+             WHERE id = ?1"
+        })
+        .map_err(|e| error(path, e))?
+        .execute(params![i.id, i.status.as_str(), i.output.as_ref().map(|o| o.to_string()), i.error, idx, now, i.version])
+        .map_err(|e| error(path, e))?;
+        match stored_answers(c.queries.as_ref())? {
+            None => {}
+            Some(None) => {
+                tx.execute("DELETE FROM query_answers WHERE instance_id = ?1", [&i.id])
+                    .map_err(|e| error(path, e))?;
+            }
+            Some(Some(answers)) => {
+                tx.prepare_cached(
+                    "INSERT INTO query_answers (instance_id, events, at, answers) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (instance_id) DO UPDATE SET events = ?2, at = ?3, answers = ?4",
+                )
+                .map_err(|e| error(path, e))?
+                .execute(params![i.id, idx, now, answers])
+                .map_err(|e| error(path, e))?;
+            }
+        }
+        insert_messages(&tx, path, &c.messages, held_for, &mut stored)?;
+        delete_receipts(&tx, path, &c.acks)?;
+    }
+    store_settlements(&tx, path, applied, held_for, &mut stored)?;
+    tx.commit().map_err(|e| error(path, e))?;
+    Ok(stored)
 }

@@ -8,14 +8,98 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
+use tokio::sync::oneshot;
 
 use crate::backend::{BackendError, BackendResult};
 
 /// A call to run with the connection.
-type Job = Box<dyn FnOnce(&mut Connection, &Path) + Send>;
+type Job = Box<dyn FnOnce(&mut Connection, &Path, &mut Durability) + Send>;
+
+/// How long a commit made without waiting for the disk waits for a later commit that does
+/// (which puts it on the disk too) before the thread syncs the log for it.
+pub(super) const SYNC_WITHIN: Duration = Duration::from_millis(2);
+
+/// The callers of a connection's thread waiting until what they committed without waiting for
+/// the disk is on it.
+///
+/// In WAL mode every commit appends to the log, and a commit with `synchronous = FULL` syncs
+/// the whole log file: the commits before it, made with `NORMAL`, reach the disk with it. So a
+/// caller that must not return before its commit is durable, but whose commit another one is
+/// about to follow, commits with `NORMAL` and waits here ([`Durability::wait`]); the next
+/// commit that waits for the disk answers it ([`Durability::synced`]), or, when none comes
+/// within [`SYNC_WITHIN`], the thread syncs the log itself.
+pub(super) struct Durability {
+    waiting: Vec<oneshot::Sender<BackendResult<()>>>,
+    /// When the first of `waiting` began to wait.
+    since: Option<Instant>,
+    /// [`SYNC_WITHIN`], but in tests.
+    within: Duration,
+}
+
+impl Durability {
+    fn new(within: Duration) -> Self {
+        Self {
+            waiting: Vec::new(),
+            since: None,
+            within,
+        }
+    }
+
+    /// Registers a caller whose commit was made without waiting for the disk: the receiver is
+    /// answered once the log is synced.
+    pub(super) fn wait(&mut self) -> oneshot::Receiver<BackendResult<()>> {
+        let (answer, answered) = oneshot::channel();
+        self.waiting.push(answer);
+        self.since.get_or_insert_with(Instant::now);
+        answered
+    }
+
+    /// Says that a commit that waited for the disk succeeded: every earlier commit is on the
+    /// disk too.
+    pub(super) fn synced(&mut self) {
+        self.answer(None);
+    }
+
+    /// How long the thread may wait for a call before it syncs the log itself; none when no
+    /// one waits.
+    fn patience(&self) -> Option<Duration> {
+        self.since
+            .map(|since| self.within.saturating_sub(since.elapsed()))
+    }
+
+    /// Syncs the log of the database at `path` and answers the waiters.
+    fn sync(&mut self, path: &Path) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let mut log = path.as_os_str().to_owned();
+        log.push("-wal");
+        let failure = std::fs::File::open(&log)
+            .and_then(|file| file.sync_data())
+            .err()
+            .map(|e| {
+                format!(
+                    "cannot sync {} to the disk ({e}): the last commits may be lost to a power cut",
+                    Path::new(&log).display()
+                )
+            });
+        self.answer(failure.as_deref());
+    }
+
+    /// Answers every waiter: the log is on the disk, or `failure` says why not.
+    fn answer(&mut self, failure: Option<&str>) {
+        self.since = None;
+        for waiter in self.waiting.drain(..) {
+            let answer = failure.map_or(Ok(()), |f| Err(BackendError::Unavailable(f.to_owned())));
+            // A caller that stopped waiting is not told.
+            let _ = waiter.send(answer);
+        }
+    }
+}
 
 /// The queue of a connection's thread. The thread ends, closing the connection, when the last
 /// sender is dropped.
@@ -25,14 +109,35 @@ pub(super) struct ConnectionThread {
 }
 
 impl ConnectionThread {
-    /// Moves `conn` (on the database at `path`) to a new thread named after `role`.
-    pub(super) fn start(mut conn: Connection, path: PathBuf, role: &str) -> BackendResult<Self> {
+    /// Moves `conn` (on the database at `path`) to a new thread named after `role`; a commit
+    /// made without waiting for the disk waits `sync_within` for a later one that does.
+    pub(super) fn start(
+        mut conn: Connection,
+        path: PathBuf,
+        role: &str,
+        sync_within: Duration,
+    ) -> BackendResult<Self> {
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name(format!("codegen-sqlite-{role}"))
             .spawn(move || {
-                for job in queue {
-                    job(&mut conn, &path);
+                let mut durability = Durability::new(sync_within);
+                loop {
+                    let next = match durability.patience() {
+                        None => queue.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                        Some(left) => queue.recv_timeout(left),
+                    };
+                    match next {
+                        Ok(job) => job(&mut conn, &path, &mut durability),
+                        Err(RecvTimeoutError::Timeout) => durability.sync(&path),
+                        Err(RecvTimeoutError::Disconnected) => {
+                            durability.sync(&path);
+                            break;
+                        }
+                    }
+                    if durability.patience() == Some(Duration::ZERO) {
+                        durability.sync(&path);
+                    }
                 }
             })
             .map_err(|e| {
@@ -43,7 +148,7 @@ impl ConnectionThread {
 
     /// Queues `f` to the thread without waiting for it (a call that panics is logged).
     pub(super) fn submit(&self, f: impl FnOnce(&mut Connection, &Path) + Send + 'static) {
-        let job: Job = Box::new(move |conn, path| {
+        let job: Job = Box::new(move |conn, path, _| {
             if std::panic::catch_unwind(AssertUnwindSafe(|| f(conn, path))).is_err() {
                 tracing::error!("a database call panicked");
             }
@@ -59,9 +164,17 @@ impl ConnectionThread {
         &self,
         f: impl FnOnce(&mut Connection, &Path) -> BackendResult<T> + Send + 'static,
     ) -> BackendResult<T> {
-        let (answer, answered) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |conn, path| {
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(conn, path)));
+        self.call_with(move |conn, path, _| f(conn, path)).await
+    }
+
+    /// [`ConnectionThread::call`], with the thread's [`Durability`].
+    pub(super) async fn call_with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection, &Path, &mut Durability) -> BackendResult<T> + Send + 'static,
+    ) -> BackendResult<T> {
+        let (answer, answered) = oneshot::channel();
+        let job: Job = Box::new(move |conn, path, durability| {
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(conn, path, durability)));
             // The caller may have stopped waiting; the call ran all the same.
             let _ = answer.send(result);
         });
@@ -90,7 +203,7 @@ mod tests {
 
     fn thread() -> ConnectionThread {
         let conn = Connection::open_in_memory().unwrap();
-        ConnectionThread::start(conn, PathBuf::from(":memory:"), "test").unwrap()
+        ConnectionThread::start(conn, PathBuf::from(":memory:"), "test", SYNC_WITHIN).unwrap()
     }
 
     #[tokio::test]
@@ -135,5 +248,57 @@ mod tests {
         assert!(failed.to_string().contains("boom"), "{failed}");
         let after = db.call(|conn, _| Ok(conn.is_autocommit())).await.unwrap();
         assert!(after);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_is_answered_by_the_next_synced_commit() {
+        let conn = Connection::open_in_memory().unwrap();
+        let db = ConnectionThread::start(
+            conn,
+            PathBuf::from("/nowhere/x.db"),
+            "test",
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let durable = db
+            .call_with(|_, _, durability| Ok(durability.wait()))
+            .await
+            .unwrap();
+        tokio::pin!(durable);
+        // Nothing synced yet, and the thread's own sync is a minute away.
+        let early = tokio::time::timeout(Duration::from_millis(100), &mut durable).await;
+        assert!(early.is_err(), "answered before any sync: {early:?}");
+        db.call_with(|_, _, durability| {
+            durability.synced();
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(5), durable)
+            .await
+            .expect("the synced commit answers the waiter");
+        answer.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_log_that_cannot_be_synced_fails_its_waiters_naming_the_file() {
+        let conn = Connection::open_in_memory().unwrap();
+        let db = ConnectionThread::start(
+            conn,
+            PathBuf::from("/nowhere/x.db"),
+            "test",
+            Duration::from_millis(10),
+        )
+        .unwrap();
+        let durable = db
+            .call_with(|_, _, durability| Ok(durability.wait()))
+            .await
+            .unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(5), durable)
+            .await
+            .expect("the thread syncs the log itself when no commit comes");
+        let err = answer.unwrap().unwrap_err().to_string();
+        assert!(err.contains("/nowhere/x.db-wal"), "{err}");
+        assert!(err.contains("power cut"), "{err}");
     }
 }
