@@ -333,6 +333,83 @@ async fn several_workflow_workers_in_one_process_share_the_instances<B: Conforma
     env.stop().await;
 }
 
+/// A workflow worker that holds nothing of an instance (another process, a restart) and gets
+/// its start again, as after an acknowledgement lost with a crash: the start is a duplicate,
+/// and the instance goes on from where it was.
+async fn a_start_delivered_again_to_a_running_instance_is_a_duplicate<B: Conformant>(
+    store: Opened<B>,
+) {
+    use codegen_runtime::backend::MessageBody;
+    let env = env(store, workflows(), Arc::default());
+    env.client
+        .start("wait_signal", Some("dup"), &())
+        .await
+        .unwrap();
+    env.client.signal("dup", "go", &"a").await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !env
+        .client
+        .history("dup")
+        .await
+        .unwrap()
+        .events
+        .iter()
+        .any(|e| matches!(e.event, Event::SignalReceived { .. }))
+    {
+        assert!(Instant::now() < deadline, "the first signal was not taken");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let Env {
+        _guard: guard,
+        backend,
+        client,
+        stop,
+        workers,
+    } = env;
+    stop.send(true).unwrap();
+    for w in workers {
+        w.await.unwrap();
+    }
+    backend
+        .send(vec![Message {
+            id: "dup/start".into(),
+            topic: Topic::Workflows,
+            key: "dup".into(),
+            deliver_at: 0,
+            body: MessageBody::Start {
+                name: "wait_signal".into(),
+                input: serde_json::json!(null),
+                parent: None,
+                trace: None,
+                run_timeout_ms: None,
+            },
+        }])
+        .await
+        .unwrap();
+    let (stop, rx) = watch::channel(false);
+    let worker = WorkflowWorker::new(
+        backend.clone(),
+        workflows(),
+        WorkflowWorkerOptions {
+            idle_wait: Duration::from_millis(50),
+            ..Default::default()
+        },
+    );
+    let running = tokio::spawn(async move { worker.run(rx).await.unwrap() });
+    client.signal("dup", "go", &"b").await.unwrap();
+    assert_eq!(client.result::<String>("dup", WAIT).await.unwrap(), "a+b");
+    let history = client.history("dup").await.unwrap();
+    let starts = history
+        .events
+        .iter()
+        .filter(|e| matches!(e.event, Event::WorkflowStarted { .. }))
+        .count();
+    assert_eq!(starts, 1, "{:?}", history.events);
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    drop(guard);
+}
+
 async fn starting_twice_is_idempotent_with_the_same_input_only<B: Conformant>(store: Opened<B>) {
     let env = env(store, workflows(), Arc::default());
     env.client
@@ -907,6 +984,7 @@ backends::conformance!(
     status_queries_list_by_name_and_status_newest_first,
     a_three_step_workflow_completes_with_its_result_and_history,
     starting_twice_is_idempotent_with_the_same_input_only,
+    a_start_delivered_again_to_a_running_instance_is_a_duplicate,
     transient_failures_are_retried_with_one_task_id,
     a_permanent_failure_reaches_the_workflow_as_a_typed_error_and_the_dead_letter_list,
     an_operator_retry_of_a_dead_task_lets_the_failed_workflow_go_on,

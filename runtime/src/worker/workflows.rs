@@ -274,7 +274,10 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         // Kept to handle an instance again if another worker changed it meanwhile.
         let mut news: HashMap<String, Vec<Delivery>> = HashMap::with_capacity(count);
         for (id, deliveries) in by_instance {
-            match self.take_news(&id, deliveries.clone()).await? {
+            match self
+                .take_news(&id, deliveries.clone(), Trust::Start)
+                .await?
+            {
                 Some(step) => {
                     news.insert(id, deliveries);
                     steps.push(step);
@@ -365,7 +368,7 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
     /// The step one instance's news makes, replayed; `None` for news of an instance that does
     /// not exist.
     async fn handle(&self, id: &str, deliveries: Vec<Delivery>) -> BackendResult<Option<Step>> {
-        let Some(step) = self.take_news(id, deliveries).await? else {
+        let Some(step) = self.take_news(id, deliveries, Trust::Store).await? else {
             return Ok(None);
         };
         let mut steps = vec![step];
@@ -374,8 +377,15 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
     }
 
     /// Reads instance `id` and takes its news into a commit; `None` for news of an instance
-    /// that does not exist.
-    async fn take_news(&self, id: &str, deliveries: Vec<Delivery>) -> BackendResult<Option<Step>> {
+    /// that does not exist. With [`Trust::Start`], the news of an instance this worker holds
+    /// nothing of that begins with its start is taken as news of an instance that has no
+    /// history yet, without reading the store (see [`unread`]).
+    async fn take_news(
+        &self,
+        id: &str,
+        deliveries: Vec<Delivery>,
+        trust: Trust,
+    ) -> BackendResult<Option<Step>> {
         // A client wrote to the history: what this worker remembers of it is behind.
         if deliveries
             .iter()
@@ -386,7 +396,13 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(id);
         }
-        let (info, mut events, mut replayed) = self.load(id).await?;
+        let (info, mut events, mut replayed) = match self.cached(id) {
+            Some(cached) => (Some(cached.info), cached.history, cached.replayed),
+            None => match unread(id, &deliveries).filter(|_| trust == Trust::Start) {
+                Some(info) => (info, Vec::new(), None),
+                None => self.load(id).await?,
+            },
+        };
         let now = events
             .last()
             .map_or(i64::MIN, |(_, e)| e.at.saturating_add(1))
@@ -464,15 +480,12 @@ impl<B: StateStore + MessageQueue> WorkflowWorker<B> {
         }))
     }
 
-    /// The instance and its history, from what this worker committed last or else from the
-    /// backend; none and empty for an instance that does not exist.
+    /// The instance and its history, from the backend; none and empty for an instance that
+    /// does not exist.
     async fn load(
         &self,
         id: &str,
     ) -> BackendResult<(Option<InstanceInfo>, History, Option<usize>)> {
-        if let Some(cached) = self.cached(id) {
-            return Ok((Some(cached.info), cached.history, cached.replayed));
-        }
         let info = self.backend.instance(id).await?;
         let history = match &info {
             Some(_) => self.backend.history(id).await?,
@@ -901,6 +914,35 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// Where [`WorkflowWorker::take_news`] may take an instance's state from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    /// From news that begins with the instance's start (see [`unread`]), else the store.
+    Start,
+    /// From the store: another worker changed the instance meanwhile.
+    Store,
+}
+
+/// The state of an instance whose news `deliveries` begin with its start, as it stands before
+/// that start is taken: what `Client::start` stored (the instance, running, without history)
+/// for a start without a parent; nothing for a child's start, which a parent's commit only
+/// sends, and whose instance the child's first commit creates. `None` when the news has no
+/// start. A start redelivered to an instance that has begun meanwhile makes the commit
+/// conflict (it expects no events, or creates an instance that exists), and the news is taken
+/// again from the store: a round trip to the store saved for each new instance, at the cost of
+/// a second try for a duplicate.
+fn unread(id: &str, deliveries: &[Delivery]) -> Option<Option<InstanceInfo>> {
+    match &deliveries.first()?.message.body {
+        MessageBody::Start { parent: None, .. } => {
+            Some(Some(InstanceInfo::new(id, "", Value::Null, now_ms())))
+        }
+        MessageBody::Start {
+            parent: Some(_), ..
+        } => Some(None),
+        _ => None,
     }
 }
 
