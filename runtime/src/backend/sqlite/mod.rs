@@ -53,6 +53,9 @@ struct Inner {
     restart_log_frames: i64,
 }
 
+/// Prepared statements each connection keeps (rusqlite keeps 16 by default).
+const STATEMENTS_KEPT: usize = 64;
+
 /// Commits between two checkpoints of the log into the database file (each commit writes a few
 /// pages; SQLite's own default is a checkpoint per 1,000 pages).
 const CHECKPOINT_EVERY: u32 = 100;
@@ -159,6 +162,10 @@ impl SqliteBackend {
         // queries, whose sorts may be large, run on the read connection.
         conn.pragma_update(None, "temp_store", "MEMORY")
             .map_err(|e| error(&path, e))?;
+        // Each statement a connection runs is parsed once and kept: the write connection runs
+        // more than 16 different ones (commits, receives, settlements, flow control), rusqlite's
+        // default number kept, and parsed some of them again at each use.
+        conn.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
         // Checkpoints run on the read connection's thread (see `SqliteBackend::stored`), not in
         // the commit that happens to fill the log.
         conn.pragma_update(None, "wal_autocheckpoint", 0)
@@ -184,6 +191,7 @@ impl SqliteBackend {
         reader
             .busy_handler(Some(busy_handler()))
             .map_err(|e| error(&path, e))?;
+        reader.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
         let waiters = Arc::new(Waiters::default());
         let local = Arc::new(Local::new(options.patience()));
         let heard = local.clone();

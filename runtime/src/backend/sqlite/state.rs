@@ -96,10 +96,11 @@ impl StateStore for SqliteBackend {
         let id = id.to_owned();
         self.with_reader(move |conn, path| {
             let found = conn
-                .query_row("SELECT * FROM instances WHERE id = ?1", [&id], |row| {
-                    read_instance(row, path)
+                .prepare_cached("SELECT * FROM instances WHERE id = ?1")
+                .and_then(|mut stmt| {
+                    stmt.query_row([&id], |row| read_instance(row, path))
+                        .optional()
                 })
-                .optional()
                 .map_err(|e| error(path, e))?;
             found.transpose()
         })
@@ -311,7 +312,8 @@ fn write(
         match stored_answers(c.queries.as_ref())? {
             None => {}
             Some(None) => {
-                tx.execute("DELETE FROM query_answers WHERE instance_id = ?1", [&i.id])
+                tx.prepare_cached("DELETE FROM query_answers WHERE instance_id = ?1")
+                    .and_then(|mut stmt| stmt.execute([&i.id]))
                     .map_err(|e| error(path, e))?;
             }
             Some(Some(answers)) => {
