@@ -406,3 +406,24 @@ async fn a_start_no_worker_here_takes_waits_for_the_disk_itself() {
         .expect("a start no worker of this process takes commits as any other")
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_start_on_a_database_opened_through_a_link_is_synced_where_its_log_is() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let file = dir.path().join("data").join("real.db");
+    let link = dir.path().join("link.db");
+    std::fs::File::create(&file).unwrap();
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    let options = SqliteOptions {
+        sync_within: Duration::from_millis(20),
+        ..SqliteOptions::default()
+    };
+    let a = SqliteBackend::open_with(&link, options).unwrap();
+    let _subscribed = a.subscribe(&Topic::Workflows, 60_000, 8);
+    // No worker commits: the thread syncs the log itself, wherever SQLite keeps it.
+    tokio::time::timeout(Duration::from_secs(5), a.commit(vec![start_of("i1")]))
+        .await
+        .expect("the start returns without a later commit")
+        .unwrap();
+}

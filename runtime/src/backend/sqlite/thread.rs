@@ -71,12 +71,17 @@ impl Durability {
             .map(|since| self.within.saturating_sub(since.elapsed()))
     }
 
-    /// Syncs the log of the database at `path` and answers the waiters.
-    fn sync(&mut self, path: &Path) {
+    /// Syncs the log of `conn`'s database (opened as `path`) and answers the waiters.
+    fn sync(&mut self, conn: &Connection, path: &Path) {
         if self.waiting.is_empty() {
             return;
         }
-        let mut log = path.as_os_str().to_owned();
+        // The log is beside the file SQLite opened, which is not beside `path` when that is a
+        // link.
+        let mut log = match conn.path() {
+            Some(file) if !file.is_empty() => std::ffi::OsString::from(file),
+            _ => path.as_os_str().to_owned(),
+        };
         log.push("-wal");
         let failure = std::fs::File::open(&log)
             .and_then(|file| file.sync_data())
@@ -129,14 +134,14 @@ impl ConnectionThread {
                     };
                     match next {
                         Ok(job) => job(&mut conn, &path, &mut durability),
-                        Err(RecvTimeoutError::Timeout) => durability.sync(&path),
+                        Err(RecvTimeoutError::Timeout) => durability.sync(&conn, &path),
                         Err(RecvTimeoutError::Disconnected) => {
-                            durability.sync(&path);
+                            durability.sync(&conn, &path);
                             break;
                         }
                     }
                     if durability.patience() == Some(Duration::ZERO) {
-                        durability.sync(&path);
+                        durability.sync(&conn, &path);
                     }
                 }
             })
