@@ -201,7 +201,13 @@ impl SqliteBackend {
                 Some(topic) => heard.mark_dirty(topic),
                 None => heard.mark_all_dirty(),
             };
-            match Wake::start(&path, waiters.clone(), heard) {
+            // Beside the file SQLite opened, which resolves links: processes that name the
+            // file differently share the folder.
+            let file = conn
+                .path()
+                .filter(|file| !file.is_empty())
+                .map_or_else(|| path.clone(), PathBuf::from);
+            match Wake::start(&file, waiters.clone(), heard) {
                 Ok(wake) => Some(Arc::new(wake)),
                 Err(message) => {
                     tracing::warn!(%message, "other processes on this database will be seen when a wait runs out");

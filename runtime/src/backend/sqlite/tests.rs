@@ -43,6 +43,26 @@ async fn a_message_sent_by_another_backend_on_the_file_ends_a_long_wait() {
 }
 
 #[tokio::test]
+async fn backends_that_open_one_file_by_different_paths_wake_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let file = dir.path().join("data").join("real.db");
+    let link = dir.path().join("link.db");
+    std::fs::File::create(&file).unwrap();
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    let a = SqliteBackend::open(&link).unwrap();
+    let b = SqliteBackend::open(&file).unwrap();
+    let topic = Topic::Tasks("billing".to_owned());
+    let waiting = tokio::spawn(async move { b.wait(&topic, 60_000).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.send(vec![task("t1")]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the wait was not woken by the backend that opened the file through a link")
+        .unwrap();
+}
+
+#[tokio::test]
 async fn a_message_for_another_topic_does_not_end_a_wait() {
     let (_dir, a, b) = two(SqliteOptions::default());
     let waiting =
