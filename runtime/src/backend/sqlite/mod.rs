@@ -79,7 +79,7 @@ pub struct SqliteOptions {
     /// The log's length in frames past which it is restarted (tests shorten it).
     #[cfg(test)]
     pub(super) restart_log_frames: i64,
-    /// How long a start waits for a later commit to sync it (tests lengthen it).
+    /// How long a start waits for a later commit to sync it (tests change it).
     #[cfg(test)]
     pub(super) sync_within: Duration,
 }
