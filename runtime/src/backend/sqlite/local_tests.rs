@@ -409,12 +409,7 @@ async fn a_start_no_worker_here_takes_waits_for_the_disk_itself() {
 
 #[tokio::test]
 async fn a_start_on_a_database_opened_through_a_link_is_synced_where_its_log_is() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("data")).unwrap();
-    let file = dir.path().join("data").join("real.db");
-    let link = dir.path().join("link.db");
-    std::fs::File::create(&file).unwrap();
-    std::os::unix::fs::symlink(&file, &link).unwrap();
+    let (_dir, _file, link) = super::tests::file_and_link();
     let options = SqliteOptions {
         sync_within: Duration::from_millis(20),
         ..SqliteOptions::default()

@@ -16,6 +16,17 @@ fn task(id: &str) -> Message {
     }
 }
 
+/// An empty database file in a folder of its own, and a link to it from outside that folder.
+pub(super) fn file_and_link() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let file = dir.path().join("data").join("real.db");
+    let link = dir.path().join("link.db");
+    std::fs::File::create(&file).unwrap();
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    (dir, file, link)
+}
+
 /// Two backends on one file know nothing of each other but the file and its wake-up
 /// folder, as two processes would.
 fn two(options: SqliteOptions) -> (tempfile::TempDir, SqliteBackend, SqliteBackend) {
@@ -44,12 +55,7 @@ async fn a_message_sent_by_another_backend_on_the_file_ends_a_long_wait() {
 
 #[tokio::test]
 async fn backends_that_open_one_file_by_different_paths_wake_each_other() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("data")).unwrap();
-    let file = dir.path().join("data").join("real.db");
-    let link = dir.path().join("link.db");
-    std::fs::File::create(&file).unwrap();
-    std::os::unix::fs::symlink(&file, &link).unwrap();
+    let (_dir, file, link) = file_and_link();
     let a = SqliteBackend::open(&link).unwrap();
     let b = SqliteBackend::open(&file).unwrap();
     let topic = Topic::Tasks("billing".to_owned());

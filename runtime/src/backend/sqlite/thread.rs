@@ -255,20 +255,22 @@ mod tests {
         assert!(after);
     }
 
-    #[tokio::test]
-    async fn a_waiter_is_answered_by_the_next_synced_commit() {
+    /// A thread on a database whose log is nowhere, syncing after `within`, and a caller that
+    /// waits for its sync.
+    async fn waiting(within: Duration) -> (ConnectionThread, oneshot::Receiver<BackendResult<()>>) {
         let conn = Connection::open_in_memory().unwrap();
-        let db = ConnectionThread::start(
-            conn,
-            PathBuf::from("/nowhere/x.db"),
-            "test",
-            Duration::from_secs(60),
-        )
-        .unwrap();
+        let db =
+            ConnectionThread::start(conn, PathBuf::from("/nowhere/x.db"), "test", within).unwrap();
         let durable = db
             .call_with(|_, _, durability| Ok(durability.wait()))
             .await
             .unwrap();
+        (db, durable)
+    }
+
+    #[tokio::test]
+    async fn a_waiter_is_answered_by_the_next_synced_commit() {
+        let (db, durable) = waiting(Duration::from_secs(60)).await;
         tokio::pin!(durable);
         // Nothing synced yet, and the thread's own sync is a minute away.
         let early = tokio::time::timeout(Duration::from_millis(100), &mut durable).await;
@@ -287,18 +289,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_log_that_cannot_be_synced_fails_its_waiters_naming_the_file() {
-        let conn = Connection::open_in_memory().unwrap();
-        let db = ConnectionThread::start(
-            conn,
-            PathBuf::from("/nowhere/x.db"),
-            "test",
-            Duration::from_millis(10),
-        )
-        .unwrap();
-        let durable = db
-            .call_with(|_, _, durability| Ok(durability.wait()))
-            .await
-            .unwrap();
+        let (_db, durable) = waiting(Duration::from_millis(10)).await;
         let answer = tokio::time::timeout(Duration::from_secs(5), durable)
             .await
             .expect("the thread syncs the log itself when no commit comes");
