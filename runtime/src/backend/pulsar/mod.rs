@@ -7,7 +7,11 @@
 //!   the service's workers share them.
 //!
 //! Timers and retry delays are Pulsar's delayed delivery (`deliver_at_time`, which the broker
-//! honours on Shared and Key_Shared subscriptions; `delayedDeliveryEnabled` must be on). A
+//! honours on Shared and Key_Shared subscriptions; `delayedDeliveryEnabled` must be on). The
+//! broker may deliver a message up to its delivery tick early (`delayedDeliveryTickTimeMillis`,
+//! unless `isDelayedDeliveryDeliverAtTimeStrict`): a retry 20 ms away, under a tick of 100 ms,
+//! comes at once. So a message that comes before its time is held here, unacknowledged, until
+//! it is due (see [`Incoming`]). A
 //! delivery not acknowledged within its lease is sent again (the consumer's unacknowledged
 //! message redelivery). Both subscriptions start at the earliest message, so what was sent
 //! before the first worker subscribed is kept.
@@ -131,6 +135,41 @@ struct Incoming {
     rx: mpsc::Receiver<Result<PulsarMessage, String>>,
     /// Messages received by `wait` and not yet handed out.
     buffered: VecDeque<PulsarMessage>,
+    /// Messages the broker delivered before their time, with it: handed out once due.
+    early: Vec<(i64, PulsarMessage)>,
+}
+
+impl Incoming {
+    /// Takes `m` to hand out, or holds it when it came before its time.
+    fn arrived(&mut self, m: PulsarMessage, now: i64) -> Option<PulsarMessage> {
+        match m.payload.metadata.deliver_at_time {
+            Some(at) if at > now => {
+                self.early.push((at, m));
+                None
+            }
+            _ => Some(m),
+        }
+    }
+
+    /// Moves the held messages that are due now to the front of `buffered`, oldest first.
+    fn release_due(&mut self, now: i64) {
+        if self.early.iter().all(|(at, _)| *at > now) {
+            return;
+        }
+        let (mut due, held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.early = held;
+        due.sort_by_key(|(at, _)| *at);
+        for (_, m) in due.into_iter().rev() {
+            self.buffered.push_front(m);
+        }
+    }
+
+    /// When the first held message is due.
+    fn next_due(&self) -> Option<i64> {
+        self.early.iter().map(|(at, _)| *at).min()
+    }
 }
 
 impl Drop for Subscription {
@@ -559,6 +598,7 @@ impl PulsarTransport {
             incoming: Mutex::new(Incoming {
                 rx,
                 buffered: VecDeque::new(),
+                early: Vec::new(),
             }),
             acks,
             pump: tokio::spawn(pump(consumer, full, tx, ack_rx)),
@@ -687,12 +727,17 @@ impl Transport for PulsarTransport {
     ) -> BackendResult<Vec<Received>> {
         let sub = self.subscription(topic, lease_ms).await?;
         let mut incoming = sub.incoming.lock().await;
+        let now = now_ms();
+        incoming.release_due(now);
         let mut out = Vec::new();
         while out.len() < max {
             let next = match incoming.buffered.pop_front() {
                 Some(m) => m,
                 None => match incoming.rx.try_recv() {
-                    Ok(Ok(m)) => m,
+                    Ok(Ok(m)) => match incoming.arrived(m, now) {
+                        Some(m) => m,
+                        None => continue,
+                    },
                     Ok(Err(e)) => {
                         drop(incoming);
                         // The consumer failed: subscribe anew on the next call.
@@ -748,17 +793,36 @@ impl Transport for PulsarTransport {
             return;
         };
         let mut incoming = sub.incoming.lock().await;
-        if !incoming.buffered.is_empty() {
-            return;
-        }
-        match tokio::time::timeout(wait, incoming.rx.recv()).await {
-            Ok(Some(Ok(m))) => incoming.buffered.push_back(m),
-            Ok(Some(Err(err))) => {
-                tracing::warn!(%err, "the Pulsar consumer failed; subscribing again");
-                drop(incoming);
-                self.unsubscribe(topic).await;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let now = now_ms();
+            incoming.release_due(now);
+            if !incoming.buffered.is_empty() {
+                return;
             }
-            Ok(None) | Err(_) => {}
+            // Until the first held message is due, at the latest.
+            let until = incoming.next_due().map_or(deadline, |at| {
+                let ms = u64::try_from(at - now).unwrap_or(0);
+                deadline.min(tokio::time::Instant::now() + Duration::from_millis(ms))
+            });
+            match tokio::time::timeout_at(until, incoming.rx.recv()).await {
+                Ok(Some(Ok(m))) => {
+                    if let Some(m) = incoming.arrived(m, now_ms()) {
+                        incoming.buffered.push_back(m);
+                        return;
+                    }
+                }
+                Ok(Some(Err(err))) => {
+                    tracing::warn!(%err, "the Pulsar consumer failed; subscribing again");
+                    drop(incoming);
+                    self.unsubscribe(topic).await;
+                    return;
+                }
+                Ok(None) => return,
+                Err(_) if until >= deadline => return,
+                // A held message is due.
+                Err(_) => {}
+            }
         }
     }
 }
