@@ -201,13 +201,9 @@ impl SqliteBackend {
                 Some(topic) => heard.mark_dirty(topic),
                 None => heard.mark_all_dirty(),
             };
-            // Beside the file SQLite opened, which resolves links: processes that name the
-            // file differently share the folder.
-            let file = conn
-                .path()
-                .filter(|file| !file.is_empty())
-                .map_or_else(|| path.clone(), PathBuf::from);
-            match Wake::start(&file, waiters.clone(), heard) {
+            // Beside the file SQLite opened: processes that name the file differently share
+            // the folder.
+            match Wake::start(&opened_file(&conn, &path), waiters.clone(), heard) {
                 Ok(wake) => Some(Arc::new(wake)),
                 Err(message) => {
                     tracing::warn!(%message, "other processes on this database will be seen when a wait runs out");
@@ -397,6 +393,14 @@ impl SqliteBackend {
     ) -> BackendResult<T> {
         self.inner.conn.call(f).await
     }
+}
+
+/// The file SQLite opened for `conn`, which was opened as `path`: links resolved, so the log
+/// and anything else kept beside the database are found beside it.
+pub(super) fn opened_file(conn: &Connection, path: &Path) -> PathBuf {
+    conn.path()
+        .filter(|file| !file.is_empty())
+        .map_or_else(|| path.to_owned(), PathBuf::from)
 }
 
 /// Runs `f` with commits that do not wait for the disk (`synchronous = NORMAL`), for writes

@@ -76,12 +76,8 @@ impl Durability {
         if self.waiting.is_empty() {
             return;
         }
-        // The log is beside the file SQLite opened, which is not beside `path` when that is a
-        // link.
-        let mut log = match conn.path() {
-            Some(file) if !file.is_empty() => std::ffi::OsString::from(file),
-            _ => path.as_os_str().to_owned(),
-        };
+        // Beside the file SQLite opened, which is not beside `path` when that is a link.
+        let mut log = super::opened_file(conn, path).into_os_string();
         log.push("-wal");
         let failure = std::fs::File::open(&log)
             .and_then(|file| file.sync_data())
